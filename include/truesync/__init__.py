@@ -1,0 +1,1 @@
+"""truesync: keep every change in sync between business systems, and say what is wrong."""

@@ -1,0 +1,223 @@
+"""The ``truesync`` command: check configuration, seed the sandbox, run, report, triage.
+
+Every sub-command works on the same store and configuration the DAGs use, located by
+``TRUESYNC_STATE_DIR`` / ``TRUESYNC_CONFIG_DIR`` and the ``truesync_store`` connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from truesync import sandbox
+from truesync.config import ConfigError, load_config
+from truesync.connections import ConnectionNotFound
+from truesync.connectors import ConfigurationProblem, SystemUnavailable
+from truesync.paths import state_dir
+from truesync.report import report_path
+from truesync.runner import run_flow
+from truesync.store import Store, queue, runs
+from truesync.window import Window
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ConnectionNotFound, ConfigurationProblem, SystemUnavailable, LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="truesync", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    config = sub.add_parser("config", help="configuration").add_subparsers(required=True, metavar="ACTION")
+    check = config.add_parser("check", help="validate the YAML configuration")
+    check.add_argument("--dir", help="configuration directory (default: TRUESYNC_CONFIG_DIR or include/config)")
+    check.set_defaults(handler=_config_check)
+    _sandbox_parser(sub)
+    _run_parser(sub)
+    _report_parsers(sub)
+    _exceptions_parser(sub)
+    return parser
+
+
+def _sandbox_parser(sub: Any) -> None:
+    box = sub.add_parser("sandbox", help="demo systems").add_subparsers(required=True, metavar="ACTION")
+    init = box.add_parser("init", help="create the sandbox systems with drift and ground-truth labels")
+    init.add_argument("--scale", type=int, default=1000, help="number of customers (100 to 1,000,000)")
+    init.add_argument("--seed", type=int, default=7)
+    init.add_argument("--start", type=date.fromisoformat, default=sandbox.DEMO_START, help="first demo day")
+    init.add_argument("--days", type=int, default=sandbox.DEMO_DAYS)
+    init.set_defaults(handler=_sandbox_init)
+
+
+def _run_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="run one flow now for a window, outside Airflow")
+    run.add_argument("flow")
+    run.add_argument("--start", type=datetime.fromisoformat, required=True, help="window start (UTC)")
+    run.add_argument("--end", type=datetime.fromisoformat, required=True, help="window end (UTC, exclusive)")
+    run.add_argument("--dry-run", action="store_true", help="extract, classify and report; write nothing")
+    run.add_argument("--run-id", help="defaults to manual__<start>")
+    run.set_defaults(handler=_run)
+
+
+def _report_parsers(sub: Any) -> None:
+    report = sub.add_parser("report", help="print a run report")
+    report.add_argument("--flow")
+    report.add_argument("--run", help="run id (default: the latest run)")
+    report.add_argument("--json", action="store_true", help="the JSON document instead of a table")
+    report.add_argument("--open", action="store_true", help="print the path of the report file")
+    report.set_defaults(handler=_report)
+    summary = sub.add_parser("summary", help="counts per flow x entity x class over recent runs")
+    summary.add_argument("--runs", type=int, default=1000, help="how many recent runs per flow")
+    summary.set_defaults(handler=_summary)
+
+
+def _exceptions_parser(sub: Any) -> None:
+    exc = sub.add_parser("exceptions", help="the exception queue").add_subparsers(required=True, metavar="ACTION")
+    listing = exc.add_parser("list", help="list exceptions, newest first")
+    for name in ("flow", "entity", "class", "status"):
+        listing.add_argument(f"--{name}")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_exceptions_list)
+    show = exc.add_parser("show", help="one exception in full")
+    show.add_argument("id", type=int)
+    show.set_defaults(handler=_exceptions_show)
+    retry = exc.add_parser("retry", help="send exceptions back to be retried by the next run")
+    retry.add_argument("ids", type=int, nargs="+")
+    retry.set_defaults(handler=_decide("retrying", default_reason="sent back for retry"))
+    for action, status in (("resolve", "resolved"), ("ignore", "ignored")):
+        cmd = exc.add_parser(action, help=f"mark an exception {status}")
+        cmd.add_argument("ids", type=int, nargs="+")
+        cmd.add_argument("--reason", required=True)
+        cmd.set_defaults(handler=_decide(status))
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.dir)
+    print(f"configuration OK: {config.directory}")
+    print(f"  systems:  {', '.join(config.systems)}")
+    print(f"  entities: {' -> '.join(config.load_order())}")
+    for name, flow in config.flows.items():
+        print(f"  flow {name}: {flow.source} -> {flow.target} [{', '.join(config.load_order(flow.entities))}]")
+    return 0
+
+
+def _sandbox_init(args: argparse.Namespace) -> int:
+    if not 1 <= args.scale <= 10_000_000:
+        raise ValueError("--scale must be between 1 and 10,000,000")
+    config = load_config()
+    rows = sandbox.build(args.scale, args.seed, args.start, args.days)
+    labels = state_dir() / "sandbox" / "labels.csv"
+    counts = sandbox.write(rows, sandbox.system_urls(config), labels)
+    for table, n in counts.items():
+        print(f"  {table:<24} {n:>10,} rows")
+    print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config()
+    if args.flow not in config.flows:
+        raise LookupError(f"unknown flow '{args.flow}'")
+    run_id = args.run_id or f"{args.flow}:manual__{args.start.isoformat()}"
+    report = run_flow(config, Store(), args.flow, run_id, Window(args.start, args.end), args.dry_run)
+    _print_report(report)
+    return 0 if report["status"] == "success" else EXIT_FAILED
+
+
+def _report(args: argparse.Namespace) -> int:
+    store = Store()
+    run = runs.get(store, args.run) if args.run else next(iter(runs.latest(store, args.flow)), None)
+    if run is None or not run["report"]:
+        raise LookupError("no finished run found" + (f" for flow '{args.flow}'" if args.flow else ""))
+    report = json.loads(run["report"])
+    if args.open:
+        print(report_path(run["flow"], run["run_id"]))
+    elif args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    window = report.get("window", {})
+    dry = " (dry run: nothing written)" if report.get("dry_run") else ""
+    print(f"run {report['run_id']}  flow {report.get('flow')}  {report['status']}{dry}")
+    print(f"window [{window.get('start')}, {window.get('end')})")
+    header = ("entity", "extracted", "created", "updated", "unchanged", "quarantined", "overdue")
+    print("  ".join(f"{h:>11}" for h in header))
+    for entity, body in report.get("entities", {}).items():
+        o = body["outcomes"]
+        cells = (entity, body["extracted"], o["created"], o["updated"], o["unchanged"], o["quarantined"], body["overdue"])
+        print("  ".join(f"{c:>11}" for c in cells))
+    if report.get("path"):
+        print(f"report: {report['path']}")
+
+
+def _summary(args: argparse.Namespace) -> int:
+    store, config = Store(), load_config()
+    classes = ("in_sync", "missing", "delayed", "overwritten", "mismatched", "invalid")
+    print(f"{'flow':<18}{'entity':<12}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
+    for flow in config.flows:
+        totals: dict[str, dict[str, int]] = {}
+        for run in runs.latest(store, flow, args.runs):
+            for entity, counts in runs.entity_counts(store, run["run_id"]).items():
+                bucket = totals.setdefault(entity, {})
+                for name in (*classes, "overdue", "quarantined"):
+                    bucket[name] = bucket.get(name, 0) + int(counts.get(name, 0))
+        for entity in config.load_order(config.flows[flow].entities):
+            row = totals.get(entity, {})
+            cells = (row.get(c, 0) for c in (*classes, "overdue", "quarantined"))
+            print(f"{flow:<18}{entity:<12}" + "".join(f"{n:>12,}" for n in cells))
+    print(f"reports: {state_dir() / 'reports'}")
+    return 0
+
+
+def _exceptions_list(args: argparse.Namespace) -> int:
+    rows = queue.list_exceptions(
+        Store(), flow=args.flow, entity=args.entity, **{"class": getattr(args, "class")}, status=args.status
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'id':>6}  {'status':<9} {'flow':<16} {'entity':<11} {'key':<14} {'class':<11} {'check':<15} reason")
+    for r in rows:
+        print(
+            f"{r['id']:>6}  {r['status']:<9} {r['flow']:<16} {r['entity']:<11} {r['key'][:14]:<14} "
+            f"{r['class']:<11} {r['check_name']:<15} {r['reason']}"
+        )
+    print(f"{len(rows)} exception(s)")
+    return 0
+
+
+def _exceptions_show(args: argparse.Namespace) -> int:
+    print(json.dumps(queue.get(Store(), args.id), indent=2, default=str))
+    return 0
+
+
+def _decide(status: str, default_reason: str = "") -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        reason = getattr(args, "reason", None) or default_reason
+        changed = queue.set_status(Store(), args.ids, status, reason)
+        print(f"{changed} exception(s) marked {status}")
+        return 0
+
+    return handler
+
+
+if __name__ == "__main__":
+    sys.exit(main())

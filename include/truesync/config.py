@@ -1,0 +1,328 @@
+"""Load and validate the version-controlled YAML configuration.
+
+Four files under the configuration directory describe everything truesync does:
+``systems.yaml``, ``entities.yaml``, ``mappings.yaml`` and ``flows.yaml``. They are
+validated with pydantic on load, then cross-checked (references, cycles, ownership),
+so a bad file stops everything before a single record moves. Every error names the
+file, the path inside the document and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from truesync.paths import config_dir
+
+FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
+SHARED = "shared"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, located by file and path inside the document."""
+
+    def __init__(self, file: str, path: str, problem: str) -> None:
+        self.file, self.path, self.problem = file, path, problem
+        super().__init__(f"{file}: {path or '<document>'}: {problem}")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a duration such as 30m, 2h or 1d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"'{value}' is not a valid name (letters, digits, underscore)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SystemConfig(_Strict):
+    """One business application. Credentials live in the Airflow connection, not here."""
+
+    kind: Literal["sql"]
+    connection: str = Field(description="Airflow connection id holding the URL and credentials")
+    description: str = ""
+
+
+class FieldSpec(_Strict):
+    type: FieldType = "string"
+    required: bool = False
+    scale: int = Field(2, ge=0, le=12, description="decimal places kept for type decimal")
+    pii: bool = False
+
+
+class EntityConfig(_Strict):
+    key: str
+    fields: dict[str, FieldSpec]
+    depends_on: list[str] = []
+    references: dict[str, str] = Field(
+        default_factory=dict, description="canonical field -> parent entity whose key it holds"
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for name in value:
+            _check_name(name)
+        return value
+
+
+class EntityMapping(_Strict):
+    """Where an entity lives in one system and how its columns become canonical fields."""
+
+    table: str
+    db_schema: str | None = Field(None, alias="schema")
+    key: str = Field(description="column holding the entity key in this system")
+    cursor: str | None = Field(None, description="change-timestamp column")
+    fields: dict[str, str] = Field(description="canonical field -> column")
+    codes: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="canonical field -> {system code: canonical value}"
+    )
+
+    @field_validator("table", "key", "cursor")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        return value if value is None else _check_name(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for column in value.values():
+            _check_name(column)
+        return value
+
+
+class SystemMapping(_Strict):
+    version: str
+    entities: dict[str, EntityMapping]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> str:
+        return str(value)
+
+
+class FlowConfig(_Strict):
+    source: str
+    target: str
+    entities: list[str] = Field(min_length=1)
+    ownership: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="entity -> field -> owning system or 'shared'; '*' sets the default",
+    )
+    schedule: str = "@daily"
+    start_date: date = date(2026, 1, 1)
+    lookback: timedelta = timedelta(hours=2)
+    freshness_sla: timedelta = timedelta(hours=6)
+    chunk_size: int = Field(5000, ge=1, le=1_000_000)
+    max_active_runs: int = Field(1, ge=1)
+    retries: int = Field(3, ge=0)
+    retry_delay: timedelta = timedelta(minutes=1)
+    description: str = ""
+    tags: list[str] = []
+
+    @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class Config(BaseModel):
+    """The whole validated configuration, with the lookups the engine needs."""
+
+    directory: Path
+    systems: dict[str, SystemConfig]
+    entities: dict[str, EntityConfig]
+    mappings: dict[str, SystemMapping]
+    flows: dict[str, FlowConfig]
+
+    def entity_mapping(self, system: str, entity: str) -> EntityMapping:
+        return self.mappings[system].entities[entity]
+
+    def owner(self, flow: str, entity: str, field: str) -> str:
+        rules = self.flows[flow].ownership.get(entity, {})
+        return rules.get(field, rules.get("*", self.flows[flow].source))
+
+    def mapped_fields(self, flow: str, entity: str) -> list[str]:
+        """Non-key fields both sides map: the fields a flow can compare at all."""
+        spec = self.flows[flow]
+        src = self.entity_mapping(spec.source, entity).fields
+        tgt = self.entity_mapping(spec.target, entity).fields
+        key = self.entities[entity].key
+        return [f for f in self.entities[entity].fields if f != key and f in src and f in tgt]
+
+    def synced_fields(self, flow: str, entity: str) -> list[str]:
+        """Fields the flow compares and writes: owned by its source, or shared."""
+        source = self.flows[flow].source
+        return [f for f in self.mapped_fields(flow, entity) if self.owner(flow, entity, f) in (source, SHARED)]
+
+    def shared_fields(self, flow: str, entity: str) -> list[str]:
+        return [f for f in self.synced_fields(flow, entity) if self.owner(flow, entity, f) == SHARED]
+
+    def load_order(self, entities: list[str] | None = None) -> list[str]:
+        """Topological order of ``depends_on``; ties keep the order entities are declared in."""
+        wanted = list(self.entities) if entities is None else entities
+        done: list[str] = []
+        pending = list(wanted)
+        while pending:
+            ready = [e for e in pending if all(d in done or d not in wanted for d in self.entities[e].depends_on)]
+            done.append(ready[0])
+            pending.remove(ready[0])
+        return done
+
+
+_FILES = {
+    "systems": ("systems.yaml", SystemConfig),
+    "entities": ("entities.yaml", EntityConfig),
+    "mappings": ("mappings.yaml", SystemMapping),
+    "flows": ("flows.yaml", FlowConfig),
+}
+
+
+def _read_section(directory: Path, section: str) -> dict[str, Any]:
+    filename, model = _FILES[section]
+    path = directory / filename
+    if not path.is_file():
+        raise ConfigError(str(path), "", "file not found")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "", f"not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get(section), dict):
+        raise ConfigError(str(path), section, f"expected a mapping under top-level key '{section}'")
+    parsed: dict[str, Any] = {}
+    for name, body in document[section].items():
+        try:
+            _check_name(str(name))
+            parsed[str(name)] = model.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join([section, str(name), *(str(p) for p in first["loc"])])
+            raise ConfigError(str(path), where, first["msg"]) from exc
+        except ValueError as exc:
+            raise ConfigError(str(path), f"{section}.{name}", str(exc)) from exc
+    return parsed
+
+
+def load_config(directory: Path | str | None = None) -> Config:
+    """Read, validate and cross-check the configuration directory."""
+    base = Path(directory) if directory else config_dir()
+    sections = {section: _read_section(base, section) for section in _FILES}
+    config = Config(directory=base, **sections)
+    _cross_check(config)
+    return config
+
+
+def _cross_check(config: Config) -> None:
+    _check_entities(config)
+    _check_mappings(config)
+    _check_flows(config)
+
+
+def _check_entities(config: Config) -> None:
+    file = str(config.directory / "entities.yaml")
+    for name, entity in config.entities.items():
+        if entity.key not in entity.fields:
+            raise ConfigError(file, f"entities.{name}.key", f"key '{entity.key}' is not a field")
+        for parent in entity.depends_on:
+            if parent not in config.entities:
+                raise ConfigError(file, f"entities.{name}.depends_on", f"unknown entity '{parent}'")
+        for field, parent in entity.references.items():
+            if field not in entity.fields:
+                raise ConfigError(file, f"entities.{name}.references.{field}", "not a field")
+            if parent not in entity.depends_on:
+                raise ConfigError(
+                    file,
+                    f"entities.{name}.references.{field}",
+                    f"'{parent}' must also be listed in depends_on",
+                )
+    _check_cycles(config, file)
+
+
+def _check_cycles(config: Config, file: str) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            raise ConfigError(file, f"entities.{name}.depends_on", f"dependency cycle: {cycle}")
+        state[name] = "open"
+        for parent in config.entities[name].depends_on:
+            visit(parent, [*trail, name])
+        state[name] = "done"
+
+    for entity in config.entities:
+        visit(entity, [])
+
+
+def _check_mappings(config: Config) -> None:
+    file = str(config.directory / "mappings.yaml")
+    for system, mapping in config.mappings.items():
+        if system not in config.systems:
+            raise ConfigError(file, f"mappings.{system}", "unknown system")
+        for entity, em in mapping.entities.items():
+            where = f"mappings.{system}.entities.{entity}"
+            if entity not in config.entities:
+                raise ConfigError(file, where, "unknown entity")
+            spec = config.entities[entity]
+            if em.fields.get(spec.key) != em.key:
+                raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
+            for field in [*em.fields, *em.codes]:
+                if field not in spec.fields:
+                    raise ConfigError(file, f"{where}.fields.{field}", f"not a field of '{entity}'")
+
+
+def _check_flows(config: Config) -> None:
+    file = str(config.directory / "flows.yaml")
+    for name, flow in config.flows.items():
+        for role in ("source", "target"):
+            system = getattr(flow, role)
+            if system not in config.systems:
+                raise ConfigError(file, f"flows.{name}.{role}", f"unknown system '{system}'")
+        if flow.source == flow.target:
+            raise ConfigError(file, f"flows.{name}.target", "source and target are the same system")
+        for entity in flow.entities:
+            _check_flow_entity(config, file, name, entity)
+        for entity, rules in flow.ownership.items():
+            if entity not in flow.entities:
+                raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
+            for field, owner in rules.items():
+                where = f"flows.{name}.ownership.{entity}.{field}"
+                if field != "*" and field not in config.entities[entity].fields:
+                    raise ConfigError(file, where, f"not a field of '{entity}'")
+                if owner != SHARED and owner not in config.systems:
+                    raise ConfigError(file, where, f"owner '{owner}' is neither a system nor 'shared'")
+
+
+def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> None:
+    where = f"flows.{flow}.entities"
+    if entity not in config.entities:
+        raise ConfigError(file, where, f"unknown entity '{entity}'")
+    spec = config.flows[flow]
+    for system in (spec.source, spec.target):
+        if entity not in config.mappings.get(system, SystemMapping(version="0", entities={})).entities:
+            raise ConfigError(file, where, f"system '{system}' has no mapping for '{entity}'")
+    if config.entity_mapping(spec.source, entity).cursor is None:
+        raise ConfigError(file, where, f"source mapping of '{entity}' needs a cursor column")

@@ -1,0 +1,20 @@
+"""Connectors by system kind; a new kind of system is a new module registered here."""
+
+from __future__ import annotations
+
+from truesync.config import Config
+from truesync.connections import ConnectionNotFound, sqlalchemy_url
+from truesync.connectors.base import ConfigurationProblem, Connector, SystemUnavailable
+from truesync.connectors.sql import SqlSystem
+
+__all__ = ["ConfigurationProblem", "Connector", "SystemUnavailable", "open_system"]
+
+
+def open_system(config: Config, name: str) -> Connector:
+    """A connector for the named system, its credentials taken from its Airflow connection."""
+    system = config.systems[name]
+    try:
+        url = sqlalchemy_url(system.connection)
+    except ConnectionNotFound as exc:
+        raise ConfigurationProblem(f"system '{name}': {exc}") from exc
+    return SqlSystem(name, url)

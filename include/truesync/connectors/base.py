@@ -1,0 +1,34 @@
+"""What every connector offers, and the two kinds of failure the DAGs treat differently."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy import Table
+
+from truesync.config import EntityMapping
+
+
+class SystemUnavailable(RuntimeError):
+    """A transient failure (network, server down, lock timeout): worth retrying."""
+
+
+class ConfigurationProblem(RuntimeError):
+    """The system does not match the configuration (missing table or column): do not retry."""
+
+
+class Connector(Protocol):
+    name: str
+
+    def describe(self) -> str: ...
+
+    def table(self, mapping: EntityMapping) -> Table: ...
+
+    def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]: ...
+
+    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame: ...
+
+    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int: ...

@@ -1,0 +1,133 @@
+"""SQL systems over SQLAlchemy Core: any URL SQLAlchemy and an installed driver can open.
+
+Extraction is keyset-paginated on ``(cursor, key)`` so memory stays bounded by the chunk
+size and a long extract never holds one huge transaction. Rows that share both cursor and
+key (a duplicate key) are fetched together with the page they straddle, so nothing is
+skipped or read twice. Rows with a null key cannot be paged by key and are streamed
+separately. Writes use the dialect's native upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import MetaData, Table, and_, or_, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
+
+from truesync.config import EntityMapping
+from truesync.connections import safe
+from truesync.connectors.base import ConfigurationProblem, SystemUnavailable
+from truesync.sqlutil import open_engine, upsert
+
+
+class SqlSystem:
+    """One SQL system: reflected tables, windowed extraction, lookups by key, upserts."""
+
+    def __init__(self, name: str, url: URL) -> None:
+        self.name = name
+        self.url = url
+        self.engine = open_engine(url)
+        self._tables: dict[tuple[str | None, str], Table] = {}
+
+    def describe(self) -> str:
+        return f"system '{self.name}' ({safe(self.url)})"
+
+    def table(self, mapping: EntityMapping) -> Table:
+        """The mapped table, reflected once; config names are checked against real columns."""
+        ident = (mapping.db_schema, mapping.table)
+        if ident not in self._tables:
+            try:
+                table = Table(mapping.table, MetaData(), schema=mapping.db_schema, autoload_with=self.engine)
+            except NoSuchTableError as exc:
+                raise ConfigurationProblem(f"{self.describe()}: table '{mapping.table}' does not exist") from exc
+            except OperationalError as exc:
+                raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+            wanted = {mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])}
+            unknown = sorted(wanted - set(table.c.keys()))
+            if unknown:
+                raise ConfigurationProblem(
+                    f"{self.describe()}: table '{mapping.table}' has no column(s) {', '.join(unknown)}"
+                )
+            self._tables[ident] = table
+        return self._tables[ident]
+
+    def _columns(self, mapping: EntityMapping) -> list[Any]:
+        table = self.table(mapping)
+        names = dict.fromkeys([mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])])
+        return [table.c[n] for n in names]
+
+    def _frame(self, query: Any, mapping: EntityMapping) -> pd.DataFrame:
+        columns = [c.name for c in self._columns(mapping)]
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+
+    def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
+        """Rows whose cursor is in ``[start, end)``, in (cursor, key) order, chunk by chunk."""
+        table = self.table(mapping)
+        cursor, key = table.c[mapping.cursor], table.c[mapping.key]
+        in_window = and_(cursor >= start, cursor < end, key.is_not(None))
+        base = select(*self._columns(mapping)).where(in_window).order_by(cursor, key)
+        after: tuple[Any, Any] | None = None
+        while True:
+            query = (
+                base if after is None else base.where(or_(cursor > after[0], and_(cursor == after[0], key > after[1])))
+            )
+            page = self._frame(query.limit(size), mapping)
+            if page.empty:
+                break
+            after = (page[mapping.cursor].iloc[-1], page[mapping.key].iloc[-1])
+            ties = self._frame(select(*self._columns(mapping)).where(cursor == after[0], key == after[1]), mapping)
+            is_last = (page[mapping.cursor] == after[0]) & (page[mapping.key] == after[1])
+            yield pd.concat([page[~is_last], ties], ignore_index=True)
+        yield from self._null_keys(mapping, start, end, size)
+
+    def _null_keys(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
+        """Rows with a null key in the window, streamed in chunks (they go to the queue)."""
+        table = self.table(mapping)
+        cursor, key = table.c[mapping.cursor], table.c[mapping.key]
+        query = select(*self._columns(mapping)).where(cursor >= start, cursor < end, key.is_(None))
+        columns = [c.name for c in self._columns(mapping)]
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
+                for part in result.partitions(size):
+                    yield pd.DataFrame([tuple(r) for r in part], columns=columns, dtype=object)
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+
+    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
+        """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""
+        table = self.table(mapping)
+        key = table.c[mapping.key]
+        typed = [_key_value(k, key.type) for k in keys]
+        return self._frame(select(*self._columns(mapping)).where(key.in_(typed)), mapping)
+
+    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int:
+        """Create-or-update rows by the mapping's key column, in batches in one transaction."""
+        if not rows:
+            return 0
+        table = self.table(mapping)
+        updates = [c for c in rows[0] if c != mapping.key]
+        try:
+            with self.engine.begin() as conn:
+                return upsert(conn, table, rows, [mapping.key], updates, batch_size)
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise ConfigurationProblem(f"{self.describe()}: write to '{mapping.table}' failed: {exc.orig}") from exc
+
+
+def _key_value(key: str, column_type: Any) -> Any:
+    """Keys travel as text; an integer key column needs integers to use its index."""
+    try:
+        return int(key) if column_type.python_type is int else key
+    except (NotImplementedError, ValueError):
+        return key

@@ -1,0 +1,122 @@
+"""Extract: a flow's source delta for one entity into the store's staging table.
+
+Each chunk is mapped to canonical form right away, so a bad record is recognised once,
+at the door, with the field and the reason; deduplication by key happens here too.
+Open exceptions are fetched again by key on every run, so they are retried and resolve
+themselves once their cause is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from truesync.canonical import Canonical, to_canonical
+from truesync.classify import row_hash
+from truesync.config import Config, EntityConfig, EntityMapping
+from truesync.connectors import open_system
+from truesync.store import Store, queue, staging
+from truesync.store.runs import set_extract_seconds
+from truesync.window import Window
+
+
+@dataclass(frozen=True)
+class EntityJob:
+    """Which flow, entity and run a task works on: the ids XCom carries."""
+
+    config: Config
+    store: Store
+    flow: str
+    entity: str
+    run_id: str
+
+    @property
+    def spec(self) -> EntityConfig:
+        return self.config.entities[self.entity]
+
+    def mapping(self, role: str) -> EntityMapping:
+        return self.config.entity_mapping(getattr(self.config.flows[self.flow], role), self.entity)
+
+    def payload_fields(self) -> list[str]:
+        """Key, the fields the flow syncs, and references (needed for the parent check)."""
+        synced = self.config.synced_fields(self.flow, self.entity)
+        refs = [f for f in self.spec.references if f in self.mapping("source").fields]
+        return list(dict.fromkeys([self.spec.key, *synced, *refs]))
+
+
+def extract_entity(job: EntityJob, window: Window) -> int:
+    """Stage the window's records plus the retries; returns how many distinct records."""
+    began = time.monotonic()
+    flow = job.config.flows[job.flow]
+    source = open_system(job.config, flow.source)
+    mapping = job.mapping("source")
+    staging.clear(job.store, job.run_id, job.entity)
+    for raw in source.extract(mapping, window.start, window.end, flow.chunk_size):
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+    for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
+        real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]
+        if real:
+            staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
+    extracted = staging.count(job.store, job.run_id, job.entity)
+    set_extract_seconds(job.store, job.run_id, job.entity, extracted, time.monotonic() - began)
+    return extracted
+
+
+NULL_KEY_PREFIX = "null-key:"
+
+
+def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
+    """Canonical rows for staging: mapping errors flagged, null keys named, duplicates settled."""
+    if raw.empty:
+        return []
+    mapping = job.mapping("source")
+    canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
+    keys = canon.records[job.spec.key].copy()
+    null = keys.isna()
+    if null.any():
+        keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
+    frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
+    frame = frame.join(canon.errors)
+    frame["payload"] = _payloads(raw, canon, mapping)
+    return _settle_duplicates(frame, job.spec.key).to_dict("records")
+
+
+def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> list[str]:
+    """Canonical JSON for good rows; the original column values for rows with an error."""
+    good = canon.records.to_dict("records")
+    original = raw.astype(object).where(raw.notna(), None).astype(str).where(raw.notna(), None)
+    bad_rows = set(canon.errors.index)
+    return [
+        json.dumps(original.loc[idx].to_dict() if idx in bad_rows else good[pos], default=str)
+        for pos, idx in enumerate(canon.records.index)
+    ]
+
+
+def _settle_duplicates(frame: pd.DataFrame, key_field: str) -> pd.DataFrame:
+    """Latest change wins per key; equal timestamps with different content are a duplicate key."""
+    counts = frame["key"].value_counts()
+    if (counts <= 1).all():
+        return _with_python_ts(frame)
+    frame = frame.sort_values("source_ts", kind="stable")
+    latest_ts = frame.groupby("key")["source_ts"].transform("max")
+    latest = frame[(frame["source_ts"] == latest_ts) | latest_ts.isna()]
+    variants = latest.groupby("key")["payload"].nunique()
+    clashing = variants.index[variants > 1]
+    kept = latest.drop_duplicates("key", keep="last").set_index("key")
+    n = latest.groupby("key").size()
+    for key in clashing:
+        kept.loc[key, ["check_name", "field", "reason"]] = [
+            "unique_key",
+            key_field,
+            f"key '{key}' appears {n[key]} times in the source with the same change time and different values",
+        ]
+    return _with_python_ts(kept.reset_index())
+
+
+def _with_python_ts(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.astype(object)
+    out["source_ts"] = [None if pd.isna(t) else t.to_pydatetime() for t in frame["source_ts"]]
+    return out.where(out.notna(), None)

@@ -1,0 +1,290 @@
+"""Classify the staged delta against the target and create-or-update it, chunk by chunk.
+
+Per chunk: bad records go to the exception queue; the rest are matched by key with the
+target and the ledger, classified, checked for parents, written with the dialect's
+upsert, and only then recorded in the ledger. Counts obey the conservation law:
+``extracted = created + updated + unchanged + quarantined``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from truesync.canonical import to_canonical, to_system
+from truesync.classify import IN_SYNC, MISMATCHED, MISSING, Classification, classify
+from truesync.connectors import Connector, open_system
+from truesync.extract import EntityJob
+from truesync.store import ledger, queue, runs, staging
+from truesync.store.core import utcnow
+from truesync.window import Window
+
+WRITE_BATCH = 1000
+INVALID = "invalid"
+
+
+@dataclass
+class Tally:
+    """Counts of one entity in one run; kept as a Counter so chunks add up."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] += int(n)
+
+
+@dataclass
+class Quarantine:
+    """Rows of a chunk that will not be loaded, with the check that stopped them."""
+
+    by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, key: str, klass: str, check: str, column: str | None, reason: str, payload: str) -> None:
+        """Hold a record; the first reason found for a record is the one reported."""
+        self.by_key.setdefault(
+            key,
+            {"key": key, "class": klass, "check_name": check, "field": column, "reason": reason, "payload": payload},
+        )
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.by_key.values())
+
+
+def sync_entity(job: EntityJob, window: Window, dry_run: bool) -> dict[str, int]:
+    """Classify and load every staged record of the entity; returns the entity's counts."""
+    began = time.monotonic()
+    flow = job.config.flows[job.flow]
+    target = open_system(job.config, flow.target)
+    tally = Tally()
+    overdue_before = window.end - flow.freshness_sla
+    for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size):
+        _sync_chunk(job, target, chunk, overdue_before, dry_run, tally)
+    counts = dict(tally.counts)
+    counts["extracted"] = runs.entity_counts(job.store, job.run_id).get(job.entity, {}).get("extracted", 0)
+    counts["extract_seconds"] = (
+        runs.entity_counts(job.store, job.run_id).get(job.entity, {}).get("extract_seconds", 0.0)
+    )
+    counts["sync_seconds"] = time.monotonic() - began
+    runs.record_entity(job.store, job.run_id, job.entity, counts)
+    return {k: v for k, v in counts.items() if isinstance(v, int)}
+
+
+def _sync_chunk(
+    job: EntityJob, target: Connector, chunk: pd.DataFrame, overdue_before: Any, dry_run: bool, tally: Tally
+) -> None:
+    held = Quarantine()
+    results: list[dict[str, Any]] = []
+    bad = chunk[chunk["check_name"].notna()]
+    for row in bad.itertuples(index=False):
+        held.add(row.key, INVALID, row.check_name, row.field, row.reason, row.payload)
+        results.append(_result(row.key, INVALID, "quarantined", False, row.check_name, row.field, row.reason))
+    tally.add(INVALID, len(bad))
+    good = chunk[chunk["check_name"].isna()]
+    if not good.empty:
+        results.extend(_sync_good(job, target, good, overdue_before, dry_run, held, tally))
+    tally.add("quarantined", len(held.rows))
+    if not dry_run:
+        tally.add("exceptions_opened", queue.quarantine(job.store, job.flow, job.entity, job.run_id, held.rows))
+        synced = [r["key"] for r in results if r["outcome"] != "quarantined"]
+        tally.add("exceptions_resolved", queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, synced))
+    staging.record_results(job.store, job.run_id, job.entity, results)
+
+
+def _result(key: str, klass: str, outcome: str, overdue: bool, check: Any, column: Any, reason: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "class": klass,
+        "outcome": outcome,
+        "overdue": bool(overdue),
+        "check_name": check,
+        "field": column,
+        "reason": reason,
+    }
+
+
+def _sync_good(
+    job: EntityJob,
+    target: Connector,
+    good: pd.DataFrame,
+    overdue_before: Any,
+    dry_run: bool,
+    held: Quarantine,
+    tally: Tally,
+) -> list[dict[str, Any]]:
+    fields = job.config.synced_fields(job.flow, job.entity)
+    source = pd.DataFrame([json.loads(p) for p in good["payload"]], index=good["key"].to_numpy())
+    source_ts = pd.Series(pd.to_datetime(good["source_ts"].to_numpy()), index=source.index)
+    payload = pd.Series(good["payload"].to_numpy(), index=source.index)
+    matched, matched_ts = _match_target(job, target, list(source.index), fields, payload, held)
+    entries = ledger.lookup(job.store, job.flow, job.entity, list(source.index))
+    shared = job.config.shared_fields(job.flow, job.entity)
+    verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, overdue_before)
+    ambiguous = verdict.result.index.isin(list(held.by_key))
+    verdict.result.loc[ambiguous, "class"] = MISMATCHED
+    for klass, n in verdict.result["class"].value_counts().items():
+        tally.add(str(klass), n)
+    tally.add("overdue", int(verdict.result["overdue"].sum()))
+    _hold_conflicts(verdict, payload, held)
+    pending = verdict.result.index[verdict.result["write"] & ~verdict.result.index.isin(list(held.by_key))]
+    _hold_orphans(job, target, source.loc[pending], verdict, payload, held)
+    written_ts = _write(job, target, verdict, pending, payload, held, dry_run)
+    done = [k for k in verdict.result.index if k not in held.by_key]
+    if not dry_run:
+        _remember(job, verdict, source_ts, matched_ts, written_ts, done)
+    return _outcomes(verdict, held, tally)
+
+
+def _match_target(
+    job: EntityJob,
+    target: Connector,
+    keys: list[str],
+    fields: list[str],
+    payload: pd.Series,
+    held: Quarantine,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Target records for the keys, canonical; a key matching several records is held."""
+    mapping = job.mapping("target")
+    raw = target.fetch(mapping, keys)
+    canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
+    records = canon.records.assign(_ts=canon.source_ts)
+    records[job.spec.key] = records[job.spec.key].astype(str)
+    counts = records[job.spec.key].value_counts()
+    for key, n in counts[counts > 1].items():
+        held.add(key, MISMATCHED, "unique_match", job.spec.key,
+                 f"key '{key}' matches {n} records in target '{target.name}'", payload[key])  # fmt: skip
+    unique = records.drop_duplicates(job.spec.key, keep=False).set_index(job.spec.key)
+    return unique[fields], unique["_ts"]
+
+
+def _hold_conflicts(verdict: Classification, payload: pd.Series, held: Quarantine) -> None:
+    conflicts = verdict.result[verdict.result["conflict"].notna()]
+    for key, row in conflicts.iterrows():
+        reason = f"shared field '{row['conflict']}' changed on both sides at the same time"
+        held.add(key, row["class"], "shared_field_tie", row["conflict"], reason, payload[key])
+
+
+def _hold_orphans(
+    job: EntityJob,
+    target: Connector,
+    pending: pd.DataFrame,
+    verdict: Classification,
+    payload: pd.Series,
+    held: Quarantine,
+) -> None:
+    """A child whose parent is missing in the target, or waits in the queue, waits too."""
+    for ref_field, parent in job.spec.references.items():
+        if ref_field not in pending or pending.empty:
+            continue
+        wanted = sorted({str(v) for v in pending[ref_field].dropna()})
+        parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
+        found = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str)) if wanted else set()
+        waiting = queue.active_ids(job.store, job.flow, parent, wanted) if wanted else {}
+        for key, value in pending[ref_field].dropna().items():
+            value = str(value)
+            if value in waiting:
+                reason = f"waits for {parent} '{value}' in the exception queue (#{waiting[value]})"
+            elif value not in found:
+                reason = f"{parent} '{value}' (field '{ref_field}') does not exist in target '{target.name}'"
+            else:
+                continue
+            held.add(key, verdict.result.at[key, "class"], "parent_exists", ref_field, reason, payload[key])
+
+
+def _write(
+    job: EntityJob,
+    target: Connector,
+    verdict: Classification,
+    pending: pd.Index,
+    payload: pd.Series,
+    held: Quarantine,
+    dry_run: bool,
+) -> Any:
+    """Encode for the target, upsert in batches, audit overwritten values; returns the write time."""
+    keys = [k for k in pending if k not in held.by_key]
+    if not keys:
+        return None
+    mapping = job.mapping("target")
+    fields = [job.spec.key, *job.config.synced_fields(job.flow, job.entity)]
+    desired = verdict.desired.loc[keys].assign(**{job.spec.key: keys})
+    rows, errors = to_system(desired[fields], mapping, target.table(mapping), fields)
+    for key, err in errors.iterrows():
+        held.add(key, verdict.result.at[key, "class"], err["check_name"], err["field"], err["reason"], payload[key])
+    now = utcnow()
+    blocked = set(errors.index)
+    rows = [r for k, r in zip(keys, rows, strict=True) if k not in blocked]
+    if mapping.cursor and mapping.cursor not in mapping.fields.values():
+        for row in rows:
+            row[mapping.cursor] = now
+    if not dry_run:
+        target.write(mapping, rows, WRITE_BATCH)
+        audit = verdict.audit[verdict.audit["key"].isin(set(keys) - blocked)]
+        runs.add_audit(
+            job.store,
+            [
+                {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r}
+                for r in audit.to_dict("records")
+            ],  # fmt: skip
+        )
+    return now
+
+
+def _remember(
+    job: EntityJob,
+    verdict: Classification,
+    source_ts: pd.Series,
+    target_ts: pd.Series,
+    written_ts: Any,
+    keys: list[str],
+) -> None:
+    """Ledger entries for every record now in sync, written after the target commit."""
+    flow = job.config.flows[job.flow]
+    version = (
+        f"{flow.source}@{job.config.mappings[flow.source].version}"
+        f"->{flow.target}@{job.config.mappings[flow.target].version}"
+    )
+    now = utcnow()
+    result = verdict.result
+    rows = []
+    for key in keys:
+        wrote = bool(result.at[key, "write"])
+        t_ts = written_ts if wrote else target_ts.get(key)
+        rows.append(
+            {
+                "key": key,
+                "source_hash": result.at[key, "source_hash"],
+                "target_hash": result.at[key, "target_hash"],
+                "source_ts": _py(source_ts.get(key)),
+                "target_ts": _py(t_ts),
+                "mapping_version": version,
+                "run_id": job.run_id,
+                "synced_at": now,
+            }
+        )
+    ledger.write(job.store, job.flow, job.entity, rows)
+
+
+def _py(value: Any) -> Any:
+    if value is None or pd.isna(value):
+        return None
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def _outcomes(verdict: Classification, held: Quarantine, tally: Tally) -> list[dict[str, Any]]:
+    reasons = held.by_key
+    out = []
+    for key, row in verdict.result.iterrows():
+        klass = row["class"]
+        if key in reasons:
+            r = reasons[key]
+            out.append(_result(key, klass, "quarantined", row["overdue"], r["check_name"], r["field"], r["reason"]))
+            continue
+        outcome = "unchanged" if klass == IN_SYNC else "created" if klass == MISSING else "updated"
+        tally.add(outcome)
+        out.append(_result(key, klass, outcome, row["overdue"], None, None, None))
+    return out

@@ -1,0 +1,86 @@
+"""The run report: one row in the store and one JSON document per run.
+
+The document schema is described in ``docs/run-report.md``. Finishing a run checks the
+conservation law for every entity; a run whose numbers do not add up fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from truesync.classify import CLASSES
+from truesync.config import Config
+from truesync.paths import state_dir
+from truesync.store import Store, runs, staging
+
+OUTCOMES = ("created", "updated", "unchanged", "quarantined")
+STAGING_RUNS_KEPT = 30
+
+
+class ConservationError(AssertionError):
+    """extracted != created + updated + unchanged + quarantined for some entity."""
+
+
+def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
+    outcomes = {o: int(counts.get(o, 0)) for o in OUTCOMES}
+    return {
+        "extracted": int(counts.get("extracted", 0)),
+        "outcomes": outcomes,
+        "classes": {c: int(counts.get(c, 0)) for c in (*CLASSES, "invalid")},
+        "overdue": int(counts.get("overdue", 0)),
+        "exceptions": {
+            "opened": int(counts.get("exceptions_opened", 0)),
+            "resolved": int(counts.get("exceptions_resolved", 0)),
+        },
+        "durations": {
+            "extract_seconds": round(float(counts.get("extract_seconds", 0.0)), 3),
+            "sync_seconds": round(float(counts.get("sync_seconds", 0.0)), 3),
+        },
+        "conserved": int(counts.get("extracted", 0)) == sum(outcomes.values()),
+    }
+
+
+def report_path(flow: str, run_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return state_dir() / "reports" / flow / f"{safe}.json"
+
+
+def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str, Any]:
+    """Check conservation, commit the watermark (unless dry run), store and write the report."""
+    run = runs.get(store, run_id)
+    spec = config.flows[flow]
+    counts = runs.entity_counts(store, run_id)
+    entities = {e: entity_report(counts.get(e, {})) for e in config.load_order(spec.entities)}
+    broken = [e for e, r in entities.items() if not r["conserved"]]
+    report = {
+        "run_id": run_id,
+        "flow": flow,
+        "source": spec.source,
+        "target": spec.target,
+        "dry_run": bool(run["dry_run"]),
+        "status": "failed" if broken else "success",
+        "window": {"start": run["window_start"].isoformat(), "end": run["window_end"].isoformat()},
+        "started_at": run["started_at"].isoformat(),
+        "entities": entities,
+        "totals": {o: sum(r["outcomes"][o] for r in entities.values()) for o in OUTCOMES},
+    }
+    report["totals"]["extracted"] = sum(r["extracted"] for r in entities.values())
+    if not broken and not run["dry_run"]:
+        report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
+    runs.finish(store, run_id, report["status"], report)
+    path = report_path(flow, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    report["path"] = str(path)
+    staging.purge_old_runs(store, flow, STAGING_RUNS_KEPT)
+    if broken:
+        raise ConservationError(f"run {run_id}: conservation law broken for {', '.join(broken)}: {entities}")
+    return report
+
+
+def fail_run(store: Store, run_id: str, reason: str) -> None:
+    """Mark a run failed when one of its tasks failed for good."""
+    runs.finish(store, run_id, "failed", {"run_id": run_id, "status": "failed", "reason": reason})

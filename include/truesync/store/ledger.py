@@ -1,0 +1,34 @@
+"""The ledger: per flow, entity and key, what the last successful sync saw and wrote.
+
+It is what lets the classifier tell *who* changed since last time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from truesync.sqlutil import upsert
+from truesync.store.core import Store
+from truesync.store.schema import ledger
+
+LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
+
+
+def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:
+    """Ledger entries for ``keys`` (a chunk's worth), indexed by key."""
+    query = select(ledger.c.key, ledger.c.source_hash, ledger.c.target_hash).where(
+        ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key.in_(keys)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash"]).set_index("key")
+
+
+def write(store: Store, flow: str, entity: str, rows: list[dict[str, Any]]) -> int:
+    """Record what was seen and written for each key (after the target commit)."""
+    records = [{"flow": flow, "entity": entity, **row} for row in rows]
+    with store.engine.begin() as conn:
+        return upsert(conn, ledger, records, ("flow", "entity", "key"), LEDGER_COLUMNS)

@@ -1,0 +1,186 @@
+"""The exception queue: records that could not or must not be synced automatically.
+
+One row per flow, entity and key. A record that fails again is the same exception seen
+again (attempts grow), never a duplicate; once a later run syncs it, it resolves itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from truesync.store.core import Store, utcnow
+from truesync.store.schema import exceptions
+
+ACTIVE = ("open", "retrying")
+STATUSES = ("open", "retrying", "resolved", "ignored")
+
+
+class ExceptionNotFound(LookupError):
+    pass
+
+
+def active_ids(store: Store, flow: str, entity: str, keys: list[str]) -> dict[str, int]:
+    """Key -> exception id for the given keys that are open or retrying."""
+    query = select(exceptions.c.key, exceptions.c.id).where(
+        exceptions.c.flow == flow,
+        exceptions.c.entity == entity,
+        exceptions.c.status.in_(ACTIVE),
+        exceptions.c.key.in_(keys),
+    )
+    with store.engine.connect() as conn:
+        return {row.key: row.id for row in conn.execute(query)}
+
+
+def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[list[str]]:
+    """Keys of active exceptions, ``size`` at a time, for retrying them on every run."""
+    last = ""
+    while True:
+        query = (
+            select(exceptions.c.key)
+            .where(
+                exceptions.c.flow == flow,
+                exceptions.c.entity == entity,
+                exceptions.c.status.in_(ACTIVE),
+                exceptions.c.key > last,
+            )
+            .order_by(exceptions.c.key)
+            .limit(size)
+        )
+        with store.engine.connect() as conn:
+            keys = list(conn.execute(query).scalars())
+        if not keys:
+            return
+        last = keys[-1]
+        yield keys
+
+
+def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dict[str, Any]]) -> int:
+    """Add or refresh exceptions; returns how many were newly opened (or reopened).
+
+    ``rows`` carry key, class, check_name, field, reason and payload. An ignored
+    exception stays ignored: a person decided so.
+    """
+    if not rows:
+        return 0
+    now = utcnow()
+    keys = [r["key"] for r in rows]
+    with store.engine.begin() as conn:
+        existing = {
+            row.key: row
+            for row in conn.execute(
+                select(exceptions.c.key, exceptions.c.status).where(
+                    exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.key.in_(keys)
+                )
+            )
+        }
+        fresh = [_new_row(flow, entity, run_id, now, r) for r in rows if r["key"] not in existing]
+        if fresh:
+            conn.execute(exceptions.insert(), fresh)
+        again = [_seen_again(run_id, now, r, existing[r["key"]].status) for r in rows if r["key"] in existing]
+        if again:
+            conn.execute(_refresh_statement(flow, entity), again)
+    reopened = sum(1 for r in rows if r["key"] in existing and existing[r["key"]].status == "resolved")
+    return len(fresh) + reopened
+
+
+def _new_row(flow: str, entity: str, run_id: str, now: Any, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "flow": flow,
+        "entity": entity,
+        "key": row["key"],
+        "class": row["class"],
+        "check_name": row["check_name"],
+        "field": row.get("field"),
+        "reason": row["reason"],
+        "payload": row["payload"],
+        "first_seen": now,
+        "last_seen": now,
+        "attempts": 1,
+        "status": "open",
+        "run_id": run_id,
+    }
+
+
+def _seen_again(run_id: str, now: Any, row: dict[str, Any], status: str) -> dict[str, Any]:
+    new_status = {"open": "retrying", "retrying": "retrying", "resolved": "open"}.get(status, status)
+    return {
+        "b_key": row["key"],
+        "b_class": row["class"],
+        "b_check": row["check_name"],
+        "b_field": row.get("field"),
+        "b_reason": row["reason"],
+        "b_payload": row["payload"],
+        "b_now": now,
+        "b_status": new_status,
+        "b_run": run_id,
+    }
+
+
+def _refresh_statement(flow: str, entity: str) -> Any:
+    return (
+        update(exceptions)
+        .where(exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.key == bindparam("b_key"))
+        .values(
+            {
+                "class": bindparam("b_class"),
+                "check_name": bindparam("b_check"),
+                "field": bindparam("b_field"),
+                "reason": bindparam("b_reason"),
+                "payload": bindparam("b_payload"),
+                "last_seen": bindparam("b_now"),
+                "attempts": exceptions.c.attempts + 1,
+                "status": bindparam("b_status"),
+                "run_id": bindparam("b_run"),
+            }
+        )
+    )
+
+
+def resolve_synced(store: Store, flow: str, entity: str, run_id: str, keys: list[str]) -> int:
+    """Resolve active exceptions whose record this run synced: their cause is gone."""
+    if not keys:
+        return 0
+    stmt = (
+        update(exceptions)
+        .where(
+            exceptions.c.flow == flow,
+            exceptions.c.entity == entity,
+            exceptions.c.status.in_(ACTIVE),
+            exceptions.c.key.in_(keys),
+        )
+        .values(status="resolved", note=f"synced by run {run_id}", last_seen=utcnow(), run_id=run_id)
+    )
+    with store.engine.begin() as conn:
+        return conn.execute(stmt).rowcount
+
+
+def list_exceptions(store: Store, **filters: str | None) -> list[dict[str, Any]]:
+    """Exceptions matching the given column filters (flow, entity, class, status), newest first."""
+    query = select(exceptions).order_by(exceptions.c.last_seen.desc(), exceptions.c.id.desc())
+    for column, value in filters.items():
+        if value:
+            query = query.where(exceptions.c[column] == value)
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def get(store: Store, exception_id: int) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(exceptions).where(exceptions.c.id == exception_id)).mappings().first()
+    if row is None:
+        raise ExceptionNotFound(f"no exception with id {exception_id}")
+    return dict(row)
+
+
+def set_status(store: Store, exception_ids: list[int], status: str, note: str) -> int:
+    """A person's decision: resolve, ignore, or send back for retry on the next run."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status '{status}'")
+    for exception_id in exception_ids:
+        get(store, exception_id)
+    stmt = update(exceptions).where(exceptions.c.id.in_(exception_ids)).values(status=status, note=note)
+    with store.engine.begin() as conn:
+        return conn.execute(stmt).rowcount

@@ -1,0 +1,141 @@
+"""The store's tables, declared once for the queries; migrations create them.
+
+Everything truesync remembers lives here: staged records of each run, the ledger of what
+was last synced, watermarks, the exception queue, the audit trail of overwritten values
+and the run reports.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+COUNT_COLUMNS = (
+    "extracted",
+    "created",
+    "updated",
+    "unchanged",
+    "quarantined",
+    "in_sync",
+    "missing",
+    "delayed",
+    "overwritten",
+    "mismatched",
+    "invalid",
+    "overdue",
+    "exceptions_opened",
+    "exceptions_resolved",
+)
+
+runs = Table(
+    "ts_run",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("flow", String(100), nullable=False, index=True),
+    Column("window_start", DateTime, nullable=False),
+    Column("window_end", DateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("report", Text),
+)
+
+run_entities = Table(
+    "ts_run_entity",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    *(Column(name, Integer, nullable=False, default=0) for name in COUNT_COLUMNS),
+    Column("extract_seconds", Float, nullable=False, default=0.0),
+    Column("sync_seconds", Float, nullable=False, default=0.0),
+)
+
+staging = Table(
+    "ts_staging",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("source_ts", DateTime),
+    Column("payload", Text, nullable=False),
+    Column("check_name", String(100)),
+    Column("field", String(100)),
+    Column("reason", Text),
+    Column("class", String(20)),
+    Column("outcome", String(20)),
+    Column("overdue", Boolean),
+)
+
+ledger = Table(
+    "ts_ledger",
+    metadata,
+    Column("flow", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("source_hash", String(32), nullable=False),
+    Column("target_hash", String(32), nullable=False),
+    Column("source_ts", DateTime),
+    Column("target_ts", DateTime),
+    Column("mapping_version", String(100), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("synced_at", DateTime, nullable=False),
+)
+
+watermarks = Table(
+    "ts_watermark",
+    metadata,
+    Column("flow", String(100), primary_key=True),
+    Column("committed_until", DateTime, nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+exceptions = Table(
+    "ts_exception",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow", String(100), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("class", String(20), nullable=False),
+    Column("check_name", String(100), nullable=False),
+    Column("field", String(100)),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("status", String(20), nullable=False),
+    Column("note", Text),
+    Column("run_id", String(250), nullable=False),
+    UniqueConstraint("flow", "entity", "key", name="uq_ts_exception_record"),
+    Index("ix_ts_exception_status", "status", "flow", "entity"),
+)
+
+audit = Table(
+    "ts_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(250), nullable=False, index=True),
+    Column("flow", String(100), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("field", String(100), nullable=False),
+    Column("overwritten_value", Text),
+    Column("restored_value", Text),
+    Column("at", DateTime, nullable=False),
+)

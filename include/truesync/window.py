@@ -1,0 +1,51 @@
+"""A run's window: the half-open range of source changes it extracts.
+
+It comes from the Airflow data interval, never from wall-clock time, widened backwards
+by the flow's ``lookback``, and reaching back to the last committed watermark when that
+is earlier, so a failed or skipped interval never becomes a silent gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime  # naive UTC, inclusive
+    end: datetime  # naive UTC, exclusive
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+def naive_utc(value: datetime) -> datetime:
+    """Airflow hands out aware datetimes; the systems and the store keep naive UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def plan_window(
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    run_after: datetime,
+    lookback: timedelta,
+    watermark: datetime | None,
+) -> Window:
+    """The window of one run.
+
+    With a real data interval ``[s, e)``: ``[min(s, watermark) - lookback, e)``.
+    Without one (a manual run with no logical date, or a zero-width interval): everything
+    since the last committed watermark (or since 1970 on first contact) up to the run's
+    ``run_after`` time, widened by ``lookback``.
+    """
+    if interval_start is not None and interval_end is not None and interval_start < interval_end:
+        start, end = naive_utc(interval_start), naive_utc(interval_end)
+        if watermark is not None and watermark < start:
+            start = watermark
+    else:
+        end = naive_utc(interval_end or run_after)
+        start = watermark if watermark is not None else EPOCH
+    return Window(max(EPOCH, start - lookback), end)

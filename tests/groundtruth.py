@@ -1,0 +1,45 @@
+"""Compare what the runs reported per record with the sandbox's ground-truth labels."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+
+from truesync.extract import NULL_KEY_PREFIX
+from truesync.store import Store
+from truesync.store.schema import runs, staging
+
+
+def first_results(store: Store, flow: str) -> pd.DataFrame:
+    """Each record's result in the first run (by window) that saw it."""
+    query = (
+        select(staging.c.entity, staging.c.key, staging.c["class"], staging.c.outcome, staging.c.overdue,
+               staging.c.check_name, runs.c.window_start)
+        .join(runs, runs.c.run_id == staging.c.run_id)
+        .where(runs.c.flow == flow, runs.c.dry_run.is_(False))
+    )  # fmt: skip
+    with store.engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all())
+    frame = frame.sort_values("window_start", kind="stable").drop_duplicates(["entity", "key"], keep="first")
+    frame.loc[frame["key"].str.startswith(NULL_KEY_PREFIX), "key"] = ""
+    return frame.drop(columns="window_start")
+
+
+def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Rows where a labelled record's class, outcome, overdue flag or check differ."""
+    want = labels.fillna({"check": ""}).rename(columns={"check": "check_name"})
+    got = results.fillna({"check_name": ""})
+    got["overdue"] = got["overdue"].astype(bool)
+    want["overdue"] = want["overdue"].astype(str).str.lower() == "true"
+    cols = ["entity", "key", "class", "outcome", "overdue", "check_name"]
+    nameless = ["entity", "class", "outcome", "check_name"]
+    null_want = want[want["key"] == ""].groupby(nameless).size()
+    null_got = got[got["key"] == ""].groupby(nameless).size()
+    if not null_want.equals(null_got):
+        return pd.DataFrame({"null_keys_want": [null_want.to_dict()], "null_keys_got": [null_got.to_dict()]})
+    want, got = want[want["key"] != ""], got[got["key"] != ""]
+    merged = want[cols].merge(got[cols], on=["entity", "key"], how="outer", suffixes=("_want", "_got"), indicator=True)
+    bad = merged["_merge"] != "both"
+    for col in ("class", "outcome", "overdue", "check_name"):
+        bad |= merged[f"{col}_want"] != merged[f"{col}_got"]
+    return merged[bad]
