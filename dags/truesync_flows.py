@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, chain, task
@@ -72,7 +72,7 @@ def build_dag(config: Config, flow: str) -> DAG:
         dag_id=f"truesync_{flow}",
         description=spec.description or f"{spec.source} → {spec.target}",
         schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
-        start_date=datetime.combine(spec.start_date, datetime.min.time()).replace(tzinfo=None),
+        start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
         catchup=False,
         max_active_runs=spec.max_active_runs,
         doc_md=_doc(config, flow),
@@ -97,7 +97,8 @@ def build_dag(config: Config, flow: str) -> DAG:
                     spec.lookback,
                     runs.watermark(store, flow),
                 )
-                run_id = f"{flow}:{dag_run.run_id}"
+                clears = getattr(dag_run, "clear_number", 0) or 0
+                run_id = f"{flow}:{dag_run.run_id}" + (f"#{clears}" if clears else "")
                 dry_run = bool(context["params"].get("dry_run"))
                 begin_run(config, store, flow, run_id, window, dry_run)
                 return {"run_id": run_id, "dry_run": dry_run, **window.as_dict()}

@@ -39,11 +39,11 @@ def main() -> int:
     airflow.start()
     try:
         print(f"== Airflow is up on http://127.0.0.1:{airflow.port}; the scheduler runs the backfills ==", flush=True)
-        states = airflow.wait_for_backfills(dag_ids, sandbox.DEMO_DAYS)
+        states = airflow.wait_for_backfills(dag_ids)
     finally:
         airflow.stop()
     for dag_id, dag_runs in states.items():
-        print(f"{dag_id}: " + ", ".join(f"{run_id} {state}" for run_id, state in dag_runs))
+        print(f"{dag_id}: " + ", ".join(f"{run_id} {state}" for run_id, state, _ in dag_runs))
     print("== summary over the backfill ==", flush=True)
     truesync(["summary"])
     print("exception queue: truesync exceptions list    |    UI: make up")

@@ -23,7 +23,6 @@ from sqlalchemy import create_engine, text
 
 from truesync.paths import PROJECT_ROOT
 
-FINISHED = ("success", "failed")
 
 
 def free_port() -> int:
@@ -133,27 +132,34 @@ class LocalAirflow:
             "--reprocess-behavior", reprocess, "--max-active-runs", "1",
         )  # fmt: skip
 
-    def backfill_states(self, dag_id: str) -> list[tuple[str, str]]:
-        """(run id, state) of the DAG's backfill runs, oldest logical date first."""
+    def _query(self, sql: str, **params: str) -> list[tuple]:
         engine = create_engine(self.metadata_url)
-        query = text(
-            "SELECT run_id, state FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' ORDER BY logical_date"
-        )
         try:
             with engine.connect() as conn:
-                return [(r[0], r[1]) for r in conn.execute(query, {"d": dag_id})]
+                return [tuple(r) for r in conn.execute(text(sql), params)]
         finally:
             engine.dispose()
 
-    def wait_for_backfills(self, dag_ids: list[str], expected: int, timeout: float = 900) -> dict[str, list]:
-        """Wait until each DAG has ``expected`` finished backfill runs (success or failed)."""
+    def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
+        """(run id, state, clear number) of the DAG's backfill runs, oldest logical date first."""
+        return self._query(
+            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' "
+            "ORDER BY logical_date",
+            d=dag_id,
+        )
+
+    def _open_backfills(self, dag_id: str) -> int:
+        return self._query("SELECT COUNT(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL", d=dag_id)[0][0]
+
+    def wait_for_backfills(self, dag_ids: list[str], timeout: float = 900) -> dict[str, list]:
+        """Wait until the scheduler has finished every backfill of the DAGs and closed it."""
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
-            states = {d: self.backfill_states(d) for d in dag_ids}
-            if all(sum(s in FINISHED for _, s in runs) >= expected for runs in states.values()):
-                return states
+            if all(self._open_backfills(d) == 0 for d in dag_ids):
+                return {d: self.backfill_runs(d) for d in dag_ids}
             if time.monotonic() > deadline:
+                states = {d: self.backfill_runs(d) for d in dag_ids}
                 raise TimeoutError(f"backfills not finished after {timeout:.0f}s: {states}")
             time.sleep(3)
 

@@ -380,6 +380,8 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
     """(Re)create the sandbox tables in each system, insert the rows, write the labels."""
     counts: dict[str, int] = {}
     for system, metadata in _tables().items():
+        if urls[system].get_backend_name() == "sqlite" and urls[system].database:
+            Path(urls[system].database).parent.mkdir(parents=True, exist_ok=True)
         engine = open_engine(urls[system])
         metadata.drop_all(engine)
         metadata.create_all(engine)

@@ -1,0 +1,40 @@
+# truesync: `make demo` runs the sandbox flows through Airflow; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+
+export TRUESYNC_STATE_DIR ?= $(CURDIR)/state
+export AIRFLOW_HOME ?= $(TRUESYNC_STATE_DIR)/airflow
+# The sandbox systems; point these connections at real systems in production.
+export AIRFLOW_CONN_TRUESYNC_WEBSHOP ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/webshop.db
+export AIRFLOW_CONN_TRUESYNC_ERP ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/erp.db
+export AIRFLOW_CONN_TRUESYNC_CRM ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/crm.db
+export AIRFLOW_CONN_TRUESYNC_STOCKCTL ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/stockctl.db
+
+.PHONY: venv demo up test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+up: venv
+	$(BIN)/python scripts/up.py
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python bench/sync_bench.py
+
+clean:
+	rm -rf $(TRUESYNC_STATE_DIR)

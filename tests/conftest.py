@@ -1,0 +1,79 @@
+"""Shared fixtures: isolated state directories, sandbox connections and real databases.
+
+PostgreSQL and MariaDB tests run when ``TRUESYNC_TEST_POSTGRES_URL`` /
+``TRUESYNC_TEST_MYSQL_URL`` are set; each test session gets its own fresh database there.
+With ``CI=true`` an unreachable server fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+
+# Airflow reads its home when first imported: give the test session its own.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="truesync-airflow-home-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private state directory with the sandbox systems as SQLite files in it."""
+    monkeypatch.setenv("TRUESYNC_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_STORE", raising=False)
+    for system in SANDBOX_SYSTEMS:
+        url = sqlite_url(tmp_path / "state" / "sandbox" / f"{system}.db")
+        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", url)
+    return tmp_path / "state"
+
+
+def _server_database(env: str, create: str, drop: str) -> Iterator[URL]:
+    raw = os.environ.get(env)
+    if not raw:
+        pytest.skip(f"{env} not set")
+    base = make_url(raw)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"ts_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(create.format(name=name)))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{env} is set but the server is unreachable: {exc.orig}")
+        pytest.skip(f"{env} unreachable: {exc.orig}")
+    try:
+        yield base.set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(drop.format(name=name)))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[URL]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    yield from _server_database(
+        "TRUESYNC_TEST_POSTGRES_URL", 'CREATE DATABASE "{name}"', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    )
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[URL]:
+    """A fresh MariaDB/MySQL database for one test, dropped afterwards."""
+    yield from _server_database(
+        "TRUESYNC_TEST_MYSQL_URL", "CREATE DATABASE `{name}` CHARACTER SET utf8mb4", "DROP DATABASE IF EXISTS `{name}`"
+    )
