@@ -5,8 +5,11 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import select
 
+from truesync.canonical import to_canonical
+from truesync.config import Config
+from truesync.connectors import open_system
 from truesync.extract import NULL_KEY_PREFIX
-from truesync.store import Store
+from truesync.store import Store, queue
 from truesync.store.schema import runs, staging
 
 
@@ -43,3 +46,26 @@ def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     for col in ("class", "outcome", "overdue", "check_name"):
         bad |= merged[f"{col}_want"] != merged[f"{col}_got"]
     return merged[bad]
+
+
+def drift(config: Config, flow: str, entity: str) -> set[str]:
+    """Keys whose target differs from the source on a field the flow syncs."""
+    spec, entity_spec = config.flows[flow], config.entities[entity]
+    fields = [entity_spec.key, *config.synced_fields(flow, entity)]
+    frames = []
+    for system in (spec.source, spec.target):
+        connector = open_system(config, system)
+        mapping = config.entity_mapping(system, entity)
+        with connector.engine.connect() as conn:
+            raw = pd.DataFrame(conn.execute(select(connector.table(mapping))).mappings().all(), dtype=object)
+        records = to_canonical(raw, mapping, entity_spec, fields).records
+        frames.append(records.dropna(subset=[entity_spec.key]).drop_duplicates(entity_spec.key, keep=False))
+    source, target = (f.set_index(entity_spec.key)[fields[1:]] for f in frames)
+    target = target.reindex(source.index)
+    same = ((source == target) | (source.isna() & target.isna())).all(axis=1)
+    return set(source.index[~same])
+
+
+def held_keys(store: Store, flow: str, entity: str) -> set[str]:
+    """Keys of the entity's open or retrying exceptions."""
+    return {r["key"] for r in queue.list_exceptions(store, flow=flow, entity=entity) if r["status"] in queue.ACTIVE}

@@ -162,7 +162,15 @@ def _print_report(report: dict[str, Any]) -> None:
     print("  ".join(f"{h:>11}" for h in header))
     for entity, body in report.get("entities", {}).items():
         o = body["outcomes"]
-        cells = (entity, body["extracted"], o["created"], o["updated"], o["unchanged"], o["quarantined"], body["overdue"])
+        cells = (
+            entity,
+            body["extracted"],
+            o["created"],
+            o["updated"],
+            o["unchanged"],
+            o["quarantined"],
+            body["overdue"],
+        )
         print("  ".join(f"{c:>11}" for c in cells))
     if report.get("path"):
         print(f"report: {report['path']}")

@@ -24,7 +24,6 @@ from sqlalchemy import create_engine, text
 from truesync.paths import PROJECT_ROOT
 
 
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -116,14 +116,23 @@ class Rows:
     def add(self, system: str, table: str, row: dict[str, Any]) -> None:
         self.tables.setdefault((system, table), []).append(row)
 
-    def label(self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = "") -> None:
+    def label(
+        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
+    ) -> None:
         outcome = {"in_sync": "unchanged", "missing": "created", "invalid": "quarantined"}.get(klass, "updated")
         if check:
             outcome = "quarantined"
         overdue = klass in ("missing", "delayed") and when is not None and when < _day_end(when) - SLA
         self.labels.append(
-            {"flow": flow, "entity": entity, "key": key or "", "class": klass, "outcome": outcome,
-             "overdue": overdue, "check": check}  # fmt: skip
+            {
+                "flow": flow,
+                "entity": entity,
+                "key": key or "",
+                "class": klass,
+                "outcome": outcome,
+                "overdue": overdue,
+                "check": check,
+            }  # fmt: skip
         )
 
 

@@ -1,0 +1,313 @@
+"""The store on SQLite and PostgreSQL: migrations, exception queue, watermarks, staging, ledger."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import URL, make_url
+
+from truesync.store import Store, ledger, queue, runs, staging
+from truesync.store.core import MIGRATIONS
+from truesync.store.schema import metadata, watermarks
+
+FLOW, ENTITY = "webshop_to_crm", "customer"
+T0 = datetime(2026, 11, 1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
+    if request.param == "sqlite":
+        return make_url(f"sqlite:///{tmp_path / 'store.db'}")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url: URL) -> Iterator[Store]:
+    handle = Store(store_url)
+    yield handle
+    handle.engine.dispose()
+
+
+def _head() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def _versions(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text("SELECT version_num FROM truesync_alembic_version")).scalars())
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+def test_migrations_create_every_declared_table_and_column(store: Store) -> None:
+    inspector = inspect(store.engine)
+    tables = set(inspector.get_table_names())
+    assert "truesync_alembic_version" in tables
+    assert set(metadata.tables) <= tables
+    for name, table in metadata.tables.items():
+        columns = {c["name"] for c in inspector.get_columns(name)}
+        assert set(table.c.keys()) <= columns, name
+    assert _versions(store) == [_head()]
+
+
+def test_migrating_twice_is_a_no_op(store_url: URL, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs.advance_watermark(store, FLOW, T0, "run-1")
+    tables = set(inspect(store.engine).get_table_names())
+    monkeypatch.setattr(Store, "_migrated", set())  # forget this process already migrated it
+    again = Store(store_url)
+    try:
+        assert set(inspect(again.engine).get_table_names()) == tables
+        assert _versions(again) == [_head()]
+        assert runs.watermark(again, FLOW) == T0, "data survives a second migration"
+    finally:
+        again.engine.dispose()
+
+
+def test_default_store_lives_in_the_state_directory(state: Path) -> None:
+    handle = Store()
+    try:
+        assert handle.url.get_backend_name() == "sqlite"
+        assert Path(handle.url.database) == state / "truesync.db"
+        assert (state / "truesync.db").is_file()
+        assert set(metadata.tables) <= set(inspect(handle.engine).get_table_names())
+    finally:
+        handle.engine.dispose()
+
+
+# --- exception queue ------------------------------------------------------------------------
+
+
+def _problem(key: str, reason: str = "unknown code 'X' in column 'tier_code'") -> dict[str, Any]:
+    return {
+        "key": key,
+        "class": "invalid",
+        "check_name": "known_code",
+        "field": "tier",
+        "reason": reason,
+        "payload": json.dumps({"ext_id": key, "tier_code": "X"}),
+    }
+
+
+def _one(store: Store, key: str, entity: str = ENTITY) -> dict[str, Any]:
+    rows = [r for r in queue.list_exceptions(store, flow=FLOW, entity=entity) if r["key"] == key]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_quarantine_opens_one_exception_per_key(store: Store) -> None:
+    assert queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1"), _problem("C2")]) == 2
+    row = _one(store, "C1")
+    assert (row["status"], row["attempts"], row["run_id"]) == ("open", 1, "run-1")
+    assert (row["class"], row["check_name"], row["field"]) == ("invalid", "known_code", "tier")
+    assert json.loads(row["payload"]) == {"ext_id": "C1", "tier_code": "X"}
+    assert row["first_seen"] == row["last_seen"]
+
+
+def test_quarantining_the_same_key_again_is_one_retrying_exception(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1")])
+    first = _one(store, "C1")
+    assert queue.quarantine(store, FLOW, ENTITY, "run-2", [_problem("C1", "still unknown code")]) == 0
+    row = _one(store, "C1")
+    assert row["id"] == first["id"]
+    assert (row["status"], row["attempts"], row["run_id"], row["reason"]) == (
+        "retrying",
+        2,
+        "run-2",
+        "still unknown code",
+    )
+    assert row["first_seen"] == first["first_seen"] and row["last_seen"] >= first["last_seen"]
+    queue.quarantine(store, FLOW, ENTITY, "run-3", [_problem("C1")])
+    assert (_one(store, "C1")["status"], _one(store, "C1")["attempts"]) == ("retrying", 3)
+    assert len(queue.list_exceptions(store)) == 1
+
+
+def test_the_same_key_in_another_entity_or_flow_is_another_exception(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("X1")])
+    assert queue.quarantine(store, FLOW, "order", "run-1", [_problem("X1")]) == 1
+    assert queue.quarantine(store, "erp_to_stockctl", ENTITY, "run-1", [_problem("X1")]) == 1
+    assert len(queue.list_exceptions(store)) == 3
+    assert _one(store, "X1")["attempts"] == 1
+
+
+def test_resolve_synced_resolves_active_exceptions_only(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1"), _problem("C2"), _problem("C3")])
+    queue.quarantine(store, FLOW, ENTITY, "run-2", [_problem("C2")])  # C2 is retrying
+    assert queue.resolve_synced(store, FLOW, ENTITY, "run-3", ["C1", "C2", "not-an-exception"]) == 2
+    for key in ("C1", "C2"):
+        row = _one(store, key)
+        assert row["status"] == "resolved" and "run-3" in row["note"]
+    assert _one(store, "C3")["status"] == "open"
+    assert queue.resolve_synced(store, FLOW, ENTITY, "run-4", ["C1"]) == 0, "already resolved"
+    assert queue.resolve_synced(store, FLOW, "order", "run-4", ["C3"]) == 0, "another entity"
+    assert queue.resolve_synced(store, FLOW, ENTITY, "run-4", []) == 0
+
+
+def test_a_resolved_exception_that_reappears_is_reopened(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1")])
+    first = _one(store, "C1")
+    queue.resolve_synced(store, FLOW, ENTITY, "run-2", ["C1"])
+    assert queue.quarantine(store, FLOW, ENTITY, "run-3", [_problem("C1")]) == 1, "a reopening counts as opened"
+    row = _one(store, "C1")
+    assert (row["id"], row["status"], row["attempts"], row["run_id"]) == (first["id"], "open", 2, "run-3")
+    assert queue.active_ids(store, FLOW, ENTITY, ["C1"]) == {"C1": first["id"]}
+
+
+def test_an_ignored_exception_stays_ignored(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1")])
+    ident = _one(store, "C1")["id"]
+    assert queue.set_status(store, [ident], "ignored", "known test customer") == 1
+    assert queue.quarantine(store, FLOW, ENTITY, "run-2", [_problem("C1")]) == 0
+    row = _one(store, "C1")
+    assert (row["status"], row["note"]) == ("ignored", "known test customer")
+    assert queue.resolve_synced(store, FLOW, ENTITY, "run-3", ["C1"]) == 0
+    assert _one(store, "C1")["status"] == "ignored"
+    assert queue.active_ids(store, FLOW, ENTITY, ["C1"]) == {}
+    assert list(queue.active_keys(store, FLOW, ENTITY, 10)) == []
+
+
+def test_set_status_records_a_decision_and_rejects_unknown_ids_and_statuses(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1"), _problem("C2")])
+    ids = sorted(r["id"] for r in queue.list_exceptions(store))
+    missing = max(ids) + 1000
+    with pytest.raises(queue.ExceptionNotFound, match=str(missing)):
+        queue.set_status(store, [ids[0], missing], "resolved", "typo fixed by hand")
+    assert {r["status"] for r in queue.list_exceptions(store)} == {"open"}, "nothing changes when one id is unknown"
+    with pytest.raises(queue.ExceptionNotFound):
+        queue.get(store, missing)
+    with pytest.raises(ValueError, match="unknown status"):
+        queue.set_status(store, ids, "closed", "no such status")
+    assert queue.set_status(store, ids, "resolved", "fixed by hand") == 2
+    assert {(r["status"], r["note"]) for r in queue.list_exceptions(store)} == {("resolved", "fixed by hand")}
+    assert queue.get(store, ids[0])["status"] == "resolved"
+
+
+def test_active_keys_pages_through_every_active_key_once(store: Store) -> None:
+    keys = [f"K{i:03d}" for i in range(23)]
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem(k) for k in keys])
+    queue.quarantine(store, FLOW, "order", "run-1", [_problem("K999")])
+    queue.resolve_synced(store, FLOW, ENTITY, "run-2", ["K005"])
+    ignored = _one(store, "K006")["id"]
+    queue.set_status(store, [ignored], "ignored", "not ours")
+    pages = list(queue.active_keys(store, FLOW, ENTITY, 5))
+    assert all(len(p) <= 5 for p in pages)
+    seen = [k for p in pages for k in p]
+    assert sorted(seen) == sorted(set(keys) - {"K005", "K006"})
+    assert len(seen) == len(set(seen))
+    assert set(queue.active_ids(store, FLOW, ENTITY, keys)) == set(keys) - {"K005", "K006"}
+
+
+# --- watermarks -----------------------------------------------------------------------------
+
+
+def test_watermark_never_moves_backwards(store: Store) -> None:
+    assert runs.watermark(store, FLOW) is None
+    assert runs.advance_watermark(store, FLOW, T0 + timedelta(days=2), "run-2") == T0 + timedelta(days=2)
+    assert runs.advance_watermark(store, FLOW, T0, "backfill-0") == T0 + timedelta(days=2)
+    assert runs.watermark(store, FLOW) == T0 + timedelta(days=2)
+    assert runs.advance_watermark(store, FLOW, T0 + timedelta(days=3), "run-3") == T0 + timedelta(days=3)
+    assert runs.watermark(store, FLOW) == T0 + timedelta(days=3)
+    assert runs.watermark(store, "erp_to_stockctl") is None, "each flow has its own watermark"
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(watermarks)).scalar() == 1
+
+
+# --- staging --------------------------------------------------------------------------------
+
+
+def _staged(key: str, payload: dict[str, Any], ts: datetime = T0) -> dict[str, Any]:
+    return {
+        "key": key,
+        "source_ts": ts,
+        "payload": json.dumps(payload),
+        "check_name": None,
+        "field": None,
+        "reason": None,
+    }
+
+
+# Keys with mixed case, digits and punctuation, staged out of order: the database sorts them.
+STAGE_KEYS = [f"C{i:04d}" for i in range(0, 40, 3)] + ["a-1", "A_2", "b.3", "null-key:ff00", "Z", "0"]
+
+
+def test_staged_chunks_return_every_key_once_and_a_restaged_key_replaces_the_old(store: Store) -> None:
+    keys = list(reversed(STAGE_KEYS))
+    assert staging.stage(store, "run-1", ENTITY, [_staged(k, {"v": 1}) for k in keys]) == len(keys)
+    later = T0 + timedelta(hours=1)
+    staging.stage(store, "run-1", ENTITY, [_staged(k, {"v": 2}, later) for k in keys[:5]])
+    staging.stage(store, "run-1", "order", [_staged("O1", {"v": 1})])
+    staging.stage(store, "run-2", ENTITY, [_staged("C9999", {"v": 1})])
+
+    for size in (1, 4, 7, 100):
+        chunks = list(staging.staged_chunks(store, "run-1", ENTITY, size))
+        assert all(0 < len(c) <= size for c in chunks)
+        seen = [k for c in chunks for k in c["key"]]
+        assert Counter(seen) == Counter(keys), size
+        assert len(chunks) == -(-len(keys) // size)
+    frame = next(staging.staged_chunks(store, "run-1", ENTITY, 100)).set_index("key")
+    for key in keys[:5]:
+        assert json.loads(frame.at[key, "payload"]) == {"v": 2}
+        assert frame.at[key, "source_ts"] == later
+    assert json.loads(frame.at[keys[-1], "payload"]) == {"v": 1}
+    assert staging.count(store, "run-1", ENTITY) == len(keys)
+
+
+def test_staging_results_and_clear(store: Store) -> None:
+    staging.stage(store, "run-1", ENTITY, [_staged(k, {"k": k}) for k in ("C1", "C2")])
+    staging.record_results(
+        store,
+        "run-1",
+        ENTITY,
+        [
+            {"key": "C1", "class": "missing", "outcome": "created", "overdue": True},
+            {
+                "key": "C2",
+                "class": "invalid",
+                "outcome": "quarantined",
+                "check_name": "known_code",
+                "field": "tier",
+                "reason": "unknown code",
+            },
+        ],
+    )
+    results = staging.results(store, "run-1", ENTITY).set_index("key")
+    assert results.loc["C1", ["class", "outcome"]].tolist() == ["missing", "created"]
+    assert bool(results.at["C1", "overdue"]) is True
+    assert results.loc["C2", ["class", "outcome", "check_name"]].tolist() == ["invalid", "quarantined", "known_code"]
+    staging.clear(store, "run-1", ENTITY)
+    assert staging.count(store, "run-1", ENTITY) == 0
+    assert list(staging.staged_chunks(store, "run-1", ENTITY, 10)) == []
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+def test_ledger_keeps_one_entry_per_key_with_the_latest_sync(store: Store) -> None:
+    def entry(key: str, source_hash: str, run_id: str) -> dict[str, Any]:
+        return {
+            "key": key,
+            "source_hash": source_hash,
+            "target_hash": source_hash[::-1],
+            "source_ts": T0,
+            "target_ts": T0,
+            "mapping_version": "webshop@3->crm@5",
+            "run_id": run_id,
+            "synced_at": T0,
+        }
+
+    ledger.write(store, FLOW, ENTITY, [entry("C1", "aaaa1111", "run-1"), entry("C2", "bbbb2222", "run-1")])
+    ledger.write(store, FLOW, ENTITY, [entry("C1", "cccc3333", "run-2")])
+    found = ledger.lookup(store, FLOW, ENTITY, ["C1", "C2", "C3"])
+    assert sorted(found.index) == ["C1", "C2"]
+    assert found.loc["C1"].tolist() == ["cccc3333", "3333cccc"]
+    assert ledger.lookup(store, FLOW, "order", ["C1"]).empty
