@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from groundtruth import differences, drift, first_results, held_keys
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from groundtruth import differences, drift, first_results, held_keys
 from truesync import sandbox
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config

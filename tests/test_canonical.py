@@ -437,3 +437,29 @@ def test_round_trip_system_to_canonical_and_back() -> None:
     got = back.records.set_axis(frame.index).astype(object)
     got = got.where(got.notna(), None)
     pd.testing.assert_frame_equal(got, frame)
+
+
+# ---------------------------------------------------------------- regressions found in review
+
+
+def test_numbers_keep_every_digit() -> None:
+    assert converted("price", ["12345678901234567.89"]) == ["12345678901234567.89"]
+    assert converted("qty", [str(2**60 + 1)]) == [str(2**60 + 1)]
+
+
+@pytest.mark.parametrize("bad", ["inf", "-Infinity", "nan"])
+def test_non_finite_decimals_are_errors(bad: str) -> None:
+    result = canon("price", ["1.00", bad])
+    assert list(result.errors["check_name"]) == ["valid_decimal"]
+    assert result.records["price"].iloc[0] == "1.00"
+
+
+def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:
+    result = canon("born", ["2024-01-31", "2024-01-31T23:30:00-05:00", "31/02/1990"])
+    assert list(result.records["born"])[:2] == ["2024-01-31", "2024-02-01"]
+    assert list(result.errors["check_name"]) == ["valid_date"]
+
+
+def test_to_system_keeps_integers_next_to_nulls() -> None:
+    rows, _ = to_system(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TABLE, ALL)
+    assert [type(r["amount"]) for r in rows] == [int, type(None)]

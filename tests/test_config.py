@@ -409,6 +409,12 @@ def test_parse_duration_rejects(value: Any) -> None:
         parse_duration(value)
 
 
+@pytest.mark.parametrize("value", [-7200, timedelta(hours=-1)])
+def test_parse_duration_rejects_negative(value: Any) -> None:
+    with pytest.raises(ValueError, match="negative duration"):
+        parse_duration(value)
+
+
 # ---------------------------------------------------------------- the command line
 
 

@@ -107,14 +107,26 @@ def _cast_string(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[p
     return text, pd.Series(False, index=values.index)
 
 
+def _decimal(text: str) -> decimal.Decimal | None:
+    """Exact decimal of a text, or None when it is not a finite number."""
+    try:
+        number = decimal.Decimal(text.strip())
+    except (decimal.InvalidOperation, AttributeError):
+        return None
+    return number if number.is_finite() else None
+
+
 def _cast_number(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    number = pd.to_numeric(text, errors="coerce")
-    bad = number.isna()
+    """Numbers go through Decimal, not float: two different amounts never share a canonical text."""
+    numbers = text.map(_decimal, na_action="ignore")
+    bad = numbers.isna()
     if spec.type == "integer":
-        bad |= (number % 1) != 0
-        shown = number.where(~bad, 0).astype("int64").astype(str)
+        integral = numbers.map(lambda d: d == d.to_integral_value(), na_action="ignore").fillna(False).astype(bool)
+        bad |= ~integral
+        shown = numbers.map(lambda d: str(int(d)), na_action="ignore")
     else:
-        shown = number.where(~bad, 0).round(spec.scale).map(f"{{:.{spec.scale}f}}".format)
+        quantum = decimal.Decimal(1).scaleb(-spec.scale)
+        shown = numbers.map(lambda d: str(d.quantize(quantum, rounding=decimal.ROUND_HALF_UP)), na_action="ignore")
     return shown, bad
 
 
@@ -125,7 +137,7 @@ def _cast_boolean(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[
 
 
 def _cast_date(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    parsed = to_utc_naive(text)
     return parsed.dt.strftime("%Y-%m-%d"), parsed.isna()
 
 
@@ -184,4 +196,7 @@ def _to_python(values: pd.Series, column_type: Any) -> pd.Series:
         dt.datetime: dt.datetime.fromisoformat,
     }
     convert = converters.get(python_type)
-    return values if convert is None else values.map(convert, na_action="ignore")
+    if convert is None:
+        return values
+    # Element by element into an object Series: pandas would turn ints next to a None into floats.
+    return pd.Series([None if v is None else convert(v) for v in values], index=values.index, dtype=object)

@@ -37,13 +37,17 @@ class ConfigError(Exception):
 def parse_duration(value: Any) -> timedelta:
     """Accept ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"'{value}' is not a duration such as 30m, 2h or 1d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        duration = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        duration = timedelta(seconds=value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"'{value}' is not a duration such as 30m, 2h or 1d")
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if duration < timedelta(0):
+        raise ValueError(f"'{value}' is a negative duration")
+    return duration
 
 
 def _check_name(value: str) -> str:
