@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from truesync.canonical import to_canonical, to_system
@@ -33,6 +34,7 @@ class Tally:
     """Counts of one entity in one run; kept as a Counter so chunks add up."""
 
     counts: Counter = field(default_factory=Counter)
+    load_seconds: float = 0.0
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] += int(n)
@@ -65,12 +67,12 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool) -> dict[str, int]
     overdue_before = window.end - flow.freshness_sla
     for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size):
         _sync_chunk(job, target, chunk, overdue_before, dry_run, tally)
-    counts = dict(tally.counts)
-    counts["extracted"] = runs.entity_counts(job.store, job.run_id).get(job.entity, {}).get("extracted", 0)
-    counts["extract_seconds"] = (
-        runs.entity_counts(job.store, job.run_id).get(job.entity, {}).get("extract_seconds", 0.0)
-    )
+    counts: dict[str, Any] = dict(tally.counts)
+    extracted = runs.entity_counts(job.store, job.run_id).get(job.entity, {})
+    counts["extracted"] = extracted.get("extracted", 0)
+    counts["extract_seconds"] = extracted.get("extract_seconds", 0.0)
     counts["sync_seconds"] = time.monotonic() - began
+    counts["load_seconds"] = tally.load_seconds
     runs.record_entity(job.store, job.run_id, job.entity, counts)
     return {k: v for k, v in counts.items() if isinstance(v, int)}
 
@@ -133,10 +135,12 @@ def _sync_good(
     _hold_conflicts(verdict, payload, held)
     pending = verdict.result.index[verdict.result["write"] & ~verdict.result.index.isin(list(held.by_key))]
     _hold_orphans(job, target, source.loc[pending], verdict, payload, held)
+    began = time.monotonic()
     written_ts = _write(job, target, verdict, pending, payload, held, dry_run)
     done = [k for k in verdict.result.index if k not in held.by_key]
     if not dry_run:
         _remember(job, verdict, source_ts, matched_ts, written_ts, done)
+    tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, held, tally)
 
 
@@ -248,25 +252,21 @@ def _remember(
         f"{flow.source}@{job.config.mappings[flow.source].version}"
         f"->{flow.target}@{job.config.mappings[flow.target].version}"
     )
-    now = utcnow()
-    result = verdict.result
-    rows = []
-    for key in keys:
-        wrote = bool(result.at[key, "write"])
-        t_ts = written_ts if wrote else target_ts.get(key)
-        rows.append(
-            {
-                "key": key,
-                "source_hash": result.at[key, "source_hash"],
-                "target_hash": result.at[key, "target_hash"],
-                "source_ts": _py(source_ts.get(key)),
-                "target_ts": _py(t_ts),
-                "mapping_version": version,
-                "run_id": job.run_id,
-                "synced_at": now,
-            }
-        )
-    ledger.write(job.store, job.flow, job.entity, rows)
+    rows = verdict.result.loc[keys, ["source_hash", "target_hash", "write"]]
+    seen = target_ts.reindex(keys).to_numpy(dtype=object)
+    frame = pd.DataFrame(
+        {
+            "key": keys,
+            "source_hash": rows["source_hash"].to_numpy(),
+            "target_hash": rows["target_hash"].to_numpy(),
+            "source_ts": [_py(v) for v in source_ts.reindex(keys)],
+            "target_ts": [_py(written_ts if wrote else t) for wrote, t in zip(rows["write"], seen, strict=True)],
+            "mapping_version": version,
+            "run_id": job.run_id,
+            "synced_at": utcnow(),
+        }
+    )
+    ledger.write(job.store, job.flow, job.entity, frame.astype(object).to_dict("records"))
 
 
 def _py(value: Any) -> Any:
@@ -276,15 +276,26 @@ def _py(value: Any) -> Any:
 
 
 def _outcomes(verdict: Classification, held: Quarantine, tally: Tally) -> list[dict[str, Any]]:
-    reasons = held.by_key
-    out = []
-    for key, row in verdict.result.iterrows():
-        klass = row["class"]
-        if key in reasons:
-            r = reasons[key]
-            out.append(_result(key, klass, "quarantined", row["overdue"], r["check_name"], r["field"], r["reason"]))
-            continue
-        outcome = "unchanged" if klass == IN_SYNC else "created" if klass == MISSING else "updated"
-        tally.add(outcome)
-        out.append(_result(key, klass, outcome, row["overdue"], None, None, None))
-    return out
+    """Each record's outcome; held records are quarantined with the check that held them."""
+    result = verdict.result
+    is_held = result.index.isin(list(held.by_key))
+    klass = result["class"]
+    outcome = np.select(
+        [is_held, klass == IN_SYNC, klass == MISSING], ["quarantined", "unchanged", "created"], default="updated"
+    )
+    for name, n in pd.Series(outcome[~is_held]).value_counts().items():
+        tally.add(str(name), n)
+    reasons = pd.DataFrame(held.rows, columns=["key", "check_name", "field", "reason"]).set_index("key")
+    reasons = reasons.reindex(result.index)
+    frame = pd.DataFrame(
+        {
+            "key": result.index,
+            "class": klass.to_numpy(),
+            "outcome": outcome,
+            "overdue": result["overdue"].to_numpy(dtype=bool),
+            "check_name": reasons["check_name"].to_numpy(),
+            "field": reasons["field"].to_numpy(),
+            "reason": reasons["reason"].to_numpy(),
+        }
+    ).astype(object)
+    return frame.where(frame.notna(), None).to_dict("records")

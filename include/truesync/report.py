@@ -37,7 +37,8 @@ def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
         },
         "durations": {
             "extract_seconds": round(float(counts.get("extract_seconds", 0.0)), 3),
-            "sync_seconds": round(float(counts.get("sync_seconds", 0.0)), 3),
+            "classify_seconds": round(float(counts.get("sync_seconds", 0.0)) - float(counts.get("load_seconds", 0.0)), 3),
+            "load_seconds": round(float(counts.get("load_seconds", 0.0)), 3),
         },
         "conserved": int(counts.get("extracted", 0)) == sum(outcomes.values()),
     }

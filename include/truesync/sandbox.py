@@ -55,7 +55,7 @@ BAD = ("unknown_code", "unparseable", "duplicate_key", "null_key")
 BAD_SHARE = 0.002
 
 
-def _tables() -> dict[str, MetaData]:
+def tables() -> dict[str, MetaData]:
     """Table layouts per system: sources index (cursor, key); targets have a unique key."""
     shop, erp, crm, stock = MetaData(), MetaData(), MetaData(), MetaData()
     Table(
@@ -382,13 +382,13 @@ def _stock_items(gen: _Gen, rows: Rows, n: int) -> None:
 
 def system_urls(config: Config) -> dict[str, URL]:
     """The URL of each sandbox system, from its Airflow connection."""
-    return {name: sqlalchemy_url(config.systems[name].connection) for name in _tables()}
+    return {name: sqlalchemy_url(config.systems[name].connection) for name in tables()}
 
 
 def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]:
     """(Re)create the sandbox tables in each system, insert the rows, write the labels."""
     counts: dict[str, int] = {}
-    for system, metadata in _tables().items():
+    for system, metadata in tables().items():
         if urls[system].get_backend_name() == "sqlite" and urls[system].database:
             Path(urls[system].database).parent.mkdir(parents=True, exist_ok=True)
         engine = open_engine(urls[system])

@@ -86,7 +86,7 @@ class SqlSystem:
             after = (page[mapping.cursor].iloc[-1], page[mapping.key].iloc[-1])
             ties = self._frame(select(*self._columns(mapping)).where(cursor == after[0], key == after[1]), mapping)
             is_last = (page[mapping.cursor] == after[0]) & (page[mapping.key] == after[1])
-            yield pd.concat([page[~is_last], ties], ignore_index=True)
+            yield pd.concat([page[~is_last], ties if not ties.empty else page[is_last]], ignore_index=True)
         yield from self._null_keys(mapping, start, end, size)
 
     def _null_keys(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:

@@ -55,13 +55,14 @@ def record_entity(store: Store, run_id: str, entity: str, counts: dict[str, Any]
     row = {"run_id": run_id, "entity": entity, **{c: int(counts.get(c, 0)) for c in COUNT_COLUMNS}}
     row["extract_seconds"] = float(counts.get("extract_seconds", 0.0))
     row["sync_seconds"] = float(counts.get("sync_seconds", 0.0))
+    row["load_seconds"] = float(counts.get("load_seconds", 0.0))
     with store.engine.begin() as conn:
         upsert(conn, run_entities, [row], ("run_id", "entity"), [c for c in row if c not in ("run_id", "entity")])
 
 
 def set_extract_seconds(store: Store, run_id: str, entity: str, extracted: int, seconds: float) -> None:
     row = {"run_id": run_id, "entity": entity, **dict.fromkeys(COUNT_COLUMNS, 0)}
-    row.update(extracted=extracted, extract_seconds=seconds, sync_seconds=0.0)
+    row.update(extracted=extracted, extract_seconds=seconds, sync_seconds=0.0, load_seconds=0.0)
     with store.engine.begin() as conn:
         upsert(conn, run_entities, [row], ("run_id", "entity"), ["extracted", "extract_seconds"])
 

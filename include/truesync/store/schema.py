@@ -62,6 +62,7 @@ run_entities = Table(
     *(Column(name, Integer, nullable=False, default=0) for name in COUNT_COLUMNS),
     Column("extract_seconds", Float, nullable=False, default=0.0),
     Column("sync_seconds", Float, nullable=False, default=0.0),
+    Column("load_seconds", Float, nullable=False, default=0.0),
 )
 
 staging = Table(

@@ -37,6 +37,7 @@ def upgrade() -> None:
         *(sa.Column(name, sa.Integer, nullable=False) for name in _COUNTS),
         sa.Column("extract_seconds", sa.Float, nullable=False),
         sa.Column("sync_seconds", sa.Float, nullable=False),
+        sa.Column("load_seconds", sa.Float, nullable=False),
     )
     op.create_table(
         "ts_staging",
