@@ -25,6 +25,7 @@ class ConservationError(AssertionError):
 
 
 def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
+    sync_seconds, load_seconds = float(counts.get("sync_seconds", 0.0)), float(counts.get("load_seconds", 0.0))
     outcomes = {o: int(counts.get(o, 0)) for o in OUTCOMES}
     return {
         "extracted": int(counts.get("extracted", 0)),
@@ -37,8 +38,8 @@ def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
         },
         "durations": {
             "extract_seconds": round(float(counts.get("extract_seconds", 0.0)), 3),
-            "classify_seconds": round(float(counts.get("sync_seconds", 0.0)) - float(counts.get("load_seconds", 0.0)), 3),
-            "load_seconds": round(float(counts.get("load_seconds", 0.0)), 3),
+            "classify_seconds": round(sync_seconds - load_seconds, 3),
+            "load_seconds": round(load_seconds, 3),
         },
         "conserved": int(counts.get("extracted", 0)) == sum(outcomes.values()),
     }
