@@ -72,7 +72,6 @@ class FieldSpec(_Strict):
     type: FieldType = "string"
     required: bool = False
     scale: int = Field(2, ge=0, le=12, description="decimal places kept for type decimal")
-    pii: bool = False
 
 
 class EntityConfig(_Strict):
