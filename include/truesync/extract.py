@@ -48,13 +48,18 @@ class EntityJob:
 
 
 def extract_entity(job: EntityJob, window: Window) -> int:
-    """Stage the window's records plus the retries; returns how many distinct records."""
+    """Stage the window's records, the rows without a key and the retries of open exceptions.
+
+    Returns how many distinct records were staged.
+    """
     began = time.monotonic()
     flow = job.config.flows[job.flow]
     source = open_system(job.config, flow.source)
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
     for raw in source.extract(mapping, window.start, window.end, flow.chunk_size):
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+    for raw in source.null_key_rows(mapping, flow.chunk_size):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
     for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
         real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]

@@ -20,7 +20,7 @@ import pandas as pd
 from truesync.canonical import to_canonical, to_system
 from truesync.classify import IN_SYNC, MISMATCHED, MISSING, Classification, classify
 from truesync.connectors import Connector, open_system
-from truesync.extract import EntityJob
+from truesync.extract import NULL_KEY_PREFIX, EntityJob
 from truesync.store import ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.window import Window
@@ -65,8 +65,13 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool) -> dict[str, int]
     target = open_system(job.config, flow.target)
     tally = Tally()
     overdue_before = window.end - flow.freshness_sla
+    keyless: set[str] = set()
     for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size):
         _sync_chunk(job, target, chunk, overdue_before, dry_run, tally)
+        keyless.update(k for k in chunk["key"] if k.startswith(NULL_KEY_PREFIX))
+    if not dry_run:
+        resolved = queue.resolve_vanished(job.store, job.flow, job.entity, job.run_id, NULL_KEY_PREFIX, keyless)
+        tally.add("exceptions_resolved", resolved)
     counts: dict[str, Any] = dict(tally.counts)
     extracted = runs.entity_counts(job.store, job.run_id).get(job.entity, {})
     counts["extracted"] = extracted.get("extracted", 0)
@@ -181,18 +186,28 @@ def _hold_orphans(
     payload: pd.Series,
     held: Quarantine,
 ) -> None:
-    """A child whose parent is missing in the target, or waits in the queue, waits too."""
+    """A child whose parent is missing in the target, or waits in the queue, waits too.
+
+    Parents this run already handled count as they ended: created or in sync means present
+    (even in a dry run, which wrote nothing), quarantined means waiting.
+    """
     for ref_field, parent in job.spec.references.items():
         if ref_field not in pending or pending.empty:
             continue
         wanted = sorted({str(v) for v in pending[ref_field].dropna()})
+        if not wanted:
+            continue
         parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
-        found = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str)) if wanted else set()
-        waiting = queue.active_ids(job.store, job.flow, parent, wanted) if wanted else {}
+        this_run = staging.outcomes(job.store, job.run_id, parent, wanted)
+        found = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str))
+        found |= {k for k, outcome in this_run.items() if outcome != "quarantined"}
+        waiting = queue.active_ids(job.store, job.flow, parent, wanted)
         for key, value in pending[ref_field].dropna().items():
             value = str(value)
             if value in waiting:
                 reason = f"waits for {parent} '{value}' in the exception queue (#{waiting[value]})"
+            elif this_run.get(value) == "quarantined":
+                reason = f"waits for {parent} '{value}', held for the exception queue by this run"
             elif value not in found:
                 reason = f"{parent} '{value}' (field '{ref_field}') does not exist in target '{target.name}'"
             else:

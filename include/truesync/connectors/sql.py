@@ -4,7 +4,7 @@ Extraction is keyset-paginated on ``(cursor, key)`` so memory stays bounded by t
 size and a long extract never holds one huge transaction. Rows that share both cursor and
 key (a duplicate key) are fetched together with the page they straddle, so nothing is
 skipped or read twice. Rows with a null key cannot be paged by key and are streamed
-separately. Writes use the dialect's native upsert.
+separately, all of them on every run. Writes use the dialect's native upsert.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import MetaData, Table, and_, or_, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
@@ -27,9 +27,9 @@ from truesync.sqlutil import open_engine, upsert
 class SqlSystem:
     """One SQL system: reflected tables, windowed extraction, lookups by key, upserts."""
 
-    def __init__(self, name: str, url: URL) -> None:
+    def __init__(self, name: str, url: URL | str) -> None:
         self.name = name
-        self.url = url
+        self.url = make_url(url)
         self.engine = open_engine(url)
         self._tables: dict[tuple[str | None, str], Table] = {}
 
@@ -87,13 +87,15 @@ class SqlSystem:
             ties = self._frame(select(*self._columns(mapping)).where(cursor == after[0], key == after[1]), mapping)
             is_last = (page[mapping.cursor] == after[0]) & (page[mapping.key] == after[1])
             yield pd.concat([page[~is_last], ties if not ties.empty else page[is_last]], ignore_index=True)
-        yield from self._null_keys(mapping, start, end, size)
 
-    def _null_keys(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
-        """Rows with a null key in the window, streamed in chunks (they go to the queue)."""
+    def null_key_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
+        """Every row with a null key, whatever its change time, streamed in chunks.
+
+        They cannot be paged or fetched by key, so each run reads them all (an index on the
+        key column keeps this cheap): a row that got a key meanwhile is then known to be fixed.
+        """
         table = self.table(mapping)
-        cursor, key = table.c[mapping.cursor], table.c[mapping.key]
-        query = select(*self._columns(mapping)).where(cursor >= start, cursor < end, key.is_(None))
+        query = select(*self._columns(mapping)).where(table.c[mapping.key].is_(None))
         columns = [c.name for c in self._columns(mapping)]
         try:
             with self.engine.connect() as conn:

@@ -157,6 +157,30 @@ def resolve_synced(store: Store, flow: str, entity: str, run_id: str, keys: list
         return conn.execute(stmt).rowcount
 
 
+def resolve_vanished(store: Store, flow: str, entity: str, run_id: str, prefix: str, seen: set[str]) -> int:
+    """Resolve active exceptions under ``prefix`` whose record this run no longer saw.
+
+    Rows without a key are named by a hash of their content; once such a row is fixed (it
+    got a key) or removed, no run sees that name again, so its exception is resolved here.
+    """
+    query = select(exceptions.c.key).where(
+        exceptions.c.flow == flow,
+        exceptions.c.entity == entity,
+        exceptions.c.status.in_(ACTIVE),
+        exceptions.c.key.startswith(prefix, autoescape=True),
+    )
+    with store.engine.begin() as conn:
+        gone = [key for key in conn.execute(query).scalars() if key not in seen]
+        if not gone:
+            return 0
+        stmt = (
+            update(exceptions)
+            .where(exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.key.in_(gone))
+            .values(status="resolved", note=f"row no longer seen without a key in run {run_id}", run_id=run_id)
+        )
+        return conn.execute(stmt).rowcount
+
+
 def list_exceptions(store: Store, **filters: str | None) -> list[dict[str, Any]]:
     """Exceptions matching the given column filters (flow, entity, class, status), newest first."""
     query = select(exceptions).order_by(exceptions.c.last_seen.desc(), exceptions.c.id.desc())

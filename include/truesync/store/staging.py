@@ -86,6 +86,15 @@ def record_results(store: Store, run_id: str, entity: str, results: list[dict[st
         conn.execute(stmt, params)
 
 
+def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:
+    """Key -> outcome of the given keys in this run so far (parents synced earlier in the run)."""
+    query = select(staging.c.key, staging.c.outcome).where(
+        staging.c.run_id == run_id, staging.c.entity == entity, staging.c.key.in_(keys), staging.c.outcome.is_not(None)
+    )
+    with store.engine.connect() as conn:
+        return {row.key: row.outcome for row in conn.execute(query)}
+
+
 def results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
     """Per-record results of a run (key, entity, class, outcome, overdue, check, reason)."""
     cols = [staging.c[c] for c in ("entity", "key", "class", "outcome", "overdue", "check_name", "field", "reason")]
