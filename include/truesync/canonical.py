@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy import Table
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.frames import records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -178,8 +179,7 @@ def to_system(
             _flag(errors, unknown, "known_code", field, reason)
             values = encoded
         out[column] = _to_python(values, table.c[column].type)
-    clean = out.astype(object).where(out.notna(), None)
-    return clean.to_dict("records"), errors.dropna(subset=["check_name"])
+    return records(out), errors.dropna(subset=["check_name"])
 
 
 def _to_python(values: pd.Series, column_type: Any) -> pd.Series:

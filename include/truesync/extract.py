@@ -18,6 +18,7 @@ from truesync.canonical import Canonical, to_canonical
 from truesync.classify import row_hash
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors import open_system
+from truesync.frames import records
 from truesync.store import Store, queue, staging
 from truesync.store.runs import set_extract_seconds
 from truesync.window import Window
@@ -86,12 +87,12 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
     frame = frame.join(canon.errors)
     frame["payload"] = _payloads(raw, canon, mapping)
-    return _settle_duplicates(frame, job.spec.key).to_dict("records")
+    return records(_settle_duplicates(frame, job.spec.key))
 
 
 def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> list[str]:
     """Canonical JSON for good rows; the original column values for rows with an error."""
-    good = canon.records.to_dict("records")
+    good = records(canon.records)
     original = raw.astype(object).where(raw.notna(), None).astype(str).where(raw.notna(), None)
     bad_rows = set(canon.errors.index)
     return [
@@ -104,7 +105,7 @@ def _settle_duplicates(frame: pd.DataFrame, key_field: str) -> pd.DataFrame:
     """Latest change wins per key; equal timestamps with different content are a duplicate key."""
     counts = frame["key"].value_counts()
     if (counts <= 1).all():
-        return _with_python_ts(frame)
+        return frame
     frame = frame.sort_values("source_ts", kind="stable")
     latest_ts = frame.groupby("key")["source_ts"].transform("max")
     latest = frame[(frame["source_ts"] == latest_ts) | latest_ts.isna()]
@@ -118,10 +119,4 @@ def _settle_duplicates(frame: pd.DataFrame, key_field: str) -> pd.DataFrame:
             key_field,
             f"key '{key}' appears {n[key]} times in the source with the same change time and different values",
         ]
-    return _with_python_ts(kept.reset_index())
-
-
-def _with_python_ts(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.astype(object)
-    out["source_ts"] = [None if pd.isna(t) else t.to_pydatetime() for t in frame["source_ts"]]
-    return out.where(out.notna(), None)
+    return kept.reset_index()

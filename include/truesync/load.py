@@ -21,6 +21,7 @@ from truesync.canonical import to_canonical, to_system
 from truesync.classify import IN_SYNC, MISMATCHED, MISSING, Classification, classify
 from truesync.connectors import Connector, open_system
 from truesync.extract import NULL_KEY_PREFIX, EntityJob
+from truesync.frames import records
 from truesync.store import ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.window import Window
@@ -247,7 +248,7 @@ def _write(
             job.store,
             [
                 {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r}
-                for r in audit.to_dict("records")
+                for r in records(audit)
             ],  # fmt: skip
         )
     return now
@@ -274,20 +275,14 @@ def _remember(
             "key": keys,
             "source_hash": rows["source_hash"].to_numpy(),
             "target_hash": rows["target_hash"].to_numpy(),
-            "source_ts": [_py(v) for v in source_ts.reindex(keys)],
-            "target_ts": [_py(written_ts if wrote else t) for wrote, t in zip(rows["write"], seen, strict=True)],
+            "source_ts": source_ts.reindex(keys).to_numpy(),
+            "target_ts": pd.to_datetime(np.where(rows["write"].to_numpy(dtype=bool), written_ts, seen)),
             "mapping_version": version,
             "run_id": job.run_id,
             "synced_at": utcnow(),
         }
     )
-    ledger.write(job.store, job.flow, job.entity, frame.astype(object).to_dict("records"))
-
-
-def _py(value: Any) -> Any:
-    if value is None or pd.isna(value):
-        return None
-    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+    ledger.write(job.store, job.flow, job.entity, records(frame))
 
 
 def _outcomes(verdict: Classification, held: Quarantine, tally: Tally) -> list[dict[str, Any]]:
@@ -312,5 +307,5 @@ def _outcomes(verdict: Classification, held: Quarantine, tally: Tally) -> list[d
             "field": reasons["field"].to_numpy(),
             "reason": reasons["reason"].to_numpy(),
         }
-    ).astype(object)
-    return frame.where(frame.notna(), None).to_dict("records")
+    )
+    return records(frame)

@@ -1,0 +1,31 @@
+"""DataFrame rows as plain Python dicts for database drivers, without pandas' per-cell boxing.
+
+``DataFrame.to_dict("records")`` boxes every cell through a generic path; for the chunks
+truesync writes (tens of thousands of rows, every run) building the dicts from column
+lists is several times faster. Nulls (NaN, NaT, None) become ``None`` and timestamps
+become ``datetime``, which every driver understands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def column_values(column: pd.Series) -> list[Any]:
+    """One column as Python values: ``datetime`` for timestamps, ``None`` for nulls."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return [None if pd.isna(v) else v for v in column.dt.to_pydatetime()]
+    values = column.astype(object).tolist()
+    if column.hasnans:
+        mask = column.isna().tolist()
+        return [None if missing else v for v, missing in zip(values, mask, strict=True)]
+    return values
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts keyed by column name."""
+    names = [str(c) for c in frame.columns]
+    columns = [column_values(frame[c]) for c in frame.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]

@@ -1,0 +1,86 @@
+"""Preparing extracted rows for staging: mapping errors, null keys, lookback deduplication."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from truesync.config import load_config
+from truesync.extract import NULL_KEY_PREFIX, EntityJob, prepare
+from truesync.store import Store
+
+
+@pytest.fixture
+def job(state: Path) -> EntityJob:
+    return EntityJob(load_config(), Store(), "erp_to_stockctl", "stock_item", "run-1")
+
+
+def _items(*rows: tuple[str | None, str, str, datetime]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["sku", "description", "unit_price", "changed_at"], dtype=object)
+    frame["currency"] = "EUR"
+    return frame
+
+
+def _by_key(staged: list[dict]) -> dict[str, dict]:
+    return {row["key"]: row for row in staged}
+
+
+def test_a_record_seen_twice_keeps_its_latest_version(job: EntityJob) -> None:
+    staged = _by_key(
+        prepare(
+            job,
+            _items(
+                ("A", "old name", "1.00", datetime(2026, 11, 1, 22)),
+                ("A", "new name", "1.50", datetime(2026, 11, 1, 23)),
+                ("B", "same", "2.00", datetime(2026, 11, 1, 9)),
+                ("B", "same", "2.00", datetime(2026, 11, 1, 9)),
+            ),
+        )
+    )
+    assert set(staged) == {"A", "B"}
+    assert json.loads(staged["A"]["payload"])["name"] == "new name"
+    assert staged["A"]["source_ts"] == datetime(2026, 11, 1, 23)
+    assert staged["A"]["check_name"] is None and staged["B"]["check_name"] is None
+
+
+def test_two_versions_at_the_same_time_are_a_duplicate_key(job: EntityJob) -> None:
+    staged = _by_key(
+        prepare(
+            job,
+            _items(
+                ("A", "one", "1.00", datetime(2026, 11, 1, 9)),
+                ("A", "two", "1.00", datetime(2026, 11, 1, 9)),
+                ("B", "fine", "3.00", datetime(2026, 11, 1, 9)),
+            ),
+        )
+    )
+    assert staged["A"]["check_name"] == "unique_key" and staged["A"]["field"] == "sku"
+    assert "appears 2 times" in staged["A"]["reason"]
+    assert staged["B"]["check_name"] is None
+
+
+def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJob) -> None:
+    staged = prepare(
+        job,
+        _items(
+            (None, "no key", "1.00", datetime(2026, 11, 1, 9)),
+            ("C", "bad price", "12,5O", datetime(2026, 11, 1, 9)),
+            ("D", "good", "4.00", datetime(2026, 11, 1, 9)),
+        ),
+    )
+    by_check = {row["check_name"]: row for row in staged}
+    keyless = by_check["not_null"]
+    assert keyless["key"].startswith(NULL_KEY_PREFIX) and keyless["field"] == "sku"
+    assert json.loads(keyless["payload"])["description"] == "no key", "the original row is kept"
+    price = by_check["valid_decimal"]
+    assert price["key"] == "C" and price["field"] == "price" and "12,5O" in price["reason"]
+    assert by_check[None]["key"] == "D"
+
+
+def test_the_same_keyless_row_gets_the_same_name_every_time(job: EntityJob) -> None:
+    row = (None, "no key", "1.00", datetime(2026, 11, 1, 9))
+    assert prepare(job, _items(row))[0]["key"] == prepare(job, _items(row))[0]["key"]
