@@ -10,15 +10,15 @@ from truesync.config import Config
 from truesync.connectors import open_system
 from truesync.extract import NULL_KEY_PREFIX
 from truesync.store import Store, queue
-from truesync.store.schema import runs, staging
+from truesync.store.schema import results, runs
 
 
 def first_results(store: Store, flow: str) -> pd.DataFrame:
     """Each record's result in the first run (by window) that saw it."""
     query = (
-        select(staging.c.entity, staging.c.key, staging.c["class"], staging.c.outcome, staging.c.overdue,
-               staging.c.check_name, runs.c.window_start)
-        .join(runs, runs.c.run_id == staging.c.run_id)
+        select(results.c.entity, results.c.key, results.c["class"], results.c.outcome, results.c.overdue,
+               results.c.check_name, runs.c.window_start)
+        .join(runs, runs.c.run_id == results.c.run_id)
         .where(runs.c.flow == flow, runs.c.dry_run.is_(False))
     )  # fmt: skip
     with store.engine.connect() as conn:

@@ -474,7 +474,7 @@ def test_row_hash_same_values_same_hash() -> None:
     assert ha.at["k1"] == hb.at["y"]
     assert ha.at["k2"] == hb.at["x"]
     assert list(ha.index) == ["k1", "k2"]
-    assert all(len(h) == 16 and int(h, 16) >= 0 for h in ha)
+    assert all(h.isdigit() and 0 <= int(h) < 2**64 for h in ha)
 
 
 @pytest.mark.parametrize(
@@ -510,7 +510,7 @@ def test_row_hash_does_not_depend_on_the_other_rows_of_the_chunk() -> None:
 
 def test_row_hash_of_no_columns() -> None:
     empty = pd.DataFrame(index=["a", "b"])
-    assert list(row_hash(empty)) == ["0" * 16, "0" * 16]
+    assert list(row_hash(empty)) == ["0", "0"]
 
 
 def test_row_hash_is_stable_across_processes() -> None:

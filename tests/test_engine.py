@@ -117,7 +117,7 @@ def assert_conserved(demo: Demo, report: dict[str, Any]) -> None:
     run_id = report["run_id"]
     assert report["status"] == "success", report
     stored = runs.entity_counts(demo.store, run_id)
-    results = staging.results(demo.store, run_id)
+    results = staging.run_results(demo.store, run_id)
     assert set(report["entities"]) == set(demo.config.flows[report["flow"]].entities)
     for entity, body in report["entities"].items():
         outcomes = body["outcomes"]
@@ -259,7 +259,7 @@ def test_rerunning_the_same_windows_writes_nothing_and_duplicates_nothing(demo: 
 
     for report in demo.run_demo_days(tag=tag):
         assert_conserved(demo, report)
-        results = staging.results(demo.store, report["run_id"])
+        results = staging.run_results(demo.store, report["run_id"])
         for entity, body in report["entities"].items():
             outcomes = body["outcomes"]
             assert (outcomes["created"], outcomes["updated"]) == (0, 0), (report["run_id"], entity, body)
@@ -316,7 +316,7 @@ def test_exception_resolves_itself_and_the_waiting_child_follows(demo: Demo, tou
     assert report["run_id"] in parent["note"] and report["run_id"] in child["note"]
     assert report["entities"]["customer"]["exceptions"]["resolved"] >= 1
     assert report["entities"]["order"]["exceptions"]["resolved"] >= 1
-    results = staging.results(demo.store, report["run_id"]).set_index(["entity", "key"])
+    results = staging.run_results(demo.store, report["run_id"]).set_index(["entity", "key"])
     assert results.loc[("customer", customer_key), "outcome"] == "updated"
     assert results.loc[("order", order_key), ["class", "outcome"]].tolist() == ["missing", "created"]
 
@@ -403,7 +403,7 @@ def test_overwritten_values_are_restored_and_kept_in_the_audit_trail(
         assert row["overwritten_value"] == str(before[k][column]), k
         assert row["restored_value"] == str(after[k][column]), k
         assert after[k][column] != before[k][column], k
-        result = staging.results(demo.store, row["run_id"], entity).set_index("key")
+        result = staging.run_results(demo.store, row["run_id"], entity).set_index("key")
         assert result.loc[k, ["class", "outcome"]].tolist() == ["overwritten", "updated"]
     if entity == "customer":
         shop = demo.by_key("webshop", "customers", "ext_id")

@@ -269,21 +269,33 @@ def test_staging_results_and_clear(store: Store) -> None:
         "run-1",
         ENTITY,
         [
-            {"key": "C1", "class": "missing", "outcome": "created", "overdue": True},
+            {
+                "key": "C1",
+                "class": "missing",
+                "outcome": "created",
+                "overdue": True,
+                "check_name": None,
+                "field": None,
+                "reason": None,
+            },
             {
                 "key": "C2",
                 "class": "invalid",
                 "outcome": "quarantined",
+                "overdue": False,
                 "check_name": "known_code",
                 "field": "tier",
                 "reason": "unknown code",
             },
         ],
     )
-    results = staging.results(store, "run-1", ENTITY).set_index("key")
+    results = staging.run_results(store, "run-1", ENTITY).set_index("key")
     assert results.loc["C1", ["class", "outcome"]].tolist() == ["missing", "created"]
     assert bool(results.at["C1", "overdue"]) is True
     assert results.loc["C2", ["class", "outcome", "check_name"]].tolist() == ["invalid", "quarantined", "known_code"]
+    assert staging.outcomes(store, "run-1", ENTITY, ["C1", "C2", "C3"]) == {"C1": "created", "C2": "quarantined"}
+    staging.clear_results(store, "run-1", ENTITY)
+    assert staging.run_results(store, "run-1", ENTITY).empty
     staging.clear(store, "run-1", ENTITY)
     assert staging.count(store, "run-1", ENTITY) == 0
     assert list(staging.staged_chunks(store, "run-1", ENTITY, 10)) == []

@@ -34,12 +34,12 @@ class Classification:
 
 
 def row_hash(frame: pd.DataFrame) -> pd.Series:
-    """A stable 64-bit content hash per row over the given canonical text columns."""
+    """A stable 64-bit content hash per row over the given canonical text columns, as decimal text."""
     if frame.shape[1] == 0:
-        return pd.Series("0" * 16, index=frame.index, dtype=object)
+        return pd.Series("0", index=frame.index, dtype=object)
     text = frame.astype(object).where(frame.notna(), _NULL).astype(str)
     hashed = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
-    return pd.Series([f"{h:016x}" for h in hashed], index=frame.index, dtype=object)
+    return pd.Series(hashed.astype(str), index=frame.index, dtype=object)
 
 
 def _equal(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

@@ -66,6 +66,7 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool) -> dict[str, int]
     target = open_system(job.config, flow.target)
     tally = Tally()
     overdue_before = window.end - flow.freshness_sla
+    staging.clear_results(job.store, job.run_id, job.entity)
     keyless: set[str] = set()
     for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size):
         _sync_chunk(job, target, chunk, overdue_before, dry_run, tally)

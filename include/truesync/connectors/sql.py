@@ -67,7 +67,7 @@ class SqlSystem:
                 rows = conn.execute(query).all()
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
-        return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+        return pd.DataFrame(rows, columns=columns, dtype=object)
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Rows whose cursor is in ``[start, end)``, in (cursor, key) order, chunk by chunk."""

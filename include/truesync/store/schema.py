@@ -76,9 +76,20 @@ staging = Table(
     Column("check_name", String(100)),
     Column("field", String(100)),
     Column("reason", Text),
-    Column("class", String(20)),
-    Column("outcome", String(20)),
-    Column("overdue", Boolean),
+)
+
+results = Table(
+    "ts_result",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("class", String(20), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("overdue", Boolean, nullable=False),
+    Column("check_name", String(100)),
+    Column("field", String(100)),
+    Column("reason", Text),
 )
 
 ledger = Table(

@@ -1,6 +1,6 @@
 """Staging: the records a run extracted, kept in the store so tasks never pass data via XCom.
 
-A run's staged rows also hold the class and outcome each record got, which is what the
+Beside them, ``ts_result`` keeps the class and outcome each record got, which is what the
 run report, the exception examples and the ground-truth tests read back.
 """
 
@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from truesync.sqlutil import upsert
 from truesync.store.core import Store
-from truesync.store.schema import runs, staging
+from truesync.store.schema import results, runs, staging
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason")
 
@@ -33,7 +33,8 @@ def staged_chunks(store: Store, run_id: str, entity: str, size: int) -> Iterator
     while True:
         query = base if last is None else base.where(staging.c.key > last)
         with store.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query.order_by(staging.c.key).limit(size)).mappings().all())
+            result = conn.execute(query.order_by(staging.c.key).limit(size))
+            frame = pd.DataFrame(result.all(), columns=list(result.keys()), dtype=object)
         if frame.empty:
             return
         last = frame["key"].iloc[-1]
@@ -46,63 +47,39 @@ def count(store: Store, run_id: str, entity: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def record_results(store: Store, run_id: str, entity: str, results: list[dict[str, Any]]) -> None:
-    """Write back each staged record's class, outcome, overdue flag and failing check."""
-    if not results:
-        return
-    stmt = (
-        update(staging)
-        .where(
-            staging.c.run_id == bindparam("b_run"),
-            staging.c.entity == bindparam("b_entity"),
-            staging.c.key == bindparam("b_key"),
-        )
-        .values(
-            {
-                "class": bindparam("b_class"),
-                "outcome": bindparam("b_outcome"),
-                "overdue": bindparam("b_overdue"),
-                "check_name": bindparam("b_check"),
-                "field": bindparam("b_field"),
-                "reason": bindparam("b_reason"),
-            }
-        )
-    )
-    params = [
-        {
-            "b_run": run_id,
-            "b_entity": entity,
-            "b_key": r["key"],
-            "b_class": r["class"],
-            "b_outcome": r["outcome"],
-            "b_overdue": bool(r.get("overdue", False)),
-            "b_check": r.get("check_name"),
-            "b_field": r.get("field"),
-            "b_reason": r.get("reason"),
-        }
-        for r in results
-    ]
+def clear_results(store: Store, run_id: str, entity: str) -> None:
+    """Forget an entity's results in a run, so a retried sync task starts clean."""
     with store.engine.begin() as conn:
-        conn.execute(stmt, params)
+        conn.execute(delete(results).where(results.c.run_id == run_id, results.c.entity == entity))
+
+
+def record_results(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) -> None:
+    """Each record's class, outcome, overdue flag and failing check, in their own narrow table.
+
+    Inserting small rows here is much cheaper than rewriting the staged rows with their payload.
+    """
+    if rows:
+        with store.engine.begin() as conn:
+            conn.execute(results.insert(), [{"run_id": run_id, "entity": entity, **row} for row in rows])
 
 
 def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:
     """Key -> outcome of the given keys in this run so far (parents synced earlier in the run)."""
-    query = select(staging.c.key, staging.c.outcome).where(
-        staging.c.run_id == run_id, staging.c.entity == entity, staging.c.key.in_(keys), staging.c.outcome.is_not(None)
+    query = select(results.c.key, results.c.outcome).where(
+        results.c.run_id == run_id, results.c.entity == entity, results.c.key.in_(keys)
     )
     with store.engine.connect() as conn:
         return {row.key: row.outcome for row in conn.execute(query)}
 
 
-def results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
-    """Per-record results of a run (key, entity, class, outcome, overdue, check, reason)."""
-    cols = [staging.c[c] for c in ("entity", "key", "class", "outcome", "overdue", "check_name", "field", "reason")]
-    query = select(*cols).where(staging.c.run_id == run_id)
+def run_results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
+    """Per-record results of a run (entity, key, class, outcome, overdue, check, field, reason)."""
+    cols = [results.c[c] for c in ("entity", "key", "class", "outcome", "overdue", "check_name", "field", "reason")]
+    query = select(*cols).where(results.c.run_id == run_id)
     if entity:
-        query = query.where(staging.c.entity == entity)
+        query = query.where(results.c.entity == entity)
     with store.engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in cols])
+        return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cols])
 
 
 def clear(store: Store, run_id: str, entity: str) -> None:
@@ -112,10 +89,11 @@ def clear(store: Store, run_id: str, entity: str) -> None:
 
 
 def purge_old_runs(store: Store, flow: str, keep: int) -> int:
-    """Drop staged rows of all but the ``keep`` most recent runs of a flow."""
+    """Drop staged rows and results of all but the ``keep`` most recent runs of a flow."""
     query = select(runs.c.run_id).where(runs.c.flow == flow).order_by(runs.c.started_at.desc()).offset(keep)
     with store.engine.begin() as conn:
         old = list(conn.execute(query).scalars())
         if not old:
             return 0
+        conn.execute(delete(results).where(results.c.run_id.in_(old)))
         return conn.execute(delete(staging).where(staging.c.run_id.in_(old))).rowcount

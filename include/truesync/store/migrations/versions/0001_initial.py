@@ -1,4 +1,4 @@
-"""Initial store: runs, per-entity counts, staging, ledger, watermarks, exceptions, audit.
+"""Initial store: runs, per-entity counts, staging, results, ledger, watermarks, exceptions, audit.
 
 Revision ID: 0001
 Revises:
@@ -49,9 +49,18 @@ def upgrade() -> None:
         sa.Column("check_name", sa.String(100)),
         sa.Column("field", sa.String(100)),
         sa.Column("reason", sa.Text),
-        sa.Column("class", sa.String(20)),
-        sa.Column("outcome", sa.String(20)),
-        sa.Column("overdue", sa.Boolean),
+    )
+    op.create_table(
+        "ts_result",
+        sa.Column("run_id", sa.String(250), primary_key=True),
+        sa.Column("entity", sa.String(100), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("class", sa.String(20), nullable=False),
+        sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column("overdue", sa.Boolean, nullable=False),
+        sa.Column("check_name", sa.String(100)),
+        sa.Column("field", sa.String(100)),
+        sa.Column("reason", sa.Text),
     )
     op.create_table(
         "ts_ledger",
@@ -108,6 +117,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("ts_audit", "ts_exception", "ts_watermark", "ts_ledger", "ts_staging",
+    for table in ("ts_audit", "ts_exception", "ts_watermark", "ts_ledger", "ts_result", "ts_staging",
                   "ts_run_entity", "ts_run"):  # fmt: skip
         op.drop_table(table)
