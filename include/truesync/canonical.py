@@ -62,6 +62,8 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
 def _flag(errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: pd.Series) -> None:
     """Record an error on rows that have none yet: the first problem of a row is reported."""
     mask = mask & errors["check_name"].isna()
+    if not mask.any():
+        return
     errors.loc[mask, "check_name"] = check
     errors.loc[mask, "field"] = field
     errors.loc[mask, "reason"] = reason[mask]
@@ -82,8 +84,11 @@ def _require(
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    out = values.astype(object)
-    return out.where(values.isna(), values.map(str, na_action="ignore")).where(values.notna(), None)
+    """Values as ``str`` objects, ``None`` for nulls; text columns pass through unconverted."""
+    present = values.notna()
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.astype(object).where(present, None)
+    return values.map(str, na_action="ignore").astype(object).where(present, None)
 
 
 def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, errors: pd.DataFrame) -> pd.Series:
