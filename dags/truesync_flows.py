@@ -111,7 +111,9 @@ def build_dag(config: Config, flow: str) -> DAG:
 
         @task(trigger_rule="one_failed", retries=0)
         def record_failure(plan: dict[str, Any], **context: Any) -> None:
-            failed = [ti.task_id for ti in context["dag_run"].get_task_instances(state=["failed", "upstream_failed"])]
+            run_id = context["dag_run"].run_id
+            states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, run_ids=[run_id]).get(run_id, {})
+            failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
             fail_run(Store(), plan["run_id"], f"failed tasks: {', '.join(failed)}")
 
         planned = plan()

@@ -10,6 +10,7 @@ test database URLs are set.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from truesync.cli import main as truesync
 from truesync.config import Config, load_config
 from truesync.connectors import open_system
 from truesync.localairflow import LocalAirflow
+from truesync.paths import PROJECT_ROOT
 from truesync.store import Store, queue, runs
 
 pytestmark = pytest.mark.airflow
@@ -91,8 +93,60 @@ def _run_sandbox_through_airflow(state: Path) -> None:
     assert sorted((r["id"], r["key"]) for r in queue.list_exceptions(store)) == before_queue
 
 
+def _manual_dry_run(state: Path) -> None:
+    """A run triggered by hand, without a logical date, with ``dry_run``: it writes nothing."""
+    config, store = load_config(), Store()
+    flow = "erp_to_stockctl"
+    watermark = runs.watermark(store, flow)
+    before = _target_snapshot(config)
+    airflow = LocalAirflow(state / "airflow")
+    airflow.trigger(f"truesync_{flow}", "manual__dry", '{"dry_run": true}')
+    airflow.start()
+    try:
+        assert airflow.wait_for_run(f"truesync_{flow}", "manual__dry") == "success"
+    finally:
+        airflow.stop()
+    report = json.loads(runs.get(store, f"{flow}:manual__dry")["report"])
+    assert report["dry_run"] is True and "watermark" not in report
+    assert report["window"]["start"] == (watermark - config.flows[flow].lookback).isoformat()
+    assert report["totals"]["extracted"] > 0, "open exceptions are retried even by a manual run"
+    assert _target_snapshot(config) == before
+    assert runs.watermark(store, flow) == watermark
+
+
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
     _run_sandbox_through_airflow(state)
+    _manual_dry_run(state)
+
+
+def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "config"
+    shutil.copytree(PROJECT_ROOT / "include" / "config", config_dir)
+    flows = (config_dir / "flows.yaml").read_text()
+    (config_dir / "flows.yaml").write_text(
+        flows.replace("chunk_size: 5000", "chunk_size: 5000\n    retries: 1\n    retry_delay: 1s")
+    )
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(config_dir))
+    assert truesync(["sandbox", "init", "--scale", "100"]) == 0
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", "postgresql+psycopg2://sync:s3cr3t-pw@127.0.0.1:1/stock")
+    dag_id = "truesync_erp_to_stockctl"
+    airflow = LocalAirflow(state / "airflow")
+    airflow.prepare([dag_id])
+    airflow.trigger(dag_id, "manual__down")
+    airflow.start()
+    try:
+        assert airflow.wait_for_run(dag_id, "manual__down") == "failed"
+    finally:
+        airflow.stop()
+    run = runs.get(Store(), "erp_to_stockctl:manual__down")
+    assert run["status"] == "failed" and "stock_item.sync" in json.loads(run["report"])["reason"]
+    logs = [p.read_text() for p in (state / "airflow" / "logs").rglob("*.log") if "stock_item" in str(p)]
+    sync_logs = "\n".join(logs)
+    assert "system 'stockctl'" in sync_logs and "unreachable" in sync_logs
+    assert "s3cr3t-pw" not in sync_logs
+    assert sum(log.count("system 'stockctl'") > 0 for log in logs) >= 2, "the transient failure was retried"
 
 
 def test_backfill_through_airflow_on_postgres_and_mariadb(

@@ -139,13 +139,28 @@ class LocalAirflow:
         finally:
             engine.dispose()
 
-    def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
-        """(run id, state, clear number) of the DAG's backfill runs, oldest logical date first."""
+    def backfill_runs(self, dag_id: str, run_type: str = "backfill") -> list[tuple[str, str, int]]:
+        """(run id, state, clear number) of the DAG's runs of a type, in the order they were queued."""
         return self._query(
-            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' "
-            "ORDER BY logical_date",
+            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = :t ORDER BY id",
             d=dag_id,
+            t=run_type,
         )
+
+    def trigger(self, dag_id: str, run_id: str, conf: str = "{}") -> None:
+        """A manual run without a logical date, as a person triggers it from the UI."""
+        self.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", conf)
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        """Wait until one DAG run has finished; returns its state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            state = self._query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+            if state and state[0][0] in ("success", "failed"):
+                return str(state[0][0])
+            time.sleep(3)
+        raise TimeoutError(f"run {run_id} of {dag_id} not finished after {timeout:.0f}s")
 
     def _open_backfills(self, dag_id: str) -> int:
         return self._query("SELECT COUNT(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL", d=dag_id)[0][0]
