@@ -1,8 +1,9 @@
 """One DAG per flow in ``include/config/flows.yaml``: thin wiring of the truesync engine.
 
 Each DAG: ``plan`` (window from the data interval) -> one TaskGroup per entity in
-dependency order (``extract`` -> ``sync``) -> ``finalize`` (conservation check, watermark,
-report). Data moves through the store; XCom carries only ids and counts.
+dependency order (``extract`` -> ``partition`` -> ``sync`` mapped over key ranges, so
+several workers share a large delta) -> ``finalize`` (conservation check, watermark,
+report). Data moves through the store; XCom carries only ids, key bounds and counts.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from truesync.config import Config, load_config
 from truesync.connectors import SystemUnavailable
 from truesync.extract import EntityJob, extract_entity
-from truesync.load import sync_entity
+from truesync.load import plan_partitions, sync_entity
 from truesync.report import fail_run, finish_run
 from truesync.runner import begin_run
 from truesync.store import Store, runs
+from truesync.store.staging import Partition
 from truesync.window import Window, plan_window
 
 MAX_RETRY_DELAY = timedelta(minutes=30)
@@ -135,13 +137,20 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskG
                 job = EntityJob(config, Store(), flow, entity, plan["run_id"])
                 return extract_entity(job, _window(plan))
 
-        @task(task_id="sync", outlets=[asset])
-        def sync(plan: dict[str, Any]) -> dict[str, int]:
+        @task(task_id="partition")
+        def partition(plan: dict[str, Any]) -> list[dict[str, Any]]:
+            with _only_transient_retries():
+                return [p.as_dict() for p in plan_partitions(EntityJob(config, Store(), flow, entity, plan["run_id"]))]
+
+        @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}")
+        def sync(plan: dict[str, Any], part: dict[str, Any]) -> dict[str, int]:
             with _only_transient_retries():
                 job = EntityJob(config, Store(), flow, entity, plan["run_id"])
-                return sync_entity(job, _window(plan), plan["dry_run"])
+                return sync_entity(job, _window(plan), plan["dry_run"], Partition(**part))
 
-        extract(planned) >> sync(planned)
+        parts = partition(planned)
+        extract(planned) >> parts
+        sync.partial(plan=planned).expand(part=parts)
     return group
 
 

@@ -38,6 +38,8 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
     order = [t.task_id for t in dag.topological_sort()]
     assert order.index("customer.sync") < order.index("order.extract")
     assert dag.get_task("order.extract").upstream_task_ids == {"plan", "customer.sync"}
+    assert dag.get_task("customer.sync").upstream_task_ids == {"plan", "customer.partition"}
+    assert dag.get_task("customer.partition").upstream_task_ids == {"plan", "customer.extract"}
     assert order[0] == "plan"
     assert dag.get_task("finalize").upstream_task_ids == {"plan", "order.sync"}
 
@@ -57,6 +59,13 @@ def test_retries_back_off(dagbag: DagBag) -> None:
     assert task.retries == 3
     assert task.retry_exponential_backoff
     assert task.max_retry_delay == timedelta(minutes=30)
+
+
+def test_sync_is_mapped_over_partitions(dagbag: DagBag) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags["truesync_webshop_to_crm"]
+    assert isinstance(dag.get_task("order.sync"), MappedOperator)
 
 
 def test_failure_recorder_runs_only_on_failure(dagbag: DagBag) -> None:

@@ -25,7 +25,7 @@ from truesync.config import Config, load_config
 from truesync.runner import run_flow
 from truesync.sqlutil import open_engine
 from truesync.store import Store, queue, runs, staging
-from truesync.store.schema import audit, ledger
+from truesync.store.schema import audit, ledger, run_entities
 from truesync.window import Window
 
 FLOWS = ("webshop_to_crm", "erp_to_stockctl")
@@ -411,3 +411,39 @@ def test_overwritten_values_are_restored_and_kept_in_the_audit_trail(
             assert before[k]["email"].endswith("@typo.example")
             assert after[k]["email"] == shop[k]["email_address"]
             assert after[k]["segment"] == before[k]["segment"], "restoring never touches CRM-owned fields"
+
+
+# --- partitions: mapped sync tasks share one entity's delta -------------------------------------
+
+
+def test_small_partitions_give_the_same_results_as_one(state: Path) -> None:
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    for flow in config.flows.values():
+        flow.partition_size = 7
+    demo = Demo(config, Store(), state, sandbox.system_urls(config))
+    try:
+        for report in demo.run_demo_days():
+            assert_conserved(demo, report)
+        labels = demo.labels()
+        for flow in FLOWS:
+            assert differences(labels[labels["flow"] == flow], first_results(demo.store, flow)).empty
+        with demo.store.engine.connect() as conn:
+            sync_parts = conn.execute(
+                select(func.count()).select_from(run_entities).where(run_entities.c.part.like("p%"))
+            ).scalar()
+        assert sync_parts > 3 * len(FLOWS) * 3, "each entity was split into several partitions"
+    finally:
+        demo.close()
+
+
+def test_partitions_tile_the_staged_keys(state: Path) -> None:
+    store = Store()
+    keys = [f"K{i:03d}" for i in range(23)]
+    staging.stage(store, "r", "e", [{"key": k, "source_ts": None, "payload": "{}", "check_name": None,
+                                      "field": None, "reason": None} for k in keys])  # fmt: skip
+    parts = staging.partitions(store, "r", "e", 5)
+    assert len(parts) == 5 and parts[0].lo is None and parts[-1].hi is None
+    seen = [k for p in parts for chunk in staging.staged_chunks(store, "r", "e", 2, p) for k in chunk["key"]]
+    assert seen == keys
+    assert [len(list(staging.staged_chunks(store, "r", "e", 100, p))[0]) for p in parts] == [5, 5, 5, 5, 3]

@@ -138,6 +138,7 @@ class FlowConfig(_Strict):
     lookback: timedelta = timedelta(hours=2)
     freshness_sla: timedelta = timedelta(hours=6)
     chunk_size: int = Field(5000, ge=1, le=1_000_000)
+    partition_size: int = Field(100_000, ge=1, description="records per mapped sync task")
     max_active_runs: int = Field(1, ge=1)
     retries: int = Field(3, ge=0)
     retry_delay: timedelta = timedelta(minutes=1)

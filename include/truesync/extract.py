@@ -19,8 +19,7 @@ from truesync.classify import row_hash
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors import open_system
 from truesync.frames import records
-from truesync.store import Store, queue, staging
-from truesync.store.runs import set_extract_seconds
+from truesync.store import Store, queue, runs, staging
 from truesync.window import Window
 
 
@@ -67,7 +66,8 @@ def extract_entity(job: EntityJob, window: Window) -> int:
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
     extracted = staging.count(job.store, job.run_id, job.entity)
-    set_extract_seconds(job.store, job.run_id, job.entity, extracted, time.monotonic() - began)
+    counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
+    runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     return extracted
 
 

@@ -24,6 +24,7 @@ from truesync.extract import NULL_KEY_PREFIX, EntityJob
 from truesync.frames import records
 from truesync.store import ledger, queue, runs, staging
 from truesync.store.core import utcnow
+from truesync.store.staging import EVERYTHING, Partition
 from truesync.window import Window
 
 WRITE_BATCH = 1000
@@ -59,29 +60,36 @@ class Quarantine:
         return list(self.by_key.values())
 
 
-def sync_entity(job: EntityJob, window: Window, dry_run: bool) -> dict[str, int]:
-    """Classify and load every staged record of the entity; returns the entity's counts."""
+def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition = EVERYTHING) -> dict[str, int]:
+    """Classify and load the staged records of one partition; returns its counts.
+
+    Partitions of one entity are independent key ranges, so mapped tasks can run them on
+    several workers at once; entities still load one after another.
+    """
     began = time.monotonic()
     flow = job.config.flows[job.flow]
     target = open_system(job.config, flow.target)
     tally = Tally()
     overdue_before = window.end - flow.freshness_sla
-    staging.clear_results(job.store, job.run_id, job.entity)
-    keyless: set[str] = set()
-    for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size):
+    staging.clear_results(job.store, job.run_id, job.entity, part)
+    for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part):
         _sync_chunk(job, target, chunk, overdue_before, dry_run, tally)
-        keyless.update(k for k in chunk["key"] if k.startswith(NULL_KEY_PREFIX))
-    if not dry_run:
-        resolved = queue.resolve_vanished(job.store, job.flow, job.entity, job.run_id, NULL_KEY_PREFIX, keyless)
-        tally.add("exceptions_resolved", resolved)
     counts: dict[str, Any] = dict(tally.counts)
-    extracted = runs.entity_counts(job.store, job.run_id).get(job.entity, {})
-    counts["extracted"] = extracted.get("extracted", 0)
-    counts["extract_seconds"] = extracted.get("extract_seconds", 0.0)
     counts["sync_seconds"] = time.monotonic() - began
     counts["load_seconds"] = tally.load_seconds
-    runs.record_entity(job.store, job.run_id, job.entity, counts)
-    return {k: v for k, v in counts.items() if isinstance(v, int)}
+    runs.record_counts(job.store, job.run_id, job.entity, part.name, counts)
+    return dict(tally.counts)
+
+
+def plan_partitions(job: EntityJob) -> list[Partition]:
+    """Key ranges of the staged records, ``partition_size`` records each, for mapped sync tasks."""
+    return staging.partitions(job.store, job.run_id, job.entity, job.config.flows[job.flow].partition_size)
+
+
+def resolve_fixed_keyless(job: EntityJob) -> int:
+    """Resolve exceptions of rows without a key that this run no longer saw (they got one)."""
+    seen = staging.keys_with_prefix(job.store, job.run_id, job.entity, NULL_KEY_PREFIX)
+    return queue.resolve_vanished(job.store, job.flow, job.entity, job.run_id, NULL_KEY_PREFIX, seen)
 
 
 def _sync_chunk(
@@ -248,8 +256,7 @@ def _write(
         runs.add_audit(
             job.store,
             [
-                {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r}
-                for r in records(audit)
+                {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)
             ],  # fmt: skip
         )
     return now

@@ -13,6 +13,8 @@ from typing import Any
 
 from truesync.classify import CLASSES
 from truesync.config import Config
+from truesync.extract import EntityJob
+from truesync.load import resolve_fixed_keyless
 from truesync.paths import state_dir
 from truesync.store import Store, runs, staging
 
@@ -54,6 +56,10 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     """Check conservation, commit the watermark (unless dry run), store and write the report."""
     run = runs.get(store, run_id)
     spec = config.flows[flow]
+    if not run["dry_run"]:
+        for entity in spec.entities:
+            resolved = resolve_fixed_keyless(EntityJob(config, store, flow, entity, run_id))
+            runs.record_counts(store, run_id, entity, "final", {"exceptions_resolved": resolved})
     counts = runs.entity_counts(store, run_id)
     entities = {e: entity_report(counts.get(e, {})) for e in config.load_order(spec.entities)}
     broken = [e for e, r in entities.items() if not r["conserved"]]

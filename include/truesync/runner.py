@@ -10,7 +10,7 @@ from typing import Any
 
 from truesync.config import Config
 from truesync.extract import EntityJob, extract_entity
-from truesync.load import sync_entity
+from truesync.load import plan_partitions, sync_entity
 from truesync.report import finish_run
 from truesync.store import Store, runs
 from truesync.window import Window
@@ -23,10 +23,11 @@ def begin_run(config: Config, store: Store, flow: str, run_id: str, window: Wind
 def run_flow(
     config: Config, store: Store, flow: str, run_id: str, window: Window, dry_run: bool = False
 ) -> dict[str, Any]:
-    """Extract and sync every entity of the flow in dependency order, then report."""
+    """Extract and sync every entity of the flow in dependency order, partition by partition, then report."""
     begin_run(config, store, flow, run_id, window, dry_run)
     for entity in config.load_order(config.flows[flow].entities):
         job = EntityJob(config, store, flow, entity, run_id)
         extract_entity(job, window)
-        sync_entity(job, window, dry_run)
+        for part in plan_partitions(job):
+            sync_entity(job, window, dry_run, part)
     return finish_run(config, store, flow, run_id)

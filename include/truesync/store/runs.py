@@ -50,25 +50,28 @@ def latest(store: Store, flow: str | None = None, limit: int = 1) -> list[dict[s
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def record_entity(store: Store, run_id: str, entity: str, counts: dict[str, Any]) -> None:
-    """Store one entity's counts for a run (the numbers the conservation law checks)."""
-    row = {"run_id": run_id, "entity": entity, **{c: int(counts.get(c, 0)) for c in COUNT_COLUMNS}}
-    row["extract_seconds"] = float(counts.get("extract_seconds", 0.0))
-    row["sync_seconds"] = float(counts.get("sync_seconds", 0.0))
-    row["load_seconds"] = float(counts.get("load_seconds", 0.0))
-    with store.engine.begin() as conn:
-        upsert(conn, run_entities, [row], ("run_id", "entity"), [c for c in row if c not in ("run_id", "entity")])
+def record_counts(store: Store, run_id: str, entity: str, part: str, counts: dict[str, Any]) -> None:
+    """Store the counts one step produced for an entity (``extract``, a sync partition, ``final``).
 
-
-def set_extract_seconds(store: Store, run_id: str, entity: str, extracted: int, seconds: float) -> None:
-    row = {"run_id": run_id, "entity": entity, **dict.fromkeys(COUNT_COLUMNS, 0)}
-    row.update(extracted=extracted, extract_seconds=seconds, sync_seconds=0.0, load_seconds=0.0)
+    Steps write their own rows, so mapped sync tasks never contend for one row; the run's
+    numbers for an entity are the sum over its parts.
+    """
+    row = {"run_id": run_id, "entity": entity, "part": part, **{c: int(counts.get(c, 0)) for c in COUNT_COLUMNS}}
+    for seconds in ("extract_seconds", "sync_seconds", "load_seconds"):
+        row[seconds] = float(counts.get(seconds, 0.0))
     with store.engine.begin() as conn:
-        upsert(conn, run_entities, [row], ("run_id", "entity"), ["extracted", "extract_seconds"])
+        keys = ("run_id", "entity", "part")
+        upsert(conn, run_entities, [row], keys, [c for c in row if c not in keys])
 
 
 def entity_counts(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    query = select(run_entities).where(run_entities.c.run_id == run_id)
+    """Per entity, every count and duration summed over the parts of the run."""
+    summed = [c for c in run_entities.c if c.name not in ("run_id", "entity", "part")]
+    query = (
+        select(run_entities.c.entity, *(func.sum(c).label(c.name) for c in summed))
+        .where(run_entities.c.run_id == run_id)
+        .group_by(run_entities.c.entity)
+    )
     with store.engine.connect() as conn:
         return {r["entity"]: dict(r) for r in conn.execute(query).mappings()}
 

@@ -59,6 +59,7 @@ run_entities = Table(
     metadata,
     Column("run_id", String(250), primary_key=True),
     Column("entity", String(100), primary_key=True),
+    Column("part", String(20), primary_key=True),
     *(Column(name, Integer, nullable=False, default=0) for name in COUNT_COLUMNS),
     Column("extract_seconds", Float, nullable=False, default=0.0),
     Column("sync_seconds", Float, nullable=False, default=0.0),

@@ -7,6 +7,7 @@ run report, the exception examples and the ground-truth tests read back.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -26,10 +27,54 @@ def stage(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) ->
         return upsert(conn, staging, records, ("run_id", "entity", "key"), STAGED_COLUMNS)
 
 
-def staged_chunks(store: Store, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
-    """Staged rows in key order, ``size`` at a time (keyset pagination on the key)."""
+@dataclass(frozen=True)
+class Partition:
+    """A half-open key range ``[lo, hi)`` of one entity's staged records (None: unbounded)."""
+
+    index: int
+    lo: str | None = None
+    hi: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "lo": self.lo, "hi": self.hi}
+
+    @property
+    def name(self) -> str:
+        return f"p{self.index:04d}"
+
+
+EVERYTHING = Partition(0)
+
+
+def partitions(store: Store, run_id: str, entity: str, size: int) -> list[Partition]:
+    """Split an entity's staged records into key ranges of about ``size`` records each."""
+    bounds: list[str] = []
+    base = select(staging.c.key).where(staging.c.run_id == run_id, staging.c.entity == entity)
+    with store.engine.connect() as conn:
+        while True:
+            query = base if not bounds else base.where(staging.c.key >= bounds[-1])
+            nxt = conn.execute(query.order_by(staging.c.key).offset(size).limit(1)).scalar()
+            if nxt is None:
+                break
+            bounds.append(nxt)
+    edges: list[str | None] = [None, *bounds, None]
+    return [Partition(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def _in_partition(query: Any, part: Partition) -> Any:
+    if part.lo is not None:
+        query = query.where(staging.c.key >= part.lo)
+    if part.hi is not None:
+        query = query.where(staging.c.key < part.hi)
+    return query
+
+
+def staged_chunks(
+    store: Store, run_id: str, entity: str, size: int, part: Partition = EVERYTHING
+) -> Iterator[pd.DataFrame]:
+    """Staged rows of a partition in key order, ``size`` at a time (keyset pagination on the key)."""
     last: str | None = None
-    base = select(staging).where(staging.c.run_id == run_id, staging.c.entity == entity)
+    base = _in_partition(select(staging).where(staging.c.run_id == run_id, staging.c.entity == entity), part)
     while True:
         query = base if last is None else base.where(staging.c.key > last)
         with store.engine.connect() as conn:
@@ -47,10 +92,24 @@ def count(store: Store, run_id: str, entity: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def clear_results(store: Store, run_id: str, entity: str) -> None:
-    """Forget an entity's results in a run, so a retried sync task starts clean."""
+def clear_results(store: Store, run_id: str, entity: str, part: Partition = EVERYTHING) -> None:
+    """Forget a partition's results in a run, so a retried sync task starts clean."""
+    stmt = delete(results).where(results.c.run_id == run_id, results.c.entity == entity)
+    if part.lo is not None:
+        stmt = stmt.where(results.c.key >= part.lo)
+    if part.hi is not None:
+        stmt = stmt.where(results.c.key < part.hi)
     with store.engine.begin() as conn:
-        conn.execute(delete(results).where(results.c.run_id == run_id, results.c.entity == entity))
+        conn.execute(stmt)
+
+
+def keys_with_prefix(store: Store, run_id: str, entity: str, prefix: str) -> set[str]:
+    """Staged keys starting with ``prefix`` (the names given to rows without a key)."""
+    query = select(staging.c.key).where(
+        staging.c.run_id == run_id, staging.c.entity == entity, staging.c.key.startswith(prefix, autoescape=True)
+    )
+    with store.engine.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def record_results(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) -> None:

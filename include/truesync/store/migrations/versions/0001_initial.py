@@ -34,6 +34,7 @@ def upgrade() -> None:
         "ts_run_entity",
         sa.Column("run_id", sa.String(250), primary_key=True),
         sa.Column("entity", sa.String(100), primary_key=True),
+        sa.Column("part", sa.String(20), primary_key=True),
         *(sa.Column(name, sa.Integer, nullable=False) for name in _COUNTS),
         sa.Column("extract_seconds", sa.Float, nullable=False),
         sa.Column("sync_seconds", sa.Float, nullable=False),
