@@ -40,40 +40,60 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
-def _server_database(env: str, create: str, drop: str) -> Iterator[URL]:
-    raw = os.environ.get(env)
-    if not raw:
-        pytest.skip(f"{env} not set")
-    base = make_url(raw)
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"ts_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(create.format(name=name)))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{env} is set but the server is unreachable: {exc.orig}")
-        pytest.skip(f"{env} unreachable: {exc.orig}")
-    try:
-        yield base.set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(drop.format(name=name)))
-        admin.dispose()
+class ServerDatabases:
+    """Creates fresh databases on one server for a test and drops them all afterwards."""
+
+    def __init__(self, env: str, create: str, drop: str) -> None:
+        raw = os.environ.get(env)
+        if not raw:
+            pytest.skip(f"{env} not set")
+        self.base, self.create, self.drop = make_url(raw), create, drop
+        self.admin = create_engine(self.base, isolation_level="AUTOCOMMIT")
+        self.names: list[str] = []
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            self.admin.dispose()
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{env} is set but the server is unreachable: {exc.orig}")
+            pytest.skip(f"{env} unreachable: {exc.orig}")
+
+    def new(self) -> URL:
+        name = f"ts_test_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(self.create.format(name=name)))
+        self.names.append(name)
+        return self.base.set(database=name)
+
+    def close(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.names:
+                conn.execute(text(self.drop.format(name=name)))
+        self.admin.dispose()
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[URL]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    yield from _server_database(
+def postgres_databases() -> Iterator[ServerDatabases]:
+    """Fresh PostgreSQL databases on demand for one test, dropped afterwards."""
+    servers = ServerDatabases(
         "TRUESYNC_TEST_POSTGRES_URL", 'CREATE DATABASE "{name}"', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     )
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: ServerDatabases) -> URL:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    return postgres_databases.new()
 
 
 @pytest.fixture
 def mysql_url() -> Iterator[URL]:
     """A fresh MariaDB/MySQL database for one test, dropped afterwards."""
-    yield from _server_database(
+    servers = ServerDatabases(
         "TRUESYNC_TEST_MYSQL_URL", "CREATE DATABASE `{name}` CHARACTER SET utf8mb4", "DROP DATABASE IF EXISTS `{name}`"
     )
+    yield servers.new()
+    servers.close()

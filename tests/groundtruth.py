@@ -48,8 +48,11 @@ def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     return merged[bad]
 
 
-def drift(config: Config, flow: str, entity: str) -> set[str]:
-    """Keys whose target differs from the source on a field the flow syncs."""
+def drift(config: Config, flow: str, entity: str, until: str | None = None) -> set[str]:
+    """Keys whose target differs from the source on a field the flow syncs.
+
+    With ``until`` (ISO time), source records changed at or after it are left out: no run saw them yet.
+    """
     spec, entity_spec = config.flows[flow], config.entities[entity]
     fields = [entity_spec.key, *config.synced_fields(flow, entity)]
     frames = []
@@ -58,7 +61,10 @@ def drift(config: Config, flow: str, entity: str) -> set[str]:
         mapping = config.entity_mapping(system, entity)
         with connector.engine.connect() as conn:
             raw = pd.DataFrame(conn.execute(select(connector.table(mapping))).mappings().all(), dtype=object)
-        records = to_canonical(raw, mapping, entity_spec, fields).records
+        canon = to_canonical(raw, mapping, entity_spec, fields)
+        records = canon.records
+        if until and system == spec.source:
+            records = records[canon.source_ts < pd.Timestamp(until)]
         frames.append(records.dropna(subset=[entity_spec.key]).drop_duplicates(entity_spec.key, keep=False))
     source, target = (f.set_index(entity_spec.key)[fields[1:]] for f in frames)
     target = target.reindex(source.index)

@@ -93,17 +93,20 @@ class LocalAirflow:
             self.cli("dags", "unpause", dag_id)
 
     def start(self, components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")) -> None:
+        """Start the components (``celery-worker`` may be repeated) and wait for the api-server."""
         logs = self.home / "process-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for component in components:
-            args = [airflow_bin(), component]
+        for number, component in enumerate(components):
+            args, name, env = [airflow_bin(), component], component, self.env
             if component == "api-server":
                 args += ["--port", str(self.port), "--host", "127.0.0.1"]
-            if component == "celery":
-                args = [airflow_bin(), "celery", "worker", "--concurrency", "2"]
-            with (logs / f"{component}.log").open("ab") as log:
+            if component == "celery-worker":
+                name = f"celery-worker-{number}"
+                args = [airflow_bin(), "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h"]
+                env = {**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the worker logs each workload it runs
+            with (logs / f"{name}.log").open("ab") as log:
                 self.processes.append(
-                    subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
                 )
         self._wait_for_api()
 

@@ -132,7 +132,8 @@ class Rows:
                 "outcome": outcome,
                 "overdue": overdue,
                 "check": check,
-            }  # fmt: skip
+                "changed_at": when.isoformat() if when else "",
+            }
         )
 
 
@@ -403,7 +404,8 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
         engine.dispose()
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     with labels_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["flow", "entity", "key", "class", "outcome", "overdue", "check"])
+        fields = ["flow", "entity", "key", "class", "outcome", "overdue", "check", "changed_at"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows.labels)
     return counts
