@@ -18,6 +18,7 @@ from truesync.config import ConfigError, load_config
 from truesync.connections import ConnectionNotFound
 from truesync.connectors import ConfigurationProblem, SystemUnavailable
 from truesync.paths import state_dir
+from truesync.preflight import preflight
 from truesync.report import report_path
 from truesync.runner import run_flow
 from truesync.store import Store, queue, runs
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", help="configuration directory (default: TRUESYNC_CONFIG_DIR or include/config)")
     check.set_defaults(handler=_config_check)
     _sandbox_parser(sub)
+    _deploy_parsers(sub)
     _run_parser(sub)
     _report_parsers(sub)
     _exceptions_parser(sub)
@@ -61,6 +63,27 @@ def _sandbox_parser(sub: Any) -> None:
     init.add_argument("--start", type=date.fromisoformat, default=sandbox.DEMO_START, help="first demo day")
     init.add_argument("--days", type=int, default=sandbox.DEMO_DAYS)
     init.set_defaults(handler=_sandbox_init)
+
+
+def _deploy_parsers(sub: Any) -> None:
+    store = sub.add_parser("store", help="the store database").add_subparsers(required=True, metavar="ACTION")
+    store.add_parser("migrate", help="create or upgrade the store's tables").set_defaults(handler=_store_migrate)
+    sub.add_parser(
+        "preflight", help="check the metadata DB, store and broker settings; name the one that is wrong"
+    ).set_defaults(handler=_preflight)
+
+
+def _store_migrate(args: argparse.Namespace) -> int:
+    store = Store()
+    print(f"store at {store.url.render_as_string(hide_password=True)} is at the latest schema")
+    return 0
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    findings = preflight()
+    for finding in findings:
+        print(finding, file=sys.stdout if finding.ok else sys.stderr)
+    return 0 if all(f.ok for f in findings) else EXIT_FAILED
 
 
 def _run_parser(sub: Any) -> None:
