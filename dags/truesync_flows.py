@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, chain, task
 from airflow.sdk.exceptions import AirflowFailException
+from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
 from truesync.connectors import SystemUnavailable
@@ -31,10 +32,10 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
 
 @contextmanager
 def _only_transient_retries() -> Iterator[None]:
-    """Let Airflow retry transient failures (a system unreachable); fail the rest at once."""
+    """Let Airflow retry transient failures (a system or the store unreachable or locked); fail the rest at once."""
     try:
         yield
-    except SystemUnavailable:
+    except (SystemUnavailable, OperationalError):
         raise
     except Exception as exc:  # noqa: BLE001 - anything else will not get better by retrying
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from truesync.classify import CLASSES, Classification, classify, row_hash
+from truesync.classify import CLASSES, Classification, classify, row_hash, side_hash
 
 FIELDS = ["email", "tier"]
 T0 = pd.Timestamp("2026-10-01 10:00:00")
@@ -33,11 +33,16 @@ def stamps(values: dict[str, object]) -> pd.Series:
     return pd.Series(pd.to_datetime(list(values.values())), index=list(values), dtype="datetime64[ns]")
 
 
-def ledger_of(seen: dict[str, Row], written: dict[str, Row], fields: list[str] = FIELDS) -> pd.DataFrame:
+def ledger_of(
+    seen: dict[str, Row], written: dict[str, Row], fields: list[str] = FIELDS, shared: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Ledger entries as the last sync left them: hashes of what it saw and what it wrote."""
     assert list(seen) == list(written)
     return pd.DataFrame(
-        {"source_hash": row_hash(frame(seen, fields)), "target_hash": row_hash(frame(written, fields))},
+        {
+            "source_hash": side_hash(frame(seen, fields), list(shared)),
+            "target_hash": side_hash(frame(written, fields), list(shared)),
+        },
         index=list(seen),
     )
 
@@ -279,8 +284,8 @@ def test_result_hashes_as_ledger_make_the_next_run_in_sync_then_detect_who_moved
     first = run({"k1": NEW}, {"k1": T0}, {}, {})
     assert klass(first) == "missing"
     ledger = first.result[["source_hash", "target_hash"]]
-    assert ledger.at["k1", "source_hash"] == row_hash(frame({"k1": NEW})).at["k1"]
-    assert ledger.at["k1", "target_hash"] == row_hash(first.desired).at["k1"]
+    assert ledger.at["k1", "source_hash"] == side_hash(frame({"k1": NEW}), []).at["k1"]
+    assert ledger.at["k1", "target_hash"] == side_hash(first.desired, []).at["k1"]
     written = {"k1": first.desired.loc["k1"].to_dict()}
 
     again = run({"k1": NEW}, {"k1": T0}, written, {"k1": T0}, ledger)
@@ -342,20 +347,50 @@ def test_owned_field_is_not_taken_from_a_newer_target() -> None:
 
 
 def test_shared_field_both_changed_with_ledger_newest_source_wins() -> None:
-    ledger = ledger_of({"k1": {"email": "a@x", "tier": "bronze"}}, {"k1": {"email": "a@x", "tier": "bronze"}})
+    seen = {"k1": {"email": "a@x", "tier": "bronze"}}
     verdict = run(
         {"k1": {"email": "a@x", "tier": "gold"}},
         {"k1": LATER},
         {"k1": {"email": "a@x", "tier": "silver"}},
         {"k1": EARLIER},
-        ledger,
+        ledger_of(seen, seen, shared=("tier",)),
         shared=["tier"],
     )
-    assert klass(verdict) == "overwritten"
+    # The target moved on a shared field only: no owned field was overwritten, the source moved.
+    assert klass(verdict) == "delayed"
     assert verdict.desired.at["k1", "tier"] == "gold"
-    assert verdict.audit.to_dict("records") == [
-        {"key": "k1", "field": "tier", "overwritten_value": "silver", "restored_value": "gold"}
-    ]
+    assert verdict.audit.empty
+
+
+def test_shared_field_changed_only_in_the_source_wins_over_truesyncs_own_later_write() -> None:
+    """The target's change time is truesync's own write: it must not beat a real source change."""
+    seen = {"k1": {"email": "a@x", "tier": "bronze"}}
+    verdict = run(
+        {"k1": {"email": "a@x", "tier": "gold"}},
+        {"k1": EARLIER},
+        {"k1": {"email": "a@x", "tier": "bronze"}},
+        {"k1": LATER},
+        ledger_of(seen, seen, shared=("tier",)),
+        shared=["tier"],
+    )
+    assert klass(verdict) == "delayed"
+    assert verdict.desired.at["k1", "tier"] == "gold"
+
+
+def test_shared_field_changed_only_in_the_target_is_kept_even_when_older() -> None:
+    seen = {"k1": {"email": "a@x", "tier": "bronze"}}
+    verdict = run(
+        {"k1": {"email": "b@x", "tier": "bronze"}},
+        {"k1": LATER},
+        {"k1": {"email": "a@x", "tier": "silver"}},
+        {"k1": EARLIER},
+        ledger_of(seen, seen, shared=("tier",)),
+        shared=["tier"],
+    )
+    assert klass(verdict) == "delayed", "the source moved an owned field; the target only a shared one"
+    assert verdict.desired.at["k1", "tier"] == "silver"
+    assert verdict.desired.at["k1", "email"] == "b@x"
+    assert verdict.audit.empty
 
 
 def test_shared_field_tie_is_a_conflict_naming_the_field() -> None:
@@ -378,7 +413,7 @@ def test_shared_tie_with_ledger_is_a_conflict() -> None:
         {"k1": T0},
         {"k1": {"email": "a@x", "tier": "silver"}},
         {"k1": T0},
-        ledger_of(seen, seen),
+        ledger_of(seen, seen, shared=("tier",)),
         shared=["tier"],
     )
     assert verdict.result.at["k1", "conflict"] == "tier"

@@ -84,3 +84,18 @@ def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJ
 def test_the_same_keyless_row_gets_the_same_name_every_time(job: EntityJob) -> None:
     row = (None, "no key", "1.00", datetime(2026, 11, 1, 9))
     assert prepare(job, _items(row))[0]["key"] == prepare(job, _items(row))[0]["key"]
+
+
+def test_a_row_without_change_time_is_held_not_skipped(job: EntityJob) -> None:
+    staged = _by_key(prepare(job, _items(("A", "no time", "1.00", None), ("B", "fine", "2.00", datetime(2026, 11, 1)))))
+    assert (staged["A"]["check_name"], staged["A"]["field"]) == ("not_null", "changed_at")
+    assert "change time" in staged["A"]["reason"]
+    assert staged["B"]["check_name"] is None
+
+
+def test_an_unreadable_key_keeps_its_own_text_so_it_is_retried_by_key(state: Path) -> None:
+    config = load_config()
+    config.entities["stock_item"].fields["sku"].type = "integer"
+    job = EntityJob(config, Store(), "erp_to_stockctl", "stock_item", "run-1")
+    staged = prepare(job, _items(("12x", "bad key", "1.00", datetime(2026, 11, 1))))
+    assert staged[0]["key"] == "12x" and staged[0]["check_name"] == "valid_integer"

@@ -171,14 +171,14 @@ def test_extract_excludes_rows_outside_the_half_open_window(shop: SqlSystem) -> 
 
 def test_extract_orders_keyed_rows_by_cursor_then_key(shop: SqlSystem) -> None:
     keyed = pd.concat(_extract(shop, 3), ignore_index=True)
-    assert keyed["ext_key"].notna().all(), "rows without a key are read by null_key_rows, not by the window"
+    assert keyed["ext_key"].notna().all(), "rows without a key are read by unwindowed_rows, not by the window"
     order = list(zip(keyed["updated_at"], keyed["ext_key"], strict=True))
     assert order == sorted(order)
     assert all(isinstance(ts, datetime) for ts in keyed["updated_at"])
 
 
-def test_null_key_rows_are_all_streamed_in_chunks_of_the_size_whatever_their_time(shop: SqlSystem) -> None:
-    null_chunks = list(shop.null_key_rows(EVENTS, 2))
+def test_unwindowed_rows_are_all_streamed_in_chunks_of_the_size_whatever_their_time(shop: SqlSystem) -> None:
+    null_chunks = list(shop.unwindowed_rows(EVENTS, 2))
     assert sorted(len(c) for c in null_chunks) == [2, 2, 2]
     assert all(c["ext_key"].isna().all() for c in null_chunks)
     everything = _labels(NULL_IN_WINDOW) + Counter(label for key, label, _ in OUTSIDE if key is None)

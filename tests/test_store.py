@@ -321,5 +321,5 @@ def test_ledger_keeps_one_entry_per_key_with_the_latest_sync(store: Store) -> No
     ledger.write(store, FLOW, ENTITY, [entry("C1", "cccc3333", "run-2")])
     found = ledger.lookup(store, FLOW, ENTITY, ["C1", "C2", "C3"])
     assert sorted(found.index) == ["C1", "C2"]
-    assert found.loc["C1"].tolist() == ["cccc3333", "3333cccc"]
+    assert found.loc["C1", ["source_hash", "target_hash"]].tolist() == ["cccc3333", "3333cccc"]
     assert ledger.lookup(store, FLOW, "order", ["C1"]).empty

@@ -46,6 +46,48 @@ def _equal(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return (a == b) | (a.isna() & b.isna())
 
 
+def side_hash(frame: pd.DataFrame, shared: list[str]) -> pd.Series:
+    """``<owned hash>:<shared hash>``: one side's synced fields as the ledger remembers them.
+
+    Owned and shared fields are hashed apart: who moved on an owned field decides the class,
+    who moved on a shared field decides which value a shared field keeps.
+    """
+    owned = [f for f in frame.columns if f not in shared]
+    return row_hash(frame[owned]) + ":" + row_hash(frame[shared])
+
+
+@dataclass
+class _Moves:
+    """Who changed what since the ledger entry (all False where there is none)."""
+
+    known: pd.Series
+    source_owned: pd.Series
+    source_shared: pd.Series
+    target_owned: pd.Series
+    target_shared: pd.Series
+
+
+def _halves(hashes: pd.Series) -> tuple[pd.Series, pd.Series]:
+    parts = hashes.astype(object).where(hashes.notna(), ":").astype(str).str.partition(":")
+    return parts[0], parts[2]
+
+
+def _moves(source_hash: pd.Series, target_hash: pd.Series, entry: pd.DataFrame) -> _Moves:
+    known = entry["source_hash"].notna()
+    (seen_owned, seen_shared), (wrote_owned, wrote_shared) = (
+        _halves(entry["source_hash"]),
+        _halves(entry["target_hash"]),
+    )
+    (s_owned, s_shared), (t_owned, t_shared) = _halves(source_hash), _halves(target_hash)
+    return _Moves(
+        known,
+        known & (s_owned != seen_owned),
+        known & (s_shared != seen_shared),
+        known & (t_owned != wrote_owned),
+        known & (t_shared != wrote_shared),
+    )
+
+
 def classify(
     source: pd.DataFrame,
     source_ts: pd.Series,
@@ -55,30 +97,29 @@ def classify(
     shared: list[str],
     overdue_before: datetime,
 ) -> Classification:
-    """Classify every source record against its target match and ledger entry."""
+    """Classify every source record against its target match and ledger entry.
+
+    ``ledger`` holds ``source_hash``/``target_hash`` as written by :func:`side_hash`; pass
+    only entries made with the current mapping version (others are first contact).
+    """
     fields = list(source.columns)
     present = pd.Series(source.index.isin(target.index), index=source.index)
     t = target.reindex(source.index)[fields]
     t_ts = target_ts.reindex(source.index)
     s_ts = source_ts.reindex(source.index)
+    source_hash = side_hash(source, shared)
+    moved = _moves(source_hash, side_hash(t, shared), ledger.reindex(source.index))
 
-    desired, conflict = _resolve_shared(source, t, s_ts, t_ts, present, shared)
+    desired, conflict = _resolve_shared(source, t, s_ts, t_ts, present, shared, moved)
     same = _equal(desired, t).all(axis=1) & present
-
-    source_hash = row_hash(source)
-    target_hash = row_hash(t)
-    entry = ledger.reindex(source.index)
-    known = entry["source_hash"].notna()
-    s_changed = source_hash != entry["source_hash"]
-    t_changed = target_hash != entry["target_hash"]
-
+    s_changed = moved.source_owned | moved.source_shared
     classes = np.select(
         [
             ~present,
             same,
-            known & t_changed,
-            known & s_changed,
-            known,
+            moved.target_owned,
+            s_changed,
+            moved.known,
             s_ts > t_ts,
             t_ts > s_ts,
         ],
@@ -92,11 +133,11 @@ def classify(
             "overdue": np.isin(classes, [MISSING, DELAYED]) & (s_ts < pd.Timestamp(overdue_before)).to_numpy(),
             "conflict": conflict,
             "source_hash": source_hash,
-            "target_hash": row_hash(desired),
+            "target_hash": side_hash(desired, shared),
         },
         index=source.index,
     )
-    return Classification(result, desired, _audit(t, desired, result))
+    return Classification(result, desired, _audit(t, desired, result, shared))
 
 
 def _resolve_shared(
@@ -106,25 +147,33 @@ def _resolve_shared(
     t_ts: pd.Series,
     present: pd.Series,
     shared: list[str],
+    moved: _Moves,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Shared fields: the newest side wins; equal timestamps and different values conflict."""
+    """Shared fields: the side that changed since the last sync wins.
+
+    When both changed, or on first contact, the newer change time wins, and equal times with
+    different values are a conflict for the exception queue. truesync's own writes never
+    count as a target change, because the ledger remembers what it wrote.
+    """
     desired = source.copy()
     conflict = pd.Series([None] * len(source), index=source.index, dtype=object)
-    target_newer = present & (t_ts > s_ts)
-    tie = present & (t_ts == s_ts)
+    by_time = present & (~moved.known | (moved.source_shared & moved.target_shared))
+    target_wins = present & ((moved.target_shared & ~moved.source_shared) | (by_time & (t_ts > s_ts)))
+    tie = by_time & (t_ts == s_ts)
     for field in shared:
-        desired[field] = desired[field].where(~target_newer, t[field])
+        desired[field] = desired[field].where(~target_wins, t[field])
         clash = tie & ~_equal(source[[field]], t[[field]])[field] & conflict.isna()
         conflict[clash] = field
     return desired, conflict
 
 
-def _audit(t: pd.DataFrame, desired: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
+def _audit(t: pd.DataFrame, desired: pd.DataFrame, result: pd.DataFrame, shared: list[str]) -> pd.DataFrame:
     """Values an ``overwritten`` record held on owned fields before truesync restored them."""
     rows = result.index[result["class"] == OVERWRITTEN]
-    if len(rows) == 0:
+    owned = [f for f in t.columns if f not in shared]
+    if len(rows) == 0 or not owned:
         return pd.DataFrame(columns=["key", "field", "overwritten_value", "restored_value"])
-    before, after = t.loc[rows], desired.loc[rows]
+    before, after = t.loc[rows, owned], desired.loc[rows, owned]
     differs = ~_equal(before, after)
     stacked = differs.stack()
     stacked = stacked[stacked]

@@ -22,7 +22,7 @@ from truesync.preflight import preflight
 from truesync.report import report_path
 from truesync.runner import run_flow
 from truesync.store import Store, queue, runs
-from truesync.window import Window
+from truesync.window import Window, naive_utc
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -156,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.flow not in config.flows:
         raise LookupError(f"unknown flow '{args.flow}'")
     run_id = args.run_id or f"{args.flow}:manual__{args.start.isoformat()}"
-    report = run_flow(config, Store(), args.flow, run_id, Window(args.start, args.end), args.dry_run)
+    window = Window(naive_utc(args.start), naive_utc(args.end))
+    report = run_flow(config, Store(), args.flow, run_id, window, args.dry_run)
     _print_report(report)
     return 0 if report["status"] == "success" else EXIT_FAILED
 

@@ -330,3 +330,8 @@ def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> Non
             raise ConfigError(file, where, f"system '{system}' has no mapping for '{entity}'")
     if config.entity_mapping(spec.source, entity).cursor is None:
         raise ConfigError(file, where, f"source mapping of '{entity}' needs a cursor column")
+    for parent in config.entities[entity].references.values():
+        if parent not in config.mappings[spec.target].entities:
+            raise ConfigError(
+                file, where, f"'{entity}' references '{parent}', which target '{spec.target}' does not map"
+            )

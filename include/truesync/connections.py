@@ -57,6 +57,7 @@ def _from_airflow(conn_id: str) -> URL:
         ) from exc
     if conn.conn_type == "sqlite":
         return URL.create("sqlite", database=conn.host)
+    extras = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if isinstance(v, str | int | bool)}
     return URL.create(
         conn.conn_type or "",
         username=conn.login,
@@ -64,6 +65,7 @@ def _from_airflow(conn_id: str) -> URL:
         host=conn.host,
         port=conn.port,
         database=conn.schema,
+        query=extras,  # driver options such as sslmode travel with the connection
     )
 
 

@@ -59,7 +59,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     staging.clear(job.store, job.run_id, job.entity)
     for raw in source.extract(mapping, window.start, window.end, flow.chunk_size):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
-    for raw in source.null_key_rows(mapping, flow.chunk_size):
+    for raw in source.unwindowed_rows(mapping, flow.chunk_size):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
     for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
         real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]
@@ -81,11 +81,17 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     mapping = job.mapping("source")
     canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
     keys = canon.records[job.spec.key].copy()
-    null = keys.isna()
+    unreadable = keys.isna() & raw[mapping.key].notna()
+    keys[unreadable] = raw.loc[unreadable, mapping.key].astype(str)  # a bad key is retried by its own text
+    null = raw[mapping.key].isna()
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
     frame = frame.join(canon.errors)
+    untimed = frame["source_ts"].isna() & frame["check_name"].isna()
+    if untimed.any():
+        frame.loc[untimed, ["check_name", "field"]] = ["not_null", mapping.cursor]
+        frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') is null or unreadable"
     frame["payload"] = _payloads(raw, canon, mapping)
     return records(_settle_duplicates(frame, job.spec.key))
 

@@ -69,6 +69,7 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     began = time.monotonic()
     flow = job.config.flows[job.flow]
     target = open_system(job.config, flow.target)
+    target.table(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
     tally = Tally()
     overdue_before = window.end - flow.freshness_sla
     staging.clear_results(job.store, job.run_id, job.entity, part)
@@ -140,6 +141,7 @@ def _sync_good(
     payload = pd.Series(good["payload"].to_numpy(), index=source.index)
     matched, matched_ts = _match_target(job, target, list(source.index), fields, payload, held)
     entries = ledger.lookup(job.store, job.flow, job.entity, list(source.index))
+    entries = entries[entries["mapping_version"] == mapping_version(job)]  # another mapping: first contact
     shared = job.config.shared_fields(job.flow, job.entity)
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, overdue_before)
     ambiguous = verdict.result.index.isin(list(held.by_key))
@@ -214,9 +216,12 @@ def _hold_orphans(
         waiting = queue.active_ids(job.store, job.flow, parent, wanted)
         for key, value in pending[ref_field].dropna().items():
             value = str(value)
+            ended = this_run.get(value)
+            if ended is not None and ended != "quarantined":
+                continue
             if value in waiting:
                 reason = f"waits for {parent} '{value}' in the exception queue (#{waiting[value]})"
-            elif this_run.get(value) == "quarantined":
+            elif ended == "quarantined":
                 reason = f"waits for {parent} '{value}', held for the exception queue by this run"
             elif value not in found:
                 reason = f"{parent} '{value}' (field '{ref_field}') does not exist in target '{target.name}'"
@@ -262,6 +267,13 @@ def _write(
     return now
 
 
+def mapping_version(job: EntityJob) -> str:
+    """Both sides' mapping versions: a ledger entry made under other mappings is not trusted."""
+    flow = job.config.flows[job.flow]
+    source, target = job.config.mappings[flow.source].version, job.config.mappings[flow.target].version
+    return f"{flow.source}@{source}->{flow.target}@{target}"
+
+
 def _remember(
     job: EntityJob,
     verdict: Classification,
@@ -271,11 +283,7 @@ def _remember(
     keys: list[str],
 ) -> None:
     """Ledger entries for every record now in sync, written after the target commit."""
-    flow = job.config.flows[job.flow]
-    version = (
-        f"{flow.source}@{job.config.mappings[flow.source].version}"
-        f"->{flow.target}@{job.config.mappings[flow.target].version}"
-    )
+    version = mapping_version(job)
     rows = verdict.result.loc[keys, ["source_hash", "target_hash", "write"]]
     seen = target_ts.reindex(keys).to_numpy(dtype=object)
     frame = pd.DataFrame(

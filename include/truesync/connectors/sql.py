@@ -4,7 +4,7 @@ Extraction is keyset-paginated on ``(cursor, key)`` so memory stays bounded by t
 size and a long extract never holds one huge transaction. Rows that share both cursor and
 key (a duplicate key) are fetched together with the page they straddle, so nothing is
 skipped or read twice. Rows with a null key cannot be paged by key and are streamed
-separately, all of them on every run. Writes use the dialect's native upsert.
+separately, all of them on every run, with rows whose change time is null. Writes use the dialect's native upsert.
 """
 
 from __future__ import annotations
@@ -83,19 +83,28 @@ class SqlSystem:
             page = self._frame(query.limit(size), mapping)
             if page.empty:
                 break
-            after = (page[mapping.cursor].iloc[-1], page[mapping.key].iloc[-1])
+            last = (page[mapping.cursor].iloc[-1], page[mapping.key].iloc[-1])
+            if after is not None and not (last[0] > after[0] or (last[0] == after[0] and last[1] > after[1])):
+                raise ConfigurationProblem(
+                    f"{self.describe()}: paging '{mapping.table}' by ({mapping.cursor}, {mapping.key}) does not "
+                    "advance; store the cursor column in one sortable format"
+                )
+            after = last
             ties = self._frame(select(*self._columns(mapping)).where(cursor == after[0], key == after[1]), mapping)
             is_last = (page[mapping.cursor] == after[0]) & (page[mapping.key] == after[1])
             yield pd.concat([page[~is_last], ties if not ties.empty else page[is_last]], ignore_index=True)
 
-    def null_key_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
-        """Every row with a null key, whatever its change time, streamed in chunks.
+    def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
+        """Every row with a null key or a null change time, streamed in chunks.
 
-        They cannot be paged or fetched by key, so each run reads them all (an index on the
-        key column keeps this cheap): a row that got a key meanwhile is then known to be fixed.
+        No window or key lookup can find them, so each run reads them all (indexes on the key
+        and cursor columns keep this cheap): they go to the exception queue instead of being
+        silently skipped, and a row that got a key meanwhile is then known to be fixed.
         """
         table = self.table(mapping)
-        query = select(*self._columns(mapping)).where(table.c[mapping.key].is_(None))
+        query = select(*self._columns(mapping)).where(
+            or_(table.c[mapping.key].is_(None), table.c[mapping.cursor].is_(None))
+        )
         columns = [c.name for c in self._columns(mapping)]
         try:
             with self.engine.connect() as conn:

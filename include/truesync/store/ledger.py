@@ -19,12 +19,12 @@ LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mappi
 
 def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:
     """Ledger entries for ``keys`` (a chunk's worth), indexed by key."""
-    query = select(ledger.c.key, ledger.c.source_hash, ledger.c.target_hash).where(
+    query = select(ledger.c.key, ledger.c.source_hash, ledger.c.target_hash, ledger.c.mapping_version).where(
         ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key.in_(keys)
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash"]).set_index("key")
+    return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 
 def write(store: Store, flow: str, entity: str, rows: list[dict[str, Any]]) -> int:
