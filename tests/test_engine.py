@@ -447,3 +447,25 @@ def test_partitions_tile_the_staged_keys(state: Path) -> None:
     seen = [k for p in parts for chunk in staging.staged_chunks(store, "r", "e", 2, p) for k in chunk["key"]]
     assert seen == keys
     assert [len(list(staging.staged_chunks(store, "r", "e", 100, p))[0]) for p in parts] == [5, 5, 5, 5, 3]
+
+
+def test_a_key_matching_only_by_mariadb_collation_is_held_not_written_over(
+    state: Path, mysql_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", mysql_url.render_as_string(hide_password=False))
+    assert cli.main(["sandbox", "init", "--scale", "100"]) == 0
+    config = load_config()
+    demo = Demo(config, Store(), state, sandbox.system_urls(config))
+    try:
+        existing = demo.by_key("stockctl", "stock_items", "sku")["SKU-000000"]
+        items = demo.table("erp", "items")
+        with demo.engine("erp").begin() as conn:
+            conn.execute(items.insert().values(sku="sku-000000", description="lower-case twin", unit_price="9.99",
+                                               currency="EUR", changed_at=DEMO_START + timedelta(hours=3)))  # fmt: skip
+        report = demo.run(ERP_FLOW, 0)
+        assert_conserved(demo, report)
+        held = demo.exception(ERP_FLOW, "stock_item", "sku-000000")
+        assert held["check_name"] == "unique_match" and "SKU-000000" in held["reason"]
+        assert demo.by_key("stockctl", "stock_items", "sku")["SKU-000000"]["title"] == existing["title"]
+    finally:
+        demo.close()

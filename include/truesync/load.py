@@ -169,12 +169,23 @@ def _match_target(
     payload: pd.Series,
     held: Quarantine,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Target records for the keys, canonical; a key matching several records is held."""
+    """Target records for the keys, canonical; a key matching several records is held.
+
+    So is a key the target matches only through a case- or accent-insensitive collation
+    (MariaDB's default): writing it would update the other record.
+    """
     mapping = job.mapping("target")
     raw = target.fetch(mapping, keys)
     canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
     records = canon.records.assign(_ts=canon.source_ts)
     records[job.spec.key] = records[job.spec.key].astype(str)
+    wanted = set(keys)
+    strangers = {k.casefold(): k for k in records[job.spec.key] if k not in wanted}
+    for key in keys:
+        if strangers and key.casefold() in strangers:
+            reason = f"key '{key}' matches '{strangers[key.casefold()]}' in target '{target.name}' only by collation"
+            held.add(key, MISMATCHED, "unique_match", job.spec.key, reason, payload[key])
+    records = records[records[job.spec.key].isin(wanted)]
     counts = records[job.spec.key].value_counts()
     for key, n in counts[counts > 1].items():
         held.add(key, MISMATCHED, "unique_match", job.spec.key,
