@@ -215,6 +215,7 @@ def _summary(args: argparse.Namespace) -> int:
             row = totals.get(entity, {})
             cells = (row.get(c, 0) for c in (*classes, "overdue", "quarantined"))
             print(f"{flow:<18}{entity:<12}" + "".join(f"{n:>12,}" for n in cells))
+    print("counts are summed over the runs: a record retried by a later run counts in each run")
     print(f"reports: {state_dir() / 'reports'}")
     return 0
 
