@@ -38,7 +38,7 @@ def main() -> int:
         airflow.backfill(dag_id, first.isoformat(), last.isoformat())
     airflow.start()
     try:
-        print(f"== Airflow is up on http://127.0.0.1:{airflow.port}; the scheduler runs the backfills ==", flush=True)
+        print(f"== the scheduler runs the backfills (api-server on port {airflow.port} until they end) ==", flush=True)
         states = airflow.wait_for_backfills(dag_ids)
     finally:
         airflow.stop()

@@ -323,3 +323,20 @@ def test_ledger_keeps_one_entry_per_key_with_the_latest_sync(store: Store) -> No
     assert sorted(found.index) == ["C1", "C2"]
     assert found.loc["C1", ["source_hash", "target_hash"]].tolist() == ["cccc3333", "3333cccc"]
     assert ledger.lookup(store, FLOW, "order", ["C1"]).empty
+
+
+def test_an_exception_opened_concurrently_stays_one(store: Store) -> None:
+    """Two runs of one flow (a backfill beside the scheduled run) hold the same record at once."""
+    row = {"key": "C1", "class": "invalid", "check_name": "not_null", "field": "k", "reason": "null", "payload": "{}"}
+    assert queue.quarantine(store, FLOW, ENTITY, "run-a", [row]) == 1
+    real_select = queue.select
+
+    def blind_select(*args: object, **kwargs: object) -> object:
+        """The other run has not seen this run's row yet."""
+        query = real_select(*args, **kwargs)
+        return query.where(queue.exceptions.c.key == "never")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(queue, "select", blind_select)
+        queue.quarantine(store, FLOW, ENTITY, "run-b", [row])
+    assert [e["key"] for e in queue.list_exceptions(store, flow=FLOW)] == ["C1"]

@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="truesync", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="truesync",
+        description="Check configuration, seed the sandbox, run flows, read reports and triage the exception queue. "
+        "Works on the store and configuration the DAGs use (TRUESYNC_STATE_DIR, TRUESYNC_CONFIG_DIR).",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     config = sub.add_parser("config", help="configuration").add_subparsers(required=True, metavar="ACTION")
     check = config.add_parser("check", help="validate the YAML configuration")
@@ -81,6 +85,8 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
 def _preflight(args: argparse.Namespace) -> int:
     findings = preflight()
+    if not findings:
+        print("nothing to check: no metadata database, store or broker URL is set in the environment")
     for finding in findings:
         print(finding, file=sys.stdout if finding.ok else sys.stderr)
     return 0 if all(f.ok for f in findings) else EXIT_FAILED
@@ -99,11 +105,11 @@ def _run_parser(sub: Any) -> None:
 def _report_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help="print a run report")
     report.add_argument("--flow")
-    report.add_argument("--run", help="run id (default: the latest run)")
+    report.add_argument("--run", help="run id, '<flow>:<Airflow run id>' (default: the latest run)")
     report.add_argument("--json", action="store_true", help="the JSON document instead of a table")
     report.add_argument("--open", action="store_true", help="print the path of the report file")
     report.set_defaults(handler=_report)
-    summary = sub.add_parser("summary", help="counts per flow x entity x class over recent runs")
+    summary = sub.add_parser("summary", help="counts per flow x entity x class over recent runs (dry runs left out)")
     summary.add_argument("--runs", type=int, default=1000, help="how many recent runs per flow")
     summary.set_defaults(handler=_summary)
 
@@ -207,6 +213,8 @@ def _summary(args: argparse.Namespace) -> int:
     for flow in config.flows:
         totals: dict[str, dict[str, int]] = {}
         for run in runs.latest(store, flow, args.runs):
+            if run["dry_run"]:
+                continue
             for entity, counts in runs.entity_counts(store, run["run_id"]).items():
                 bucket = totals.setdefault(entity, {})
                 for name in (*classes, "overdue", "quarantined"):
@@ -230,11 +238,15 @@ def _exceptions_list(args: argparse.Namespace) -> int:
     print(f"{'id':>6}  {'status':<9} {'flow':<16} {'entity':<11} {'key':<14} {'class':<11} {'check':<15} reason")
     for r in rows:
         print(
-            f"{r['id']:>6}  {r['status']:<9} {r['flow']:<16} {r['entity']:<11} {r['key'][:14]:<14} "
+            f"{r['id']:>6}  {r['status']:<9} {r['flow']:<16} {r['entity']:<11} {_short(r['key']):<14} "
             f"{r['class']:<11} {r['check_name']:<15} {r['reason']}"
         )
     print(f"{len(rows)} exception(s)")
     return 0
+
+
+def _short(key: str, width: int = 14) -> str:
+    return key if len(key) <= width else key[: width - 1] + "…"
 
 
 def _exceptions_show(args: argparse.Namespace) -> int:

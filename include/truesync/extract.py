@@ -98,11 +98,10 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
 
 def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> list[str]:
     """Canonical JSON for good rows; the original column values for rows with an error."""
-    good = records(canon.records)
-    original = raw.astype(object).where(raw.notna(), None).astype(str).where(raw.notna(), None)
+    good, original = records(canon.records), records(raw)
     bad_rows = set(canon.errors.index)
     return [
-        json.dumps(original.loc[idx].to_dict() if idx in bad_rows else good[pos], default=str)
+        json.dumps(original[pos] if idx in bad_rows else good[pos], default=str)
         for pos, idx in enumerate(canon.records.index)
     ]
 

@@ -40,6 +40,7 @@ def airflow_bin() -> str:
 class LocalAirflow:
     home: Path
     port: int = field(default_factory=free_port)
+    log_server_port: int = field(default_factory=free_port)
     executor: str = "LocalExecutor"
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen] = field(default_factory=list)
@@ -62,6 +63,8 @@ class LocalAirflow:
                 "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
                 "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_server_port),
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
+from truesync.sqlutil import upsert
 from truesync.store.core import Store, utcnow
 from truesync.store.schema import exceptions
 
@@ -77,8 +78,9 @@ def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dic
             )
         }
         fresh = [_new_row(flow, entity, run_id, now, r) for r in rows if r["key"] not in existing]
-        if fresh:
-            conn.execute(exceptions.insert(), fresh)
+        # Insert-or-ignore: a concurrent run of the same flow (a backfill beside the scheduled
+        # run) may have opened the same exception a moment ago; it stays one exception.
+        upsert(conn, exceptions, fresh, ("flow", "entity", "key"), [])
         again = [_seen_again(run_id, now, r, existing[r["key"]].status) for r in rows if r["key"] in existing]
         if again:
             conn.execute(_refresh_statement(flow, entity), again)
