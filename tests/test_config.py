@@ -435,3 +435,20 @@ def test_cli_config_check_bad(cfg: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "flows.yaml" in out.err
     assert "flows.webshop_to_crm.lookback" in out.err
     assert "'2 hours' is not a duration" in out.err
+
+
+def test_cli_config_check_notes_connections_missing_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_WEBSHOP", "sqlite:////tmp/shop.db")
+    monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_ERP", raising=False)
+    assert main(["config", "check", "--dir", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    assert "system 'erp' needs Airflow connection 'truesync_erp'" in out
+    assert "system 'webshop' needs" not in out
+
+
+def test_a_missing_configuration_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration directory not found") as err:
+        load_config(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(err.value)

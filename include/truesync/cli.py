@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from truesync import sandbox
 from truesync.config import ConfigError, load_config
-from truesync.connections import ConnectionNotFound
+from truesync.connections import ConnectionNotFound, env_var
 from truesync.connectors import ConfigurationProblem, SystemUnavailable
 from truesync.paths import state_dir
 from truesync.preflight import preflight
@@ -141,6 +142,10 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"  entities: {' -> '.join(config.load_order())}")
     for name, flow in config.flows.items():
         print(f"  flow {name}: {flow.source} -> {flow.target} [{', '.join(config.load_order(flow.entities))}]")
+    for name, system in config.systems.items():
+        if not os.environ.get(env_var(system.connection)):
+            print(f"  note: system '{name}' needs Airflow connection '{system.connection}' "
+                  f"(not in this environment as {env_var(system.connection)})")  # fmt: skip
     return 0
 
 

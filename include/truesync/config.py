@@ -231,6 +231,8 @@ def _read_section(directory: Path, section: str) -> dict[str, Any]:
 def load_config(directory: Path | str | None = None) -> Config:
     """Read, validate and cross-check the configuration directory."""
     base = Path(directory) if directory else config_dir()
+    if not base.is_dir():
+        raise ConfigError(str(base), "", "configuration directory not found")
     sections = {section: _read_section(base, section) for section in _FILES}
     config = Config(directory=base, **sections)
     _cross_check(config)
