@@ -130,24 +130,26 @@ def build_dag(config: Config, flow: str) -> DAG:
 def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskGroup:
     target = config.flows[flow].target
     asset = Asset(name=f"{target}.{entity}", uri=f"truesync://{target}/{entity}")
+
+    def job(plan: dict[str, Any]) -> EntityJob:
+        return EntityJob(config, Store(), flow, entity, plan["run_id"])
+
     with TaskGroup(group_id=entity, tooltip=f"extract and sync {entity}") as group:
 
         @task(task_id="extract")
         def extract(plan: dict[str, Any]) -> int:
             with _only_transient_retries():
-                job = EntityJob(config, Store(), flow, entity, plan["run_id"])
-                return extract_entity(job, _window(plan))
+                return extract_entity(job(plan), _window(plan))
 
         @task(task_id="partition")
         def partition(plan: dict[str, Any]) -> list[dict[str, Any]]:
             with _only_transient_retries():
-                return [p.as_dict() for p in plan_partitions(EntityJob(config, Store(), flow, entity, plan["run_id"]))]
+                return [p.as_dict() for p in plan_partitions(job(plan))]
 
         @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}")
         def sync(plan: dict[str, Any], part: dict[str, Any]) -> dict[str, int]:
             with _only_transient_retries():
-                job = EntityJob(config, Store(), flow, entity, plan["run_id"])
-                return sync_entity(job, _window(plan), plan["dry_run"], Partition(**part))
+                return sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
 
         parts = partition(planned)
         extract(planned) >> parts

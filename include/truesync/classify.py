@@ -23,6 +23,8 @@ IN_SYNC, MISSING, DELAYED, OVERWRITTEN, MISMATCHED = (
     "mismatched",
 )
 CLASSES = (IN_SYNC, MISSING, DELAYED, OVERWRITTEN, MISMATCHED)
+INVALID = "invalid"  # failed a blocking check before it could be classified
+REPORTED_CLASSES = (*CLASSES, INVALID)
 _NULL = "\x00"
 
 

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from truesync import sandbox
+from truesync.classify import REPORTED_CLASSES
 from truesync.config import ConfigError, load_config
 from truesync.connections import ConnectionNotFound, env_var
 from truesync.connectors import ConfigurationProblem, SystemUnavailable
@@ -213,7 +214,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def _summary(args: argparse.Namespace) -> int:
     store, config = Store(), load_config()
-    classes = ("in_sync", "missing", "delayed", "overwritten", "mismatched", "invalid")
+    classes = REPORTED_CLASSES
     print(f"{'flow':<18}{'entity':<12}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
     for flow in config.flows:
         totals: dict[str, dict[str, int]] = {}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from truesync.canonical import to_canonical, to_system
-from truesync.classify import IN_SYNC, MISMATCHED, MISSING, Classification, classify
+from truesync.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
 from truesync.connectors import Connector, open_system
 from truesync.extract import NULL_KEY_PREFIX, EntityJob
 from truesync.frames import records
@@ -28,7 +28,6 @@ from truesync.store.staging import EVERYTHING, Partition
 from truesync.window import Window
 
 WRITE_BATCH = 1000
-INVALID = "invalid"
 
 
 @dataclass
@@ -181,8 +180,8 @@ def _match_target(
     records[job.spec.key] = records[job.spec.key].astype(str)
     wanted = set(keys)
     strangers = {k.casefold(): k for k in records[job.spec.key] if k not in wanted}
-    for key in keys:
-        if strangers and key.casefold() in strangers:
+    for key in keys if strangers else []:
+        if key.casefold() in strangers:
             reason = f"key '{key}' matches '{strangers[key.casefold()]}' in target '{target.name}' only by collation"
             held.add(key, MISMATCHED, "unique_match", job.spec.key, reason, payload[key])
     records = records[records[job.spec.key].isin(wanted)]

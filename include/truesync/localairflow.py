@@ -145,12 +145,11 @@ class LocalAirflow:
         finally:
             engine.dispose()
 
-    def backfill_runs(self, dag_id: str, run_type: str = "backfill") -> list[tuple[str, str, int]]:
-        """(run id, state, clear number) of the DAG's runs of a type, in the order they were queued."""
+    def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
+        """(run id, state, clear number) of the DAG's backfill runs, in the order they were queued."""
         return self._query(
-            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = :t ORDER BY id",
+            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' ORDER BY id",
             d=dag_id,
-            t=run_type,
         )
 
     def trigger(self, dag_id: str, run_id: str, conf: str = "{}") -> None:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from truesync.classify import CLASSES
+from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
 from truesync.extract import EntityJob
 from truesync.load import resolve_fixed_keyless
@@ -32,7 +32,7 @@ def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
     return {
         "extracted": int(counts.get("extracted", 0)),
         "outcomes": outcomes,
-        "classes": {c: int(counts.get(c, 0)) for c in (*CLASSES, "invalid")},
+        "classes": {c: int(counts.get(c, 0)) for c in REPORTED_CLASSES},
         "overdue": int(counts.get("overdue", 0)),
         "exceptions": {
             "opened": int(counts.get("exceptions_opened", 0)),

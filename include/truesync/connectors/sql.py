@@ -111,7 +111,7 @@ class SqlSystem:
                     query = select(*self._columns(mapping)).where(condition)
                     result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
                     for part in result.partitions(size):
-                        yield pd.DataFrame([tuple(r) for r in part], columns=columns, dtype=object)
+                        yield pd.DataFrame(part, columns=columns, dtype=object)
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 

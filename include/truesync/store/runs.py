@@ -105,8 +105,3 @@ def add_audit(store: Store, rows: list[dict[str, Any]]) -> None:
     if rows:
         with store.engine.begin() as conn:
             conn.execute(audit.insert(), rows)
-
-
-def audit_count(store: Store, run_id: str) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(audit).where(audit.c.run_id == run_id)).scalar() or 0)

@@ -61,12 +61,13 @@ def partitions(store: Store, run_id: str, entity: str, size: int) -> list[Partit
     return [Partition(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
-def _in_partition(query: Any, part: Partition) -> Any:
+def _in_partition(statement: Any, part: Partition, key: Any = staging.c.key) -> Any:
+    """Restrict a select or delete to the partition's key range on ``key``."""
     if part.lo is not None:
-        query = query.where(staging.c.key >= part.lo)
+        statement = statement.where(key >= part.lo)
     if part.hi is not None:
-        query = query.where(staging.c.key < part.hi)
-    return query
+        statement = statement.where(key < part.hi)
+    return statement
 
 
 def staged_chunks(
@@ -94,11 +95,9 @@ def count(store: Store, run_id: str, entity: str) -> int:
 
 def clear_results(store: Store, run_id: str, entity: str, part: Partition = EVERYTHING) -> None:
     """Forget a partition's results in a run, so a retried sync task starts clean."""
-    stmt = delete(results).where(results.c.run_id == run_id, results.c.entity == entity)
-    if part.lo is not None:
-        stmt = stmt.where(results.c.key >= part.lo)
-    if part.hi is not None:
-        stmt = stmt.where(results.c.key < part.hi)
+    stmt = _in_partition(
+        delete(results).where(results.c.run_id == run_id, results.c.entity == entity), part, results.c.key
+    )
     with store.engine.begin() as conn:
         conn.execute(stmt)
 
