@@ -147,7 +147,8 @@ def test_first_runs_classify_every_record_as_the_ground_truth_says(demo: Demo) -
         assert all(body["extracted"] > 0 for body in report["entities"].values()), report["run_id"]
     labels = demo.labels()
     assert set(labels["class"]) == {"in_sync", "missing", "delayed", "overwritten", "mismatched", "invalid"}
-    assert {"known_code", "valid_date", "unique_key", "not_null", "parent_exists"} <= set(labels["check"])
+    checks = {sandbox.IN_SET, sandbox.PARSEABLE, sandbox.UNIQUE, sandbox.NOT_NULL, sandbox.REGEX, sandbox.BETWEEN}
+    assert checks | {"parent_exists"} <= set(labels["check"])
     for flow in FLOWS:
         diff = differences(labels[labels["flow"] == flow], first_results(demo.store, flow))
         assert diff.empty, f"{flow}:\n{diff.to_string()}"
@@ -285,14 +286,14 @@ def test_exception_resolves_itself_and_the_waiting_child_follows(demo: Demo, tou
     demo.run_demo_days()
     labels = demo.labels()
     shop = labels[labels["flow"] == SHOP_FLOW]
-    customer_key = shop.loc[(shop["entity"] == "customer") & (shop["check"] == "known_code"), "key"].iloc[0]
+    customer_key = shop.loc[(shop["entity"] == "customer") & (shop["check"] == sandbox.IN_SET), "key"].iloc[0]
     waiting = shop.loc[(shop["entity"] == "order") & (shop["check"] == "parent_exists"), "key"]
     orders = demo.by_key("webshop", "orders", "order_no")
     order_key = next(k for k in waiting if orders[k]["customer_ext_id"] == customer_key)
 
     parent = demo.exception(SHOP_FLOW, "customer", customer_key)
     child = demo.exception(SHOP_FLOW, "order", order_key)
-    assert (parent["check_name"], parent["class"]) == ("known_code", "invalid")
+    assert (parent["check_name"], parent["class"]) == (sandbox.IN_SET, "invalid")
     assert (child["check_name"], child["class"], child["field"]) == ("parent_exists", "missing", "customer_id")
     assert parent["status"] in queue.ACTIVE and child["status"] in queue.ACTIVE
     assert customer_key in child["reason"] and f"#{parent['id']}" in child["reason"]
@@ -335,9 +336,9 @@ def test_exception_resolves_itself_and_the_waiting_child_follows(demo: Demo, tou
 
 def test_a_row_without_a_key_resolves_once_it_gets_one(demo: Demo) -> None:
     demo.run_demo_days()
-    keyless = [e for e in demo.exceptions(SHOP_FLOW, "customer") if e["check_name"] == "not_null"]
+    keyless = [e for e in demo.exceptions(SHOP_FLOW, "customer") if e["check_name"] == sandbox.NOT_NULL]
     assert len(keyless) == 1 and keyless[0]["status"] in queue.ACTIVE
-    assert keyless[0]["field"] == "customer_id" and "is null" in keyless[0]["reason"]
+    assert keyless[0]["field"] == "customer_id" and "must not be null" in keyless[0]["reason"]
     customers = demo.table("webshop", "customers")
     with demo.engine("webshop").begin() as conn:
         fixed = {"ext_id": "C9999999", "updated_at": DEMO_START + timedelta(days=sandbox.DEMO_DAYS, hours=1)}

@@ -58,8 +58,8 @@ def test_two_versions_at_the_same_time_are_a_duplicate_key(job: EntityJob) -> No
             ),
         )
     )
-    assert staged["A"]["check_name"] == "unique_key" and staged["A"]["field"] == "sku"
-    assert "appears 2 times" in staged["A"]["reason"]
+    assert staged["A"]["check_name"] == "expect_compound_columns_to_be_unique" and staged["A"]["field"] == "sku"
+    assert "same change time" in staged["A"]["reason"] and staged["A"]["value"] == "A @ 2026-11-01 09:00:00"
     assert staged["B"]["check_name"] is None
 
 
@@ -73,11 +73,12 @@ def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJ
         ),
     )
     by_check = {row["check_name"]: row for row in staged}
-    keyless = by_check["not_null"]
+    keyless = by_check["expect_column_values_to_not_be_null"]
     assert keyless["key"].startswith(NULL_KEY_PREFIX) and keyless["field"] == "sku"
     assert json.loads(keyless["payload"])["description"] == "no key", "the original row is kept"
-    price = by_check["valid_decimal"]
-    assert price["key"] == "C" and price["field"] == "price" and "12,5O" in price["reason"]
+    price = by_check["expect_column_values_to_match_regex"]
+    assert price["key"] == "C" and price["field"] == "price" and price["value"] == "12,5O"
+    assert price["reason"] == "expect_column_values_to_match_regex: field 'price' must be a decimal number; found '12,5O'"
     assert by_check[None]["key"] == "D"
 
 
@@ -88,8 +89,8 @@ def test_the_same_keyless_row_gets_the_same_name_every_time(job: EntityJob) -> N
 
 def test_a_row_without_change_time_is_held_not_skipped(job: EntityJob) -> None:
     staged = _by_key(prepare(job, _items(("A", "no time", "1.00", None), ("B", "fine", "2.00", datetime(2026, 11, 1)))))
-    assert (staged["A"]["check_name"], staged["A"]["field"]) == ("not_null", "changed_at")
-    assert "change time" in staged["A"]["reason"]
+    assert (staged["A"]["check_name"], staged["A"]["field"]) == ("expect_column_values_to_not_be_null", "change_time")
+    assert "column 'changed_at'" in staged["A"]["reason"]
     assert staged["B"]["check_name"] is None
 
 
@@ -98,4 +99,4 @@ def test_an_unreadable_key_keeps_its_own_text_so_it_is_retried_by_key(state: Pat
     config.entities["stock_item"].fields["sku"].type = "integer"
     job = EntityJob(config, Store(), "erp_to_stockctl", "stock_item", "run-1")
     staged = prepare(job, _items(("12x", "bad key", "1.00", datetime(2026, 11, 1))))
-    assert staged[0]["key"] == "12x" and staged[0]["check_name"] == "valid_integer"
+    assert staged[0]["key"] == "12x" and staged[0]["check_name"] == "expect_column_values_to_match_regex"

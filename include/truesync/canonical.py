@@ -83,7 +83,7 @@ def _require(
         )
 
 
-def _as_text(values: pd.Series) -> pd.Series:
+def as_text(values: pd.Series) -> pd.Series:
     """Values as ``str`` objects, ``None`` for nulls; text columns pass through unconverted."""
     present = values.notna()
     if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
@@ -92,7 +92,7 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, errors: pd.DataFrame) -> pd.Series:
-    text = _as_text(values)
+    text = as_text(values)
     decoded = text.map(codes)
     unknown = text.notna() & decoded.isna()
     _flag(errors, unknown, "known_code", field, "unknown code '" + text.astype(str) + f"' in column '{column}'")
@@ -101,7 +101,7 @@ def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, e
 
 def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
     present = values.notna()
-    text = _as_text(values)
+    text = as_text(values)
     out, bad = _CASTS[spec.type](values, text, spec)
     bad = bad & present
     reason = f"cannot read column '{column}' as {spec.type}: '" + text.astype(str) + "'"

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from truesync.paths import config_dir
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
+FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
+Severity = Literal["block", "warn"]
 SHARED = "shared"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -72,6 +74,20 @@ class FieldSpec(_Strict):
     type: FieldType = "string"
     required: bool = False
     scale: int = Field(2, ge=0, le=12, description="decimal places kept for type decimal")
+    format: FieldFormat | None = Field(None, description="a format checked on top of the type")
+    min: float | None = Field(None, description="smallest allowed value of a number")
+    max: float | None = Field(None, description="largest allowed value of a number")
+    severity: Severity = Field("block", description="what a failed format or range check does")
+    pii: bool = Field(False, description="personal data: masked in reports and Data Docs")
+
+
+class ExpectationSpec(_Strict):
+    """A user-written Great Expectations check: any GX expectation by name, with its arguments."""
+
+    expectation: str = Field(description="GX expectation name, e.g. expect_column_values_to_match_regex")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "block"
+    description: str = ""
 
 
 class EntityConfig(_Strict):
@@ -81,6 +97,7 @@ class EntityConfig(_Strict):
     references: dict[str, str] = Field(
         default_factory=dict, description="canonical field -> parent entity whose key it holds"
     )
+    expectations: list[ExpectationSpec] = []
 
     @field_validator("fields")
     @classmethod
@@ -125,6 +142,34 @@ class SystemMapping(_Strict):
         return str(value)
 
 
+CLASS_METRICS = ("missing", "delayed", "overwritten", "mismatched", "invalid", "overdue")
+
+
+class QualityConfig(_Strict):
+    """When data quality fails a run, raises an alert, and what reports may show."""
+
+    mask_pii: bool = True
+    max_blocked_share: float = Field(0.05, ge=0, le=1, description="run fails above this share blocked per entity")
+    max_class_share: dict[str, float] = Field(
+        default_factory=lambda: {"mismatched": 0.02, "overwritten": 0.05, "overdue": 0.10},
+        description="alert when a class's share of an entity's records exceeds this",
+    )
+    jump_factor: float = Field(3.0, ge=1, description="alert when a share exceeds this times the recent average")
+    jump_min_records: int = Field(3, ge=0, description="a jump needs at least this many records to alert")
+    history_runs: int = Field(10, ge=1, description="previous runs the jump check compares against")
+    fail_on_alert: bool = Field(False, description="fail the run on a class-share or jump alert too")
+
+    @field_validator("max_class_share")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, limit in value.items():
+            if metric not in CLASS_METRICS:
+                raise ValueError(f"'{metric}' is not one of {', '.join(CLASS_METRICS)}")
+            if not 0 <= limit <= 1:
+                raise ValueError(f"share for '{metric}' must be between 0 and 1, got {limit}")
+        return value
+
+
 class FlowConfig(_Strict):
     source: str
     target: str
@@ -144,6 +189,7 @@ class FlowConfig(_Strict):
     retry_delay: timedelta = timedelta(minutes=1)
     description: str = ""
     tags: list[str] = []
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
     @classmethod

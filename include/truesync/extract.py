@@ -19,7 +19,8 @@ from truesync.classify import row_hash
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors import open_system
 from truesync.frames import records
-from truesync.store import Store, queue, runs, staging
+from truesync.quality import Suite, suite_for, validation_frame
+from truesync.store import Store, checks, queue, runs, staging
 from truesync.window import Window
 
 
@@ -46,6 +47,11 @@ class EntityJob:
         refs = [f for f in self.spec.references if f in self.mapping("source").fields]
         return list(dict.fromkeys([self.spec.key, *synced, *refs]))
 
+    def suite(self) -> Suite:
+        """The entity's data-quality checks on this flow's source."""
+        name = f"{self.flow}.{self.entity}"
+        return suite_for(name, self.spec, self.mapping("source"), self.payload_fields(), self.config)
+
 
 def extract_entity(job: EntityJob, window: Window) -> int:
     """Stage the window's records, the rows without a key and the retries of open exceptions.
@@ -57,6 +63,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     source = open_system(job.config, flow.source)
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
+    checks.clear(job.store, job.run_id, job.entity, "extract")
     for raw in source.extract(mapping, window.start, window.end, flow.chunk_size):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
     for raw in source.unwindowed_rows(mapping, flow.chunk_size):
@@ -75,10 +82,16 @@ NULL_KEY_PREFIX = "null-key:"
 
 
 def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
-    """Canonical rows for staging: mapping errors flagged, null keys named, duplicates settled."""
+    """Canonical rows for staging: failed checks flagged, null keys named, duplicates settled.
+
+    The data-quality suite speaks first; a mapping error (a value the checks let through
+    but the mapping cannot read) is reported only for rows the suite passed.
+    """
     if raw.empty:
         return []
     mapping = job.mapping("source")
+    verdict = job.suite().validate(validation_frame(raw, mapping, job.spec))
+    checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
     canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
     keys = canon.records[job.spec.key].copy()
     unreadable = keys.isna() & raw[mapping.key].notna()
@@ -87,13 +100,13 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
-    frame = frame.join(canon.errors)
+    frame = frame.join(verdict.failures.combine_first(canon.errors.assign(value=None)))
     untimed = frame["source_ts"].isna() & frame["check_name"].isna()
     if untimed.any():
-        frame.loc[untimed, ["check_name", "field"]] = ["not_null", mapping.cursor]
-        frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') is null or unreadable"
+        frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]
+        frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') cannot be read as a time"
     frame["payload"] = _payloads(raw, canon, mapping)
-    return records(_settle_duplicates(frame, job.spec.key))
+    return records(_settle_duplicates(frame))
 
 
 def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> list[str]:
@@ -106,22 +119,12 @@ def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> li
     ]
 
 
-def _settle_duplicates(frame: pd.DataFrame, key_field: str) -> pd.DataFrame:
-    """Latest change wins per key; equal timestamps with different content are a duplicate key."""
-    counts = frame["key"].value_counts()
-    if (counts <= 1).all():
+def _settle_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Latest change wins per key; among versions with that change time, a held one wins.
+
+    So a key the uniqueness check held (same change time, different values) stays held.
+    """
+    if frame["key"].is_unique:
         return frame
-    frame = frame.sort_values("source_ts", kind="stable")
-    latest_ts = frame.groupby("key")["source_ts"].transform("max")
-    latest = frame[(frame["source_ts"] == latest_ts) | latest_ts.isna()]
-    variants = latest.groupby("key")["payload"].nunique()
-    clashing = variants.index[variants > 1]
-    kept = latest.drop_duplicates("key", keep="last").set_index("key")
-    n = latest.groupby("key").size()
-    for key in clashing:
-        kept.loc[key, ["check_name", "field", "reason"]] = [
-            "unique_key",
-            key_field,
-            f"key '{key}' appears {n[key]} times in the source with the same change time and different values",
-        ]
-    return kept.reset_index()
+    frame = frame.assign(_held=frame["check_name"].notna()).sort_values(["source_ts", "_held"], kind="stable")
+    return frame.drop_duplicates("key", keep="last").drop(columns="_held")

@@ -100,7 +100,7 @@ def _sync_chunk(
     bad = chunk[chunk["check_name"].notna()]
     for row in bad.itertuples(index=False):
         held.add(row.key, INVALID, row.check_name, row.field, row.reason, row.payload)
-        results.append(_result(row.key, INVALID, "quarantined", False, row.check_name, row.field, row.reason))
+        results.append(_result(row.key, INVALID, "quarantined", row.check_name, row.field, row.reason, row.value))
     tally.add(INVALID, len(bad))
     good = chunk[chunk["check_name"].isna()]
     if not good.empty:
@@ -113,15 +113,17 @@ def _sync_chunk(
     staging.record_results(job.store, job.run_id, job.entity, results)
 
 
-def _result(key: str, klass: str, outcome: str, overdue: bool, check: Any, column: Any, reason: Any) -> dict[str, Any]:
+def _result(key: str, klass: str, outcome: str, check: Any, column: Any, reason: Any, value: Any) -> dict[str, Any]:
+    """A record that never reached classification; it cannot be overdue."""
     return {
         "key": key,
         "class": klass,
         "outcome": outcome,
-        "overdue": bool(overdue),
+        "overdue": False,
         "check_name": check,
         "field": column,
         "reason": reason,
+        "value": value,
     }
 
 
@@ -332,6 +334,7 @@ def _outcomes(verdict: Classification, held: Quarantine, tally: Tally) -> list[d
             "check_name": reasons["check_name"].to_numpy(),
             "field": reasons["field"].to_numpy(),
             "reason": reasons["reason"].to_numpy(),
+            "value": None,  # checks after extraction name keys and codes, not personal values
         }
     )
     return records(frame)

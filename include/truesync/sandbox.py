@@ -53,6 +53,14 @@ SHARES = {
 }
 BAD = ("unknown_code", "unparseable", "duplicate_key", "null_key")
 BAD_SHARE = 0.002
+# Bad records only one entity can have: a failed format or range check (bad_phone only warns).
+EXTRA_BAD = {"customer": ("bad_email", "bad_phone"), "order": ("bad_currency",), "stock_item": ("negative_price",)}
+NOT_NULL = "expect_column_values_to_not_be_null"
+IN_SET = "expect_column_values_to_be_in_set"
+PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
+UNIQUE = "expect_compound_columns_to_be_unique"
+REGEX = "expect_column_values_to_match_regex"
+BETWEEN = "expect_column_values_to_be_between"
 
 
 def tables() -> dict[str, MetaData]:
@@ -181,12 +189,12 @@ class _Gen:
         return f"{self.rng.integers(100, 100_000) / 100:.2f}"
 
 
-def _plan(n: int) -> list[str]:
+def _plan(n: int, entity: str) -> list[str]:
     """The scenario of each of ``n`` records: shares, at least one of each kind, rest history."""
     plan: list[str] = []
     for scenario, share in SHARES.items():
         plan += [scenario] * max(1, int(n * share))
-    for bad in BAD:
+    for bad in BAD + EXTRA_BAD[entity]:
         plan += [bad] * max(1, int(n * BAD_SHARE))
     return plan + ["history"] * max(0, n - len(plan))
 
@@ -210,7 +218,7 @@ def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datet
     """Returns customer ids usable as order parents (with the time they exist from) and bad ones."""
     usable: list[tuple[str, datetime]] = []
     bad: list[tuple[str, datetime]] = []
-    for i, scenario in enumerate(_plan(n)):
+    for i, scenario in enumerate(_plan(n, "customer")):
         key = f"C{i:07d}"
         tier = gen.pick(list(TIERS_SHOP))
         born = date(1950, 1, 1) + timedelta(days=int(gen.rng.integers(0, 20000)))
@@ -223,8 +231,9 @@ def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datet
         elif scenario == "in_sync":
             ts = gen.demo_ts()
             rows.label("webshop_to_crm", "customer", key, "in_sync", ts)
-        elif scenario == "missing":
+        elif scenario in ("missing", "bad_phone"):
             ts, tgt = gen.demo_ts(), None
+            src["phone"] = "call after 6pm" if scenario == "bad_phone" else src["phone"]
             rows.label("webshop_to_crm", "customer", key, "missing", ts)
         elif scenario.startswith("delayed"):
             ts = gen.demo_ts(early=scenario == "delayed_early")
@@ -256,15 +265,15 @@ def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datet
                      "phone": tgt["phone"], "street_address": tgt["address"],
                      "dob": date.fromisoformat(tgt["birth_date"]), "tier": TIERS_CRM[tgt["tier"]],
                      "segment": gen.pick(["retail", "wholesale", "vip"]), "modified_at": tgt_ts})  # fmt: skip
-        if scenario == "missing":
+        if scenario in ("missing", "bad_phone"):
             usable.append((key, ts))
     return {"usable": usable, "bad": bad}
 
 
 def _break_customer(scenario: str, src: dict[str, Any], key: str, rows: Rows, ts: datetime) -> dict[str, Any]:
-    checks = {"unknown_code": ("known_code", {"tier_code": "X"}),
-              "unparseable": ("valid_date", {"birth_date": "31/02/1990"}),
-              "duplicate_key": ("unique_key", {}), "null_key": ("not_null", {})}  # fmt: skip
+    checks = {"unknown_code": (IN_SET, {"tier_code": "X"}), "unparseable": (PARSEABLE, {"birth_date": "31/02/1990"}),
+              "duplicate_key": (UNIQUE, {}), "null_key": (NOT_NULL, {}),
+              "bad_email": (REGEX, {"email": f"{key.lower()}.example.com"})}  # fmt: skip
     check, change = checks[scenario]
     rows.label("webshop_to_crm", "customer", None if scenario == "null_key" else key, "invalid", ts, check)
     return {**src, **change}
@@ -272,7 +281,7 @@ def _break_customer(scenario: str, src: dict[str, Any], key: str, rows: Rows, ts
 
 def _orders(gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, datetime]]]) -> None:
     usable, bad = customers["usable"], customers["bad"]
-    plan = _plan(n) + ["orphan"] * len(bad)
+    plan = _plan(n, "order") + ["orphan"] * len(bad)
     orphans = iter(bad)
     for i, scenario in enumerate(plan):
         key = f"O{i:07d}"
@@ -334,9 +343,9 @@ def _order_scenario(
         tgt["status"], tgt_ts = "cancelled", ts
         label("webshop_to_crm", "order", key, "mismatched", ts)
     else:
-        checks = {"unknown_code": ("known_code", {"code": "ZZ"}),
-                  "unparseable": ("valid_datetime", {"placed": "yesterday"}),
-                  "duplicate_key": ("unique_key", {}), "null_key": ("not_null", {})}  # fmt: skip
+        checks = {"unknown_code": (IN_SET, {"code": "ZZ"}), "unparseable": (PARSEABLE, {"placed": "yesterday"}),
+                  "duplicate_key": (UNIQUE, {}), "null_key": (NOT_NULL, {}),
+                  "bad_currency": (IN_SET, {"currency": "EURO"})}  # fmt: skip
         check, change = checks[scenario]
         src.update(change)
         label("webshop_to_crm", "order", None if scenario == "null_key" else key, "invalid", ts, check)
@@ -348,7 +357,7 @@ def _same_day_after(since: datetime) -> datetime:
 
 
 def _stock_items(gen: _Gen, rows: Rows, n: int) -> None:
-    for i, scenario in enumerate(_plan(n)):
+    for i, scenario in enumerate(_plan(n, "stock_item")):
         key = f"SKU-{i:06d}"
         base = {"name": f"{gen.pick(gen.words).title()} {gen.pick(gen.words)}", "price": gen.price()}
         old_ts = gen.history_ts()
@@ -364,12 +373,12 @@ def _stock_items(gen: _Gen, rows: Rows, n: int) -> None:
             klass, tgt["price"], tgt_ts = "overwritten", "0.01", ts + timedelta(hours=1)
         elif scenario == "mismatched":
             klass, tgt["name"], tgt_ts = "mismatched", base["name"] + " (old)", ts
-        elif scenario in BAD:
+        elif scenario in BAD + EXTRA_BAD["stock_item"]:
             klass = "invalid"
-            check = {"unknown_code": "valid_decimal", "unparseable": "valid_decimal",
-                     "duplicate_key": "unique_key", "null_key": "not_null"}[scenario]  # fmt: skip
-            if scenario in ("unknown_code", "unparseable"):
-                src["price"] = "12,5O" if scenario == "unparseable" else "n/a"
+            check = {"unknown_code": REGEX, "unparseable": REGEX, "negative_price": BETWEEN,
+                     "duplicate_key": UNIQUE, "null_key": NOT_NULL}[scenario]  # fmt: skip
+            prices = {"unparseable": "12,5O", "unknown_code": "n/a", "negative_price": "-5.00"}
+            src["price"] = prices.get(scenario, src["price"])
         if klass:
             rows.label("erp_to_stockctl", "stock_item", None if scenario == "null_key" else key, klass, ts, check)
         for copy in range(2 if scenario == "duplicate_key" else 1):

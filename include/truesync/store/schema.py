@@ -77,6 +77,7 @@ staging = Table(
     Column("check_name", String(100)),
     Column("field", String(100)),
     Column("reason", Text),
+    Column("value", Text),
 )
 
 results = Table(
@@ -91,6 +92,7 @@ results = Table(
     Column("check_name", String(100)),
     Column("field", String(100)),
     Column("reason", Text),
+    Column("value", Text),
 )
 
 ledger = Table(
@@ -151,4 +153,23 @@ audit = Table(
     Column("overwritten_value", Text),
     Column("restored_value", Text),
     Column("at", DateTime, nullable=False),
+)
+
+checks = Table(
+    "ts_check",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(250), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("phase", String(20), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("expectation", String(200), nullable=False),
+    Column("column_name", String(200)),
+    Column("severity", String(10), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("evaluated", Integer, nullable=False),
+    Column("unexpected", Integer, nullable=False),
+    Column("examples", Text, nullable=False),
+    Column("error", Text),
+    Index("ix_ts_check_run", "run_id", "entity", "phase"),
 )

@@ -17,7 +17,7 @@ from truesync.sqlutil import upsert
 from truesync.store.core import Store
 from truesync.store.schema import results, runs, staging
 
-STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason")
+STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 
 
 def stage(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) -> int:
@@ -132,7 +132,9 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
 
 def run_results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
     """Per-record results of a run (entity, key, class, outcome, overdue, check, field, reason)."""
-    cols = [results.c[c] for c in ("entity", "key", "class", "outcome", "overdue", "check_name", "field", "reason")]
+    cols = [
+        results.c[c] for c in ("entity", "key", "class", "outcome", "overdue", "check_name", "field", "reason", "value")
+    ]
     query = select(*cols).where(results.c.run_id == run_id)
     if entity:
         query = query.where(results.c.entity == entity)

@@ -1,0 +1,76 @@
+"""Per-run statistics of the data-quality checks: one row per check and chunk, summed for reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from truesync.store.core import Store
+from truesync.store.schema import checks
+
+EXAMPLES_SHOWN = 5
+
+
+def record(store: Store, run_id: str, entity: str, phase: str, stats: list[dict[str, Any]]) -> None:
+    """Keep one chunk's check statistics; examples are bounded by the checks themselves."""
+    if not stats:
+        return
+    rows = [
+        {"run_id": run_id, "entity": entity, "phase": phase, **s, "examples": json.dumps(s["examples"])} for s in stats
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(checks.insert(), rows)
+
+
+def clear(store: Store, run_id: str, entity: str, phase: str) -> None:
+    """Forget a phase's statistics, so a retried task does not count its chunks twice."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            delete(checks).where(checks.c.run_id == run_id, checks.c.entity == entity, checks.c.phase == phase)
+        )
+
+
+def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Entity -> its checks in suite order, with counts summed over chunks and a few examples."""
+    group = (checks.c.entity, checks.c.phase, checks.c.position, checks.c.expectation, checks.c.column_name,
+             checks.c.severity, checks.c.rule)  # fmt: skip
+    totals = (
+        select(*group, func.sum(checks.c.evaluated).label("evaluated"), func.sum(checks.c.unexpected).label("unexpected"))
+        .where(checks.c.run_id == run_id)
+        .group_by(*group)
+        .order_by(checks.c.entity, checks.c.phase, checks.c.position)
+    )
+    details = (
+        select(checks.c.entity, checks.c.phase, checks.c.position, checks.c.examples, checks.c.error)
+        .where(checks.c.run_id == run_id, (checks.c.unexpected > 0) | checks.c.error.is_not(None))
+        .order_by(checks.c.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(totals).mappings().all()
+        extra = conn.execute(details).mappings().all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    index: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for row in rows:
+        item = {
+            "expectation": row["expectation"],
+            "column": row["column_name"],
+            "severity": row["severity"],
+            "phase": row["phase"],
+            "rule": row["rule"],
+            "evaluated": int(row["evaluated"]),
+            "unexpected": int(row["unexpected"]),
+            "examples": [],
+            "error": None,
+        }
+        out.setdefault(row["entity"], []).append(item)
+        index[(row["entity"], row["phase"], row["position"])] = item
+    for row in extra:
+        item = index[(row["entity"], row["phase"], row["position"])]
+        item["examples"] = (item["examples"] + json.loads(row["examples"]))[:EXAMPLES_SHOWN]
+        item["error"] = item["error"] or row["error"]
+    for items in out.values():
+        for item in items:
+            item["success"] = item["unexpected"] == 0 and item["error"] is None
+    return out
