@@ -1,0 +1,39 @@
+"""Personal data in reports: enough left to recognise a record, not enough to read it.
+
+Reports and Data Docs are shared more widely than the systems themselves, so values of
+fields marked ``pii`` are masked there by default (``quality.mask_pii: false`` turns it off).
+The store and the exception queue keep the real values: people fix records from them.
+"""
+
+from __future__ import annotations
+
+import re
+
+_HIDDEN = "***"
+
+
+def mask(value: str | None, fmt: str | None = None) -> str | None:
+    """A masked form of ``value``: first letters of words, the domain's first letter, a phone's last digits."""
+    if value is None:
+        return None
+    text = str(value)
+    if fmt == "email" or (fmt is None and "@" in text):
+        return _mask_email(text)
+    if fmt == "phone":
+        digits = re.sub(r"\D", "", text)
+        return _HIDDEN + digits[-2:] if len(digits) > 4 else _HIDDEN
+    return " ".join(word[:1] + _HIDDEN for word in text.split()) or _HIDDEN
+
+
+def _mask_email(text: str) -> str:
+    local, _, domain = text.partition("@")
+    name, dot, tld = domain.rpartition(".")
+    masked_domain = (name[:1] + _HIDDEN + dot + tld) if dot else domain[:1] + _HIDDEN
+    return f"{local[:1]}{_HIDDEN}@{masked_domain}" if domain else local[:1] + _HIDDEN
+
+
+def mask_reason(reason: str | None, value: str | None, fmt: str | None = None) -> str | None:
+    """The reason text with the offending value replaced by its masked form."""
+    if reason is None or not value:
+        return reason
+    return reason.replace(str(value), mask(value, fmt) or _HIDDEN)
