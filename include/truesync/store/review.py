@@ -1,0 +1,95 @@
+"""Bounded read queries for the pages people review: overdue records, ranked reasons, examples.
+
+A run can hold a million per-record results, so every query here aggregates in the database
+(GROUP BY) or stops early (LIMIT); nothing loads a whole run into memory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from truesync.store.core import Store
+from truesync.store.schema import results, runs
+
+
+def class_outcomes(store: Store, run_id: str) -> dict[tuple[str, str, str], int]:
+    """(entity, class, outcome) -> number of records: the cross-table behind the run report's counts."""
+    query = (
+        select(results.c.entity, results.c["class"], results.c.outcome, func.count().label("n"))
+        .where(results.c.run_id == run_id)
+        .group_by(results.c.entity, results.c["class"], results.c.outcome)
+    )
+    with store.engine.connect() as conn:
+        return {(r.entity, r[1], r.outcome): int(r.n) for r in conn.execute(query)}
+
+
+def overdue_records(store: Store, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` overdue records of a run (entity, key, class), in entity and key order."""
+    query = (
+        select(results.c.entity, results.c.key, results.c["class"].label("klass"))
+        .where(results.c.run_id == run_id, results.c.overdue.is_(True))
+        .order_by(results.c.entity, results.c.key)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def reason_groups(store: Store, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """Why records were held, grouped by entity, check and field, most frequent first."""
+    count = func.count().label("count")
+    query = (
+        select(results.c.entity, results.c.check_name, results.c.field, count)
+        .where(results.c.run_id == run_id, results.c.check_name.is_not(None))
+        .group_by(results.c.entity, results.c.check_name, results.c.field)
+        .order_by(count.desc(), results.c.entity, results.c.check_name)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def reason_examples(
+    store: Store, run_id: str, entity: str, check_name: str, field: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """A few held records of one reason group: key, reason text and the offending raw value."""
+    same_field = results.c.field.is_(None) if field is None else results.c.field == field
+    query = (
+        select(results.c.key, results.c.reason, results.c.value)
+        .where(results.c.run_id == run_id, results.c.entity == entity, results.c.check_name == check_name, same_field)
+        .order_by(results.c.key)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def runs_before(store: Store, flow: str, started_at: datetime, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` runs of a flow started before ``started_at``, newest first, with their reports."""
+    query = (
+        select(runs.c.run_id, runs.c.status, runs.c.dry_run, runs.c.started_at, runs.c.report)
+        .where(runs.c.flow == flow, runs.c.started_at < started_at)
+        .order_by(runs.c.started_at.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def latest_attempt(store: Store, flow: str, dag_run_id: str) -> dict[str, Any] | None:
+    """The newest truesync run of an Airflow DAG run: ``<flow>:<dag run id>``, or its ``#<n>`` re-runs."""
+    run_id = f"{flow}:{dag_run_id}"
+    query = (
+        select(runs.c.run_id, runs.c.flow, runs.c.status)
+        .where(
+            runs.c.flow == flow, or_(runs.c.run_id == run_id, runs.c.run_id.startswith(f"{run_id}#", autoescape=True))
+        )
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
