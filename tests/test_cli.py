@@ -31,8 +31,8 @@ def test_report_as_json_and_its_file(ran: Path, capsys: pytest.CaptureFixture[st
     customer = report["entities"]["customer"]
     assert customer["conserved"] and customer["extracted"] == sum(customer["outcomes"].values())
     assert truesync(["report", "--open"]) == 0
-    path = Path(capsys.readouterr().out.strip())
-    assert path.is_file() and json.loads(path.read_text())["run_id"] == report["run_id"]
+    path, url = capsys.readouterr().out.split()
+    assert Path(path).suffix == ".html" and report["run_id"] in Path(path).read_text() and url == Path(path).as_uri()
 
 
 def test_report_table_and_summary(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -319,3 +319,11 @@ def test_headless_chromium_renders_the_run_page(runs: Runs, tmp_path: Path) -> N
     width, height, pixels = _png_pixels(shot.read_bytes())
     assert (width, height) == (1280, 2000)
     assert len(set(pixels)) > 16, "the screenshot is blank"
+
+
+def test_report_open_prints_the_latest_page_of_a_flow(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert cli.main(["report", "--open", "--flow", "erp_to_stockctl"]) == 0
+    path, url = capsys.readouterr().out.split()
+    assert Path(path) == report_html.html_path("erp_to_stockctl", "erp_to_stockctl:day0")
+    assert url == Path(path).resolve().as_uri() and url.startswith("file:///")

@@ -21,7 +21,7 @@ from truesync.connections import ConnectionNotFound, env_var
 from truesync.connectors import ConfigurationProblem, SystemUnavailable
 from truesync.paths import state_dir
 from truesync.preflight import preflight
-from truesync.report import report_path
+from truesync.report_html import html_path, render_index, render_run
 from truesync.runner import run_flow
 from truesync.store import Store, queue, runs
 from truesync.window import Window, naive_utc
@@ -109,7 +109,7 @@ def _report_parsers(sub: Any) -> None:
     report.add_argument("--flow")
     report.add_argument("--run", help="run id, '<flow>:<Airflow run id>' (default: the latest run)")
     report.add_argument("--json", action="store_true", help="the JSON document instead of a table")
-    report.add_argument("--open", action="store_true", help="print the path of the report file")
+    report.add_argument("--open", action="store_true", help="print the path and file:// URL of the HTML report page")
     report.set_defaults(handler=_report)
     summary = sub.add_parser("summary", help="counts per flow x entity x class over recent runs (dry runs left out)")
     summary.add_argument("--runs", type=int, default=1000, help="how many recent runs per flow")
@@ -181,7 +181,11 @@ def _report(args: argparse.Namespace) -> int:
         raise LookupError("no finished run found" + (f" for flow '{args.flow}'" if args.flow else ""))
     report = json.loads(run["report"])
     if args.open:
-        print(report_path(run["flow"], run["run_id"]))
+        page = html_path(run["flow"], run["run_id"])
+        if not page.exists():  # a run from before HTML reports, or one that failed without counts
+            page = render_run(load_config(), store, report) if "entities" in report else render_index(store)
+        print(page)
+        print(page.resolve().as_uri())
     elif args.json:
         print(json.dumps(report, indent=2))
     else:
