@@ -8,25 +8,29 @@ screenshot test skips locally and fails under ``CI=true``.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import shutil
 import struct
 import subprocess
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlalchemy import select
 
 from truesync import cli, report_html, sandbox
 from truesync.config import Config, load_config
+from truesync.paths import PROJECT_ROOT
 from truesync.runner import run_flow
 from truesync.sqlutil import open_engine
 from truesync.store import Store, staging
@@ -327,3 +331,82 @@ def test_report_open_prints_the_latest_page_of_a_flow(runs: Runs, capsys: pytest
     path, url = capsys.readouterr().out.split()
     assert Path(path) == report_html.html_path("erp_to_stockctl", "erp_to_stockctl:day0")
     assert url == Path(path).resolve().as_uri() and url.startswith("file:///")
+
+
+# --- the Airflow plugin: extra link and authenticated report server ------------------------------
+
+
+def _plugin() -> ModuleType:
+    """``plugins/truesync_reports.py`` as Airflow loads it from its plugins folder."""
+    spec = importlib.util.spec_from_file_location("truesync_reports", PROJECT_ROOT / "plugins" / "truesync_reports.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def served(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, TestClient, Callable]]:
+    """The plugin's app in-process, with Airflow's auth manager and a token factory per role."""
+    from airflow import settings
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.models.revoked_token import RevokedToken
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "truesync-test-secret-" + "0123456789abcdef" * 4)
+    RevokedToken.__table__.create(settings.engine, checkfirst=True)  # token checks look up revoked tokens
+    manager = create_auth_manager()
+    plugin = _plugin()
+
+    def token(role: str | None) -> str:
+        return manager.generate_jwt(SimpleAuthManagerUser(username="reviewer", role=role))
+
+    with TestClient(plugin.app) as client:
+        yield plugin, client, token
+
+
+def test_the_extra_link_leads_an_airflow_user_to_the_run_page(served: tuple, runs: Runs) -> None:
+    plugin, client, token = served
+    airflow_run = "scheduled__2026-11-03T00:00:00+00:00"
+    link = plugin.RunReportLink()
+    finalize = SimpleNamespace(dag_id=f"truesync_{FLOW}", task_id="finalize")
+    url = link.get_link(finalize, ti_key=SimpleNamespace(run_id=airflow_run))
+    assert url == f"/truesync/reports/-/dag-run/truesync_{FLOW}/scheduled__2026-11-03T00%3A00%3A00%2B00%3A00"
+    assert link.get_link(SimpleNamespace(dag_id=f"truesync_{FLOW}", task_id="plan"), ti_key=None) == ""
+    assert link.get_link(SimpleNamespace(dag_id="other_dag", task_id="finalize"), ti_key=None) == ""
+
+    path = url.removeprefix(plugin.PREFIX)
+    assert client.get(path, follow_redirects=False).status_code == 401
+    client.cookies.set("_token", token("viewer"))
+    assert client.get(path, follow_redirects=False).status_code == 404, "no truesync run for that DAG run yet"
+    for attempt in ("", "#1"):  # the DAG run, then the same DAG run cleared and run again
+        report = run_flow(
+            runs.config, runs.store, FLOW, f"{FLOW}:{airflow_run}{attempt}", Window(DEMO_START, DEMO_START)
+        )
+        report_html.render_run(runs.config, runs.store, report)
+    found = client.get(path, follow_redirects=False)
+    assert found.status_code == 303
+    assert found.headers["location"] == f"/{FLOW}/{FLOW}_scheduled__2026-11-03T00_00_00_00_00_1.html"
+    assert f"{FLOW}:{airflow_run}#1" in client.get(found.headers["location"]).text
+
+
+def test_the_report_server_checks_the_airflow_token_and_stays_in_the_reports_folder(served: tuple) -> None:
+    _, client, token = served
+    page = f"/{FLOW}/{report_html.html_path(FLOW, f'{FLOW}:day1').name}"
+    for path in ("/", page, f"/{FLOW}/{FLOW}_day1.json"):
+        assert client.get(path).status_code == 401, path
+    assert client.get(page, headers={"Authorization": "Bearer not-a-token"}).status_code == 403
+    assert client.get(page, headers={"Authorization": f"Bearer {token(None)}"}).status_code == 403, "no role"
+    ok = client.get(page, headers={"Authorization": f"Bearer {token('viewer')}"})
+    assert ok.status_code == 200 and f"{FLOW}:day1" in ok.text and ok.headers["content-type"].startswith("text/html")
+    client.cookies.set("_token", token("viewer"))
+    assert client.get("/").status_code == 200 and "truesync runs" in client.get("/").text
+    for escape_attempt in (
+        "/..%2Ftruesync.db",
+        "/%2e%2e/truesync.db",
+        f"/{FLOW}/..%2F..%2Ftruesync.db",
+        "/%2Fetc%2Fpasswd",
+    ):
+        answer = client.get(escape_attempt)
+        assert answer.status_code == 404 and b"SQLite" not in answer.content, escape_attempt
+    assert client.get(f"/{FLOW}/no-such-page.html").status_code == 404

@@ -1,0 +1,124 @@
+"""From the Airflow UI to a run's HTML report in one click, served by the Airflow API server.
+
+- ``Run report``: an extra link on the ``finalize`` task of every truesync DAG. It is a global
+  link computed from the task's DAG id and run id alone, so it needs no XCom and no worker.
+- ``/truesync/reports/``: the state directory's ``reports/`` folder served read-only by the
+  API server (pages, JSON reports, Data Docs below it), because a ``file://`` link does not
+  open from an ``http`` page.
+
+Airflow mounts plugin FastAPI apps without its authentication, so every request here checks
+the caller's Airflow token itself (the UI's ``_token`` cookie or an ``Authorization: Bearer``
+header) and the caller's right to read the runs of the DAG the file belongs to. Paths that
+leave the reports folder are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from airflow.configuration import conf
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import FileResponse, RedirectResponse
+
+from truesync.paths import state_dir
+from truesync.report_html import html_path
+from truesync.store import Store, review
+
+PREFIX = "/truesync/reports"
+DAG_PREFIX = "truesync_"
+LINKED_TASK = "finalize"
+
+
+def _base_path() -> str:
+    """The path part of ``[api] base_url``: the UI and this app live below it."""
+    return urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
+
+
+class RunReportLink(BaseOperatorLink):
+    """The run's report page, on the ``finalize`` task of truesync DAGs; no link anywhere else."""
+
+    name = "Run report"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        if not operator.dag_id.startswith(DAG_PREFIX) or operator.task_id != LINKED_TASK:
+            return ""
+        return f"{_base_path()}{PREFIX}/-/dag-run/{quote(operator.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
+
+
+async def _user(request: Request) -> Any:
+    """The caller, authenticated as Airflow's own API does it (imported here: only the API server needs it)."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    return await get_user(request, None, await bearer_scheme(request))
+
+
+def _authorize(user: Any, dag_id: str | None) -> None:
+    """Refuse unless the user may read the DAG's runs (``None``: the runs of every DAG)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    allowed = get_auth_manager().is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+    )
+    if not allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to read these runs")
+
+
+def _reports_dir() -> Path:
+    return (state_dir() / "reports").resolve()
+
+
+def _inside_reports(path: str) -> tuple[Path, str | None]:
+    """The file a URL path names inside the reports folder, and the DAG it belongs to (its flow folder).
+
+    Anything resolving outside the folder (``..``, absolute paths, symbolic links) is not found.
+    """
+    root = _reports_dir()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
+    parts = target.relative_to(root).parts
+    return target, (DAG_PREFIX + parts[0] if len(parts) > 1 else None)
+
+
+User = Annotated[Any, Depends(_user)]
+app = FastAPI(title="truesync reports", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.get("/-/dag-run/{dag_id}/{run_id:path}")
+def dag_run_report(dag_id: str, run_id: str, request: Request, user: User) -> RedirectResponse:
+    """Redirect to the page of the newest truesync run of a DAG run (a cleared DAG run is run again)."""
+    _authorize(user, dag_id)
+    flow = dag_id.removeprefix(DAG_PREFIX)
+    found = review.latest_attempt(Store(), flow, run_id) if dag_id.startswith(DAG_PREFIX) else None
+    page = html_path(flow, found["run_id"]) if found else None
+    if page is None or not page.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report of {dag_id} run {run_id} yet: has it finished?")
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/{quote(flow)}/{quote(page.name)}", status.HTTP_303_SEE_OTHER)
+
+
+@app.get("/")
+def index(user: User) -> FileResponse:
+    """The index of all runs; it names every flow's runs, so it needs the right to read them all."""
+    return report_file("index.html", user)
+
+
+@app.get("/{path:path}")
+def report_file(path: str, user: User) -> FileResponse:
+    """A file below the reports folder, for a user who may read the runs of the flow it belongs to."""
+    target, dag_id = _inside_reports(path)
+    _authorize(user, dag_id)
+    if not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
+    return FileResponse(target, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+class TruesyncReportsPlugin(AirflowPlugin):
+    name = "truesync_reports"
+    global_operator_extra_links = [RunReportLink()]
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "truesync reports"}]
