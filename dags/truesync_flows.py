@@ -110,7 +110,13 @@ def build_dag(config: Config, flow: str) -> DAG:
         def finalize(plan: dict[str, Any]) -> dict[str, Any]:
             with _only_transient_retries():
                 report = finish_run(config, Store(), flow, plan["run_id"])
-                return {"status": report["status"], "totals": report["totals"], "report": report["path"]}
+                # The "Run report" extra link (plugins/truesync_reports.py) opens report["html"] over HTTP.
+                return {
+                    "status": report["status"],
+                    "totals": report["totals"],
+                    "report": report["path"],
+                    "html": report.get("html"),
+                }
 
         @task(trigger_rule="one_failed", retries=0)
         def record_failure(plan: dict[str, Any], **context: Any) -> None:
