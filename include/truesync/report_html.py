@@ -18,11 +18,11 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from truesync import report as run_report  # a module import: report.finish_run renders these pages
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
 from truesync.masking import mask_reason
 from truesync.paths import state_dir
-from truesync.report import OUTCOMES, report_path
 from truesync.store import Store, review, runs
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,7 +52,7 @@ Masker = Callable[[str, str | None, str | None, str | None], str | None]
 
 def html_path(flow: str, run_id: str) -> Path:
     """The run's page, next to its JSON report."""
-    return report_path(flow, run_id).with_suffix(".html")
+    return run_report.report_path(flow, run_id).with_suffix(".html")
 
 
 def index_path() -> Path:
@@ -81,7 +81,7 @@ def run_context(config: Config, store: Store, report: dict[str, Any]) -> dict[st
     return {
         "report": report,
         "classes": REPORTED_CLASSES,
-        "outcomes": OUTCOMES,
+        "outcomes": run_report.OUTCOMES,
         "colours": CLASS_COLOURS,
         "share_colours": SHARE_COLOURS,
         "chart": class_chart(entities),
@@ -120,7 +120,7 @@ def _crosstab(store: Store, run_id: str, entities: dict[str, Any]) -> list[dict[
     for entity, body in entities.items():
         for klass in REPORTED_CLASSES:
             if body["classes"].get(klass):
-                cells = {o: counts.get((entity, klass, o), 0) for o in OUTCOMES}
+                cells = {o: counts.get((entity, klass, o), 0) for o in run_report.OUTCOMES}
                 rows.append({"entity": entity, "class": klass, "cells": cells, "total": body["classes"][klass]})
     return rows
 
