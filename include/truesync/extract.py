@@ -73,7 +73,12 @@ def extract_entity(job: EntityJob, window: Window) -> int:
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
     extracted = staging.count(job.store, job.run_id, job.entity)
-    counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
+    target = open_system(job.config, flow.target)
+    counts = {
+        "extracted": extracted,
+        "extract_seconds": time.monotonic() - began,
+        "target_rows_before": target.count(job.mapping("target")),  # nothing written for this entity yet
+    }
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     return extracted
 

@@ -102,6 +102,8 @@ def _sync_chunk(
         held.add(row.key, INVALID, row.check_name, row.field, row.reason, row.payload)
         results.append(_result(row.key, INVALID, "quarantined", row.check_name, row.field, row.reason, row.value))
     tally.add(INVALID, len(bad))
+    if not bad.empty:  # still held from an earlier run: not a new problem for the run's thresholds
+        tally.add("blocked_again", len(queue.active_ids(job.store, job.flow, job.entity, list(bad["key"]))))
     good = chunk[chunk["check_name"].isna()]
     if not good.empty:
         results.extend(_sync_good(job, target, good, overdue_before, dry_run, held, tally))

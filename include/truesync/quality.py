@@ -24,7 +24,11 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402 - analytics must be off before GX is imported
 import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.data_context.types.base import (  # noqa: E402
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 from great_expectations.expectations.registry import get_expectation_impl  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -32,6 +36,7 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 BLOCK, WARN = "block", "warn"
 CHANGE_TIME = "change_time"
 EXAMPLES_KEPT = 5
+KWARGS_ITEMS_KEPT = 20
 NUMBER_SUFFIX = "_as_number"
 
 _TYPE_PATTERNS = {
@@ -180,41 +185,86 @@ class Suite:
             return ChunkVerdict(_no_failures(frame.index))
         distinct = frame.drop_duplicates()  # exact copies of a row are one record, not a duplicate key
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": distinct})
-        result = batch.validate(self.suite, result_format={"result_format": "COMPLETE"})
+        result = batch.validate(self.suite, result_format=_COMPLETE)
         by_id = {outcome.expectation_config.id: outcome for outcome in result.results}  # GX may reorder them
-        failures: dict[Any, dict[str, Any]] = {}
-        stats = [
-            self._read(position, check, by_id[expectation.id], distinct, failures)
-            for position, (check, expectation) in enumerate(zip(self.checks, self.suite.expectations, strict=True))
-        ]
-        table = pd.DataFrame.from_dict(failures, orient="index", columns=["check_name", "field", "reason", "value"])
-        return ChunkVerdict(table if failures else _no_failures(frame.index), stats)
+        outcomes = [by_id[expectation.id] for expectation in self.suite.expectations]
+        return _verdict(self.checks, outcomes, distinct, self.key)
 
-    def _read(
-        self, position: int, check: Check, outcome: Any, frame: pd.DataFrame, failures: dict[Any, dict[str, Any]]
-    ) -> dict[str, Any]:
-        info = outcome.exception_info or {}
-        error = info.get("exception_message") if info.get("raised_exception") else None
-        rows = [] if error else list(outcome.result.get("unexpected_index_list") or [])
-        examples = []
-        for row in rows:
-            value = _shown(check, frame, row)
-            if len(examples) < EXAMPLES_KEPT:
-                examples.append({"key": _text(frame.at[row, self.key]), "value": value})
-            if check.severity == BLOCK and row not in failures:
-                failures[row] = {"check_name": check.name, "field": check.column, "value": value,
-                                 "reason": _reason(check, value)}  # fmt: skip
-        return {
-            "position": position,
-            "expectation": check.name,
-            "column_name": check.column,
-            "severity": check.severity,
-            "rule": check.rule,
-            "evaluated": len(frame),
-            "unexpected": len(rows) if not error else 0,
-            "examples": examples,
-            "error": error,
-        }
+
+_COMPLETE = {"result_format": "COMPLETE"}
+
+
+def run_checks(checks: list[Check], frame: pd.DataFrame, key: str, first_position: int = 0) -> ChunkVerdict:
+    """Checks whose arguments change from call to call (the parents found in a target, a count).
+
+    They are validated one by one on a shared batch definition instead of a saved suite.
+    """
+    if frame.empty:
+        return ChunkVerdict(_no_failures(frame.index))
+    batch = _adhoc_batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    outcomes = [batch.validate(check.expectation, result_format=_COMPLETE) for check in checks]
+    return _verdict(checks, outcomes, frame, key, first_position)
+
+
+def _verdict(
+    checks: list[Check], outcomes: list[Any], frame: pd.DataFrame, key: str, first_position: int = 0
+) -> ChunkVerdict:
+    failures: dict[Any, dict[str, Any]] = {}
+    stats = [
+        _read(position, check, outcome, frame, key, failures)
+        for position, (check, outcome) in enumerate(zip(checks, outcomes, strict=True), start=first_position)
+    ]
+    table = pd.DataFrame.from_dict(failures, orient="index", columns=["check_name", "field", "reason", "value"])
+    return ChunkVerdict(table if failures else _no_failures(frame.index), stats)
+
+
+def _read(
+    position: int, check: Check, outcome: Any, frame: pd.DataFrame, key: str, failures: dict[Any, dict[str, Any]]
+) -> dict[str, Any]:
+    """One check's statistics; its failing rows join ``failures`` when the check blocks."""
+    error = _problem(outcome)
+    rows = [] if error else list(outcome.result.get("unexpected_index_list") or [])
+    examples = []
+    for row in rows:
+        value = _shown(check, frame, row)
+        if len(examples) < EXAMPLES_KEPT:
+            examples.append({"key": _text(frame.at[row, key]), "value": value})
+        if check.severity == BLOCK and row not in failures:
+            failures[row] = {"check_name": check.name, "field": check.column, "value": value,
+                             "reason": _reason(check, value)}  # fmt: skip
+    return {
+        "position": position,
+        "expectation": check.name,
+        "column_name": check.column,
+        "severity": check.severity,
+        "rule": check.rule,
+        "evaluated": len(frame),
+        "unexpected": len(rows),
+        "examples": examples,
+        "error": error,
+        "kwargs": _shortened(check.expectation.configuration.kwargs),
+    }
+
+
+def _shortened(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The expectation's arguments for Data Docs, long value sets cut to their first items."""
+    return {k: v[:KWARGS_ITEMS_KEPT] if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
+def _problem(outcome: Any) -> str | None:
+    """Why a check produced no row-level verdict: it crashed, or it judges the chunk as a whole.
+
+    GX reports a crash either flat or per metric; a failed aggregate check (a mean, a row
+    count) names no rows, so it is reported and never blocks records.
+    """
+    info = outcome.exception_info or {}
+    nested = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for item in nested:
+        if item.get("raised_exception") or item.get("exception_message"):
+            return f"the check itself failed: {item.get('exception_message')}"
+    if not outcome.success and "unexpected_index_list" not in outcome.result:
+        return f"failed for the chunk as a whole (observed {outcome.result.get('observed_value')!r})"
+    return None
 
 
 def _no_failures(index: pd.Index) -> pd.DataFrame:
@@ -239,11 +289,24 @@ def _reason(check: Check, value: str | None) -> str:
 
 
 @cache
-def _context() -> Any:
-    """One ephemeral GX context per process: no files, no cloud, no progress bars."""
-    context = gx.get_context(mode="ephemeral")
+def _adhoc_batch_definition() -> Any:
+    return (
+        _context()
+        .data_sources.add_pandas("truesync-adhoc")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+
+
+def fresh_context() -> Any:
+    """An ephemeral GX context: no files (not even a temporary docs site), no cloud, no progress bars."""
+    in_memory = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(store_backend_defaults=in_memory))
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
+
+
+_context = cache(fresh_context)  # validation shares one context per process
 
 
 _SUITES: dict[tuple[int, str], tuple[object, Suite]] = {}

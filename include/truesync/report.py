@@ -11,12 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from truesync import health
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
+from truesync.datadocs import build_site
 from truesync.extract import EntityJob
 from truesync.load import resolve_fixed_keyless
+from truesync.masking import mask
 from truesync.paths import state_dir
-from truesync.store import Store, runs, staging
+from truesync.store import Store, checks, runs, staging
 
 OUTCOMES = ("created", "updated", "unchanged", "quarantined")
 STAGING_RUNS_KEPT = 30
@@ -24,6 +27,10 @@ STAGING_RUNS_KEPT = 30
 
 class ConservationError(AssertionError):
     """extracted != created + updated + unchanged + quarantined for some entity."""
+
+
+class QualityThresholdError(AssertionError):
+    """A data-quality threshold of the flow was crossed: the run fails as a whole."""
 
 
 def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +41,8 @@ def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
         "outcomes": outcomes,
         "classes": {c: int(counts.get(c, 0)) for c in REPORTED_CLASSES},
         "overdue": int(counts.get("overdue", 0)),
+        "target_rows_before": int(counts.get("target_rows_before", 0)),
+        "blocked_again": int(counts.get("blocked_again", 0)),
         "exceptions": {
             "opened": int(counts.get("exceptions_opened", 0)),
             "resolved": int(counts.get("exceptions_resolved", 0)),
@@ -52,6 +61,46 @@ def report_path(flow: str, run_id: str) -> Path:
     return state_dir() / "reports" / flow / f"{safe}.json"
 
 
+def _data_quality(config: Config, store: Store, flow: str, run: dict[str, Any], entities: dict[str, Any]) -> dict:
+    """Check statistics (masked), failed thresholds, alerts and the Data Docs site of a run."""
+    spec = config.flows[flow]
+    if not run["dry_run"] and all(r["conserved"] for r in entities.values()):
+        for entity, body in entities.items():
+            health.post_load_checks(EntityJob(config, store, flow, entity, run["run_id"]), body)
+    summary = checks.summary(store, run["run_id"])
+    for entity, items in summary.items():
+        _mask_examples(config, flow, entity, items)
+    history = health.recent_reports(store, flow, run["run_id"], spec.quality.history_runs)
+    failed, alerts = health.assess(spec.quality, flow, entities, history)
+    alerts += [
+        health.post_load_alert(flow, entity, item)
+        for entity, items in summary.items()
+        for item in items
+        if item["phase"] == health.POST_LOAD and not item["success"]
+    ]
+    docs = report_path(flow, run["run_id"]).with_suffix(".datadocs")
+    index = build_site(docs, flow, spec.source, run["run_id"], run["started_at"], summary)
+    for item in (i for items in summary.values() for i in items):
+        item.pop("kwargs", None)  # Data Docs needed them; the report names the rule instead
+    return {
+        "entities": {e: {"checks": summary.get(e, [])} for e in entities},
+        "alerts": alerts,
+        "failed_thresholds": failed,
+        "data_docs": str(index.relative_to(docs.parent)),
+    }
+
+
+def _mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, Any]]) -> None:
+    """Examples of personal fields are masked before they reach the report or Data Docs."""
+    if not config.flows[flow].quality.mask_pii:
+        return
+    for item in items:
+        spec = config.entities[entity].fields.get(item["column"] or "")
+        if spec is not None and spec.pii:
+            for example in item["examples"]:
+                example["value"] = mask(example["value"], spec.format)
+
+
 def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str, Any]:
     """Check conservation, commit the watermark (unless dry run), store and write the report."""
     run = runs.get(store, run_id)
@@ -63,20 +112,23 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     counts = runs.entity_counts(store, run_id)
     entities = {e: entity_report(counts.get(e, {})) for e in config.load_order(spec.entities)}
     broken = [e for e, r in entities.items() if not r["conserved"]]
+    quality = _data_quality(config, store, flow, run, entities)
+    fails_on_alerts = spec.quality.fail_on_alert and quality["alerts"]
     report = {
         "run_id": run_id,
         "flow": flow,
         "source": spec.source,
         "target": spec.target,
         "dry_run": bool(run["dry_run"]),
-        "status": "failed" if broken else "success",
+        "status": "failed" if broken or quality["failed_thresholds"] or fails_on_alerts else "success",
         "window": {"start": run["window_start"].isoformat(), "end": run["window_end"].isoformat()},
         "started_at": run["started_at"].isoformat(),
         "entities": entities,
         "totals": {o: sum(r["outcomes"][o] for r in entities.values()) for o in OUTCOMES},
+        "quality": quality,
     }
     report["totals"]["extracted"] = sum(r["extracted"] for r in entities.values())
-    if not broken and not run["dry_run"]:
+    if report["status"] == "success" and not run["dry_run"]:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
     runs.finish(store, run_id, report["status"], report)
     path = report_path(flow, run_id)
@@ -86,6 +138,9 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     staging.purge_old_runs(store, flow, STAGING_RUNS_KEPT)
     if broken:
         raise ConservationError(f"run {run_id}: conservation law broken for {', '.join(broken)}: {entities}")
+    if report["status"] == "failed":
+        crossed = quality["failed_thresholds"] + [a["message"] for a in quality["alerts"]]
+        raise QualityThresholdError(f"run {run_id} failed its data-quality thresholds: " + "; ".join(crossed))
     return report
 
 

@@ -18,8 +18,10 @@ def record(store: Store, run_id: str, entity: str, phase: str, stats: list[dict[
     if not stats:
         return
     rows = [
-        {"run_id": run_id, "entity": entity, "phase": phase, **s, "examples": json.dumps(s["examples"])} for s in stats
-    ]
+        {"run_id": run_id, "entity": entity, "phase": phase, **s,
+         "examples": json.dumps(s["examples"]), "kwargs": json.dumps(s["kwargs"], default=str)}
+        for s in stats
+    ]  # fmt: skip
     with store.engine.begin() as conn:
         conn.execute(checks.insert(), rows)
 
@@ -33,18 +35,18 @@ def clear(store: Store, run_id: str, entity: str, phase: str) -> None:
 
 
 def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Entity -> its checks in suite order, with counts summed over chunks and a few examples."""
+    """Entity -> its checks in suite order, with counts summed over chunks, a few examples, GX arguments."""
     group = (checks.c.entity, checks.c.phase, checks.c.position, checks.c.expectation, checks.c.column_name,
              checks.c.severity, checks.c.rule)  # fmt: skip
     totals = (
-        select(*group, func.sum(checks.c.evaluated).label("evaluated"), func.sum(checks.c.unexpected).label("unexpected"))
+        select(*group, func.sum(checks.c.evaluated).label("evaluated"), func.sum(checks.c.unexpected).label("failed"))
         .where(checks.c.run_id == run_id)
         .group_by(*group)
         .order_by(checks.c.entity, checks.c.phase, checks.c.position)
     )
     details = (
-        select(checks.c.entity, checks.c.phase, checks.c.position, checks.c.examples, checks.c.error)
-        .where(checks.c.run_id == run_id, (checks.c.unexpected > 0) | checks.c.error.is_not(None))
+        select(checks.c.entity, checks.c.phase, checks.c.position, checks.c.examples, checks.c.error, checks.c.kwargs)
+        .where(checks.c.run_id == run_id)
         .order_by(checks.c.id)
     )
     with store.engine.connect() as conn:
@@ -54,15 +56,17 @@ def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     index: dict[tuple[str, str, int], dict[str, Any]] = {}
     for row in rows:
         item = {
+            "position": row["position"],
             "expectation": row["expectation"],
             "column": row["column_name"],
             "severity": row["severity"],
             "phase": row["phase"],
             "rule": row["rule"],
             "evaluated": int(row["evaluated"]),
-            "unexpected": int(row["unexpected"]),
+            "unexpected": int(row["failed"]),
             "examples": [],
             "error": None,
+            "kwargs": None,
         }
         out.setdefault(row["entity"], []).append(item)
         index[(row["entity"], row["phase"], row["position"])] = item
@@ -70,6 +74,7 @@ def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
         item = index[(row["entity"], row["phase"], row["position"])]
         item["examples"] = (item["examples"] + json.loads(row["examples"]))[:EXAMPLES_SHOWN]
         item["error"] = item["error"] or row["error"]
+        item["kwargs"] = item["kwargs"] or json.loads(row["kwargs"])
     for items in out.values():
         for item in items:
             item["success"] = item["unexpected"] == 0 and item["error"] is None

@@ -38,6 +38,8 @@ COUNT_COLUMNS = (
     "overdue",
     "exceptions_opened",
     "exceptions_resolved",
+    "target_rows_before",
+    "blocked_again",
 )
 
 runs = Table(
@@ -167,6 +169,7 @@ checks = Table(
     Column("column_name", String(200)),
     Column("severity", String(10), nullable=False),
     Column("rule", Text, nullable=False),
+    Column("kwargs", Text, nullable=False),
     Column("evaluated", Integer, nullable=False),
     Column("unexpected", Integer, nullable=False),
     Column("examples", Text, nullable=False),

@@ -130,6 +130,22 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
         return {row.key: row.outcome for row in conn.execute(query)}
 
 
+def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
+    """Keys the run created or updated, ``size`` at a time in key order."""
+    last: str | None = None
+    base = select(results.c.key).where(
+        results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(("created", "updated"))
+    )
+    while True:
+        query = base if last is None else base.where(results.c.key > last)
+        with store.engine.connect() as conn:
+            keys = list(conn.execute(query.order_by(results.c.key).limit(size)).scalars())
+        if not keys:
+            return
+        last = keys[-1]
+        yield keys
+
+
 def run_results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
     """Per-record results of a run (entity, key, class, outcome, overdue, check, field, reason)."""
     cols = [

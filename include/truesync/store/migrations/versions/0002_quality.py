@@ -1,4 +1,4 @@
-"""Data quality: the offending value of a held record, and per-run check statistics.
+"""Data quality: the offending value of a held record, per-run check statistics, target row counts.
 
 Revision ID: 0002
 Revises: 0001
@@ -12,6 +12,8 @@ down_revision = "0001"
 
 
 def upgrade() -> None:
+    for count in ("target_rows_before", "blocked_again"):
+        op.add_column("ts_run_entity", sa.Column(count, sa.Integer, nullable=False, server_default="0"))
     op.add_column("ts_staging", sa.Column("value", sa.Text))
     op.add_column("ts_result", sa.Column("value", sa.Text))
     op.create_table(
@@ -25,6 +27,7 @@ def upgrade() -> None:
         sa.Column("column_name", sa.String(200)),
         sa.Column("severity", sa.String(10), nullable=False),
         sa.Column("rule", sa.Text, nullable=False),
+        sa.Column("kwargs", sa.Text, nullable=False),
         sa.Column("evaluated", sa.Integer, nullable=False),
         sa.Column("unexpected", sa.Integer, nullable=False),
         sa.Column("examples", sa.Text, nullable=False),
@@ -38,3 +41,5 @@ def downgrade() -> None:
     op.drop_table("ts_check")
     op.drop_column("ts_result", "value")
     op.drop_column("ts_staging", "value")
+    op.drop_column("ts_run_entity", "blocked_again")
+    op.drop_column("ts_run_entity", "target_rows_before")

@@ -1,0 +1,132 @@
+"""A run's health: checks after loading, thresholds that fail a run, alerts on quiet drift.
+
+The quiet problems are the ones that keep syncing bad data without an error: a rising
+share of ``mismatched`` or ``overwritten`` records, more ``overdue`` ones than usual.
+They are judged per entity against fixed limits and against the flow's recent runs, so
+a jump from 0 to 4 mismatched records is flagged even though 4 is a small number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from truesync.canonical import to_canonical
+from truesync.config import QualityConfig
+from truesync.connectors import open_system
+from truesync.extract import EntityJob
+from truesync.quality import WARN, Check, run_checks
+from truesync.store import checks, runs, staging
+
+POST_LOAD = "post_load"
+
+
+def post_load_checks(job: EntityJob, report: dict[str, Any]) -> None:
+    """After loading: the target grew by the records created, and every synced child finds its parent."""
+    checks.clear(job.store, job.run_id, job.entity, POST_LOAD)
+    target = open_system(job.config, job.config.flows[job.flow].target)
+    mapping = job.mapping("target")
+    before = int(report.get("target_rows_before", 0))
+    created = int(report["outcomes"]["created"])
+    frame = pd.DataFrame({"entity": [job.entity], "target_rows_added": [target.count(mapping) - before]})
+    grew = gxe.ExpectColumnValuesToBeBetween(column="target_rows_added", min_value=created, max_value=created)
+    rule = f"must equal the {created} records the run created (rows before: {before})"
+    stats = run_checks([Check(grew, "target_rows_added", WARN, rule)], frame, "entity").stats
+    checks.record(job.store, job.run_id, job.entity, POST_LOAD, stats)
+    for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=1):
+        for frame in _synced_children(job, target, ref_field, parent):
+            found = gxe.ExpectColumnValuesToBeInSet(column=ref_field, value_set=sorted(frame.attrs["parents"]))
+            check = Check(found, ref_field, WARN, f"must name a {parent} present in target '{target.name}'")
+            stats = run_checks([check], frame, "key", first_position=position).stats
+            checks.record(job.store, job.run_id, job.entity, POST_LOAD, stats)
+
+
+def _synced_children(job: EntityJob, target: Any, ref_field: str, parent: str) -> Iterator[pd.DataFrame]:
+    """The target rows of children this run created or updated, a chunk at a time, with their parents found."""
+    mapping = job.mapping("target")
+    parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
+    size = job.config.flows[job.flow].chunk_size
+    for keys in staging.written_keys(job.store, job.run_id, job.entity, size):
+        raw = target.fetch(mapping, keys)
+        children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
+        frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
+        wanted = sorted(set(frame[ref_field]))
+        present = target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str) if wanted else []
+        frame.attrs["parents"] = set(present)
+        yield frame
+
+
+def assess(
+    quality: QualityConfig, flow: str, entities: dict[str, dict[str, Any]], history: list[dict[str, Any]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Failed thresholds (the run fails) and alerts (reported) for a finished run's entities."""
+    failed, alerts = [], []
+    for entity, body in entities.items():
+        extracted = body["extracted"]
+        if not extracted:
+            continue
+        again = body.get("blocked_again", 0)  # retries of records already in the queue
+        blocked, batch = body["classes"].get("invalid", 0) - again, extracted - again
+        if batch and blocked / batch > quality.max_blocked_share:
+            failed.append(
+                f"{flow}.{entity}: {blocked} of {batch} new records ({blocked / batch:.1%}) were blocked by "
+                f"data-quality checks, above quality.max_blocked_share = {quality.max_blocked_share:.1%}"
+            )
+        alerts += _class_alerts(quality, flow, entity, body, [h["entities"].get(entity) for h in history])
+    return failed, alerts
+
+
+def _share(body: dict[str, Any], metric: str) -> tuple[int, float]:
+    count = body["overdue"] if metric == "overdue" else body["classes"].get(metric, 0)
+    return count, count / body["extracted"] if body["extracted"] else 0.0
+
+
+def _class_alerts(
+    quality: QualityConfig, flow: str, entity: str, body: dict[str, Any], past: list[dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    alerts = []
+    earlier = [p for p in past if p and p["extracted"]]
+    for metric, limit in quality.max_class_share.items():
+        count, share = _share(body, metric)
+        if share > limit:
+            message = f"{flow}.{entity}: {metric} is {share:.1%} ({count} records), above the limit of {limit:.1%}"
+            alerts.append(_alert(entity, metric, share, limit, "threshold", message))
+        if not earlier or count < quality.jump_min_records:
+            continue
+        usual = sum(_share(p, metric)[1] for p in earlier) / len(earlier)
+        if share > usual * quality.jump_factor:
+            message = (
+                f"{flow}.{entity}: {metric} jumped to {share:.1%} ({count} records) from an average of "
+                f"{usual:.1%} over the previous {len(earlier)} runs (alert above {quality.jump_factor:g}x)"
+            )
+            alerts.append(_alert(entity, metric, share, usual * quality.jump_factor, "jump", message))
+    return alerts
+
+
+def post_load_alert(flow: str, entity: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A failed check after loading: the data is in the target, so it is an alert, not a block."""
+    found = item["error"] or f"{item['unexpected']} of {item['evaluated']} failed"
+    message = f"{flow}.{entity}: after loading, '{item['column']}' {item['rule']}: {found}"
+    return _alert(entity, item["column"], float(item["unexpected"]), 0.0, POST_LOAD, message)
+
+
+def _alert(entity: str, metric: str, value: float, limit: float, kind: str, message: str) -> dict[str, Any]:
+    return {"entity": entity, "metric": metric, "value": round(value, 6), "limit": round(limit, 6), "kind": kind,
+            "message": message}  # fmt: skip
+
+
+def recent_reports(store: Any, flow: str, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """Reports of the flow's previous real runs that finished, newest first."""
+    previous = runs.latest(store, flow, limit + 20)
+    reports = []
+    for run in previous:
+        if run["run_id"] == run_id or run["dry_run"] or not run["report"]:
+            continue
+        report = json.loads(run["report"])
+        if "entities" in report:
+            reports.append(report)
+    return reports[:limit]
