@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import shutil
 import struct
 import subprocess
+import urllib.error
+import urllib.request
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -30,6 +33,7 @@ from sqlalchemy import select
 
 from truesync import cli, report_html, sandbox
 from truesync.config import Config, load_config
+from truesync.localairflow import LocalAirflow
 from truesync.paths import PROJECT_ROOT
 from truesync.runner import run_flow
 from truesync.sqlutil import open_engine
@@ -410,3 +414,55 @@ def test_the_report_server_checks_the_airflow_token_and_stays_in_the_reports_fol
         answer = client.get(escape_attempt)
         assert answer.status_code == 404 and b"SQLite" not in answer.content, escape_attempt
     assert client.get(f"/{FLOW}/no-such-page.html").status_code == 404
+
+
+class _KeepCookie(urllib.request.BaseHandler):
+    """Sends the login cookie with every request, redirects included, as a browser does."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def http_request(self, request: urllib.request.Request) -> urllib.request.Request:
+        for name, value in self.headers.items():
+            request.add_unredirected_header(name, value)
+        return request
+
+
+@pytest.mark.airflow
+def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state: Path) -> None:
+    """A real api-server and scheduler: the task's extra link, then the page behind the UI's login cookie."""
+    assert cli.main(["sandbox", "init", "--scale", "100"]) == 0
+    flow, dag_run = "erp_to_stockctl", "manual__report_link"
+    dag_id = f"truesync_{flow}"
+    passwords = state / "airflow-passwords.json"
+    passwords.write_text(json.dumps({"reviewer": "a-test-password"}))
+    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:viewer",
+             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}  # fmt: skip
+    airflow = LocalAirflow(state / "airflow", extra_env=users)
+    airflow.prepare([dag_id])
+    airflow.trigger(dag_id, dag_run)
+    airflow.start()
+    try:
+        assert airflow.wait_for_run(dag_id, dag_run) == "success"
+        base = f"http://127.0.0.1:{airflow.port}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/truesync/reports/")
+        assert refused.value.code == 401
+        login = urllib.request.Request(
+            f"{base}/auth/token",
+            data=json.dumps({"username": "reviewer", "password": "a-test-password"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login) as answer:
+            cookie = {"Cookie": f"_token={json.load(answer)['access_token']}"}  # what the UI's browser sends
+        api = f"{base}/api/v2/dags/{dag_id}/dagRuns/{dag_run}/taskInstances/finalize/links"
+        with urllib.request.urlopen(urllib.request.Request(api, headers=cookie)) as answer:
+            link = json.load(answer)["extra_links"]["Run report"]
+        assert link.startswith("/truesync/reports/-/dag-run/")
+        opener = urllib.request.build_opener(_KeepCookie(cookie))
+        with opener.open(base + link) as page:
+            html = page.read().decode()
+            assert page.url.endswith(report_html.html_path(flow, f"{flow}:{dag_run}").name)
+        assert f"{flow}:{dag_run}" in html and 'data-status="success"' in html
+    finally:
+        airflow.stop()
