@@ -22,6 +22,12 @@ from sqlalchemy.exc import OperationalError
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="truesync-airflow-home-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
+from sandbox_demo import Demo  # noqa: E402 - after AIRFLOW_HOME is set
+
+from truesync import cli, sandbox  # noqa: E402
+from truesync.config import load_config  # noqa: E402
+from truesync.store import Store  # noqa: E402
+
 SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
 
 
@@ -97,3 +103,13 @@ def mysql_url() -> Iterator[URL]:
     )
     yield servers.new()
     servers.close()
+
+
+@pytest.fixture
+def demo(state: Path) -> Iterator[Demo]:
+    """The sandbox at scale 200 in a private state directory, with handles on its systems."""
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    yield handle
+    handle.close()
