@@ -78,7 +78,9 @@ def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJ
     assert json.loads(keyless["payload"])["description"] == "no key", "the original row is kept"
     price = by_check["expect_column_values_to_match_regex"]
     assert price["key"] == "C" and price["field"] == "price" and price["value"] == "12,5O"
-    assert price["reason"] == "expect_column_values_to_match_regex: field 'price' must be a decimal number; found '12,5O'"
+    assert (
+        price["reason"] == "expect_column_values_to_match_regex: field 'price' must be a decimal number; found '12,5O'"
+    )
     assert by_check[None]["key"] == "D"
 
 

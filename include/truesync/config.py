@@ -308,7 +308,27 @@ def _check_entities(config: Config) -> None:
                     f"entities.{name}.references.{field}",
                     f"'{parent}' must also be listed in depends_on",
                 )
+        _check_expectations(file, name, entity)
     _check_cycles(config, file)
+
+
+def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
+    """Build every user-written expectation now, so a typo stops the configuration, not a run."""
+    if not entity.expectations:
+        return
+    from truesync.quality import ExpectationConfigError, user_expectation  # GX is slow to import: only when used
+
+    for position, spec in enumerate(entity.expectations):
+        where = f"entities.{name}.expectations[{position}]"
+        try:
+            user_expectation(spec)
+        except ExpectationConfigError as exc:
+            raise ConfigError(file, where, f"entity '{name}': {exc}") from exc
+        columns = [spec.kwargs[k] for k in ("column", "column_A", "column_B") if k in spec.kwargs]
+        columns += list(spec.kwargs.get("column_list") or [])
+        for column in columns:
+            if column not in entity.fields:
+                raise ConfigError(file, f"{where}.kwargs", f"entity '{name}' has no field '{column}'")
 
 
 def _check_cycles(config: Config, file: str) -> None:
