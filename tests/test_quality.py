@@ -243,10 +243,8 @@ def test_bad_user_expectations_are_configuration_errors(tmp_path: Path, expectat
     directory = tmp_path / "config"
     shutil.copytree(CONFIG, directory)
     path = directory / "entities.yaml"
-    text = path.read_text().replace(
-        "    expectations:\n      - expectation: expect_column_value_lengths_to_be_between",
-        f"    expectations:\n      - {json.dumps(expectation)}\n      - expectation: expect_column_value_lengths_to_be_between",
-    )
+    first = "    expectations:\n"
+    text = path.read_text().replace(first, f"{first}      - {json.dumps(expectation)}\n")
     path.write_text(text)
     with pytest.raises(ConfigError) as error:
         load_config(directory)
