@@ -246,7 +246,7 @@ def test_quality_checks_alerts_and_data_docs_are_shown_and_escaped(runs: Runs) -
                         "evaluated": 20,
                         "unexpected": 2,
                         "success": False,
-                        "examples": ["j***@e***.com"],
+                        "examples": ["j***@e***.com", {"key": "C0000042", "value": "k***@e***.org"}],
                         "error": None,
                     },
                     {
@@ -282,6 +282,7 @@ def test_quality_checks_alerts_and_data_docs_are_shown_and_escaped(runs: Runs) -
               if "data-expectation" in e.attrs]  # fmt: skip
     assert checks == [("expect_column_values_to_match_regex", "2"), ("expect_column_values_to_not_be_null", "0")]
     assert "&lt;all-null column&gt;" in html and "<all-null column>" not in html
+    assert "j***@e***.com" in html and "<code>C0000042</code>: k***@e***.org" in html
     assert [e.attrs["data-alert-metric"] for e in page.elements if "data-alert-metric" in e.attrs] == ["overwritten"]
     assert "10.0% of the batch blocked" in html
     assert [e.attrs["href"] for e in page.elements if "data-docs" in e.attrs] == ["gx/data_docs/index.html"]
