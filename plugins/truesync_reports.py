@@ -31,6 +31,13 @@ from truesync.store import Store, review
 PREFIX = "/truesync/reports"
 DAG_PREFIX = "truesync_"
 LINKED_TASK = "finalize"
+# Pages run in a sandbox (an origin of their own): a script in a Data Docs page cannot call the
+# Airflow API with the user's session although it is served from the same host.
+SERVED_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox allow-scripts allow-popups",
+}
 
 
 def _base_path() -> str:
@@ -115,7 +122,7 @@ def report_file(path: str, user: User) -> FileResponse:
     _authorize(user, dag_id)
     if not target.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
-    return FileResponse(target, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(target, headers=SERVED_HEADERS)
 
 
 class TruesyncReportsPlugin(AirflowPlugin):

@@ -404,6 +404,7 @@ def test_the_report_server_checks_the_airflow_token_and_stays_in_the_reports_fol
     assert client.get(page, headers={"Authorization": f"Bearer {token(None)}"}).status_code == 403, "no role"
     ok = client.get(page, headers={"Authorization": f"Bearer {token('viewer')}"})
     assert ok.status_code == 200 and f"{FLOW}:day1" in ok.text and ok.headers["content-type"].startswith("text/html")
+    assert ok.headers["content-security-policy"].startswith("sandbox")
     client.cookies.set("_token", token("viewer"))
     assert client.get("/").status_code == 200 and "truesync runs" in client.get("/").text
     for escape_attempt in (
