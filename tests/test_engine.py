@@ -38,7 +38,7 @@ def test_first_runs_classify_every_record_as_the_ground_truth_says(demo: Demo) -
         assert all(body["extracted"] > 0 for body in report["entities"].values()), report["run_id"]
     labels = demo.labels()
     assert set(labels["class"]) == {"in_sync", "missing", "delayed", "overwritten", "mismatched", "invalid"}
-    checks = {sandbox.IN_SET, sandbox.PARSEABLE, sandbox.UNIQUE, sandbox.NOT_NULL, sandbox.REGEX, sandbox.BETWEEN}
+    checks = {sandbox.IN_SET, sandbox.UNIQUE, sandbox.NOT_NULL, sandbox.REGEX, sandbox.BETWEEN}
     assert checks | {"parent_exists"} <= set(labels["check"])
     for flow in FLOWS:
         diff = differences(labels[labels["flow"] == flow], first_results(demo.store, flow))

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from truesync import health
+from truesync import health, report_html
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
 from truesync.datadocs import build_site
@@ -128,6 +128,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
         "quality": quality,
     }
     report["totals"]["extracted"] = sum(r["extracted"] for r in entities.values())
+    report["html"] = str(report_html.html_path(flow, run_id))
     if report["status"] == "success" and not run["dry_run"]:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
     runs.finish(store, run_id, report["status"], report)
@@ -136,6 +137,8 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     path.write_text(json.dumps(report, indent=2))
     report["path"] = str(path)
     staging.purge_old_runs(store, flow, STAGING_RUNS_KEPT)
+    report_html.render_run(config, store, report)  # failed runs get a page too
+    report_html.render_index(store)
     if broken:
         raise ConservationError(f"run {run_id}: conservation law broken for {', '.join(broken)}: {entities}")
     if report["status"] == "failed":
@@ -147,3 +150,4 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
 def fail_run(store: Store, run_id: str, reason: str) -> None:
     """Mark a run failed when one of its tasks failed for good."""
     runs.finish(store, run_id, "failed", {"run_id": run_id, "status": "failed", "reason": reason})
+    report_html.render_index(store)

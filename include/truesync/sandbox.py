@@ -57,7 +57,6 @@ BAD_SHARE = 0.002
 EXTRA_BAD = {"customer": ("bad_email", "bad_phone"), "order": ("bad_currency",), "stock_item": ("negative_price",)}
 NOT_NULL = "expect_column_values_to_not_be_null"
 IN_SET = "expect_column_values_to_be_in_set"
-PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
 UNIQUE = "expect_compound_columns_to_be_unique"
 REGEX = "expect_column_values_to_match_regex"
 BETWEEN = "expect_column_values_to_be_between"
@@ -271,7 +270,7 @@ def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datet
 
 
 def _break_customer(scenario: str, src: dict[str, Any], key: str, rows: Rows, ts: datetime) -> dict[str, Any]:
-    checks = {"unknown_code": (IN_SET, {"tier_code": "X"}), "unparseable": (PARSEABLE, {"birth_date": "31/02/1990"}),
+    checks = {"unknown_code": (IN_SET, {"tier_code": "X"}), "unparseable": (REGEX, {"birth_date": "31/02/1990"}),
               "duplicate_key": (UNIQUE, {}), "null_key": (NOT_NULL, {}),
               "bad_email": (REGEX, {"email": f"{key.lower()}.example.com"})}  # fmt: skip
     check, change = checks[scenario]
@@ -343,7 +342,7 @@ def _order_scenario(
         tgt["status"], tgt_ts = "cancelled", ts
         label("webshop_to_crm", "order", key, "mismatched", ts)
     else:
-        checks = {"unknown_code": (IN_SET, {"code": "ZZ"}), "unparseable": (PARSEABLE, {"placed": "yesterday"}),
+        checks = {"unknown_code": (IN_SET, {"code": "ZZ"}), "unparseable": (REGEX, {"placed": "yesterday"}),
                   "duplicate_key": (UNIQUE, {}), "null_key": (NOT_NULL, {}),
                   "bad_currency": (IN_SET, {"currency": "EURO"})}  # fmt: skip
         check, change = checks[scenario]
