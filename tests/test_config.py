@@ -452,3 +452,33 @@ def test_a_missing_configuration_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="configuration directory not found") as err:
         load_config(tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(err.value)
+
+
+# ---------------------------------------------------------------- data-quality settings
+
+
+def test_quality_thresholds_name_an_unknown_class_and_a_share_out_of_range(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(quality={"max_class_share": {"odd": 0.1}}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.quality.max_class_share", "'odd' is not one of")
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(quality={"max_blocked_share": 1.5}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.quality.max_blocked_share", "less than or equal to 1")
+
+
+def test_field_formats_and_severities_are_checked(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["customer"]["fields"]["email"].update(format="mail"))
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.email.format", "'email'")
+    edit(
+        cfg,
+        "entities.yaml",
+        lambda d: d["entities"]["customer"]["fields"]["email"].update(format="email", severity="x"),
+    )
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.email.severity", "'block' or 'warn'")
+
+
+def test_shipped_quality_settings() -> None:
+    config = load_config(SHIPPED)
+    fields = config.entities["customer"].fields
+    assert fields["email"].pii and fields["email"].format == "email"
+    assert (fields["phone"].format, fields["phone"].severity) == ("phone", "warn")
+    assert config.entities["stock_item"].fields["price"].min == 0
+    assert config.flows["webshop_to_crm"].quality.mask_pii is True

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from truesync.config import load_config
-from truesync.extract import NULL_KEY_PREFIX, EntityJob, prepare
+from truesync.extract import NULL_KEY_PREFIX, EntityJob, batched, prepare
 from truesync.store import Store
 
 
@@ -102,3 +102,11 @@ def test_an_unreadable_key_keeps_its_own_text_so_it_is_retried_by_key(state: Pat
     job = EntityJob(config, Store(), "erp_to_stockctl", "stock_item", "run-1")
     staged = prepare(job, _items(("12x", "bad key", "1.00", datetime(2026, 11, 1))))
     assert staged[0]["key"] == "12x" and staged[0]["check_name"] == "expect_column_values_to_match_regex"
+
+
+def test_chunks_are_joined_into_batches_for_the_checks_and_nothing_is_lost() -> None:
+    chunks = [pd.DataFrame({"n": range(i * 10, i * 10 + 10)}) for i in range(7)]
+    batches = list(batched(iter(chunks), 25))
+    assert [len(b) for b in batches] == [30, 30, 10]
+    assert pd.concat(batches)["n"].tolist() == list(range(70))
+    assert list(batched(iter([]), 25)) == []

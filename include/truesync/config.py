@@ -149,6 +149,7 @@ class QualityConfig(_Strict):
     """When data quality fails a run, raises an alert, and what reports may show."""
 
     mask_pii: bool = True
+    batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="rows validated per Great Expectations call")
     max_blocked_share: float = Field(0.05, ge=0, le=1, description="run fails above this share blocked per entity")
     max_class_share: dict[str, float] = Field(
         default_factory=lambda: {"mismatched": 0.02, "overwritten": 0.05, "overdue": 0.10},

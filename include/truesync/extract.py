@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -64,9 +65,10 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
-    for raw in source.extract(mapping, window.start, window.end, flow.chunk_size):
+    batch = max(flow.chunk_size, flow.quality.batch_rows)
+    for raw in batched(source.extract(mapping, window.start, window.end, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
-    for raw in source.unwindowed_rows(mapping, flow.chunk_size):
+    for raw in batched(source.unwindowed_rows(mapping, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
     for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
         real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]
@@ -84,6 +86,22 @@ def extract_entity(job: EntityJob, window: Window) -> int:
 
 
 NULL_KEY_PREFIX = "null-key:"
+
+
+def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """Consecutive chunks joined into batches of about ``rows``: a GX validation has a fixed cost
+    per call (~0.1 s), so checking 50,000 rows at once costs a third of checking them 5,000 at a time.
+    """
+    pending: list[pd.DataFrame] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= rows:
+            yield pd.concat(pending, ignore_index=True)
+            pending, size = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True)
 
 
 def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
