@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from truesync.paths import config_dir
+from truesync.restconfig import RestConfig
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 SHARED = "shared"
@@ -63,9 +64,16 @@ class _Strict(BaseModel):
 class SystemConfig(_Strict):
     """One business application. Credentials live in the Airflow connection, not here."""
 
-    kind: Literal["sql"]
+    kind: Literal["sql", "rest"]
     connection: str = Field(description="Airflow connection id holding the URL and credentials")
     description: str = ""
+    rest: RestConfig | None = Field(None, description="endpoints and limits of a system of kind rest")
+
+    @model_validator(mode="after")
+    def _rest_settings(self) -> SystemConfig:
+        if (self.kind == "rest") != (self.rest is not None):
+            raise ValueError("a system of kind 'rest' needs a 'rest' block, and only such a system may have one")
+        return self
 
 
 class FieldSpec(_Strict):
@@ -292,6 +300,9 @@ def _check_mappings(config: Config) -> None:
             where = f"mappings.{system}.entities.{entity}"
             if entity not in config.entities:
                 raise ConfigError(file, where, "unknown entity")
+            rest = config.systems[system].rest
+            if rest is not None and em.table not in rest.endpoints:
+                raise ConfigError(file, f"{where}.table", f"'{em.table}' is not an endpoint of REST system '{system}'")
             spec = config.entities[entity]
             if em.fields.get(spec.key) != em.key:
                 raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
