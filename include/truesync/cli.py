@@ -163,9 +163,10 @@ def _sandbox_init(args: argparse.Namespace) -> int:
     config = load_config()
     rows = sandbox.build(args.scale, args.seed, args.start, args.days)
     sandboxrest.add_labels(rows)
+    payments = sandboxrest.build_payments(rows, args.seed, args.start, args.days)
     labels = state_dir() / "sandbox" / "labels.csv"
     counts = sandbox.write(rows, sandbox.system_urls(config), labels)
-    counts |= sandboxrest.write_seeds(rows, labels.parent)
+    counts |= sandboxrest.write_seeds(rows, payments, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")

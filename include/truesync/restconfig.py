@@ -40,6 +40,7 @@ class LookupConfig(_Strict):
 
     param: str
     max_keys: int = Field(50, ge=1, le=1000, description="keys per lookup request")
+    by: dict[str, str] = Field(default_factory=dict, description="other member -> query parameter finding by it")
 
 
 class UpsertConfig(_Strict):

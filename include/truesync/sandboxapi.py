@@ -21,8 +21,10 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -57,6 +59,7 @@ class Collection:
     key: str
     cursor: str
     writable: bool = True
+    filters: tuple[str, ...] = ()  # other members a listing can be filtered by (?member=value)
 
 
 @dataclass
@@ -69,6 +72,11 @@ class _State:
     replies: dict[str, tuple[int, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1
+    after_write: Callable[[_State, str, dict[str, Any]], None] | None = None
+
+    def written(self, collection: str, record: dict[str, Any]) -> None:
+        if self.after_write is not None:
+            self.after_write(self, collection, record)
 
     def take(self, name: str) -> bool:
         """Use up one unit of a counted fault."""
@@ -99,9 +107,17 @@ def _ts(value: Any) -> datetime | None:
         return None
 
 
-def create_app(name: str, collections: dict[str, Collection], token: str | None = DEFAULT_TOKEN) -> FastAPI:
-    """One sandbox service; ``app.state.sandbox`` holds its records, faults and counters."""
-    state = _State(collections, token, {c: {} for c in collections})
+def create_app(
+    name: str,
+    collections: dict[str, Collection],
+    token: str | None = DEFAULT_TOKEN,
+    after_write: Callable[[_State, str, dict[str, Any]], None] | None = None,
+) -> FastAPI:
+    """One sandbox service; ``app.state.sandbox`` holds its records, faults and counters.
+
+    ``after_write`` runs after every create or update (the CRM keeps deal balances with it).
+    """
+    state = _State(collections, token, {c: {} for c in collections}, after_write=after_write)
     app = FastAPI(title=f"truesync sandbox {name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = state
 
@@ -147,7 +163,7 @@ def _admin_routes(app: FastAPI, state: _State) -> None:
     @app.post("/_seed/{collection}")
     def seed(collection: str, items: list[dict[str, Any]]) -> dict[str, int]:
         for item in items:
-            state.add(collection, item)
+            state.written(collection, state.add(collection, item))
         return {"added": len(items)}
 
     @app.get("/_items/{collection}")
@@ -232,6 +248,7 @@ def _create(state: _State, collection: str, spec: Collection, body: dict[str, An
         return JSONResponse({"detail": f"'{spec.key}' is required"}, status_code=422)
     record = state.add(collection, {k: v for k, v in body.items() if k != "id"} | {spec.cursor: now_text()})
     state.stats[f"created.{collection}"] += 1
+    state.written(collection, record)
     return JSONResponse(record, status_code=status)
 
 
@@ -246,6 +263,7 @@ def _update(
         updated = {**kept, **{k: v for k, v in body.items() if k != "id"}, spec.cursor: now_text()}
         state.items[collection][record_id] = updated
     state.stats[f"updated.{collection}"] += 1
+    state.written(collection, updated)
     return JSONResponse(updated)
 
 
@@ -254,10 +272,12 @@ def _selected(state: _State, collection: str, spec: Collection, request: Request
     items = list(state.items[collection].values())
     if query.get("incomplete") == "true":
         return [i for i in items if i.get(spec.key) is None or _ts(i.get(spec.cursor)) is None]
-    keys = query.getlist(spec.key)
-    if keys:
-        wanted = set(keys)
-        return [i for i in items if str(i.get(spec.key)) in wanted]
+    for member in (spec.key, *spec.filters):
+        wanted = set(query.getlist(member))
+        if wanted:
+            items = [i for i in items if str(i.get(member)) in wanted]
+    if any(query.getlist(member) for member in (spec.key, *spec.filters)):
+        return items
     since, until = _ts(query.get("updated_since")), _ts(query.get("updated_before"))
     if since is None and until is None:
         return items
@@ -302,13 +322,33 @@ def _token(offset: int | None) -> str | None:
 
 CRM_COLLECTIONS = {
     "contacts": Collection(key="external_id", cursor="modified_at"),
-    "deals": Collection(key="order_ref", cursor="modified_at"),
+    "deals": Collection(key="order_ref", cursor="modified_at", filters=("invoice_ref",)),
+    "payments": Collection(key="payment_ref", cursor="modified_at", filters=("deal_ref",)),
 }
 PAYMENT_COLLECTIONS = {"transactions": Collection(key="txn_id", cursor="updated_at", writable=False)}
+CENT = Decimal("0.01")
+
+
+def deal_balance(state: _State, collection: str, record: dict[str, Any]) -> None:
+    """The CRM's own bookkeeping: a deal's balance is its amount less captured payments plus paid-out refunds."""
+    ref = record.get("deal_ref") if collection == "payments" else record.get("order_ref")
+    if collection not in ("payments", "deals") or ref is None:
+        return
+    with state.lock:
+        deals = [d for d in state.items["deals"].values() if d.get("order_ref") == ref]
+        payments = [p for p in state.items["payments"].values() if p.get("deal_ref") == ref]
+        for deal in deals:
+            balance = Decimal(str(deal.get("amount") or 0))
+            for p in payments:
+                if (p.get("kind"), p.get("state")) == ("payment", "captured"):
+                    balance -= Decimal(str(p.get("amount") or 0))
+                elif (p.get("kind"), p.get("state")) == ("refund", "refunded"):
+                    balance += Decimal(str(p.get("amount") or 0))
+            deal["balance"] = str(balance.quantize(CENT))
 
 
 def crm_app(token: str | None = DEFAULT_TOKEN) -> FastAPI:
-    return create_app("CRM", CRM_COLLECTIONS, token)
+    return create_app("CRM", CRM_COLLECTIONS, token, after_write=deal_balance)
 
 
 def payments_app(token: str | None = DEFAULT_TOKEN) -> FastAPI:
@@ -320,7 +360,7 @@ def seed(app: FastAPI, data: dict[str, list[dict[str, Any]]]) -> None:
     state: _State = app.state.sandbox
     for collection, items in data.items():
         for item in items:
-            state.add(collection, item)
+            state.written(collection, state.add(collection, item))
 
 
 class ServerThread:

@@ -347,8 +347,10 @@ class RestSystem:
             dict.fromkeys([mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])])
         )
 
-    def _frame(self, items: list[dict[str, Any]], mapping: EntityMapping) -> pd.DataFrame:
-        columns = self._columns(mapping)
+    def _frame(
+        self, items: list[dict[str, Any]], mapping: EntityMapping, extra: list[str] | None = None
+    ) -> pd.DataFrame:
+        columns = list(dict.fromkeys(self._columns(mapping) + (extra or [])))
         return pd.DataFrame([[item.get(c) for c in columns] for item in items], columns=columns, dtype=object)
 
     def table(self, mapping: EntityMapping) -> Table:
@@ -364,19 +366,26 @@ class RestSystem:
 
     # --- lookups and writes ----------------------------------------------------------------
 
-    def _lookup(self, mapping: EntityMapping, keys: list[str]) -> list[dict[str, Any]]:
+    def _lookup(self, mapping: EntityMapping, keys: list[str], column: str | None = None) -> list[dict[str, Any]]:
+        """Items whose key (or ``column``) holds one of the values, ``max_keys`` values a request."""
         endpoint = self._endpoint(mapping)
-        if endpoint.lookup is None:
-            raise ConfigurationProblem(f"{self.describe()}: endpoint '{mapping.table}' has no 'lookup' configured")
+        lookup = endpoint.lookup
+        if lookup is None or (column is not None and column not in lookup.by):
+            by = f" by '{column}'" if column else ""
+            raise ConfigurationProblem(f"{self.describe()}: endpoint '{mapping.table}' has no lookup{by} configured")
+        param = lookup.param if column is None else lookup.by[column]
         found: list[dict[str, Any]] = []
-        step = endpoint.lookup.max_keys
-        for start in range(0, len(keys), step):
-            found += self._listing(endpoint, {endpoint.lookup.param: keys[start : start + step]})
+        for start in range(0, len(keys), lookup.max_keys):
+            found += self._listing(endpoint, {param: keys[start : start + lookup.max_keys]})
         return found
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current items for ``keys``, found by the endpoint's lookup parameter."""
         return self._frame(self._lookup(mapping, keys), mapping)
+
+    def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
+        """Current items whose ``column`` holds one of ``values`` (``lookup.by`` names the parameter)."""
+        return self._frame(self._lookup(mapping, values, column), mapping, [column])
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int:
         """Create-or-update each row by its external key; returns how many rows were sent.
