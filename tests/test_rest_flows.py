@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 import requests
 from groundtruth import differences, first_results
+from sandboxapis import sandbox_apis
 from test_engine import assert_conserved
 
-from truesync import cli, sandbox, sandboxrest
+from truesync import cli, sandbox
 from truesync.config import Config, load_config
 from truesync.runner import run_flow
-from truesync.sandboxapi import DEFAULT_TOKEN, ServerThread
+from truesync.sandboxapi import ServerThread
 from truesync.store import Store, queue
 from truesync.window import Window
 
@@ -60,22 +61,16 @@ class RestDemo:
 
 
 @pytest.fixture
-def rest_demo(state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RestDemo]:
+def rest_demo(state: Path) -> Iterator[RestDemo]:
     assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
-    servers = sandboxrest.serve(state / "sandbox", "127.0.0.1", 0, 0, DEFAULT_TOKEN)
-    for system, server in servers.items():
-        monkeypatch.setenv(
-            f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", f"http://:{DEFAULT_TOKEN}@127.0.0.1:{server.port}"
-        )
-    config = load_config()
-    for system in servers:
-        settings = config.systems[system].rest
-        settings.read_timeout, settings.backoff_factor, settings.retries = 1.0, 0.05, 10
-    handle = RestDemo(config, Store(), state, servers)
-    yield handle
-    for server in servers.values():
-        server.stop()
-    handle.store.engine.dispose()
+    with sandbox_apis(state) as servers:
+        config = load_config()
+        for system in servers:
+            settings = config.systems[system].rest
+            settings.read_timeout, settings.backoff_factor, settings.retries = 1.0, 0.05, 10
+        handle = RestDemo(config, Store(), state, servers)
+        yield handle
+        handle.store.engine.dispose()
 
 
 def test_webshop_to_rest_crm_survives_every_fault_and_classifies_as_the_ground_truth_says(rest_demo: RestDemo) -> None:
