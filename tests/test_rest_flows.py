@@ -6,6 +6,7 @@ exactly as ``labels.csv`` says; the services run on localhost over real sockets.
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from test_engine import assert_conserved
 
 from truesync import cli, sandbox
 from truesync.config import Config, load_config
+from truesync.connectors.rest import BadResponse
 from truesync.runner import run_flow
-from truesync.sandboxapi import ServerThread
-from truesync.store import Store, queue
+from truesync.sandboxapi import DEFAULT_TOKEN, ServerThread
+from truesync.store import Store, queue, staging
 from truesync.window import Window
 
 REST_FLOW = "webshop_to_crm_api"
@@ -108,6 +110,7 @@ def _writes(stats: Counter) -> int:
 # --- payment reconciliation -------------------------------------------------------------------
 
 PAY_FLOW = "payments_to_crm_api"
+SKIP_INTO_THE_WRITES = 6  # the customer sync's probe and lookups come first, then one request per write
 
 
 def test_payment_reconciliation_classifies_the_labelled_cases_exactly(rest_demo: RestDemo) -> None:
@@ -142,3 +145,21 @@ def test_mismatched_payments_name_both_references_and_clean_refunds_update_the_b
         assert deals[refund["order_id"]]["balance"] == refund["amount"], "paid, then refunded: the refund is open again"
     held = [t for t in refunds if labels.at[t["txn_id"], "class"] == "mismatched"]
     assert held and not any(t["txn_id"] in recorded for t in held)
+
+
+def test_an_unexpected_status_mid_run_fails_the_run_and_what_was_written_stays(rest_demo: RestDemo) -> None:
+    before = {c["external_id"] for c in rest_demo.items("crm_api", "contacts")}
+    rest_demo.faults("crm_api", skip=SKIP_INTO_THE_WRITES, bad_status=1)
+    with pytest.raises(BadResponse, match=r"system 'crm_api' \w+ /contacts\S*: unexpected status 418") as caught:
+        rest_demo.run(REST_FLOW, 0)
+    assert DEFAULT_TOKEN not in "".join(traceback.format_exception(caught.value))
+    kept = {c["external_id"] for c in rest_demo.items("crm_api", "contacts")} - before
+    assert kept, "the creates before the failure are committed in the API"
+
+    report = rest_demo.run(REST_FLOW, 0, tag="retry-")
+    assert_conserved(rest_demo, report)
+    outcomes = staging.run_results(rest_demo.store, report["run_id"], "customer").set_index("key")["outcome"]
+    assert set(outcomes[sorted(kept)]) == {"unchanged"}, "found in sync, not created again"
+    assert "created" in set(outcomes), "the rest was created by the second run"
+    contacts = Counter(c["external_id"] for c in rest_demo.items("crm_api", "contacts"))
+    assert max(contacts.values()) == 1

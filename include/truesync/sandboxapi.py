@@ -40,6 +40,7 @@ MAX_LIMIT = 1000
 class Faults(BaseModel):
     """Fault switches. Counters apply to the next N non-admin requests (writes for ``lose_response``)."""
 
+    skip: int = 0  # let this many requests through before the counted faults below start
     rate_limit: int = 0  # answer 429 with Retry-After
     retry_after: int = 1
     server_error: int = 0  # answer 500
@@ -128,6 +129,8 @@ def create_app(
         state.stats[f"{request.method} {request.url.path}"] += 1
         if state.token and request.headers.get("Authorization") != f"Bearer {state.token}":
             return JSONResponse({"detail": "not authenticated"}, status_code=401)
+        if state.take("skip"):
+            return await call_next(request)
         if state.take("rate_limit"):
             headers = {"Retry-After": str(state.faults.retry_after)}
             return JSONResponse({"detail": "slow down"}, status_code=429, headers=headers)
