@@ -67,7 +67,7 @@ def _settled(job: EntityJob, target: Connector, rules: ReconcileConfig, pending:
 
 
 def _named(rules: ReconcileConfig, record: pd.Series) -> str:
-    return ", ".join(f"{f} '{record[f]}'" for f in rules.references if record.get(f) is not None)
+    return ", ".join(f"{f} '{record[f]}'" for f in rules.references if pd.notna(record.get(f)))
 
 
 def _contradiction(
@@ -84,14 +84,15 @@ def _contradiction(
         )
     hit = matches.iloc[0]
     for field, other in rules.references.items():
-        if field != rules.match_on and record.get(field) is not None and hit[other] != record[field]:
+        known = pd.notna(record.get(field)) and pd.notna(hit[other])  # a reference one side lacks cannot contradict
+        if field != rules.match_on and known and hit[other] != record[field]:
             return REFERENCE_CHECK, (
                 f"{rules.match_on} '{value}' points at {rules.entity} '{hit[settled_key]}', but {field} is "
                 f"'{record[field]}' ({rules.entity} '{hit[settled_key]}' has {other} '{hit[other]}')"
             )
     closing = bool(rules.closing) and all(record.get(f) == v for f, v in rules.closing.items())
     balance = hit[rules.balance] if rules.balance else None
-    if closing and balance is not None and Decimal(balance) > 0:
+    if closing and pd.notna(balance) and Decimal(balance) > 0:
         state = ", ".join(f"{f} {v}" for f, v in rules.closing.items())
         return BALANCE_CHECK, (
             f"closed in finance ({state}; {_named(rules, record)}), but {rules.entity} '{hit[settled_key]}' "
