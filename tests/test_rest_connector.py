@@ -290,3 +290,8 @@ def test_connection_uri_gives_base_url_and_secret(monkeypatch: pytest.MonkeyPatc
     conn = http_connection("some_api")
     assert (conn.base_url, conn.login, conn.password) == ("https://api.example.com:8443/v2", "bot", "p@ss")
     assert "p@ss" not in repr(conn)
+
+
+def test_a_misspelt_fault_switch_is_refused(crm: Crm) -> None:
+    answer = requests.post(f"{crm.server.url}/_faults", json={"rate_limt": 1}, timeout=5)
+    assert answer.status_code == 422 and crm.stats()["fault.rate_limit"] == 0

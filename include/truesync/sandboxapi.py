@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's own demo credential, not a secret of anyone's
 MAX_LIMIT = 1000
@@ -39,6 +39,8 @@ MAX_LIMIT = 1000
 
 class Faults(BaseModel):
     """Fault switches. Counters apply to the next N non-admin requests (writes for ``lose_response``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt switch must not silently do nothing
 
     skip: int = 0  # let this many requests through before the counted faults below start
     rate_limit: int = 0  # answer 429 with Retry-After
@@ -154,10 +156,13 @@ def create_app(
 
 def _admin_routes(app: FastAPI, state: _State) -> None:
     @app.post("/_faults")
-    def set_faults(changes: dict[str, Any]) -> dict[str, Any]:
+    def set_faults(changes: dict[str, Any]) -> Response:
         with state.lock:
-            state.faults = Faults(**{**state.faults.model_dump(), **changes})
-            return state.faults.model_dump()
+            try:
+                state.faults = Faults(**{**state.faults.model_dump(), **changes})
+            except ValidationError as exc:
+                return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
+            return JSONResponse(state.faults.model_dump())
 
     @app.get("/_stats")
     def stats() -> dict[str, int]:

@@ -25,7 +25,13 @@ class Connector(Protocol):
 
     def describe(self) -> str: ...
 
-    def table(self, mapping: EntityMapping) -> Table: ...
+    def table(self, mapping: EntityMapping) -> Table:
+        """The mapped columns and their types, reached once (an unreachable system fails here).
+
+        Reflected for SQL; for REST a description of the endpoint's members, all text, as JSON
+        carries canonical text unchanged. Writes take the Python type of each column from it.
+        """
+        ...
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]: ...
 
