@@ -10,6 +10,9 @@ export AIRFLOW_CONN_TRUESYNC_WEBSHOP ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/
 export AIRFLOW_CONN_TRUESYNC_ERP ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/erp.db
 export AIRFLOW_CONN_TRUESYNC_CRM ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/crm.db
 export AIRFLOW_CONN_TRUESYNC_STOCKCTL ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/stockctl.db
+# The sandbox REST APIs as `truesync sandbox serve` starts them (`make demo` serves its own on free ports).
+export AIRFLOW_CONN_TRUESYNC_CRM_API ?= http://:sandbox-token@127.0.0.1:8701
+export AIRFLOW_CONN_TRUESYNC_PAYMENTS ?= http://:sandbox-token@127.0.0.1:8702
 
 .PHONY: venv demo up test lint bench clean
 

@@ -1,6 +1,8 @@
 """`make demo`: seed the sandbox, backfill every flow through a real Airflow, summarise.
 
-Starts an api-server, a scheduler and a dag-processor under ``state/airflow``, creates
+Serves the sandbox REST APIs (CRM, payment gateway) on free local ports for the length of
+the demo, with the Airflow connections of the REST systems pointing at them. Starts an
+api-server, a scheduler and a dag-processor under ``state/airflow``, creates
 one backfill per flow DAG over the demo days with ``airflow backfill create``, waits for
 the scheduler to execute them, prints the counts per flow x entity x class and where the
 reports are, then stops what it started.
@@ -12,10 +14,12 @@ import argparse
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Any
 
-from truesync import sandbox
+from truesync import sandbox, sandboxapi, sandboxrest
 from truesync.cli import main as truesync
 from truesync.config import load_config
+from truesync.connections import env_var
 from truesync.localairflow import LocalAirflow
 from truesync.paths import state_dir
 
@@ -30,18 +34,18 @@ def main() -> int:
     print(f"== seeding the sandbox ({args.scale} customers) ==", flush=True)
     if truesync(["sandbox", "init", "--scale", str(args.scale)]) != 0:
         return 1
-    airflow = LocalAirflow(state_dir() / "airflow")
-    print(f"== preparing Airflow in {airflow.home} ==", flush=True)
-    airflow.prepare(dag_ids)
-    print(f"== creating backfills {first} .. {last} ==", flush=True)
-    for dag_id in dag_ids:
-        airflow.backfill(dag_id, first.isoformat(), last.isoformat())
-    airflow.start()
+    servers = sandboxrest.serve(state_dir() / "sandbox", "127.0.0.1", 0, 0, sandboxapi.DEFAULT_TOKEN)
     try:
-        print(f"== the scheduler runs the backfills (api-server on port {airflow.port} until they end) ==", flush=True)
-        states = airflow.wait_for_backfills(dag_ids)
+        connections = {}
+        for system, server in servers.items():
+            print(f"== sandbox API {system} at {server.url} ==", flush=True)
+            connections[env_var(config.systems[system].connection)] = (
+                f"http://:{sandboxapi.DEFAULT_TOKEN}@{server.host}:{server.port}"
+            )
+        states = _backfill(dag_ids, first.isoformat(), last.isoformat(), connections)
     finally:
-        airflow.stop()
+        for server in servers.values():
+            server.stop()
     for dag_id, dag_runs in states.items():
         print(f"{dag_id}: " + ", ".join(f"{run_id} {state}" for run_id, state, _ in dag_runs))
     print("== summary over the backfill ==", flush=True)
@@ -49,6 +53,21 @@ def main() -> int:
     print("exception queue: truesync exceptions list    |    UI: make up")
     failed = [run for runs in states.values() for run in runs if run[1] != "success"]
     return 1 if failed else 0
+
+
+def _backfill(dag_ids: list[str], first: str, last: str, connections: dict[str, str]) -> Any:
+    airflow = LocalAirflow(state_dir() / "airflow", extra_env=connections)
+    print(f"== preparing Airflow in {airflow.home} ==", flush=True)
+    airflow.prepare(dag_ids)
+    print(f"== creating backfills {first} .. {last} ==", flush=True)
+    for dag_id in dag_ids:
+        airflow.backfill(dag_id, first, last)
+    airflow.start()
+    try:
+        print(f"== the scheduler runs the backfills (api-server on port {airflow.port} until they end) ==", flush=True)
+        return airflow.wait_for_backfills(dag_ids)
+    finally:
+        airflow.stop()
 
 
 if __name__ == "__main__":

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 from sqlalchemy import select
 
 from truesync.canonical import to_canonical
-from truesync.config import Config
+from truesync.config import Config, EntityMapping
 from truesync.connectors import open_system
+from truesync.connectors.rest import RestSystem
 from truesync.extract import NULL_KEY_PREFIX
 from truesync.store import Store, queue
 from truesync.store.schema import results, runs
+from truesync.window import EPOCH
 
 
 def first_results(store: Store, flow: str) -> pd.DataFrame:
@@ -57,11 +61,8 @@ def drift(config: Config, flow: str, entity: str, until: str | None = None) -> s
     fields = [entity_spec.key, *config.synced_fields(flow, entity)]
     frames = []
     for system in (spec.source, spec.target):
-        connector = open_system(config, system)
         mapping = config.entity_mapping(system, entity)
-        with connector.engine.connect() as conn:
-            raw = pd.DataFrame(conn.execute(select(connector.table(mapping))).mappings().all(), dtype=object)
-        canon = to_canonical(raw, mapping, entity_spec, fields)
+        canon = to_canonical(everything(config, system, mapping), mapping, entity_spec, fields)
         records = canon.records
         if until and system == spec.source:
             records = records[canon.source_ts < pd.Timestamp(until)]
@@ -70,6 +71,16 @@ def drift(config: Config, flow: str, entity: str, until: str | None = None) -> s
     target = target.reindex(source.index)
     same = ((source == target) | (source.isna() & target.isna())).all(axis=1)
     return set(source.index[~same])
+
+
+def everything(config: Config, system: str, mapping: EntityMapping) -> pd.DataFrame:
+    """Every record of a mapped table or endpoint (a REST listing over all time)."""
+    connector = open_system(config, system)
+    if isinstance(connector, RestSystem):
+        frames = list(connector.extract(mapping, EPOCH, datetime(9999, 1, 1), 100_000))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=connector._columns(mapping))
+    with connector.engine.connect() as conn:
+        return pd.DataFrame(conn.execute(select(connector.table(mapping))).mappings().all(), dtype=object)
 
 
 def held_keys(store: Store, flow: str, entity: str) -> set[str]:

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from groundtruth import differences, drift, first_results, held_keys
-from sqlalchemy import select
+from groundtruth import differences, drift, everything, first_results, held_keys
+from sandboxapis import sandbox_apis
 from sqlalchemy.engine import URL
 
 from truesync import sandbox
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
-from truesync.connectors import open_system
 from truesync.localairflow import LocalAirflow
 from truesync.paths import PROJECT_ROOT
 from truesync.store import Store, queue, runs
@@ -47,11 +46,9 @@ def _backfill_all(airflow: LocalAirflow, dag_ids: list[str], reprocess: str) -> 
 def _target_snapshot(config: Config) -> dict[str, list]:
     snapshot = {}
     for flow, spec in config.flows.items():
-        connector = open_system(config, spec.target)
         for entity in spec.entities:
-            table = connector.table(config.entity_mapping(spec.target, entity))
-            with connector.engine.connect() as conn:
-                snapshot[f"{flow}.{entity}"] = sorted(map(tuple, conn.execute(select(table)).all()), key=str)
+            rows = everything(config, spec.target, config.entity_mapping(spec.target, entity))
+            snapshot[f"{flow}.{entity}"] = sorted(map(tuple, rows.itertuples(index=False)), key=str)
     return snapshot
 
 
@@ -60,7 +57,7 @@ def _reports(store: Store, flow: str) -> list[dict]:
 
 
 def _run_sandbox_through_airflow(state: Path) -> None:
-    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    """Backfill every flow, the REST ones against the sandbox APIs served meanwhile by this process."""
     config, store = load_config(), Store()
     dag_ids = [f"truesync_{flow}" for flow in config.flows]
     airflow = LocalAirflow(state / "airflow")
@@ -115,8 +112,10 @@ def _manual_dry_run(state: Path) -> None:
 
 
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
-    _run_sandbox_through_airflow(state)
-    _manual_dry_run(state)
+    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    with sandbox_apis(state):
+        _run_sandbox_through_airflow(state)
+        _manual_dry_run(state)
 
 
 def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(
@@ -155,5 +154,7 @@ def test_backfill_through_airflow_on_postgres_and_mariadb(
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", postgres_url.render_as_string(hide_password=False))
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", mysql_url.render_as_string(hide_password=False))
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", postgres_url.render_as_string(hide_password=False))
-    _run_sandbox_through_airflow(state)
+    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    with sandbox_apis(state):
+        _run_sandbox_through_airflow(state)
     assert Store().engine.dialect.name == "postgresql"

@@ -21,10 +21,11 @@ import pytest
 import redis
 from conftest import ServerDatabases
 from groundtruth import differences, drift, first_results, held_keys
+from sandboxapis import sandbox_apis
 
 from truesync import sandbox
 from truesync.cli import main as truesync
-from truesync.config import load_config
+from truesync.config import Config, load_config
 from truesync.localairflow import LocalAirflow
 from truesync.paths import PROJECT_ROOT
 from truesync.store import Store, runs
@@ -84,6 +85,11 @@ def test_backfill_on_celery_workers_with_postgres(
         },
     )
     airflow.prepare(dag_ids)
+    with sandbox_apis(state):
+        _backfill_and_check(airflow, config, store, dag_ids, state)
+
+
+def _backfill_and_check(airflow: LocalAirflow, config: Config, store: Store, dag_ids: list[str], state: Path) -> None:
     airflow.start(("api-server", "scheduler", "dag-processor", "celery-worker", "celery-worker"))
     try:
         last = sandbox.DEMO_START + timedelta(days=DAYS - 1)

@@ -51,9 +51,9 @@ def expect_error(directory: Path, filename: str, where: str, *problem: str) -> C
 
 def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
-    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl"}
-    assert set(config.entities) == {"customer", "order", "stock_item"}
-    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl"}
+    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments"}
+    assert set(config.entities) == {"customer", "order", "stock_item", "payment"}
+    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api"}
     flow = config.flows["webshop_to_crm"]
     assert (flow.source, flow.target) == ("webshop", "crm")
     assert flow.lookback == timedelta(hours=2)
@@ -65,7 +65,7 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item"]
+    assert config.load_order() == ["customer", "order", "stock_item", "payment"]
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -73,14 +73,14 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        doc["entities"] = {name: entities[name] for name in ("order", "stock_item", "customer")}
+        doc["entities"] = {name: entities[name] for name in ("payment", "order", "stock_item", "customer")}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["order", "stock_item", "customer"]
+    assert list(config.entities) == ["payment", "order", "stock_item", "customer"]
     order = config.load_order()
-    assert order.index("customer") < order.index("order")
-    assert sorted(order) == ["customer", "order", "stock_item"]
+    assert order.index("customer") < order.index("order") < order.index("payment")
+    assert sorted(order) == ["customer", "order", "payment", "stock_item"]
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -482,3 +482,66 @@ def test_shipped_quality_settings() -> None:
     assert (fields["phone"].format, fields["phone"].severity) == ("phone", "warn")
     assert config.entities["stock_item"].fields["price"].min == 0
     assert config.flows["webshop_to_crm"].quality.mask_pii is True
+
+
+# ---------------------------------------------------------------- REST systems and reconciliation
+
+
+def test_rest_system_needs_its_rest_block_and_a_sql_system_may_not_have_one(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"].pop("rest"))
+    expect_error(cfg, "systems.yaml", "systems.crm_api", "needs a 'rest' block")
+
+
+def test_rest_mapping_table_must_be_an_endpoint(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["customer"].update(table="people"))
+    expect_error(cfg, "mappings.yaml", "mappings.crm_api.entities.customer.table", "'people' is not an endpoint")
+
+
+def test_rest_pagination_style_and_secret_headers_are_checked(cfg: Path) -> None:
+    def style(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"]["endpoints"]["contacts"]["pagination"]["style"] = "scroll"
+
+    edit(cfg, "systems.yaml", style)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.contacts.pagination.style", "'page'")
+
+
+def test_credentials_in_rest_headers_are_refused(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"].update(headers={"Authorization": "x"}))
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest", "carries credentials")
+
+
+def test_upsert_path_must_name_the_key(cfg: Path) -> None:
+    def path(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"]["endpoints"]["deals"]["upsert"]["path"] = "/deals/upsert"
+
+    edit(cfg, "systems.yaml", path)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.deals.upsert.path", "'{key}'")
+
+
+def test_shipped_rest_settings() -> None:
+    config = load_config(SHIPPED)
+    rest = config.systems["crm_api"].rest
+    assert rest is not None and rest.auth.type == "bearer"
+    assert rest.endpoints["deals"].upsert is not None and rest.endpoints["deals"].upsert.method == "PUT"
+    assert config.flows["payments_to_crm_api"].reconcile["payment"].match_on == "invoice_id"
+
+
+def test_reconcile_match_on_must_be_a_reference(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].update(match_on="kind"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.match_on", "one of the references")
+
+
+def test_reconcile_references_must_be_fields_the_target_maps(cfg: Path) -> None:
+    def refs(doc: dict[str, Any]) -> None:
+        doc["flows"]["payments_to_crm_api"]["reconcile"]["payment"]["references"]["customer_id"] = "ordered_at"
+
+    edit(cfg, "flows.yaml", refs)
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["order"]["fields"].pop("ordered_at"))
+    expect_error(
+        cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.references.customer_id", "does not map"
+    )
+
+
+def test_reconcile_balance_must_be_a_field_of_the_settled_entity(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].update(balance="owed"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "not a field of 'order'")

@@ -44,8 +44,8 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
     assert dag.get_task("finalize").upstream_task_ids == {"plan", "order.sync"}
 
 
-def test_global_load_order_is_customer_order_stock_item() -> None:
-    assert load_config().load_order() == ["customer", "order", "stock_item"]
+def test_global_load_order_is_customer_order_stock_item_payment() -> None:
+    assert load_config().load_order() == ["customer", "order", "stock_item", "payment"]
 
 
 def test_sync_tasks_emit_an_asset_per_target_entity(dagbag: DagBag) -> None:

@@ -201,6 +201,13 @@ def test_fetch_by_text_keys_on_an_integer_key_column(shop: SqlSystem) -> None:
     assert sorted(frame["name"]) == ["n1", "n3"]
 
 
+def test_fetch_by_another_column_finds_rows_by_that_reference(shop: SqlSystem) -> None:
+    frame = shop.fetch_by(EVENTS, "label", ["tie-3", "dup-b", "no-such-label"])
+    assert sorted(frame["ext_key"]) == ["dup", "t3"] and list(frame.columns).count("label") == 1
+    with pytest.raises(ConfigurationProblem, match="no column colour"):
+        shop.fetch_by(EVENTS, "colour", ["red"])
+
+
 def _contacts(engine: Engine) -> dict[str, dict[str, Any]]:
     table = Table("contacts", MetaData(), autoload_with=engine)
     with engine.connect() as conn:

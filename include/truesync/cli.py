@@ -10,11 +10,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from truesync import sandbox
+from truesync import sandbox, sandboxapi, sandboxrest
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import ConfigError, load_config
 from truesync.connections import ConnectionNotFound, env_var
@@ -69,6 +70,12 @@ def _sandbox_parser(sub: Any) -> None:
     init.add_argument("--start", type=date.fromisoformat, default=sandbox.DEMO_START, help="first demo day")
     init.add_argument("--days", type=int, default=sandbox.DEMO_DAYS)
     init.set_defaults(handler=_sandbox_init)
+    serve = box.add_parser("serve", help="serve the sandbox REST APIs (CRM, payment gateway) until interrupted")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--crm-port", type=int, default=8701, help="0 picks a free port")
+    serve.add_argument("--payments-port", type=int, default=8702, help="0 picks a free port")
+    serve.add_argument("--token", default=sandboxapi.DEFAULT_TOKEN, help="bearer token the APIs require")
+    serve.set_defaults(handler=_sandbox_serve)
 
 
 def _deploy_parsers(sub: Any) -> None:
@@ -155,11 +162,32 @@ def _sandbox_init(args: argparse.Namespace) -> int:
         raise ValueError("--scale must be between 1 and 10,000,000")
     config = load_config()
     rows = sandbox.build(args.scale, args.seed, args.start, args.days)
+    sandboxrest.add_labels(rows)
+    payments = sandboxrest.build_payments(rows, args.seed, args.start, args.days)
     labels = state_dir() / "sandbox" / "labels.csv"
     counts = sandbox.write(rows, sandbox.system_urls(config), labels)
+    counts |= sandboxrest.write_seeds(rows, payments, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
+    return 0
+
+
+def _sandbox_serve(args: argparse.Namespace) -> int:
+    servers = sandboxrest.serve(state_dir() / "sandbox", args.host, args.crm_port, args.payments_port, args.token)
+    for system, server in servers.items():
+        print(
+            f"{system}: {server.url}  (AIRFLOW_CONN_TRUESYNC_{system.upper()}=http://:<token>@{server.host}:{server.port})"
+        )
+    print("serving until interrupted (Ctrl-C)", flush=True)
+    try:
+        while all(s.thread.is_alive() for s in servers.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers.values():
+            server.stop()
     return 0
 
 
@@ -219,7 +247,8 @@ def _print_report(report: dict[str, Any]) -> None:
 def _summary(args: argparse.Namespace) -> int:
     store, config = Store(), load_config()
     classes = REPORTED_CLASSES
-    print(f"{'flow':<18}{'entity':<12}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
+    width = max(18, *(len(flow) + 2 for flow in config.flows))
+    print(f"{'flow':<{width}}{'entity':<12}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
     for flow in config.flows:
         totals: dict[str, dict[str, int]] = {}
         for run in runs.latest(store, flow, args.runs):
@@ -232,7 +261,7 @@ def _summary(args: argparse.Namespace) -> int:
         for entity in config.load_order(config.flows[flow].entities):
             row = totals.get(entity, {})
             cells = (row.get(c, 0) for c in (*classes, "overdue", "quarantined"))
-            print(f"{flow:<18}{entity:<12}" + "".join(f"{n:>12,}" for n in cells))
+            print(f"{flow:<{width}}{entity:<12}" + "".join(f"{n:>12,}" for n in cells))
     print("counts are summed over the runs: a record retried by a later run counts in each run")
     print(f"reports: {state_dir() / 'reports'}")
     return 0

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from truesync.paths import config_dir
+from truesync.restconfig import RestConfig
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
@@ -65,9 +66,16 @@ class _Strict(BaseModel):
 class SystemConfig(_Strict):
     """One business application. Credentials live in the Airflow connection, not here."""
 
-    kind: Literal["sql"]
+    kind: Literal["sql", "rest"]
     connection: str = Field(description="Airflow connection id holding the URL and credentials")
     description: str = ""
+    rest: RestConfig | None = Field(None, description="endpoints and limits of a system of kind rest")
+
+    @model_validator(mode="after")
+    def _rest_settings(self) -> SystemConfig:
+        if (self.kind == "rest") != (self.rest is not None):
+            raise ValueError("a system of kind 'rest' needs a 'rest' block, and only such a system may have one")
+        return self
 
 
 class FieldSpec(_Strict):
@@ -171,6 +179,23 @@ class QualityConfig(_Strict):
         return value
 
 
+class ReconcileConfig(_Strict):
+    """Before a record is written, check it against the target record it settles (payment reconciliation).
+
+    The settled record is found by ``match_on``; every other reference must point at the same
+    record, and a record closed in finance (``closing``) must not meet an open ``balance``.
+    Either contradiction is ``mismatched`` and goes to the exception queue.
+    """
+
+    entity: str = Field(description="the settled entity in the target, e.g. order")
+    match_on: str = Field(description="field of this entity whose value finds the settled record")
+    references: dict[str, str] = Field(description="field of this entity -> field of the settled entity")
+    balance: str | None = Field(None, description="field of the settled entity holding its open balance")
+    closing: dict[str, str] = Field(
+        default_factory=dict, description="field -> canonical value marking a record closed in finance"
+    )
+
+
 class FlowConfig(_Strict):
     source: str
     target: str
@@ -191,6 +216,7 @@ class FlowConfig(_Strict):
     description: str = ""
     tags: list[str] = []
     quality: QualityConfig = QualityConfig()
+    reconcile: dict[str, ReconcileConfig] = Field(default_factory=dict, description="entity -> reconciliation")
 
     @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
     @classmethod
@@ -359,6 +385,9 @@ def _check_mappings(config: Config) -> None:
             where = f"mappings.{system}.entities.{entity}"
             if entity not in config.entities:
                 raise ConfigError(file, where, "unknown entity")
+            rest = config.systems[system].rest
+            if rest is not None and em.table not in rest.endpoints:
+                raise ConfigError(file, f"{where}.table", f"'{em.table}' is not an endpoint of REST system '{system}'")
             spec = config.entities[entity]
             if em.fields.get(spec.key) != em.key:
                 raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
@@ -378,6 +407,8 @@ def _check_flows(config: Config) -> None:
             raise ConfigError(file, f"flows.{name}.target", "source and target are the same system")
         for entity in flow.entities:
             _check_flow_entity(config, file, name, entity)
+        for entity, rules in flow.reconcile.items():
+            _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
         for entity, rules in flow.ownership.items():
             if entity not in flow.entities:
                 raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
@@ -404,3 +435,27 @@ def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> Non
             raise ConfigError(
                 file, where, f"'{entity}' references '{parent}', which target '{spec.target}' does not map"
             )
+
+
+def _check_reconcile(
+    config: Config, file: str, where: str, flow: FlowConfig, entity: str, rules: ReconcileConfig
+) -> None:
+    if entity not in flow.entities:
+        raise ConfigError(file, where, "entity not in flow")
+    if rules.entity not in config.mappings[flow.target].entities:
+        raise ConfigError(file, f"{where}.entity", f"target '{flow.target}' does not map '{rules.entity}'")
+    if rules.match_on not in rules.references:
+        raise ConfigError(file, f"{where}.match_on", "must be one of the references")
+    mine, settled = config.entities[entity].fields, config.entities[rules.entity].fields
+    for field, other in rules.references.items():
+        if field not in mine:
+            raise ConfigError(file, f"{where}.references.{field}", f"not a field of '{entity}'")
+        if other not in settled:
+            raise ConfigError(file, f"{where}.references.{field}", f"'{other}' is not a field of '{rules.entity}'")
+        if other not in config.entity_mapping(flow.target, rules.entity).fields:
+            raise ConfigError(file, f"{where}.references.{field}", f"target '{flow.target}' does not map '{other}'")
+    if rules.balance is not None and rules.balance not in settled:
+        raise ConfigError(file, f"{where}.balance", f"not a field of '{rules.entity}'")
+    for field in rules.closing:
+        if field not in mine:
+            raise ConfigError(file, f"{where}.closing.{field}", f"not a field of '{entity}'")

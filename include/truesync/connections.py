@@ -8,6 +8,9 @@ variable (so the engine, the CLI and the tests work without Airflow), then asks 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -42,7 +45,7 @@ def _from_text(raw: str) -> URL:
         raise ConnectionNotFound("connection URL in the environment is not a valid URL") from exc
 
 
-def _from_airflow(conn_id: str) -> URL:
+def _airflow_connection(conn_id: str) -> Any:
     try:
         from airflow.sdk import BaseHook
     except ImportError as exc:
@@ -50,11 +53,15 @@ def _from_airflow(conn_id: str) -> URL:
             f"connection '{conn_id}' not found: set {env_var(conn_id)} or define it in Airflow"
         ) from exc
     try:
-        conn = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - Airflow raises several kinds here
         raise ConnectionNotFound(
             f"connection '{conn_id}' not found: set {env_var(conn_id)} or define it in Airflow"
         ) from exc
+
+
+def _from_airflow(conn_id: str) -> URL:
+    conn = _airflow_connection(conn_id)
     if conn.conn_type == "sqlite":
         return URL.create("sqlite", database=conn.host)
     extras = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if isinstance(v, str | int | bool)}
@@ -79,3 +86,38 @@ def _with_driver(url: URL) -> URL:
 def safe(url: URL) -> str:
     """The URL as text with any password hidden: the only form that may reach a log."""
     return url.render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class HttpConnection:
+    """Base URL and credentials of an HTTP API. ``repr`` hides the secrets."""
+
+    base_url: str
+    login: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def http_connection(conn_id: str) -> HttpConnection:
+    """An API's base URL and credentials from ``AIRFLOW_CONN_<ID>`` or an Airflow connection.
+
+    The environment form is a URI, ``https://login:secret@host:port/base/path`` (login empty
+    for a bare token); an Airflow connection of type ``http``/``https`` gives host, port,
+    schema (base path), login and password.
+    """
+    raw = os.environ.get(env_var(conn_id))
+    if raw:
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectionNotFound(f"connection '{conn_id}' in the environment is not an http(s) URL")
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return HttpConnection(
+            f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}",
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+        )
+    conn = _airflow_connection(conn_id)
+    scheme = "https" if conn.conn_type == "https" else "http"
+    host = (conn.host or "").split("://")[-1].rstrip("/")
+    port = f":{conn.port}" if conn.port else ""
+    path = f"/{conn.schema.strip('/')}" if conn.schema else ""
+    return HttpConnection(f"{scheme}://{host}{port}{path}", conn.login or None, conn.password or None)

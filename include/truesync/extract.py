@@ -79,7 +79,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     counts = {
         "extracted": extracted,
         "extract_seconds": time.monotonic() - began,
-        "target_rows_before": target.count(job.mapping("target")),  # nothing written for this entity yet
+        "target_rows_before": target.count(job.mapping("target")) or 0,  # nothing written for this entity yet
     }
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     return extracted

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from truesync import reconcile
 from truesync.canonical import to_canonical, to_system
 from truesync.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
 from truesync.connectors import Connector, open_system
@@ -149,6 +150,7 @@ def _sync_good(
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, overdue_before)
     ambiguous = verdict.result.index.isin(list(held.by_key))
     verdict.result.loc[ambiguous, "class"] = MISMATCHED
+    reconcile.hold_contradictions(job, target, source, verdict, payload, held)
     for klass, n in verdict.result["class"].value_counts().items():
         tally.add(str(klass), n)
     tally.add("overdue", int(verdict.result["overdue"].sum()))

@@ -60,8 +60,8 @@ class SqlSystem:
         names = dict.fromkeys([mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])])
         return [table.c[n] for n in names]
 
-    def _frame(self, query: Any, mapping: EntityMapping) -> pd.DataFrame:
-        columns = [c.name for c in self._columns(mapping)]
+    def _frame(self, query: Any, mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
+        columns = [c.name for c in self._columns(mapping)] + (extra or [])
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
@@ -115,7 +115,7 @@ class SqlSystem:
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
-    def count(self, mapping: EntityMapping) -> int:
+    def count(self, mapping: EntityMapping) -> int | None:
         """Rows in the mapped table: the post-load check compares it before and after a run."""
         try:
             with self.engine.connect() as conn:
@@ -129,6 +129,17 @@ class SqlSystem:
         key = table.c[mapping.key]
         typed = [_key_value(k, key.type) for k in keys]
         return self._frame(select(*self._columns(mapping)).where(key.in_(typed)), mapping)
+
+    def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
+        """Current rows whose ``column`` holds one of ``values``: records found by another reference."""
+        table = self.table(mapping)
+        if column not in table.c:
+            raise ConfigurationProblem(f"{self.describe()}: table '{mapping.table}' has no column {column}")
+        typed = [_key_value(v, table.c[column].type) for v in values]
+        columns = self._columns(mapping)
+        extra = [] if column in {c.name for c in columns} else [column]
+        query = select(*columns, *(table.c[c] for c in extra)).where(table.c[column].in_(typed))
+        return self._frame(query, mapping, extra)
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int:
         """Create-or-update rows by the mapping's key column, in batches in one transaction."""

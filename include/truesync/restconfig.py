@@ -1,0 +1,98 @@
+"""The ``rest:`` block of a system of kind ``rest`` in ``systems.yaml``, validated by pydantic.
+
+Only how to talk to the API lives here (endpoints, paging, limits, the auth *style*);
+the base URL and the secret come from the Airflow connection, never from the YAML.
+A mapping's ``table`` names one of the endpoints declared here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PaginationStyle = Literal["page", "offset", "cursor", "link"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthConfig(_Strict):
+    """How the connection's secret is sent. ``bearer`` and ``api_key`` use its password."""
+
+    type: Literal["none", "bearer", "basic", "api_key"] = "bearer"
+    header: str = Field("X-API-Key", description="header carrying the key for type api_key")
+
+
+class PaginationConfig(_Strict):
+    style: PaginationStyle = "page"
+    page_size: int = Field(100, ge=1, le=10_000)
+    size_param: str = "limit"
+    page_param: str = Field("page", description="style page: 1-based page number")
+    offset_param: str = Field("offset", description="style offset: items to skip")
+    cursor_param: str = Field("cursor", description="style cursor: the token of the next page")
+    next_field: str = Field("next_cursor", description="style cursor: body field holding the next token")
+
+
+class LookupConfig(_Strict):
+    """How records are found by their external key: ``GET path?<param>=k1&<param>=k2``."""
+
+    param: str
+    max_keys: int = Field(50, ge=1, le=1000, description="keys per lookup request")
+    by: dict[str, str] = Field(default_factory=dict, description="other member -> query parameter finding by it")
+
+
+class UpsertConfig(_Strict):
+    """A native create-or-update call: ``<method> path`` with ``{key}`` replaced by the record's key."""
+
+    method: Literal["PUT", "POST"] = "PUT"
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _has_key(cls, value: str) -> str:
+        if "{key}" not in value:
+            raise ValueError("upsert path must contain '{key}'")
+        return value
+
+
+class EndpointConfig(_Strict):
+    """One collection resource: how to list it by change time, find records by key, and write them."""
+
+    path: str = Field(pattern=r"^/")
+    items_field: str = Field("items", description="body field holding the list; '' when the body is the list")
+    since_param: str = Field("updated_since", description="window start, inclusive, ISO-8601")
+    until_param: str | None = Field("updated_before", description="window end, exclusive; null if unsupported")
+    params: dict[str, str] = Field(default_factory=dict, description="extra query parameters on every listing")
+    incomplete_params: dict[str, str] | None = Field(
+        None, description="query parameters listing records lacking key or change time (read on every run)"
+    )
+    pagination: PaginationConfig = Field(default_factory=PaginationConfig)
+    lookup: LookupConfig | None = None
+    id_field: str = Field("id", description="the API's own record id, used in update URLs")
+    update_method: Literal["PATCH", "PUT"] = "PATCH"
+    upsert: UpsertConfig | None = None
+    read_only: list[str] = Field(default_factory=list, description="fields the API sets itself; never sent")
+
+
+class RestConfig(_Strict):
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    retries: int = Field(5, ge=0, le=20)
+    backoff_factor: float = Field(0.5, ge=0)
+    backoff_jitter: float = Field(0.25, ge=0)
+    backoff_max: float = Field(60.0, gt=0)
+    rate_limit: float | None = Field(None, gt=0, description="requests per second ceiling for this system")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra non-secret headers")
+    endpoints: dict[str, EndpointConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        headers = value.get("headers", {}) if isinstance(value, dict) else {}
+        secret = [h for h in headers if h.lower() in ("authorization", "cookie", "proxy-authorization")]
+        if secret:
+            raise ValueError(f"header '{secret[0]}' carries credentials: put them in the Airflow connection")
+        return value

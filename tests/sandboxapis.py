@@ -1,0 +1,28 @@
+"""The sandbox REST services for a test: served on free ports, connections pointed at them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from truesync import sandboxrest
+from truesync.sandboxapi import DEFAULT_TOKEN, ServerThread
+
+
+@contextmanager
+def sandbox_apis(state: Path) -> Iterator[dict[str, ServerThread]]:
+    """Serve the seeds ``sandbox init`` wrote; ``AIRFLOW_CONN_TRUESYNC_<SYSTEM>`` is set meanwhile."""
+    servers = sandboxrest.serve(state / "sandbox", "127.0.0.1", 0, 0, DEFAULT_TOKEN)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for system, server in servers.items():
+                patch.setenv(
+                    f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", f"http://:{DEFAULT_TOKEN}@127.0.0.1:{server.port}"
+                )
+            yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
