@@ -120,7 +120,7 @@ def test_payment_reconciliation_classifies_the_labelled_cases_exactly(rest_demo:
         assert_conserved(rest_demo, rest_demo.run(PAY_FLOW, day))
     labels = rest_demo.labels(PAY_FLOW)
     assert {"in_sync", "missing", "delayed", "mismatched", "invalid"} == set(labels["class"])
-    assert {"open_balance", "reference_match", "not_null", "known_code"} <= set(labels["check"])
+    assert {"open_balance", "reference_match", sandbox.NOT_NULL, sandbox.IN_SET} <= set(labels["check"])
     diff = differences(labels, first_results(rest_demo.store, PAY_FLOW))
     assert diff.empty, diff.to_string()
     payments = Counter(p["payment_ref"] for p in rest_demo.items("crm_api", "payments"))

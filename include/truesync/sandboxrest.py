@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from truesync.sandbox import Rows
+from truesync.sandbox import IN_SET, NOT_NULL, Rows
 from truesync.sandboxapi import ServerThread, crm_app, payments_app, seed
 
 SQL_TWIN = {"webshop_to_crm_api": "webshop_to_crm"}  # REST flow -> the SQL flow whose ground truth it shares
@@ -106,9 +106,9 @@ def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
         _payment_case(out, rows, scenario, key, deal, deals[(i + 1) % len(deals)], ts, history)
     bad_deal, ts = deals[0], first + timedelta(hours=12)
     out.add(None, bad_deal, "payment", "captured", ts)
-    rows.label(PAYMENT_FLOW, "payment", None, "invalid", ts, "not_null")
+    rows.label(PAYMENT_FLOW, "payment", None, "invalid", ts, NOT_NULL)
     out.add("TX-BAD-STATE", bad_deal, "payment", "CHBK", ts)
-    rows.label(PAYMENT_FLOW, "payment", "TX-BAD-STATE", "invalid", ts, "known_code")
+    rows.label(PAYMENT_FLOW, "payment", "TX-BAD-STATE", "invalid", ts, IN_SET)
     return out
 
 
