@@ -86,7 +86,12 @@ class FieldSpec(_Strict):
     min: float | None = Field(None, description="smallest allowed value of a number")
     max: float | None = Field(None, description="largest allowed value of a number")
     severity: Severity = Field("block", description="what a failed format or range check does")
-    pii: bool = Field(False, description="personal data: masked in reports and Data Docs")
+    pii: bool | None = Field(None, description="personal data: masked in reports and Data Docs")
+
+    @property
+    def personal(self) -> bool:
+        """Marked ``pii``, or (unless marked ``pii: false``) an email or phone format."""
+        return self.pii if self.pii is not None else self.format in ("email", "phone")
 
 
 class ExpectationSpec(_Strict):
@@ -343,7 +348,7 @@ def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
     """Build every user-written expectation now, so a typo stops the configuration, not a run."""
     if not entity.expectations:
         return
-    from truesync.quality import ExpectationConfigError, user_expectation  # GX is slow to import: only when used
+    from truesync.quality import CHANGE_TIME, ExpectationConfigError, check_columns, user_expectation  # slow import
 
     for position, spec in enumerate(entity.expectations):
         where = f"entities.{name}.expectations[{position}]"
@@ -351,10 +356,8 @@ def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
             user_expectation(spec)
         except ExpectationConfigError as exc:
             raise ConfigError(file, where, f"entity '{name}': {exc}") from exc
-        columns = [spec.kwargs[k] for k in ("column", "column_A", "column_B") if k in spec.kwargs]
-        columns += list(spec.kwargs.get("column_list") or [])
-        for column in columns:
-            if column not in entity.fields:
+        for column in check_columns(None, spec.kwargs):
+            if column not in entity.fields and column != CHANGE_TIME:
                 raise ConfigError(file, f"{where}.kwargs", f"entity '{name}' has no field '{column}'")
 
 

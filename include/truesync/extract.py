@@ -75,12 +75,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
     extracted = staging.count(job.store, job.run_id, job.entity)
-    target = open_system(job.config, flow.target)
-    counts = {
-        "extracted": extracted,
-        "extract_seconds": time.monotonic() - began,
-        "target_rows_before": target.count(job.mapping("target")) or 0,  # nothing written for this entity yet
-    }
+    counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     return extracted
 
@@ -123,7 +118,7 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
-    frame = frame.join(verdict.failures.combine_first(canon.errors.assign(value=None)))
+    frame = frame.join(verdict.failures.combine_first(canon.errors))
     untimed = frame["source_ts"].isna() & frame["check_name"].isna()
     if untimed.any():
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]

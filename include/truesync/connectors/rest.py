@@ -383,10 +383,6 @@ class RestSystem:
         """Current items for ``keys``, found by the endpoint's lookup parameter."""
         return self._frame(self._lookup(mapping, keys), mapping)
 
-    def count(self, mapping: EntityMapping) -> int | None:
-        """None: APIs rarely expose a cheap total, and listing a collection to count it costs the whole table."""
-        return None
-
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current items whose ``column`` holds one of ``values`` (``lookup.by`` names the parameter)."""
         return self._frame(self._lookup(mapping, values, column), mapping, [column])
