@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,9 +21,11 @@ from truesync.classify import row_hash
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors import open_system
 from truesync.frames import records
-from truesync.quality import Suite, suite_for, validation_frame
 from truesync.store import Store, checks, queue, runs, staging
 from truesync.window import Window
+
+if TYPE_CHECKING:
+    from truesync.quality import Suite
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class EntityJob:
 
     def suite(self) -> Suite:
         """The entity's data-quality checks on this flow's source."""
+        from truesync.quality import suite_for  # GX takes seconds to import: not while a DAG file is parsed
+
         name = f"{self.flow}.{self.entity}"
         return suite_for(name, self.spec, self.mapping("source"), self.payload_fields(), self.config)
 
@@ -107,6 +112,8 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     """
     if raw.empty:
         return []
+    from truesync.quality import validation_frame
+
     mapping = job.mapping("source")
     verdict = job.suite().validate(validation_frame(raw, mapping, job.spec))
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from truesync import health, report_html
+from truesync import report_html
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
-from truesync.datadocs import build_site
 from truesync.extract import EntityJob
 from truesync.load import resolve_fixed_keyless
 from truesync.masking import mask
 from truesync.paths import state_dir
-from truesync.quality import check_columns
 from truesync.store import Store, checks, runs, staging
 
 OUTCOMES = ("created", "updated", "unchanged", "quarantined")
 STAGING_RUNS_KEPT = 30
+DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
 
 
 class ConservationError(AssertionError):
@@ -63,6 +63,9 @@ def report_path(flow: str, run_id: str) -> Path:
 
 def _data_quality(config: Config, store: Store, flow: str, run: dict[str, Any], entities: dict[str, Any]) -> dict:
     """Check statistics (masked), failed thresholds, alerts and the Data Docs site of a run."""
+    from truesync import health  # GX takes seconds to import: not while a DAG file is parsed
+    from truesync.datadocs import build_site
+
     spec = config.flows[flow]
     if not run["dry_run"] and all(r["conserved"] for r in entities.values()):
         for entity in entities:
@@ -90,8 +93,17 @@ def _data_quality(config: Config, store: Store, flow: str, run: dict[str, Any], 
     }
 
 
+def _prune_data_docs(directory: Path, keep: int) -> None:
+    """Keep the Data Docs sites of a flow's ``keep`` newest runs; the JSON and HTML reports stay."""
+    sites = sorted(directory.glob("*.datadocs"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for site in sites[keep:]:
+        shutil.rmtree(site, ignore_errors=True)
+
+
 def _mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, Any]]) -> None:
     """Examples touching a personal field are masked before they reach the report or Data Docs."""
+    from truesync.quality import check_columns
+
     if not config.flows[flow].quality.mask_pii:
         return
     fields = config.entities[entity].fields
@@ -141,6 +153,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     path.write_text(json.dumps(report, indent=2))
     report["path"] = str(path)
     staging.purge_old_runs(store, flow, STAGING_RUNS_KEPT)
+    _prune_data_docs(path.parent, DATA_DOCS_KEPT)
     report_html.render_run(config, store, report)  # failed runs get a page too
     report_html.render_index(store)
     if broken:
