@@ -59,7 +59,7 @@ def test_two_versions_at_the_same_time_are_a_duplicate_key(job: EntityJob) -> No
         )
     )
     assert staged["A"]["check_name"] == "expect_compound_columns_to_be_unique" and staged["A"]["field"] == "sku"
-    assert "same change time" in staged["A"]["reason"] and staged["A"]["value"] == "A @ 2026-11-01 09:00:00"
+    assert "same change time" in staged["A"]["reason"] and staged["A"]["value"] == "A @ 2026-11-01T09:00:00.000000"
     assert staged["B"]["check_name"] is None
 
 
@@ -110,3 +110,21 @@ def test_chunks_are_joined_into_batches_for_the_checks_and_nothing_is_lost() -> 
     assert [len(b) for b in batches] == [30, 30, 10]
     assert pd.concat(batches)["n"].tolist() == list(range(70))
     assert list(batched(iter([]), 25)) == []
+
+
+def test_one_instant_spelled_two_ways_is_a_duplicate_key(job: EntityJob) -> None:
+    staged = _by_key(
+        prepare(
+            job,
+            _items(
+                ("A", "one", "1.00", "2026-11-01T09:00:00Z"),
+                ("A", "two", "1.00", "2026-11-01 10:00:00+01:00"),
+            ),
+        )
+    )
+    assert staged["A"]["check_name"] == "expect_compound_columns_to_be_unique"
+
+
+def test_a_version_with_an_unreadable_change_time_never_beats_a_timed_one(job: EntityJob) -> None:
+    staged = _by_key(prepare(job, _items(("A", "timed", "1.00", datetime(2026, 11, 1, 9)), ("A", "?", "1.00", "soon"))))
+    assert json.loads(staged["A"]["payload"])["name"] == "timed" and staged["A"]["check_name"] is None

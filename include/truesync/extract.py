@@ -151,5 +151,6 @@ def _settle_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if frame["key"].is_unique:
         return frame
-    frame = frame.assign(_held=frame["check_name"].notna()).sort_values(["source_ts", "_held"], kind="stable")
+    frame = frame.assign(_held=frame["check_name"].notna())
+    frame = frame.sort_values(["source_ts", "_held"], kind="stable", na_position="first")  # unreadable time: oldest
     return frame.drop_duplicates("key", keep="last").drop(columns="_held")

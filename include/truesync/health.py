@@ -121,6 +121,12 @@ def post_load_alert(flow: str, entity: str, item: dict[str, Any]) -> dict[str, A
     return _alert(entity, item["column"], float(item["unexpected"]), 0.0, POST_LOAD, message)
 
 
+def crash_alert(flow: str, entity: str, what: str, error: str) -> dict[str, Any]:
+    """A check that crashed after loading (or the Data Docs build): reported, the run goes on."""
+    where = f"{flow}.{entity}" if entity else flow
+    return _alert(entity, what, 0.0, 0.0, "check_error", f"{where}: {what} could not run: {error}")
+
+
 def _alert(entity: str, metric: str, value: float, limit: float, kind: str, message: str) -> dict[str, Any]:
     return {"entity": entity, "metric": metric, "value": round(value, 6), "limit": round(limit, 6), "kind": kind,
             "message": message}  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.canonical import as_text, to_utc_naive
+from truesync.canonical import TS_FORMAT, as_text, to_utc_naive
 from truesync.config import EntityConfig, EntityMapping, ExpectationSpec, FieldSpec
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -35,6 +35,7 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 BLOCK, WARN = "block", "warn"
 CHANGE_TIME = "change_time"
+CHANGE_INSTANT = "change_time_utc"  # the change time parsed: one instant spelled two ways is one instant
 EXAMPLES_KEPT = 5
 NUMBER_SUFFIX = "_as_number"
 
@@ -107,7 +108,7 @@ def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) 
     if mapping.cursor:
         checks.append(Check(gxe.ExpectColumnValuesToNotBeNull(column=CHANGE_TIME), CHANGE_TIME, BLOCK,
                             f"(column '{mapping.cursor}') must not be null"))  # fmt: skip
-        unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=[spec.key, CHANGE_TIME])
+        unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=[spec.key, CHANGE_INSTANT])
         checks.append(Check(unique, spec.key, BLOCK, "must not appear twice with the same change time"))
     for name in fields:
         required = spec.fields[name].required and name != spec.key  # the key's own check comes first
@@ -176,6 +177,7 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
             frame[name + NUMBER_SUFFIX] = pd.to_numeric(frame[name], errors="coerce")
     if mapping.cursor:
         frame[CHANGE_TIME] = as_text(raw[mapping.cursor]) if mapping.cursor in raw else None
+        frame[CHANGE_INSTANT] = to_utc_naive(frame[CHANGE_TIME]).dt.strftime(TS_FORMAT)
     return frame
 
 

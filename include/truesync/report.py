@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 from truesync import report_html
 from truesync.classify import REPORTED_CLASSES
 from truesync.config import Config
+from truesync.connectors import SystemUnavailable
 from truesync.extract import EntityJob
 from truesync.load import resolve_fixed_keyless
 from truesync.masking import mask
@@ -62,14 +67,20 @@ def report_path(flow: str, run_id: str) -> Path:
 
 
 def _data_quality(config: Config, store: Store, flow: str, run: dict[str, Any], entities: dict[str, Any]) -> dict:
-    """Check statistics (masked), failed thresholds, alerts and the Data Docs site of a run."""
+    """Check statistics (masked), failed thresholds, alerts and the Data Docs site of a run.
+
+    A post-load check or the Data Docs build that crashes is reported as an alert: the data
+    is loaded already, and losing the run's report over a report would hide everything else.
+    A system or store that is unreachable still fails the task, so Airflow retries it.
+    """
     from truesync import health  # GX takes seconds to import: not while a DAG file is parsed
     from truesync.datadocs import build_site
 
-    spec = config.flows[flow]
+    spec, crashes = config.flows[flow], []
     if not run["dry_run"] and all(r["conserved"] for r in entities.values()):
         for entity in entities:
-            health.post_load_checks(EntityJob(config, store, flow, entity, run["run_id"]))
+            with _reported(crashes, entity, "post-load checks"):
+                health.post_load_checks(EntityJob(config, store, flow, entity, run["run_id"]))
     summary = checks.summary(store, run["run_id"])
     for entity, items in summary.items():
         _mask_examples(config, flow, entity, items)
@@ -81,16 +92,27 @@ def _data_quality(config: Config, store: Store, flow: str, run: dict[str, Any], 
         for item in items
         if item["phase"] == health.POST_LOAD and not item["success"]
     ]
-    docs = report_path(flow, run["run_id"]).with_suffix(".datadocs")
-    index = build_site(docs, flow, spec.source, run["run_id"], run["started_at"], summary)
+    docs, index = report_path(flow, run["run_id"]).with_suffix(".datadocs"), None
+    with _reported(crashes, "", "Data Docs"):
+        index = build_site(docs, flow, spec.source, run["run_id"], run["started_at"], summary)
     for item in (i for items in summary.values() for i in items):
         item.pop("kwargs", None)  # Data Docs needed them; the report names the rule instead
     return {
         "entities": {e: {"checks": summary.get(e, [])} for e in entities},
-        "alerts": alerts,
+        "alerts": alerts + [health.crash_alert(flow, entity, what, error) for entity, what, error in crashes],
         "failed_thresholds": failed,
-        "data_docs": str(index.relative_to(docs.parent)),
+        "data_docs": str(index.relative_to(docs.parent)) if index else None,
     }
+
+
+@contextmanager
+def _reported(crashes: list[tuple[str, str, str]], entity: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except (SystemUnavailable, OperationalError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other failure of a check is reported, not raised
+        crashes.append((entity, what, f"{type(exc).__name__}: {exc}"))
 
 
 def _prune_data_docs(directory: Path, keep: int) -> None:
