@@ -545,3 +545,21 @@ def test_reconcile_references_must_be_fields_the_target_maps(cfg: Path) -> None:
 def test_reconcile_balance_must_be_a_field_of_the_settled_entity(cfg: Path) -> None:
     edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].update(balance="owed"))
     expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "not a field of 'order'")
+
+
+def test_a_user_expectation_on_a_field_the_source_does_not_map_is_refused(cfg: Path) -> None:
+    def expect_on_segment(doc: dict[str, Any]) -> None:
+        check = {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "segment"}}
+        doc["entities"]["customer"]["expectations"].append(check)
+
+    edit(cfg, "entities.yaml", expect_on_segment)
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "reads segment", "'webshop' does not map")
+
+
+def test_user_expectations_may_read_the_change_time(cfg: Path) -> None:
+    def on_change_time(doc: dict[str, Any]) -> None:
+        check = {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "change_time"}}
+        doc["entities"]["customer"]["expectations"].append(check)
+
+    edit(cfg, "entities.yaml", on_change_time)
+    assert load_config(cfg).entities["customer"].expectations[-1].kwargs == {"column": "change_time"}

@@ -94,6 +94,15 @@ class FieldSpec(_Strict):
         return self.pii if self.pii is not None else self.format in ("email", "phone")
 
 
+def check_columns(column: str | None, kwargs: dict[str, Any]) -> list[str]:
+    """Every column an expectation reads, from its arguments."""
+    named = [column, kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
+    return list(dict.fromkeys(c for c in [*named, *(kwargs.get("column_list") or [])] if c))
+
+
+CHANGE_TIME = "change_time"  # how user expectations name a record's change time
+
+
 class ExpectationSpec(_Strict):
     """A user-written Great Expectations check: any GX expectation by name, with its arguments."""
 
@@ -354,7 +363,7 @@ def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
     """Build every user-written expectation now, so a typo stops the configuration, not a run."""
     if not entity.expectations:
         return
-    from truesync.quality import CHANGE_TIME, ExpectationConfigError, check_columns, user_expectation  # slow import
+    from truesync.quality import ExpectationConfigError, user_expectation  # GX is slow to import: only when used
 
     for position, spec in enumerate(entity.expectations):
         where = f"entities.{name}.expectations[{position}]"
@@ -439,6 +448,16 @@ def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> Non
             raise ConfigError(file, where, f"system '{system}' has no mapping for '{entity}'")
     if config.entity_mapping(spec.source, entity).cursor is None:
         raise ConfigError(file, where, f"source mapping of '{entity}' needs a cursor column")
+    source_fields = config.entity_mapping(spec.source, entity).fields
+    for position, user in enumerate(config.entities[entity].expectations):
+        unmapped = [c for c in check_columns(None, user.kwargs) if c not in source_fields and c != CHANGE_TIME]
+        if unmapped:
+            raise ConfigError(
+                file,
+                where,
+                f"expectation {position} of '{entity}' ({user.expectation}) reads {', '.join(unmapped)}, "
+                f"which source '{spec.source}' does not map",
+            )
     for parent in config.entities[entity].references.values():
         if parent not in config.mappings[spec.target].entities:
             raise ConfigError(

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.canonical import TS_FORMAT, as_text, to_utc_naive
-from truesync.config import EntityConfig, EntityMapping, ExpectationSpec, FieldSpec
+from truesync.config import CHANGE_TIME, EntityConfig, EntityMapping, ExpectationSpec, FieldSpec, check_columns
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -34,7 +34,6 @@ from great_expectations.expectations.registry import get_expectation_impl  # noq
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 BLOCK, WARN = "block", "warn"
-CHANGE_TIME = "change_time"
 CHANGE_INSTANT = "change_time_utc"  # the change time parsed: one instant spelled two ways is one instant
 EXAMPLES_KEPT = 5
 NUMBER_SUFFIX = "_as_number"
@@ -119,12 +118,6 @@ def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) 
         rule = user.description or f"must pass {user.expectation}"
         checks.append(Check(expectation, column, user.severity, rule, typed=True))
     return checks
-
-
-def check_columns(column: str | None, kwargs: dict[str, Any]) -> list[str]:
-    """Every column an expectation reads, from its arguments."""
-    named = [column, kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
-    return list(dict.fromkeys(c for c in [*named, *(kwargs.get("column_list") or [])] if c))
 
 
 def _field_checks(name: str, spec: FieldSpec, mapping: EntityMapping, required: bool) -> list[Check]:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from truesync import report_html
 from truesync.classify import REPORTED_CLASSES
-from truesync.config import Config
+from truesync.config import Config, check_columns
 from truesync.connectors import SystemUnavailable
 from truesync.extract import EntityJob
 from truesync.load import resolve_fixed_keyless
@@ -124,8 +124,6 @@ def _prune_data_docs(directory: Path, keep: int) -> None:
 
 def _mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, Any]]) -> None:
     """Examples touching a personal field are masked before they reach the report or Data Docs."""
-    from truesync.quality import check_columns
-
     if not config.flows[flow].quality.mask_pii:
         return
     fields = config.entities[entity].fields
