@@ -191,6 +191,12 @@ def _admin_routes(app: FastAPI, state: _State) -> None:
     def raw(collection: str) -> list[dict[str, Any]]:
         return list(state.items[collection].values())
 
+    @app.delete("/_items/{collection}/{record_id}")
+    def delete(collection: str, record_id: int) -> dict[str, int]:
+        with state.lock:
+            state.items[collection].pop(record_id, None)
+        return {"deleted": record_id}
+
 
 def _known(state: _State, collection: str, write: bool = False) -> Collection | JSONResponse:
     spec = state.collections.get(collection)
