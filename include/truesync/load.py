@@ -151,7 +151,7 @@ def _sync_good(
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, overdue_before)
     ambiguous = verdict.result.index.isin(list(held.by_key))
     verdict.result.loc[ambiguous, "class"] = MISMATCHED
-    reconcile.hold_contradictions(job, target, source, verdict, payload, held)
+    reconcile.hold_contradictions(job, target, source, verdict, matched, payload, held)
     for klass, n in verdict.result["class"].value_counts().items():
         tally.add(str(klass), n)
     tally.add("overdue", int(verdict.result["overdue"].sum()))
