@@ -17,6 +17,10 @@ Reliability is layered:
 * A per-system requests-per-second ceiling shared by every connector in the process.
   Retries inside urllib3 are spaced by the backoff, not by the ceiling.
 
+Windows are read keyset-style on the change time (each request starts at the last change
+time seen), so records changing during the read cannot shift an offset past another; items
+sharing one change time are read as a group, by key where the API can order by key.
+
 Errors name the system, the method, the endpoint path and the status; the credentials
 travel only in request headers, which no message, log line or exception ever contains.
 """
