@@ -163,6 +163,6 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskG
     return group
 
 
-_config = load_config()
+_config = load_config(build_expectations=False)  # built by `truesync config check` and each extract task
 for _flow in _config.flows:
     globals()[f"truesync_{_flow}"] = build_dag(_config, _flow)

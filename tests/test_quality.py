@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sandbox_demo import ERP_FLOW, SHOP_FLOW, Demo, assert_conserved
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 
 from truesync import health, quality, sandbox
 from truesync.config import ConfigError, ExpectationSpec, QualityConfig, load_config
 from truesync.extract import EntityJob
 from truesync.report import QualityThresholdError
-from truesync.store import runs, staging
+from truesync.store import checks, runs, staging
 
 CONFIG = Path(__file__).resolve().parents[1] / "include" / "config"
 
@@ -131,7 +131,8 @@ def test_a_run_over_the_blocked_share_fails_with_the_threshold_in_the_message(de
     assert "above quality.max_blocked_share = 1.0%" in message
     stored = json.loads(runs.get(demo.store, f"{ERP_FLOW}:day0")["report"])
     assert stored["status"] == "failed" and stored["quality"]["failed_thresholds"]
-    assert runs.watermark(demo.store, ERP_FLOW) == before, "a failed run commits no watermark"
+    assert runs.watermark(demo.store, ERP_FLOW) != before, "held records wait in the queue: the window is done"
+    assert "above the limit of" not in message, "alerts do not fail the run, so they are not named"
     good = staging.run_results(demo.store, f"{ERP_FLOW}:day0").query("outcome == 'created'")
     assert not good.empty, "the good records of the batch were loaded all the same"
 
@@ -181,24 +182,28 @@ def test_fail_on_alert_fails_the_run(demo: Demo) -> None:
 def test_post_load_checks_pass_on_a_clean_load_and_catch_a_broken_target(demo: Demo) -> None:
     report = demo.run(SHOP_FLOW, 0)
     post = [c for c in report["quality"]["entities"]["order"]["checks"] if c["phase"] == "post_load"]
-    assert {c["column"] for c in post} == {"target_rows_added", "customer_id"} and all(c["success"] for c in post)
+    assert [(c["expectation"], c["column"]) for c in post] == [
+        ("expect_column_values_to_be_in_set", "key"),
+        ("expect_column_values_to_be_unique", "key"),
+        ("expect_column_values_to_be_in_set", "customer_id"),
+    ]
+    assert all(c["success"] and c["evaluated"] for c in post)
     assert not [a for a in report["quality"]["alerts"] if a["kind"] == "post_load"]
 
-    written = staging.run_results(demo.store, report["run_id"], "order").query("outcome == 'created'")["key"]
-    deal = demo.by_key("crm", "deals", "order_ref")[written.iloc[0]]
-    contacts, deals = demo.table("crm", "contacts"), demo.table("crm", "deals")
-    with demo.engine("crm").begin() as conn:
-        conn.execute(delete(contacts).where(contacts.c.external_id == deal["contact_ref"]))
-        conn.execute(insert(deals).values(order_ref="STRAY-1", contact_ref="nobody"))
-    job = EntityJob(demo.config, demo.store, SHOP_FLOW, "order", report["run_id"])
-    health.post_load_checks(job, report["entities"]["order"])
-    summary = {c["column"]: c for c in health.checks.summary(demo.store, report["run_id"])["order"]
+    created = staging.run_results(demo.store, report["run_id"], "order").query("outcome == 'created'")["key"]
+    deals = demo.by_key("crm", "deals", "order_ref")
+    orphaned, vanished = deals[created.iloc[0]], created.iloc[1]
+    contacts, deal_table = demo.table("crm", "contacts"), demo.table("crm", "deals")
+    with demo.engine("crm").begin() as conn:  # someone else edits the target after the run
+        conn.execute(delete(contacts).where(contacts.c.external_id == orphaned["contact_ref"]))
+        conn.execute(delete(deal_table).where(deal_table.c.order_ref == vanished))
+    health.post_load_checks(EntityJob(demo.config, demo.store, SHOP_FLOW, "order", report["run_id"]))
+    summary = {(c["expectation"], c["column"]): c for c in checks.summary(demo.store, report["run_id"])["order"]
                if c["phase"] == "post_load"}  # fmt: skip
-    assert (
-        summary["customer_id"]["unexpected"] >= 1
-        and summary["customer_id"]["examples"][0]["value"] == deal["contact_ref"]
-    )
-    assert summary["target_rows_added"]["unexpected"] == 1, "one row more than the run created"
+    parents = summary[("expect_column_values_to_be_in_set", "customer_id")]
+    assert parents["unexpected"] >= 1 and parents["examples"][0]["value"] == orphaned["contact_ref"]
+    there = summary[("expect_column_values_to_be_in_set", "key")]
+    assert there["unexpected"] == 1 and there["examples"] == [{"key": vanished, "value": vanished}]
 
 
 # --- Data Docs ----------------------------------------------------------------------------------
@@ -211,7 +216,7 @@ def test_each_run_gets_a_data_docs_site_with_its_checks_masked(demo: Demo) -> No
     pages = list(index.parent.glob("validations/**/*.html"))
     assert len(pages) == 2, "one validation page per entity"
     text = "\n".join(p.read_text() for p in pages)
-    assert "email" in text and "birth_date" in text and "target_rows_added" in text
+    assert "email" in text and "birth_date" in text and "customer_id" in text
     assert "@example.com" not in text, "masked"
 
 
@@ -246,19 +251,51 @@ def _suite(*expectations: ExpectationSpec) -> quality.Suite:
     config = load_config(CONFIG)
     spec = config.entities["stock_item"].model_copy(update={"expectations": list(expectations)})
     mapping = config.entity_mapping("erp", "stock_item")
-    return quality.Suite("test.stock_item", quality.build_checks(spec, mapping, ["sku", "name", "price"]), "sku")
+    checks = quality.build_checks(spec, mapping, ["sku", "name", "price"])
+    return quality.Suite("test.stock_item", checks, "sku", {n: f.type for n, f in spec.fields.items()})
 
 
 def test_a_check_that_crashes_on_odd_data_is_reported_and_blocks_nothing() -> None:
-    mean = ExpectationSpec(expectation="expect_column_mean_to_be_between", kwargs={"column": "name", "min_value": 1})
-    suite = _suite(mean)
-    frame = pd.DataFrame({"sku": ["A", "B"], "name": [None, None], "price": ["1.00", "2.00"],
-                          "change_time": ["2026-11-01", "2026-11-01"]})  # fmt: skip
-    verdict = suite.validate(frame)
+    odd = ExpectationSpec(expectation="expect_column_values_to_be_between", kwargs={"column": "name", "min_value": 1})
+    verdict = _suite(odd).validate(_items(["1.00", "2.00"], ["thing", None]))
     crashed = verdict.stats[-1]
-    assert crashed["expectation"] == "expect_column_mean_to_be_between" and crashed["error"]
-    assert set(verdict.failures.index) == {0, 1}, "rows fail the required name, not the crashed check"
-    assert set(verdict.failures["check_name"]) == {"expect_column_values_to_not_be_null"}
+    assert crashed["expectation"] == "expect_column_values_to_be_between"
+    assert crashed["error"].startswith("the check itself failed") and crashed["unexpected"] == 0
+    assert verdict.failures["check_name"].to_dict() == {1: "expect_column_values_to_not_be_null"}, (
+        "the null name is held by its own check; the crashed check holds nothing"
+    )
+
+
+def _items(prices: list[str | None], names: list[str | None] | None = None) -> pd.DataFrame:
+    n = len(prices)
+    return pd.DataFrame({"sku": [f"S{i}" for i in range(n)], "name": names or ["thing"] * n, "price": prices,
+                         "change_time": ["2026-11-01 10:00:00"] * n})  # fmt: skip
+
+
+def test_user_checks_see_numbers_so_ranges_and_means_work() -> None:
+    cap = ExpectationSpec(
+        expectation="expect_column_values_to_be_between", kwargs={"column": "price", "max_value": 100}
+    )
+    mean = ExpectationSpec(
+        expectation="expect_column_mean_to_be_between", kwargs={"column": "price", "max_value": 10}, severity="warn"
+    )
+    verdict = _suite(cap, mean).validate(_items(["5.00", "250.00", "12.50"]))
+    assert verdict.failures["check_name"].to_dict() == {1: "expect_column_values_to_be_between"}
+    assert verdict.failures.at[1, "value"] == "250.00", "the value as the source holds it"
+    by_name = {s["expectation"]: s for s in verdict.stats}
+    assert (
+        by_name["expect_column_mean_to_be_between"]["observed"]
+        and by_name["expect_column_mean_to_be_between"]["error"] is None
+    )
+
+
+def test_a_check_passing_within_mostly_reports_rows_but_holds_none() -> None:
+    loose = ExpectationSpec(
+        expectation="expect_column_values_to_match_regex", kwargs={"column": "name", "regex": "^t", "mostly": 0.5}
+    )
+    verdict = _suite(loose).validate(_items(["1.00", "2.00", "3.00"], ["thing", "other", "thing"]))
+    assert verdict.failures.empty
+    assert verdict.stats[-1]["unexpected"] == 1
 
 
 def test_an_empty_batch_is_no_error() -> None:

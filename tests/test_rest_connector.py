@@ -390,12 +390,6 @@ def test_an_empty_page_with_a_next_token_does_not_end_the_listing(crm: Crm, styl
     assert crm.stats()["fault.empty_page"] == 1
 
 
-def test_count_reads_the_total_field_or_gives_none(crm: Crm) -> None:
-    assert crm.connector().count(crm.contacts) == N
-    crm.settings.endpoints["contacts"].total_field = None
-    assert crm.connector().count(crm.contacts) is None
-
-
 # --- writes refused one by one, idempotency across runs -----------------------------------------
 
 

@@ -39,7 +39,7 @@ def blank(index: pd.Index) -> pd.Series:
 def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig, fields: list[str]) -> Canonical:
     """Map system columns to canonical text; unknown codes and bad values become errors."""
     index = raw.index
-    errors = pd.DataFrame({"check_name": blank(index), "field": blank(index), "reason": blank(index)})
+    errors = _no_errors(index)
     records = pd.DataFrame(index=index)
     for field in fields:
         column = mapping.fields[field]
@@ -59,14 +59,25 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(None)
 
 
-def _flag(errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: pd.Series) -> None:
-    """Record an error on rows that have none yet: the first problem of a row is reported."""
+def _no_errors(index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({c: blank(index) for c in ("check_name", "field", "reason", "value")})
+
+
+def _flag(
+    errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: pd.Series, value: pd.Series | None = None
+) -> None:
+    """Record an error on rows that have none yet: the first problem of a row is reported.
+
+    ``value`` is the offending value (absent for a null), so reports can mask it inside the reason.
+    """
     mask = mask & errors["check_name"].isna()
     if not mask.any():
         return
     errors.loc[mask, "check_name"] = check
     errors.loc[mask, "field"] = field
     errors.loc[mask, "reason"] = reason[mask]
+    if value is not None:
+        errors.loc[mask, "value"] = value[mask]
 
 
 def _require(
@@ -95,7 +106,7 @@ def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, e
     text = as_text(values)
     decoded = text.map(codes)
     unknown = text.notna() & decoded.isna()
-    _flag(errors, unknown, "known_code", field, "unknown code '" + text.astype(str) + f"' in column '{column}'")
+    _flag(errors, unknown, "known_code", field, "unknown code '" + text.astype(str) + f"' in column '{column}'", text)
     return decoded.where(~unknown, None)
 
 
@@ -105,7 +116,7 @@ def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: p
     out, bad = _CASTS[spec.type](values, text, spec)
     bad = bad & present
     reason = f"cannot read column '{column}' as {spec.type}: '" + text.astype(str) + "'"
-    _flag(errors, bad, f"valid_{spec.type}", field, reason)
+    _flag(errors, bad, f"valid_{spec.type}", field, reason, text)
     return out.where(present & ~bad, None).astype(object)
 
 
@@ -171,7 +182,7 @@ def to_system(
     has no code in this system's code map (those rows must not be written).
     """
     index = canon.index
-    errors = pd.DataFrame({"check_name": blank(index), "field": blank(index), "reason": blank(index)})
+    errors = _no_errors(index)
     out = pd.DataFrame(index=index)
     for field in fields:
         column = mapping.fields[field]
@@ -181,7 +192,7 @@ def to_system(
             encoded = values.map(inverse)
             unknown = values.notna() & encoded.isna()
             reason = "value '" + values.astype(str) + f"' has no code in the target's map for '{field}'"
-            _flag(errors, unknown, "known_code", field, reason)
+            _flag(errors, unknown, "known_code", field, reason, values)
             values = encoded
         out[column] = _to_python(values, table.c[column].type)
     return records(out), errors.dropna(subset=["check_name"])

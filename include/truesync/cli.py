@@ -204,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     store = Store()
-    run = runs.get(store, args.run) if args.run else next(iter(runs.latest(store, args.flow)), None)
+    run = runs.get(store, args.run) if args.run else next(iter(runs.latest(store, args.flow, finished=True)), None)
     if run is None or not run["report"]:
         raise LookupError("no finished run found" + (f" for flow '{args.flow}'" if args.flow else ""))
     report = json.loads(run["report"])

@@ -86,7 +86,12 @@ class FieldSpec(_Strict):
     min: float | None = Field(None, description="smallest allowed value of a number")
     max: float | None = Field(None, description="largest allowed value of a number")
     severity: Severity = Field("block", description="what a failed format or range check does")
-    pii: bool = Field(False, description="personal data: masked in reports and Data Docs")
+    pii: bool | None = Field(None, description="personal data: masked in reports and Data Docs")
+
+    @property
+    def personal(self) -> bool:
+        """Marked ``pii``, or (unless marked ``pii: false``) an email or phone format."""
+        return self.pii if self.pii is not None else self.format in ("email", "phone")
 
 
 class ExpectationSpec(_Strict):
@@ -306,24 +311,29 @@ def _read_section(directory: Path, section: str) -> dict[str, Any]:
     return parsed
 
 
-def load_config(directory: Path | str | None = None) -> Config:
-    """Read, validate and cross-check the configuration directory."""
+def load_config(directory: Path | str | None = None, build_expectations: bool = True) -> Config:
+    """Read, validate and cross-check the configuration directory.
+
+    ``build_expectations=False`` skips building the user-written Great Expectations checks
+    (GX takes seconds to import): for DAG parsing, which Airflow repeats every 30 seconds.
+    ``truesync config check`` and every extract task build them.
+    """
     base = Path(directory) if directory else config_dir()
     if not base.is_dir():
         raise ConfigError(str(base), "", "configuration directory not found")
     sections = {section: _read_section(base, section) for section in _FILES}
     config = Config(directory=base, **sections)
-    _cross_check(config)
+    _cross_check(config, build_expectations)
     return config
 
 
-def _cross_check(config: Config) -> None:
-    _check_entities(config)
+def _cross_check(config: Config, build_expectations: bool = True) -> None:
+    _check_entities(config, build_expectations)
     _check_mappings(config)
     _check_flows(config)
 
 
-def _check_entities(config: Config) -> None:
+def _check_entities(config: Config, build_expectations: bool) -> None:
     file = str(config.directory / "entities.yaml")
     for name, entity in config.entities.items():
         if entity.key not in entity.fields:
@@ -340,7 +350,8 @@ def _check_entities(config: Config) -> None:
                     f"entities.{name}.references.{field}",
                     f"'{parent}' must also be listed in depends_on",
                 )
-        _check_expectations(file, name, entity)
+        if build_expectations:
+            _check_expectations(file, name, entity)
     _check_cycles(config, file)
 
 
@@ -348,7 +359,7 @@ def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
     """Build every user-written expectation now, so a typo stops the configuration, not a run."""
     if not entity.expectations:
         return
-    from truesync.quality import ExpectationConfigError, user_expectation  # GX is slow to import: only when used
+    from truesync.quality import CHANGE_TIME, ExpectationConfigError, check_columns, user_expectation  # slow import
 
     for position, spec in enumerate(entity.expectations):
         where = f"entities.{name}.expectations[{position}]"
@@ -356,10 +367,8 @@ def _check_expectations(file: str, name: str, entity: EntityConfig) -> None:
             user_expectation(spec)
         except ExpectationConfigError as exc:
             raise ConfigError(file, where, f"entity '{name}': {exc}") from exc
-        columns = [spec.kwargs[k] for k in ("column", "column_A", "column_B") if k in spec.kwargs]
-        columns += list(spec.kwargs.get("column_list") or [])
-        for column in columns:
-            if column not in entity.fields:
+        for column in check_columns(None, spec.kwargs):
+            if column not in entity.fields and column != CHANGE_TIME:
                 raise ConfigError(file, f"{where}.kwargs", f"entity '{name}' has no field '{column}'")
 
 

@@ -93,6 +93,7 @@ def _result(item: dict[str, Any]) -> ExpectationValidationResult:
             "missing_count": 0,
             "missing_percent": 0.0,
             "partial_unexpected_list": [e["value"] for e in item["examples"]],
+            "observed_value": item["observed"],
         },
         exception_info={
             "raised_exception": item["error"] is not None,

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,9 +21,11 @@ from truesync.classify import row_hash
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors import open_system
 from truesync.frames import records
-from truesync.quality import Suite, suite_for, validation_frame
 from truesync.store import Store, checks, queue, runs, staging
 from truesync.window import Window
+
+if TYPE_CHECKING:
+    from truesync.quality import Suite
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class EntityJob:
 
     def suite(self) -> Suite:
         """The entity's data-quality checks on this flow's source."""
+        from truesync.quality import suite_for  # GX takes seconds to import: not while a DAG file is parsed
+
         name = f"{self.flow}.{self.entity}"
         return suite_for(name, self.spec, self.mapping("source"), self.payload_fields(), self.config)
 
@@ -75,12 +80,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
     extracted = staging.count(job.store, job.run_id, job.entity)
-    target = open_system(job.config, flow.target)
-    counts = {
-        "extracted": extracted,
-        "extract_seconds": time.monotonic() - began,
-        "target_rows_before": target.count(job.mapping("target")) or 0,  # nothing written for this entity yet
-    }
+    counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     return extracted
 
@@ -112,6 +112,8 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     """
     if raw.empty:
         return []
+    from truesync.quality import validation_frame
+
     mapping = job.mapping("source")
     verdict = job.suite().validate(validation_frame(raw, mapping, job.spec))
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
@@ -123,7 +125,7 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
-    frame = frame.join(verdict.failures.combine_first(canon.errors.assign(value=None)))
+    frame = frame.join(verdict.failures.combine_first(canon.errors))
     untimed = frame["source_ts"].isna() & frame["check_name"].isna()
     if untimed.any():
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]

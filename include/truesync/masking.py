@@ -33,7 +33,10 @@ def _mask_email(text: str) -> str:
 
 
 def mask_reason(reason: str | None, value: str | None, fmt: str | None = None) -> str | None:
-    """The reason text with the offending value replaced by its masked form."""
+    """The reason text with the quoted offending value (``'value'``) replaced by its masked form.
+
+    Only the quoted form is replaced, so a short value never rewrites field or column names.
+    """
     if reason is None or not value:
         return reason
-    return reason.replace(str(value), mask(value, fmt) or _HIDDEN)
+    return reason.replace(f"'{value}'", f"'{mask(value, fmt) or _HIDDEN}'")

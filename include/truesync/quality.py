@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.canonical import as_text
+from truesync.canonical import as_text, to_utc_naive
 from truesync.config import EntityConfig, EntityMapping, ExpectationSpec, FieldSpec
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -36,7 +36,6 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 BLOCK, WARN = "block", "warn"
 CHANGE_TIME = "change_time"
 EXAMPLES_KEPT = 5
-KWARGS_ITEMS_KEPT = 20
 NUMBER_SUFFIX = "_as_number"
 
 _TYPE_PATTERNS = {
@@ -74,6 +73,7 @@ class Check:
     column: str | None
     severity: str
     rule: str  # what a good value looks like, e.g. "must be an email address"
+    typed: bool = False  # sees numbers and timestamps (user checks), not the source's text
 
     @property
     def name(self) -> str:
@@ -114,9 +114,16 @@ def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) 
         checks += _field_checks(name, spec.fields[name], mapping, required)
     for user in spec.expectations:
         expectation = user_expectation(user)
-        column = getattr(expectation, "column", None)
-        checks.append(Check(expectation, column, user.severity, user.description or f"must pass {user.expectation}"))
+        column = next(iter(check_columns(None, user.kwargs)), None)
+        rule = user.description or f"must pass {user.expectation}"
+        checks.append(Check(expectation, column, user.severity, rule, typed=True))
     return checks
+
+
+def check_columns(column: str | None, kwargs: dict[str, Any]) -> list[str]:
+    """Every column an expectation reads, from its arguments."""
+    named = [column, kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
+    return list(dict.fromkeys(c for c in [*named, *(kwargs.get("column_list") or [])] if c))
 
 
 def _field_checks(name: str, spec: FieldSpec, mapping: EntityMapping, required: bool) -> list[Check]:
@@ -173,10 +180,38 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
 
 
 class Suite:
-    """One entity's checks bound to a GX batch definition; validates chunk after chunk."""
+    """One entity's checks bound to GX batch definitions; validates batch after batch.
 
-    def __init__(self, name: str, checks: list[Check], key: str) -> None:
-        self.checks, self.key = checks, key
+    Generated checks read the source's text (a pattern sees ``12,5O`` as written); user
+    checks get numbers and timestamps for typed fields, so ``expect_column_mean_to_be_between``
+    or a date range work as GX documents them.
+    """
+
+    def __init__(self, name: str, checks: list[Check], key: str, types: dict[str, str]) -> None:
+        self.checks, self.key, self.types = checks, key, types
+        self.parts = [
+            _Part(f"{name}.{kind}", [c for c in checks if c.typed == typed])
+            for kind, typed in (("text", False), ("typed", True))
+            if any(c.typed == typed for c in checks)
+        ]
+        self.checks = [c for part in self.parts for c in part.checks]  # the order failures are reported in
+
+    def validate(self, frame: pd.DataFrame) -> ChunkVerdict:
+        """Run every check; blocking failures name the first check each bad row failed."""
+        if frame.empty:
+            return ChunkVerdict(_no_failures(frame.index))
+        distinct = frame.drop_duplicates()  # exact copies of a row are one record, not a duplicate key
+        outcomes = []
+        for part in self.parts:
+            outcomes += part.run(_typed(distinct, self.types) if part.checks[0].typed else distinct)
+        return _verdict(self.checks, outcomes, distinct, self.key)
+
+
+class _Part:
+    """A saved GX suite and the batch definition it validates."""
+
+    def __init__(self, name: str, checks: list[Check]) -> None:
+        self.checks = checks
         context = _context()
         self.suite = context.suites.add_or_update(
             gx.ExpectationSuite(name=name, expectations=[c.expectation for c in checks])
@@ -184,16 +219,24 @@ class Suite:
         source = context.data_sources.add_pandas(f"{name}#{id(self)}")  # one per suite: no shared state
         self.batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("chunk")
 
-    def validate(self, frame: pd.DataFrame) -> ChunkVerdict:
-        """Run every check; blocking failures name the first check each bad row failed."""
-        if frame.empty:
-            return ChunkVerdict(_no_failures(frame.index))
-        distinct = frame.drop_duplicates()  # exact copies of a row are one record, not a duplicate key
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": distinct})
-        result = batch.validate(self.suite, result_format=_COMPLETE)
+    def run(self, frame: pd.DataFrame) -> list[Any]:
+        result = self.batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+            self.suite, result_format=_COMPLETE
+        )
         by_id = {outcome.expectation_config.id: outcome for outcome in result.results}  # GX may reorder them
-        outcomes = [by_id[expectation.id] for expectation in self.suite.expectations]
-        return _verdict(self.checks, outcomes, distinct, self.key)
+        return [by_id[expectation.id] for expectation in self.suite.expectations]
+
+
+def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """Numbers and timestamps for typed fields; unreadable values become null."""
+    typed = frame.copy()
+    for column in typed.columns:
+        kind = "datetime" if column == CHANGE_TIME else types.get(column)
+        if kind in ("integer", "decimal"):
+            typed[column] = pd.to_numeric(typed[column], errors="coerce")
+        elif kind in ("date", "datetime"):
+            typed[column] = to_utc_naive(typed[column])
+    return typed
 
 
 _COMPLETE = {"result_format": "COMPLETE"}
@@ -226,15 +269,19 @@ def _verdict(
 def _read(
     position: int, check: Check, outcome: Any, frame: pd.DataFrame, key: str, failures: dict[Any, dict[str, Any]]
 ) -> dict[str, Any]:
-    """One check's statistics; its failing rows join ``failures`` when the check blocks."""
-    error = _problem(outcome)
+    """One check's statistics; its failing rows join ``failures`` when the check blocks and failed.
+
+    A check that passed within its ``mostly`` tolerance still lists its unexpected rows; they
+    are reported, not held.
+    """
+    error = _crash(outcome)
     rows = [] if error else list(outcome.result.get("unexpected_index_list") or [])
     examples = []
     for row in rows:
         value = _shown(check, frame, row)
         if len(examples) < EXAMPLES_KEPT:
             examples.append({"key": _text(frame.at[row, key]), "value": value})
-        if check.severity == BLOCK and row not in failures:
+        if check.severity == BLOCK and not outcome.success and row not in failures:
             failures[row] = {"check_name": check.name, "field": check.column, "value": value,
                              "reason": _reason(check, value)}  # fmt: skip
     return {
@@ -247,29 +294,26 @@ def _read(
         "unexpected": len(rows),
         "examples": examples,
         "error": error,
-        "kwargs": _shortened(check.expectation.configuration.kwargs),
+        "observed": None if error else _observed(outcome),
+        "kwargs": check.expectation.configuration.kwargs,
     }
 
 
-def _shortened(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The expectation's arguments for Data Docs, long value sets cut to their first items."""
-    return {k: v[:KWARGS_ITEMS_KEPT] if isinstance(v, list) else v for k, v in kwargs.items()}
-
-
-def _problem(outcome: Any) -> str | None:
-    """Why a check produced no row-level verdict: it crashed, or it judges the chunk as a whole.
-
-    GX reports a crash either flat or per metric; a failed aggregate check (a mean, a row
-    count) names no rows, so it is reported and never blocks records.
-    """
+def _crash(outcome: Any) -> str | None:
+    """The error of a check that crashed on the data; GX reports it flat or per metric."""
     info = outcome.exception_info or {}
     nested = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
     for item in nested:
         if item.get("raised_exception") or item.get("exception_message"):
             return f"the check itself failed: {item.get('exception_message')}"
-    if not outcome.success and "unexpected_index_list" not in outcome.result:
-        return f"failed for the chunk as a whole (observed {outcome.result.get('observed_value')!r})"
     return None
+
+
+def _observed(outcome: Any) -> str | None:
+    """What a failed check on the batch as a whole (a mean, a row count) saw; it names no rows."""
+    if outcome.success or "unexpected_index_list" in outcome.result:
+        return None
+    return repr(outcome.result.get("observed_value"))
 
 
 def _no_failures(index: pd.Index) -> pd.DataFrame:
@@ -324,5 +368,6 @@ def suite_for(name: str, spec: EntityConfig, mapping: EntityMapping, fields: lis
     """
     key = (id(owner), name)
     if key not in _SUITES:
-        _SUITES[key] = (owner, Suite(name, build_checks(spec, mapping, fields), spec.key))
+        types = {name: field.type for name, field in spec.fields.items()}
+        _SUITES[key] = (owner, Suite(name, build_checks(spec, mapping, fields), spec.key, types))
     return _SUITES[key][1]

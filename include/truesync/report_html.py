@@ -45,7 +45,6 @@ SHARE_COLOURS = {
     "overwritten": CLASS_COLOURS["overwritten"],
     "overdue": "#e67e22",
 }
-HIDDEN_PII = "(reason hidden: personal data in field '{field}')"
 
 Masker = Callable[[str, str | None, str | None, str | None], str | None]
 
@@ -132,11 +131,9 @@ def _masker(config: Config, flow: str) -> Masker:
 
     def masked(entity: str, field: str | None, reason: str | None, value: str | None) -> str | None:
         spec = config.entities[entity].fields.get(field or "") if entity in config.entities else None
-        if reason is None or spec is None or not spec.pii:
+        if reason is None or spec is None or not spec.personal:
             return reason
-        if value is None:
-            return HIDDEN_PII.format(field=field)
-        return mask_reason(reason, value, spec.format)
+        return mask_reason(reason, value, spec.format)  # no value: the field was null, nothing to hide
 
     return masked
 

@@ -51,10 +51,6 @@ class Connector(Protocol):
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame: ...
 
-    def count(self, mapping: EntityMapping) -> int | None:
-        """Rows of the mapped table, or None where counting would cost the whole table."""
-        ...
-
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame: ...
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:

@@ -513,16 +513,6 @@ class RestSystem:
         """Current items for ``keys``, found by the endpoint's lookup parameter."""
         return self._frame(self._lookup(mapping, keys), mapping)
 
-    def count(self, mapping: EntityMapping) -> int | None:
-        """The endpoint's ``total_field``, read from a one-item page; None without one (a listing costs the table)."""
-        endpoint = self._endpoint(mapping)
-        if endpoint.total_field is None:
-            return None
-        query = {**endpoint.params, endpoint.pagination.size_param: 1}
-        response = self._request("GET", endpoint.path, params=query)
-        _, body = self._items(endpoint, response)
-        return self._total(endpoint, body, response)
-
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current items whose ``column`` holds one of ``values`` (``lookup.by`` names the parameter)."""
         return self._frame(self._lookup(mapping, values, column), mapping, [column])

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import MetaData, Table, and_, func, or_, select
+from sqlalchemy import MetaData, Table, and_, or_, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
@@ -114,14 +114,6 @@ class SqlSystem:
                         yield pd.DataFrame(part, columns=columns, dtype=object)
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
-
-    def count(self, mapping: EntityMapping) -> int | None:
-        """Rows in the mapped table: the post-load check compares it before and after a run."""
-        try:
-            with self.engine.connect() as conn:
-                return int(conn.execute(select(func.count()).select_from(self.table(mapping))).scalar_one())
-        except OperationalError as exc:
-            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""

@@ -45,7 +45,7 @@ def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
         .order_by(checks.c.entity, checks.c.phase, checks.c.position)
     )
     details = (
-        select(checks.c.entity, checks.c.phase, checks.c.position, checks.c.examples, checks.c.error, checks.c.kwargs)
+        select(*(checks.c[c] for c in ("entity", "phase", "position", "examples", "error", "observed", "kwargs")))
         .where(checks.c.run_id == run_id)
         .order_by(checks.c.id)
     )
@@ -66,6 +66,7 @@ def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
             "unexpected": int(row["failed"]),
             "examples": [],
             "error": None,
+            "observed": None,
             "kwargs": None,
         }
         out.setdefault(row["entity"], []).append(item)
@@ -74,8 +75,9 @@ def summary(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
         item = index[(row["entity"], row["phase"], row["position"])]
         item["examples"] = (item["examples"] + json.loads(row["examples"]))[:EXAMPLES_SHOWN]
         item["error"] = item["error"] or row["error"]
+        item["observed"] = item["observed"] or row["observed"]
         item["kwargs"] = item["kwargs"] or json.loads(row["kwargs"])
     for items in out.values():
         for item in items:
-            item["success"] = item["unexpected"] == 0 and item["error"] is None
+            item["success"] = item["unexpected"] == 0 and item["error"] is None and item["observed"] is None
     return out

@@ -42,10 +42,13 @@ def get(store: Store, run_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def latest(store: Store, flow: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+def latest(store: Store, flow: str | None = None, limit: int = 1, finished: bool = False) -> list[dict[str, Any]]:
+    """The newest runs first; ``finished`` leaves out runs still in progress (they have no report yet)."""
     query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
     if flow:
         query = query.where(runs.c.flow == flow)
+    if finished:
+        query = query.where(runs.c.report.is_not(None))
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
 

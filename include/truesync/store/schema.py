@@ -38,7 +38,6 @@ COUNT_COLUMNS = (
     "overdue",
     "exceptions_opened",
     "exceptions_resolved",
-    "target_rows_before",
     "blocked_again",
 )
 
@@ -174,5 +173,6 @@ checks = Table(
     Column("unexpected", Integer, nullable=False),
     Column("examples", Text, nullable=False),
     Column("error", Text),
+    Column("observed", Text),
     Index("ix_ts_check_run", "run_id", "entity", "phase"),
 )

@@ -130,11 +130,13 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
         return {row.key: row.outcome for row in conn.execute(query)}
 
 
-def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
-    """Keys the run created or updated, ``size`` at a time in key order."""
+def written_keys(
+    store: Store, run_id: str, entity: str, size: int, outcomes: tuple[str, ...] = ("created", "updated")
+) -> Iterator[list[str]]:
+    """Keys the run wrote (created or updated, or only ``outcomes``), ``size`` at a time in key order."""
     last: str | None = None
     base = select(results.c.key).where(
-        results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(("created", "updated"))
+        results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(outcomes)
     )
     while True:
         query = base if last is None else base.where(results.c.key > last)

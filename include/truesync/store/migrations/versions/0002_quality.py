@@ -1,4 +1,4 @@
-"""Data quality: the offending value of a held record, per-run check statistics, target row counts.
+"""Data quality: the offending value of a held record, per-run check statistics, records blocked again.
 
 Revision ID: 0002
 Revises: 0001
@@ -12,8 +12,7 @@ down_revision = "0001"
 
 
 def upgrade() -> None:
-    for count in ("target_rows_before", "blocked_again"):
-        op.add_column("ts_run_entity", sa.Column(count, sa.Integer, nullable=False, server_default="0"))
+    op.add_column("ts_run_entity", sa.Column("blocked_again", sa.Integer, nullable=False, server_default="0"))
     op.add_column("ts_staging", sa.Column("value", sa.Text))
     op.add_column("ts_result", sa.Column("value", sa.Text))
     op.create_table(
@@ -32,6 +31,7 @@ def upgrade() -> None:
         sa.Column("unexpected", sa.Integer, nullable=False),
         sa.Column("examples", sa.Text, nullable=False),
         sa.Column("error", sa.Text),
+        sa.Column("observed", sa.Text),
     )
     op.create_index("ix_ts_check_run", "ts_check", ["run_id", "entity", "phase"])
 
@@ -42,4 +42,3 @@ def downgrade() -> None:
     op.drop_column("ts_result", "value")
     op.drop_column("ts_staging", "value")
     op.drop_column("ts_run_entity", "blocked_again")
-    op.drop_column("ts_run_entity", "target_rows_before")
