@@ -563,3 +563,37 @@ def test_user_expectations_may_read_the_change_time(cfg: Path) -> None:
 
     edit(cfg, "entities.yaml", on_change_time)
     assert load_config(cfg).entities["customer"].expectations[-1].kwargs == {"column": "change_time"}
+
+
+def test_rest_endpoint_needs_a_window_end(cfg: Path) -> None:
+    edit(
+        cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"]["endpoints"]["contacts"].update(until_param=None)
+    )
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.contacts.until_param", "until_param is required")
+
+
+def test_the_api_key_header_is_refused_in_rest_headers(cfg: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"].update(
+            auth={"type": "api_key", "header": "X-Crm-Key"}, headers={"x-crm-key": "k"}
+        )
+
+    edit(cfg, "systems.yaml", change)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest", "header 'x-crm-key' carries credentials")
+
+
+def test_reconcile_needs_a_rest_lookup_by_match_on(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"]["endpoints"]["deals"]["lookup"].update(by={}))
+    expect_error(
+        cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.match_on", "no lookup.by 'invoice_ref'"
+    )
+
+
+def test_reconcile_balance_must_be_mapped_by_the_target(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["order"]["fields"].pop("balance"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "does not map 'balance'")
+
+
+def test_reconcile_balance_needs_total_and_amount(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].pop("total"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "needs 'total' and 'amount'")

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,7 +21,8 @@ import requests
 from truesync.config import EntityMapping, load_config
 from truesync.connections import HttpConnection, http_connection
 from truesync.connectors import ConfigurationProblem, SystemUnavailable
-from truesync.connectors.rest import BadResponse, RateLimiter, RestSystem
+from truesync.connectors.base import RecordsRejected
+from truesync.connectors.rest import BadResponse, RateLimiter, RestSystem, _iso
 from truesync.restconfig import RestConfig
 from truesync.sandboxapi import ServerThread, crm_app, seed
 
@@ -128,12 +129,20 @@ def test_fetch_finds_records_by_external_key_in_batches(crm: Crm) -> None:
 def test_429_500_and_slow_answers_are_retried_and_nothing_is_lost(crm: Crm) -> None:
     crm.settings.retries = 8  # the faults below all hit the first request: seven retries of it
     crm.faults(rate_limit=2, retry_after=1, server_error=3, slow=2, delay=2.0)
-    began = time.monotonic()
     got = keys_of(crm.connector(), crm.contacts)
     assert sorted(got) == sorted(c["external_id"] for c in _contacts())
     stats = crm.stats()
     assert (stats["fault.rate_limit"], stats["fault.server_error"], stats["fault.slow"]) == (2, 3, 2)
-    assert time.monotonic() - began >= 2.0, "Retry-After: 1 was honoured twice"
+
+
+def test_retry_after_is_honoured_on_429_and_503(crm: Crm) -> None:
+    crm.settings.backoff_factor, crm.settings.backoff_jitter = 0, 0  # any wait comes from Retry-After alone
+    crm.faults(rate_limit=1, unavailable=1, retry_after=2)
+    began = time.monotonic()
+    assert len(keys_of(crm.connector(), crm.contacts)) == N
+    assert time.monotonic() - began >= 2 * 2, "Retry-After: 2 was honoured on the 429 and on the 503"
+    stats = crm.stats()
+    assert (stats["fault.rate_limit"], stats["fault.unavailable"]) == (1, 1)
 
 
 def test_retries_exhausted_fail_as_unavailable_with_system_endpoint_and_status(crm: Crm) -> None:
@@ -295,3 +304,173 @@ def test_connection_uri_gives_base_url_and_secret(monkeypatch: pytest.MonkeyPatc
 def test_a_misspelt_fault_switch_is_refused(crm: Crm) -> None:
     answer = requests.post(f"{crm.server.url}/_faults", json={"rate_limt": 1}, timeout=5)
     assert answer.status_code == 422 and crm.stats()["fault.rate_limit"] == 0
+
+
+# --- keyset paging, tie groups, short and empty pages -------------------------------------------
+
+
+def _serve(contacts: list[dict[str, Any]]) -> Crm:
+    app = crm_app(TOKEN)
+    seed(app, {"contacts": contacts})
+    return Crm(ServerThread(app).start())
+
+
+def _tied() -> list[dict[str, Any]]:
+    """Five contacts at one change time, then fifteen sharing the next: a tie group larger than a page."""
+    return [
+        {"external_id": f"T{i:03d}", "email": f"t{i}@example.com", "tier": "GOLD",
+         "modified_at": (DAY + timedelta(minutes=1 if i >= 5 else 0)).isoformat()}
+        for i in range(20)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("style", ["page", "offset", "cursor", "link"])
+def test_a_tie_group_larger_than_a_page_is_read_once_by_key(style: str) -> None:
+    crm = _serve(_tied())
+    try:
+        crm.page(10, style)
+        crm.faults(tie_split=True, repeat_item=True)
+        assert sorted(keys_of(crm.connector(), crm.contacts)) == [f"T{i:03d}" for i in range(20)]
+        assert crm.stats()["GET /contacts"] <= 6, "the group is read once, not once per page boundary"
+    finally:
+        crm.server.stop()
+
+
+@pytest.mark.parametrize("style", ["page", "offset", "cursor", "link"])
+def test_a_tie_group_larger_than_a_page_without_key_ordering_fails_rather_than_loses(style: str) -> None:
+    crm = _serve(_tied())
+    try:
+        crm.page(10, style)
+        crm.settings.endpoints["contacts"].key_after_param = None
+        crm.faults(tie_split=True)
+        with pytest.raises(BadResponse) as caught:
+            keys_of(crm.connector(), crm.contacts)
+        message = str(caught.value)
+        assert (
+            "system 'crm_api' GET /contacts: more than 10 items share change time 2026-11-01T00:01:00+00:00" in message
+        )
+        assert "no key ordering" in message
+    finally:
+        crm.server.stop()
+
+
+def test_an_item_updated_between_pages_makes_no_other_item_leave_the_window(crm: Crm) -> None:
+    end = DAY + timedelta(days=1)
+    crm.page(10, "offset")
+    crm.faults(touch=1)
+    naive = naive_keys(crm.connector(), crm.contacts)
+    touched = {i["external_id"] for i in crm.items() if i["modified_at"] >= end.isoformat()}
+    assert len(touched) == 1 and len(set(naive) | touched) == N - 1, "offset paging skips an item that never moved"
+
+    crm.faults(touch=2)
+    got = set(keys_of(crm.connector(), crm.contacts))
+    moved = {i["external_id"] for i in crm.items() if i["modified_at"] >= end.isoformat()}
+    assert len(moved) == 3 and crm.stats()["fault.touch"] == 3
+    assert got | moved == {c["external_id"] for c in _contacts()}, "what left the window is in a later one"
+
+
+@pytest.mark.parametrize("style", ["page", "offset"])
+def test_an_api_capping_the_page_size_below_ours_is_read_to_the_end(crm: Crm, style: str) -> None:
+    crm.page(10, style)
+    crm.settings.endpoints["contacts"].total_field = None  # only an empty page can end the listing
+    crm.settings.endpoints["contacts"].lookup.max_keys = 20
+    crm.faults(max_page=4)
+    assert sorted(keys_of(crm.connector(), crm.contacts)) == sorted(c["external_id"] for c in _contacts())
+    wanted = [f"C{i:03d}" for i in range(20)]
+    assert sorted(crm.connector().fetch(crm.contacts, wanted)["external_id"]) == wanted
+
+
+@pytest.mark.parametrize("style", ["cursor", "link"])
+def test_an_empty_page_with_a_next_token_does_not_end_the_listing(crm: Crm, style: str) -> None:
+    crm.page(10, style)
+    crm.settings.endpoints["contacts"].lookup.max_keys = 20
+    crm.faults(empty_page=1)
+    wanted = [f"C{i:03d}" for i in range(20)]
+    assert sorted(crm.connector().fetch(crm.contacts, wanted)["external_id"]) == wanted
+    assert crm.stats()["fault.empty_page"] == 1
+
+
+# --- writes refused one by one, idempotency across runs -----------------------------------------
+
+
+def test_a_record_the_api_refuses_is_reported_and_the_others_are_written(
+    crm: Crm, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    crm.faults(reject=["BAD1", "C003"])
+    rows = [_row("NEW1"), _row("BAD1"), _row("C003", email="other@example.com"), _row("NEW2")]
+    with pytest.raises(RecordsRejected) as caught:
+        crm.connector().write(crm.contacts, rows, 100, run_id="run-1")
+    assert sorted(caught.value.rejected) == ["BAD1", "C003"]
+    assert caught.value.rejected["BAD1"] == "system 'crm_api' POST /contacts: unexpected status 422"
+    assert "PATCH /contacts/" in caught.value.rejected["C003"] and "status 422" in caught.value.rejected["C003"]
+    assert {"NEW1", "NEW2"} <= {i["external_id"] for i in crm.items()}
+    _assert_secret_free(caught.value, caplog)
+
+
+def test_a_record_deleted_and_created_again_by_a_later_run_is_created(crm: Crm) -> None:
+    connector = crm.connector()
+    connector.write(crm.contacts, [_row("AGAIN")], 100, run_id="run-1")
+    connector.write(crm.contacts, [_row("AGAIN")], 100, run_id="run-1")  # same run: looked up, nothing to send
+    made = next(i for i in crm.items() if i["external_id"] == "AGAIN")
+    requests.delete(f"{crm.server.url}/_items/contacts/{made['id']}", timeout=5).raise_for_status()
+    connector.write(crm.contacts, [_row("AGAIN")], 100, run_id="run-2")
+    assert [i["external_id"] for i in crm.items()].count("AGAIN") == 1
+    stats = crm.stats()
+    assert stats["created.contacts"] == 2 and stats["idempotent_replays"] == 0
+
+
+# --- bodies that are not what the endpoint promised ---------------------------------------------
+
+
+def test_a_body_that_is_not_an_object_fails_with_system_endpoint_and_status(crm: Crm) -> None:
+    crm.settings.endpoints["contacts"].path = "/_items/contacts"  # an admin path answering a bare list
+    with pytest.raises(
+        BadResponse, match=r"GET /_items/contacts: status 200, the body is not an object holding 'items'"
+    ):
+        crm.connector().fetch(crm.contacts, ["C001"])
+
+
+def test_an_item_without_the_update_id_fails_with_system_endpoint_and_status(crm: Crm) -> None:
+    crm.settings.endpoints["contacts"].id_field = "uuid"
+    with pytest.raises(BadResponse, match=r"GET /contacts: status 200, an item has no 'uuid' member"):
+        crm.connector().write(crm.contacts, [_row("C001")], 100)
+
+
+def test_window_bounds_are_sent_as_utc_with_an_offset() -> None:
+    assert _iso(DAY) == "2026-11-01T00:00:00+00:00"
+    assert _iso(datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == "2026-11-01T00:00:00+00:00"
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "base_url"),
+    [
+        ('{"conn_type": "http", "host": "https://api.example.com", "password": "tok"}', "https://api.example.com"),
+        ('{"conn_type": "http", "host": "api.example.com", "schema": "https", "password": "tok"}',
+         "https://api.example.com"),
+        ('{"conn_type": "http", "host": "api.example.com/v2", "schema": "https", "port": 8443, "password": "tok"}',
+         "https://api.example.com:8443/v2"),
+        ('{"conn_type": "https", "host": "api.example.com", "extra": {"base_path": "/v3/"}, "password": "tok"}',
+         "https://api.example.com/v3"),
+        ("http://:tok@https%3A%2F%2Fapi.example.com/", "https://api.example.com"),
+        ("https://:tok@api.example.com/v2/", "https://api.example.com/v2"),
+    ],
+)  # fmt: skip
+def test_airflow_http_connections_keep_the_https_scheme(
+    monkeypatch: pytest.MonkeyPatch, value: str, base_url: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SOME_API", value)
+    conn = http_connection("some_api")
+    assert (conn.base_url, conn.password) == (base_url, "tok")
+
+
+def test_credentials_over_plain_http_go_only_to_loopback() -> None:
+    settings = load_config().systems["crm_api"].rest
+    with pytest.raises(ConfigurationProblem, match="credentials go only over https") as caught:
+        RestSystem("crm_api", settings, HttpConnection("http://api.example.com", None, TOKEN))
+    assert TOKEN not in str(caught.value)
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        RestSystem("crm_api", settings, HttpConnection(f"http://{host}:8080", None, TOKEN))

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,18 @@ def test_mismatched_payments_name_both_references_and_clean_refunds_update_the_b
     deals = {d["order_ref"]: d for d in rest_demo.items("crm_api", "deals")}
     recorded = {p["payment_ref"] for p in rest_demo.items("crm_api", "payments")}
     refunds = [t for t in gateway.values() if t["type"] == "refund"]
-    clean = [t for t in refunds if labels.at[t["txn_id"], "class"] == "missing"]
+    clean = [t for t in refunds if labels.at[t["txn_id"], "class"] in ("missing", "delayed")]
     assert clean and all(t["txn_id"] in recorded for t in clean)
+    refunded: dict[str, Decimal] = {}
     for refund in clean:
-        assert deals[refund["order_id"]]["balance"] == refund["amount"], "paid, then refunded: the refund is open again"
+        refunded[refund["order_id"]] = refunded.get(refund["order_id"], Decimal(0)) + Decimal(refund["amount"])
+    assert len(refunded) < len(clean), "some deal is refunded in parts"
+    for order, amount in refunded.items():
+        assert Decimal(deals[order]["balance"]) == amount, "paid, then refunded: the refunds open it again"
     held = [t for t in refunds if labels.at[t["txn_id"], "class"] == "mismatched"]
     assert held and not any(t["txn_id"] in recorded for t in held)
+    waiting = queue.list_exceptions(rest_demo.store, flow=PAY_FLOW, check_name="parent_exists")
+    assert waiting and all(e["class"] == "missing" and "waits for it" in e["reason"] for e in waiting)
 
 
 def test_an_unexpected_status_mid_run_fails_the_run_and_what_was_written_stays(rest_demo: RestDemo) -> None:
@@ -163,3 +170,17 @@ def test_an_unexpected_status_mid_run_fails_the_run_and_what_was_written_stays(r
     assert "created" in set(outcomes), "the rest was created by the second run"
     contacts = Counter(c["external_id"] for c in rest_demo.items("crm_api", "contacts"))
     assert max(contacts.values()) == 1
+
+
+def test_a_record_the_api_refuses_is_quarantined_and_the_rest_are_written(rest_demo: RestDemo) -> None:
+    labels = rest_demo.labels(REST_FLOW)
+    created = labels[(labels["entity"] == "customer") & (labels["class"] == "missing") & (labels["check"] == "")]
+    refused = sorted(created["key"])[0]
+    rest_demo.faults("crm_api", reject=[refused])
+    for day in range(sandbox.DEMO_DAYS):
+        assert_conserved(rest_demo, rest_demo.run(REST_FLOW, day))
+    held = queue.list_exceptions(rest_demo.store, flow=REST_FLOW, check_name="target_rejected")
+    assert [e["key"] for e in held] == [refused]
+    assert held[0]["reason"] == "system 'crm_api' POST /contacts: unexpected status 422"
+    contacts = {c["external_id"] for c in rest_demo.items("crm_api", "contacts")}
+    assert refused not in contacts and set(created["key"]) - {refused} <= contacts

@@ -205,8 +205,13 @@ class ReconcileConfig(_Strict):
     match_on: str = Field(description="field of this entity whose value finds the settled record")
     references: dict[str, str] = Field(description="field of this entity -> field of the settled entity")
     balance: str | None = Field(None, description="field of the settled entity holding its open balance")
+    total: str | None = Field(None, description="field of the settled entity holding its total (with balance)")
+    amount: str | None = Field(None, description="field of this entity holding its amount (with balance)")
     closing: dict[str, str] = Field(
         default_factory=dict, description="field -> canonical value marking a record closed in finance"
+    )
+    settling: dict[str, str] = Field(
+        default_factory=dict, description="field -> canonical value marking a record that lowers the balance"
     )
 
 
@@ -482,8 +487,33 @@ def _check_reconcile(
             raise ConfigError(file, f"{where}.references.{field}", f"'{other}' is not a field of '{rules.entity}'")
         if other not in config.entity_mapping(flow.target, rules.entity).fields:
             raise ConfigError(file, f"{where}.references.{field}", f"target '{flow.target}' does not map '{other}'")
-    if rules.balance is not None and rules.balance not in settled:
-        raise ConfigError(file, f"{where}.balance", f"not a field of '{rules.entity}'")
-    for field in rules.closing:
-        if field not in mine:
-            raise ConfigError(file, f"{where}.closing.{field}", f"not a field of '{entity}'")
+    _check_reconcile_target(config, file, where, flow, rules)
+    target = config.entity_mapping(flow.target, rules.entity)
+    for name in ("balance", "total"):
+        field = getattr(rules, name)
+        if field is not None and field not in settled:
+            raise ConfigError(file, f"{where}.{name}", f"not a field of '{rules.entity}'")
+        if field is not None and field not in target.fields:
+            raise ConfigError(file, f"{where}.{name}", f"target '{flow.target}' does not map '{field}'")
+    if rules.balance is not None and (rules.total is None or rules.amount is None):
+        raise ConfigError(file, f"{where}.balance", "the balance check needs 'total' and 'amount' too")
+    if rules.amount is not None and rules.amount not in mine:
+        raise ConfigError(file, f"{where}.amount", f"not a field of '{entity}'")
+    for name in ("closing", "settling"):
+        for field in getattr(rules, name):
+            if field not in mine:
+                raise ConfigError(file, f"{where}.{name}.{field}", f"not a field of '{entity}'")
+
+
+def _check_reconcile_target(config: Config, file: str, where: str, flow: FlowConfig, rules: ReconcileConfig) -> None:
+    """A REST target must be able to find the settled records by ``match_on``."""
+    rest = config.systems[flow.target].rest
+    if rest is None:
+        return
+    target = config.entity_mapping(flow.target, rules.entity)
+    member = target.fields[rules.references[rules.match_on]]
+    lookup = rest.endpoints[target.table].lookup
+    if lookup is None or member not in lookup.by:
+        raise ConfigError(
+            file, f"{where}.match_on", f"endpoint '{target.table}' of '{flow.target}' has no lookup.by '{member}'"
+        )

@@ -21,6 +21,7 @@ from truesync import reconcile
 from truesync.canonical import to_canonical, to_system
 from truesync.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
 from truesync.connectors import Connector, open_system
+from truesync.connectors.base import RecordsRejected
 from truesync.extract import NULL_KEY_PREFIX, EntityJob
 from truesync.frames import records
 from truesync.store import ledger, queue, runs, staging
@@ -150,7 +151,7 @@ def _sync_good(
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, overdue_before)
     ambiguous = verdict.result.index.isin(list(held.by_key))
     verdict.result.loc[ambiguous, "class"] = MISMATCHED
-    reconcile.hold_contradictions(job, target, source, verdict, payload, held)
+    reconcile.hold_contradictions(job, target, source, verdict, matched, payload, held)
     for klass, n in verdict.result["class"].value_counts().items():
         tally.add(str(klass), n)
     tally.add("overdue", int(verdict.result["overdue"].sum()))
@@ -275,12 +276,13 @@ def _write(
         held.add(key, verdict.result.at[key, "class"], err["check_name"], err["field"], err["reason"], payload[key])
     now = utcnow()
     blocked = set(errors.index)
+    kept = [k for k in keys if k not in blocked]
     rows = [r for k, r in zip(keys, rows, strict=True) if k not in blocked]
     if mapping.cursor and mapping.cursor not in mapping.fields.values():
         for row in rows:
             row[mapping.cursor] = now
     if not dry_run:
-        target.write(mapping, rows, WRITE_BATCH)
+        blocked |= _write_rows(job, target, verdict, dict(zip(kept, rows, strict=True)), payload, held)
         audit = verdict.audit[verdict.audit["key"].isin(set(keys) - blocked)]
         runs.add_audit(
             job.store,
@@ -289,6 +291,30 @@ def _write(
             ],  # fmt: skip
         )
     return now
+
+
+def _write_rows(
+    job: EntityJob,
+    target: Connector,
+    verdict: Classification,
+    rows: dict[str, dict[str, Any]],
+    payload: pd.Series,
+    held: Quarantine,
+) -> set[str]:
+    """Write the rows; records the target refuses one by one are held, so they block nothing else.
+
+    Returns the keys held that way.
+    """
+    mapping = job.mapping("target")
+    try:
+        target.write(mapping, list(rows.values()), WRITE_BATCH, run_id=job.run_id)
+    except RecordsRejected as exc:
+        by_system_key = {str(row[mapping.key]): key for key, row in rows.items()}
+        refused = {by_system_key[k]: reason for k, reason in exc.rejected.items()}
+        for key, reason in refused.items():
+            held.add(key, verdict.result.at[key, "class"], "target_rejected", None, reason, payload[key])
+        return set(refused)
+    return set()
 
 
 def mapping_version(job: EntityJob) -> str:

@@ -63,7 +63,11 @@ class EndpointConfig(_Strict):
     path: str = Field(pattern=r"^/")
     items_field: str = Field("items", description="body field holding the list; '' when the body is the list")
     since_param: str = Field("updated_since", description="window start, inclusive, ISO-8601")
-    until_param: str | None = Field("updated_before", description="window end, exclusive; null if unsupported")
+    until_param: str = Field("updated_before", description="window end, exclusive; required (tie groups need it)")
+    key_after_param: str | None = Field(
+        None, description="items whose key sorts after this value, ties on change time ordered by key"
+    )
+    total_field: str | None = Field(None, description="body field holding the listing's total item count")
     params: dict[str, str] = Field(default_factory=dict, description="extra query parameters on every listing")
     incomplete_params: dict[str, str] | None = Field(
         None, description="query parameters listing records lacking key or change time (read on every run)"
@@ -74,6 +78,14 @@ class EndpointConfig(_Strict):
     update_method: Literal["PATCH", "PUT"] = "PATCH"
     upsert: UpsertConfig | None = None
     read_only: list[str] = Field(default_factory=list, description="fields the API sets itself; never sent")
+
+    @field_validator("until_param", mode="before")
+    @classmethod
+    def _has_until(cls, value: Any) -> Any:
+        """Without a window end no tie group can be read on its own, and items sharing a change time get lost."""
+        if value is None:
+            raise ValueError("until_param is required: truesync reads items sharing one change time with it")
+        return value
 
 
 class RestConfig(_Strict):
@@ -92,7 +104,10 @@ class RestConfig(_Strict):
     @classmethod
     def _no_secrets(cls, value: Any) -> Any:
         headers = value.get("headers", {}) if isinstance(value, dict) else {}
-        secret = [h for h in headers if h.lower() in ("authorization", "cookie", "proxy-authorization")]
+        auth = value.get("auth") if isinstance(value, dict) else None
+        key_header = (auth.get("header") if isinstance(auth, dict) else None) or AuthConfig().header
+        credential = {"authorization", "cookie", "proxy-authorization", str(key_header).lower()}
+        secret = [h for h in headers if h.lower() in credential]
         if secret:
             raise ValueError(f"header '{secret[0]}' carries credentials: put them in the Airflow connection")
         return value

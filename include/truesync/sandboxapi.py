@@ -1,9 +1,12 @@
 """Sandbox HTTP APIs: a CRM and a payment gateway on a real server, with switchable faults.
 
 Each service is a FastAPI app over in-memory collections, served by uvicorn on localhost.
-Listings filter by change time (``updated_since`` inclusive, ``updated_before`` exclusive)
-or by key, order by (change time, key), and page by ``page``, ``offset``, an opaque
-``cursor`` token or the ``Link`` header, all at once, so each client style can be tried.
+Listings filter by change time (``updated_since`` inclusive, ``updated_before`` exclusive,
+ISO-8601, naive meaning UTC) or by key, order by (change time, key), and page by ``page``,
+``offset``, an opaque ``cursor`` token or the ``Link`` header, all at once, so each client
+style can be tried; ``key_after`` keeps the items whose key sorts after the value, always
+in key order within a change time, so a client can page through ties by key. Every
+listing body carries ``total``, the number of items it selects.
 Writes stamp the change time and honour an ``Idempotency-Key`` by replaying the first answer.
 There is deliberately no unique constraint on the external key: as in many real APIs, only
 the idempotency key keeps a retried create from making a second record.
@@ -44,6 +47,7 @@ class Faults(BaseModel):
 
     skip: int = 0  # let this many requests through before the counted faults below start
     rate_limit: int = 0  # answer 429 with Retry-After
+    unavailable: int = 0  # answer 503 with Retry-After
     retry_after: int = 1
     server_error: int = 0  # answer 500
     slow: int = 0  # answer only after ``delay`` seconds (beyond a client's read timeout)
@@ -53,6 +57,10 @@ class Faults(BaseModel):
     bad_status: int = 0  # answer 418
     tie_split: bool = False  # order ties on change time differently on alternate pages
     repeat_item: bool = False  # start every page after the first with the previous page's last item
+    touch: int = 0  # after answering a listing page, update its first item (a change made while a client reads)
+    max_page: int = MAX_LIMIT  # serve at most this many items a page, whatever the client asks
+    empty_page: int = 0  # answer a listing with no items but a next token/link to the same place
+    reject: list[str] = []  # keys whose writes the API's validation refuses with 422
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,12 @@ def now_text() -> str:
 
 
 def _ts(value: Any) -> datetime | None:
+    """A change time as naive UTC: stored times are naive UTC, a query may carry an offset."""
     try:
-        return datetime.fromisoformat(str(value)) if value is not None else None
+        parsed = datetime.fromisoformat(str(value)) if value is not None else None
     except ValueError:
         return None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed is not None and parsed.tzinfo else parsed
 
 
 def create_app(
@@ -136,6 +146,9 @@ def create_app(
         if state.take("rate_limit"):
             headers = {"Retry-After": str(state.faults.retry_after)}
             return JSONResponse({"detail": "slow down"}, status_code=429, headers=headers)
+        if state.take("unavailable"):
+            headers = {"Retry-After": str(state.faults.retry_after)}
+            return JSONResponse({"detail": "down for maintenance"}, status_code=503, headers=headers)
         if state.take("server_error"):
             return JSONResponse({"detail": "internal error"}, status_code=500)
         if state.take("bad_status"):
@@ -177,6 +190,12 @@ def _admin_routes(app: FastAPI, state: _State) -> None:
     @app.get("/_items/{collection}")
     def raw(collection: str) -> list[dict[str, Any]]:
         return list(state.items[collection].values())
+
+    @app.delete("/_items/{collection}/{record_id}")
+    def delete(collection: str, record_id: int) -> dict[str, int]:
+        with state.lock:
+            state.items[collection].pop(record_id, None)
+        return {"deleted": record_id}
 
 
 def _known(state: _State, collection: str, write: bool = False) -> Collection | JSONResponse:
@@ -251,9 +270,18 @@ def _content(response: JSONResponse) -> Any:
     return json.loads(bytes(response.body))
 
 
+def _refused(state: _State, key: Any) -> JSONResponse | None:
+    if str(key) in state.faults.reject:
+        state.stats["rejected"] += 1
+        return JSONResponse({"detail": f"record '{key}' failed validation"}, status_code=422)
+    return None
+
+
 def _create(state: _State, collection: str, spec: Collection, body: dict[str, Any], status: int) -> JSONResponse:
     if body.get(spec.key) in (None, ""):
         return JSONResponse({"detail": f"'{spec.key}' is required"}, status_code=422)
+    if (refused := _refused(state, body.get(spec.key))) is not None:
+        return refused
     record = state.add(collection, {k: v for k, v in body.items() if k != "id"} | {spec.cursor: now_text()})
     state.stats[f"created.{collection}"] += 1
     state.written(collection, record)
@@ -267,6 +295,8 @@ def _update(
         record = state.items[collection].get(record_id)
         if record is None:
             return JSONResponse({"detail": f"no record {record_id}"}, status_code=404)
+        if (refused := _refused(state, record.get(spec.key))) is not None:
+            return refused
         kept = {"id": record_id, spec.key: record.get(spec.key)} if replace else record
         updated = {**kept, **{k: v for k, v in body.items() if k != "id"}, spec.cursor: now_text()}
         state.items[collection][record_id] = updated
@@ -286,6 +316,9 @@ def _selected(state: _State, collection: str, spec: Collection, request: Request
             items = [i for i in items if str(i.get(member)) in wanted]
     if any(query.getlist(member) for member in (spec.key, *spec.filters)):
         return items
+    after = query.get("key_after")
+    if after is not None:
+        items = [i for i in items if i.get(spec.key) is not None and str(i[spec.key]) > after]
     since, until = _ts(query.get("updated_since")), _ts(query.get("updated_before"))
     if since is None and until is None:
         return items
@@ -303,29 +336,43 @@ def _order(items: list[dict[str, Any]], spec: Collection, descending_ties: bool)
 
 def _page(state: _State, collection: str, spec: Collection, request: Request) -> Response:
     query = request.query_params
-    limit = min(int(query.get("limit", 100)), MAX_LIMIT)
+    limit = min(int(query.get("limit", 100)), state.faults.max_page)
     if "cursor" in query:
-        start = int(base64.urlsafe_b64decode(query["cursor"]).decode().removeprefix("o:"))
+        start = int(base64.urlsafe_b64decode(query["cursor"]).decode().split(":")[1])
     elif "page" in query:
         start = (int(query["page"]) - 1) * limit
     else:
         start = int(query.get("offset", 0))
     page_number = start // limit if limit else 0
-    items = _order(_selected(state, collection, spec, request), spec, state.faults.tie_split and page_number % 2 == 1)
+    descending_ties = state.faults.tie_split and page_number % 2 == 1 and "key_after" not in query
+    items = _order(_selected(state, collection, spec, request), spec, descending_ties)
+    if state.take("empty_page"):
+        return _answer(request, [], start, len(items), empty=True)
     begin = start - 1 if state.faults.repeat_item and start > 0 else start
     page = items[begin : begin + limit]
     following = begin + limit if begin + limit < len(items) else None
-    body = {"items": page, "next_cursor": _token(following), "total": len(items)}
+    response = _answer(request, page, following, len(items))
+    if page and state.take("touch"):
+        _update(state, collection, spec, page[0]["id"], {}, replace=False)
+    return response
+
+
+def _answer(
+    request: Request, page: list[dict[str, Any]], following: int | None, total: int, empty: bool = False
+) -> Response:
+    """A listing page with its next token and ``Link``; ``empty`` marks a token the client has not seen yet."""
+    body = {"items": page, "next_cursor": _token(following, empty), "total": total}
     headers = {}
     if following is not None:
-        params = [(k, v) for k, v in query.multi_items() if k not in ("page", "offset", "cursor")]
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("page", "offset", "cursor")]
         link = f"{request.url.replace(query=urlencode([*params, ('offset', following)]))}"
         headers["Link"] = f'<{link}>; rel="next"'
     return JSONResponse(body, headers=headers)
 
 
-def _token(offset: int | None) -> str | None:
-    return None if offset is None else base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+def _token(offset: int | None, empty: bool = False) -> str | None:
+    text = f"o:{offset}" + (":e" if empty else "")
+    return None if offset is None else base64.urlsafe_b64encode(text.encode()).decode()
 
 
 CRM_COLLECTIONS = {

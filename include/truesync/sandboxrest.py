@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def crm_seed(rows: Rows, payments: list[dict[str, Any]]) -> dict[str, list[dict[
 
 
 PAYMENT_FLOW = "payments_to_crm_api"
-PAYMENT_SCENARIOS = ("history", "in_sync", "missing", "delayed", "refund", "refund_open", "cross_ref", "failed")
+PAYMENT_SCENARIOS = ("history", "in_sync", "missing", "delayed", "refund", "refund_open", "cross_ref", "failed",
+                     "capture_refund", "partial_refund", "no_deal")  # fmt: skip
 KINDS = {"payment": "charge", "refund": "refund"}
 STATES = {"authorised": "AUTH", "captured": "CAPT", "refunded": "RFND", "failed": "FAIL"}
 
@@ -69,9 +71,10 @@ class Payments:
                "order_id": deal["order_ref"], "customer_id": deal["contact_ref"], "updated_at": ts}  # fmt: skip
         self.gateway.append({**txn, **override})
 
-    def record(self, key: str, deal: dict[str, Any], kind: str, state: str, ts: datetime) -> None:
+    def record(self, key: str, deal: dict[str, Any], kind: str, state: str, ts: datetime, **override: Any) -> None:
         self.crm.append(
-            {
+            override
+            | {
                 "payment_ref": key,
                 "deal_ref": deal["order_ref"],
                 "invoice_ref": invoice_of(deal["order_ref"]),
@@ -82,6 +85,7 @@ class Payments:
                 "currency": deal["currency"],
                 "modified_at": ts,
             }
+            | override
         )
 
 
@@ -89,8 +93,12 @@ def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
     """Payments on the deals no other scenario touches, one labelled case per scenario and deal.
 
     ``refund`` is a clean refund of a paid deal (created; the CRM's balance follows);
+    ``capture_refund`` captures and refunds an unpaid deal in one window (both created);
+    ``partial_refund`` refunds a paid deal in two halves, the first already in the CRM but
+    stale (updated; judged without its own effect), the second new (created);
     ``refund_open`` refunds a deal the CRM still shows unpaid, ``cross_ref`` names one deal's
-    invoice and another deal's order: both are ``mismatched`` and go to the exception queue.
+    invoice and another deal's order: both are ``mismatched`` and go to the exception queue;
+    ``no_deal`` pays a deal the CRM does not have yet: it waits for it (``parent_exists``).
     """
     rng = np.random.default_rng(seed + 1)
     first = datetime.combine(start, datetime.min.time())
@@ -135,6 +143,25 @@ def _payment_case(
         out.record(f"P{key}", deal, "payment", "captured", history)
         out.add(key, deal, "refund", "refunded", ts)
         label(PAYMENT_FLOW, "payment", key, "missing", ts)
+    elif scenario == "capture_refund":
+        morning = datetime.combine(ts.date(), time(9))  # one window, so one chunk
+        out.add(f"P{key}", deal, "payment", "captured", morning)
+        out.add(key, deal, "refund", "refunded", morning + timedelta(hours=1))
+        label(PAYMENT_FLOW, "payment", f"P{key}", "missing", morning)
+        label(PAYMENT_FLOW, "payment", key, "missing", morning + timedelta(hours=1))
+    elif scenario == "partial_refund":
+        half = (Decimal(str(deal["amount"])) / 2).quantize(Decimal("0.01"))
+        rest = str(Decimal(str(deal["amount"])) - half)
+        out.add(f"P{key}", deal, "payment", "captured", history)
+        out.record(f"P{key}", deal, "payment", "captured", history)
+        out.add(f"A{key}", deal, "refund", "refunded", ts, amount=str(half))
+        out.record(f"A{key}", deal, "refund", "refunded", history, amount=str(half), contact_ref=None)
+        label(PAYMENT_FLOW, "payment", f"A{key}", "delayed", ts)
+        out.add(key, deal, "refund", "refunded", ts, amount=rest)
+        label(PAYMENT_FLOW, "payment", key, "missing", ts)
+    elif scenario == "no_deal":
+        out.add(key, {**deal, "order_ref": f"NEW-{deal['order_ref']}"}, "payment", "captured", ts)
+        label(PAYMENT_FLOW, "payment", key, "missing", ts, "parent_exists")
     elif scenario == "refund_open":
         out.add(key, deal, "refund", "refunded", ts)
         label(PAYMENT_FLOW, "payment", key, "mismatched", ts, "open_balance")

@@ -20,6 +20,18 @@ class ConfigurationProblem(RuntimeError):
     """The system does not match the configuration (missing table or column): do not retry."""
 
 
+class RecordsRejected(RuntimeError):
+    """The system refused some records of a write (e.g. HTTP 422); the others were written.
+
+    ``rejected`` maps each refused record's key to a reason naming system, endpoint and
+    status; the loader quarantines those records and carries on.
+    """
+
+    def __init__(self, rejected: dict[str, str]) -> None:
+        super().__init__(f"{len(rejected)} records refused by the target")
+        self.rejected = rejected
+
+
 class Connector(Protocol):
     name: str
 
@@ -41,4 +53,6 @@ class Connector(Protocol):
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame: ...
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int: ...
+    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
+        """Create-or-update by key; ``run_id`` scopes idempotency keys where the system uses them."""
+        ...

@@ -17,6 +17,10 @@ Reliability is layered:
 * A per-system requests-per-second ceiling shared by every connector in the process.
   Retries inside urllib3 are spaced by the backoff, not by the ceiling.
 
+Windows are read keyset-style on the change time (each request starts at the last change
+time seen), so records changing during the read cannot shift an offset past another; items
+sharing one change time are read as a group, by key where the API can order by key.
+
 Errors name the system, the method, the endpoint path and the status; the credentials
 travel only in request headers, which no message, log line or exception ever contains.
 """
@@ -41,7 +45,7 @@ from urllib3.util.retry import Retry
 
 from truesync.config import EntityMapping
 from truesync.connections import HttpConnection
-from truesync.connectors.base import ConfigurationProblem, SystemUnavailable
+from truesync.connectors.base import ConfigurationProblem, RecordsRejected, SystemUnavailable
 from truesync.restconfig import EndpointConfig, RestConfig
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -52,6 +56,14 @@ TIE = timedelta(microseconds=1)
 
 class BadResponse(ConfigurationProblem):
     """The API answered, but not as configured: unexpected status, not JSON, no item list."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+REJECTED = frozenset({400, 409, 422})  # the API refuses this one record; others can still be written
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class _CappedRetry(Retry):
@@ -109,6 +121,12 @@ def _auth(config: RestConfig, conn: HttpConnection) -> AuthBase | None:
         return None
     if not conn.password:
         raise ConfigurationProblem(f"auth type '{kind}' needs a password (the secret) in the connection")
+    url = urlsplit(conn.base_url)
+    if url.scheme != "https" and url.hostname not in LOOPBACK:
+        raise ConfigurationProblem(
+            f"auth type '{kind}' over plain {url.scheme}://{url.hostname}: credentials go only over https "
+            "(or to a loopback host)"
+        )
     if kind == "basic":
         return HTTPBasicAuth(conn.login or "", conn.password)
     if kind == "bearer":
@@ -140,7 +158,8 @@ def _session(config: RestConfig, conn: HttpConnection, methods: frozenset[str]) 
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat()
+    """Naive times are UTC throughout the engine; the API is told so explicitly."""
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -157,15 +176,12 @@ def _parse_ts(value: Any) -> datetime | None:
 def idempotency_key(*parts: Any) -> str:
     """A deterministic key for one write: every retry of it, and a rerun of it, sends the same key.
 
-    Creates are keyed by the record and the UTC day, updates by the record as it was seen
-    before the change: a record deleted and created again later, or changed back to an old
-    value, is a new write with a new key, not a replay of the old answer.
+    Creates are keyed by the run, the record's key and content: urllib3's retries and
+    Airflow's task retries share the run id, so they replay; a record deleted in the API and
+    created again by a later run is a new write. Updates are keyed by the record as it was
+    seen before the change, so a value changed back later is a new write too.
     """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
-
-
-def _create_key(system: str, endpoint: str, row: dict[str, Any]) -> str:
-    return idempotency_key(system, endpoint, row, datetime.now(UTC).date())
 
 
 class RestSystem:
@@ -221,7 +237,9 @@ class RestSystem:
                 f"{self._where(method, path)}: status {response.status_code} after {self.config.retries} retries"
             )
         if not 200 <= response.status_code < 300:
-            raise BadResponse(f"{self._where(method, path)}: unexpected status {response.status_code}")
+            raise BadResponse(
+                f"{self._where(method, path)}: unexpected status {response.status_code}", response.status_code
+            )
         return response
 
     def _json(self, response: requests.Response, method: str, path: str) -> Any:
@@ -233,23 +251,51 @@ class RestSystem:
                 f"{self._where(method, path)}: status {response.status_code}, response is not JSON ({kind})"
             ) from None
 
-    def _items(self, endpoint: EndpointConfig, body: Any, path: str) -> list[dict[str, Any]]:
-        items = body if not endpoint.items_field else (body or {}).get(endpoint.items_field)
+    def _items(
+        self, endpoint: EndpointConfig, response: requests.Response, need: str | None = None
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """The item list of a listing page, and the body it came in; every item must hold ``need``."""
+        body = self._json(response, "GET", endpoint.path)
+        where = f"{self._where('GET', endpoint.path)}: status {response.status_code}"
+        if endpoint.items_field and not isinstance(body, dict):
+            raise BadResponse(
+                f"{where}, the body is not an object holding '{endpoint.items_field}'", response.status_code
+            )
+        items = body.get(endpoint.items_field) if endpoint.items_field else body
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            where = f"field '{endpoint.items_field}'" if endpoint.items_field else "the body"
-            raise BadResponse(f"{self._where('GET', path)}: {where} is not a list of objects")
-        return items
+            part = f"field '{endpoint.items_field}'" if endpoint.items_field else "the body"
+            raise BadResponse(f"{where}, {part} is not a list of objects", response.status_code)
+        lacking = next((i for i in items if need is not None and i.get(need) is None), None)
+        if lacking is not None:
+            raise BadResponse(f"{where}, an item has no '{need}' member", response.status_code)
+        return items, body
 
     # --- listings --------------------------------------------------------------------------
 
     def _endpoint(self, mapping: EntityMapping) -> EndpointConfig:
         return self.config.endpoints[mapping.table]
 
-    def _pages(self, endpoint: EndpointConfig, params: dict[str, Any]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-        """Pages of a listing in the endpoint's pagination style, with whether another follows."""
+    def _first_page(self, endpoint: EndpointConfig, params: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+        """The first page of a listing, whatever the pagination style: keyset reads need no more."""
         paging = endpoint.pagination
-        size = paging.page_size
-        query: dict[str, Any] = {**params, paging.size_param: size}
+        query = {**params, paging.size_param: paging.page_size}
+        if paging.style == "page":
+            query[paging.page_param] = 1
+        elif paging.style == "offset":
+            query[paging.offset_param] = 0
+        return self._items(endpoint, self._request("GET", endpoint.path, params=query))
+
+    def _pages(
+        self, endpoint: EndpointConfig, params: dict[str, Any], need: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a listing in the endpoint's pagination style.
+
+        Page and offset listings end on an empty page or when the total is reached, never on a
+        short page (an API may cap the page size below ours); cursor and link listings end
+        when no next token is given, whatever the page held.
+        """
+        paging = endpoint.pagination
+        query: dict[str, Any] = {**params, paging.size_param: paging.page_size}
         url: str | None = None
         number, offset, token = 1, 0, None
         while True:
@@ -260,23 +306,49 @@ class RestSystem:
             elif paging.style == "cursor" and token is not None:
                 query[paging.cursor_param] = token
             response = self._request("GET", endpoint.path, url=url, params=None if url else query)
-            body = self._json(response, "GET", endpoint.path)
-            items = self._items(endpoint, body, endpoint.path)
-            if paging.style == "cursor":
-                following = (body or {}).get(paging.next_field) if isinstance(body, dict) else None
-                more = bool(following) and following != token
-                token = following
-            elif paging.style == "link":
-                url = response.links.get("next", {}).get("url")
-                more = url is not None
-                if url is not None:
-                    self._check_same_origin(url, endpoint.path)
-            else:
-                more = len(items) >= size
-            yield items, more
-            if not more or not items:
+            items, body = self._items(endpoint, response, need)
+            if paging.style in ("page", "offset"):
+                if not items:
+                    return
+                yield items
+                number, offset = number + 1, offset + len(items)
+                total = self._total(endpoint, body, response)
+                if total is not None and offset >= total:
+                    return
+                continue
+            yield items
+            following = self._next(endpoint, body, response)
+            if following is None:
                 return
-            number, offset = number + 1, offset + len(items)
+            if not items and following in (token, url):
+                raise BadResponse(f"{self._where('GET', endpoint.path)}: an empty page points at itself as next")
+            if paging.style == "cursor":
+                token = following
+            else:
+                url = following
+
+    def _next(self, endpoint: EndpointConfig, body: Any, response: requests.Response) -> str | None:
+        """The next page's token (cursor) or URL (link), or None at the end."""
+        if endpoint.pagination.style == "link":
+            url = response.links.get("next", {}).get("url")
+            if url is not None:
+                self._check_same_origin(url, endpoint.path)
+            return url
+        following = body.get(endpoint.pagination.next_field) if isinstance(body, dict) else None
+        return str(following) if following else None
+
+    def _total(self, endpoint: EndpointConfig, body: Any, response: requests.Response) -> int | None:
+        """The listing's total when the endpoint names a ``total_field``."""
+        if endpoint.total_field is None:
+            return None
+        total = body.get(endpoint.total_field) if isinstance(body, dict) else None
+        if isinstance(total, bool) or not isinstance(total, int):
+            raise BadResponse(
+                f"{self._where('GET', endpoint.path)}: status {response.status_code}, "
+                f"field '{endpoint.total_field}' is not a count",
+                response.status_code,
+            )
+        return total
 
     def _check_same_origin(self, url: str, path: str) -> None:
         """A next link elsewhere would carry the credentials to another host: refuse it."""
@@ -284,36 +356,92 @@ class RestSystem:
         if (base.scheme, base.netloc) != (link.scheme, link.netloc):
             raise BadResponse(f"{self._where('GET', path)}: next link points to another host")
 
-    def _listing(self, endpoint: EndpointConfig, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        for items, _ in self._pages(endpoint, params):
+    def _listing(
+        self, endpoint: EndpointConfig, params: dict[str, Any], need: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for items in self._pages(endpoint, params, need):
             yield from items
 
-    def _tie_group(
-        self, endpoint: EndpointConfig, mapping: EntityMapping, last: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Every item sharing the change time of a page's last item, asked for on its own.
+    def _by_change_time(
+        self, endpoint: EndpointConfig, mapping: EntityMapping, start: datetime, end: datetime
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of ``[start, end)`` read keyset-style: each request starts at the last change time seen.
 
-        A page boundary can split items with equal change times, and an API that orders ties
-        differently from one request to the next then skips some of them; reading the whole
-        tie group closes that gap, and the repeats it brings are dropped by key.
+        Offsets shift when an item changes during the read (it leaves the window and every
+        later item moves up one place), so the next offset would skip an item. A request that
+        starts at the last change time cannot skip: it re-reads that time's items, which the
+        caller drops by key. A page made of one change time may be a tie group larger than a
+        page; it is read on its own, once, and the next request starts just after it.
         """
-        ts = _parse_ts(last.get(mapping.cursor))
-        if ts is None or endpoint.until_param is None:
-            return []
+        since = start
+        while since < end:
+            params = {**endpoint.params, endpoint.since_param: _iso(since), endpoint.until_param: _iso(end)}
+            items, _ = self._first_page(endpoint, params)
+            if not items:
+                return
+            times = self._change_times(endpoint, mapping, items)
+            yield items
+            if times[0] == times[-1]:
+                yield self._tie_group(endpoint, mapping, times[-1])
+                since = times[-1] + TIE
+            else:
+                since = times[-1]
+
+    def _change_times(
+        self, endpoint: EndpointConfig, mapping: EntityMapping, items: list[dict[str, Any]]
+    ) -> list[datetime]:
+        """The readable change times of a page, which must come in order: keyset paging relies on it."""
+        times = [t for t in (_parse_ts(i.get(mapping.cursor)) for i in items) if t is not None]
+        where = self._where("GET", endpoint.path)
+        if not times:
+            raise BadResponse(f"{where}: no item of the page has a readable '{mapping.cursor}' to page by")
+        if times != sorted(times):
+            raise BadResponse(f"{where}: the listing is not ordered by '{mapping.cursor}'")
+        return times
+
+    def _tie_group(self, endpoint: EndpointConfig, mapping: EntityMapping, ts: datetime) -> list[dict[str, Any]]:
+        """Every item changed at exactly ``ts``, read by key order, or refused when that is impossible.
+
+        Without key ordering an API may order ties differently from one request to the next,
+        so a second page of them can skip some: that fails the task rather than losing items.
+        """
         params = {**endpoint.params, endpoint.since_param: _iso(ts), endpoint.until_param: _iso(ts + TIE)}
-        return list(self._listing(endpoint, params))
+        if endpoint.key_after_param is not None:
+            return self._by_key(endpoint, mapping, params)
+        group: list[dict[str, Any]] = []
+        for number, items in enumerate(self._pages(endpoint, params)):
+            if number and items:
+                raise BadResponse(
+                    f"{self._where('GET', endpoint.path)}: more than {len(group)} items share change time "
+                    f"{_iso(ts)}, more than a page, and the endpoint has no key ordering (key_after_param)"
+                )
+            group += items
+        return group
+
+    def _by_key(self, endpoint: EndpointConfig, mapping: EntityMapping, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """A listing read in key order, each request asking for the keys after the last one seen."""
+        assert endpoint.key_after_param is not None
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            query = params if after is None else {**params, endpoint.key_after_param: after}
+            items, _ = self._first_page(endpoint, query)
+            if not items:
+                return found
+            last = items[-1].get(mapping.key)
+            if last is None or (after is not None and str(last) <= after):
+                raise BadResponse(
+                    f"{self._where('GET', endpoint.path)}: '{endpoint.key_after_param}' does not page by key"
+                )
+            found += items
+            after = str(last)
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Items changed in ``[start, end)``, page by page; repeats across pages are dropped by key."""
         endpoint = self._endpoint(mapping)
-        params = {**endpoint.params, endpoint.since_param: _iso(start)}
-        if endpoint.until_param:
-            params[endpoint.until_param] = _iso(end)
         seen: dict[str, datetime | None] = {}
         chunk: list[dict[str, Any]] = []
-        for items, more in self._pages(endpoint, params):
-            if more and items:
-                items = items + self._tie_group(endpoint, mapping, items[-1])
+        for items in self._by_change_time(endpoint, mapping, start, end):
             for item in items:
                 if _in_window(item.get(mapping.cursor), start, end) and _first_sight(item, mapping, seen):
                     chunk.append(item)
@@ -366,7 +494,9 @@ class RestSystem:
 
     # --- lookups and writes ----------------------------------------------------------------
 
-    def _lookup(self, mapping: EntityMapping, keys: list[str], column: str | None = None) -> list[dict[str, Any]]:
+    def _lookup(
+        self, mapping: EntityMapping, keys: list[str], column: str | None = None, need: str | None = None
+    ) -> list[dict[str, Any]]:
         """Items whose key (or ``column``) holds one of the values, ``max_keys`` values a request."""
         endpoint = self._endpoint(mapping)
         lookup = endpoint.lookup
@@ -376,7 +506,7 @@ class RestSystem:
         param = lookup.param if column is None else lookup.by[column]
         found: list[dict[str, Any]] = []
         for start in range(0, len(keys), lookup.max_keys):
-            found += self._listing(endpoint, {param: keys[start : start + lookup.max_keys]})
+            found += self._listing(endpoint, {param: keys[start : start + lookup.max_keys]}, need)
         return found
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
@@ -387,56 +517,80 @@ class RestSystem:
         """Current items whose ``column`` holds one of ``values`` (``lookup.by`` names the parameter)."""
         return self._frame(self._lookup(mapping, values, column), mapping, [column])
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int:
-        """Create-or-update each row by its external key; returns how many rows were sent.
+    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
+        """Create-or-update each row by its external key; returns how many rows were written.
 
         With a native upsert call, one call per row. Otherwise the records are looked up by
         key (``batch_size`` at a time): a new one is created with POST, an existing one gets
-        PATCH (or PUT) of only the fields that differ. Creates and updates carry an
-        idempotency key derived from the record, so a retry whose first answer was lost
-        does not apply twice. A failure stops the batch; what was sent before stays.
+        PATCH (or PUT) of only the fields that differ. Every write carries an idempotency key
+        (creates: the run and the record), so a retry whose first answer was lost does not
+        apply twice. A record the API refuses (400, 409, 422) is skipped, and all of them are
+        reported at the end by :class:`RecordsRejected`, so one bad record does not block the
+        rest; any other failure stops the write, and what was sent before stays.
         """
         endpoint = self._endpoint(mapping)
         dropped = set(endpoint.read_only) | ({mapping.cursor} - set(mapping.fields.values()))
         clean = [{c: v for c, v in row.items() if c not in dropped} for row in rows]
+        rejected: dict[str, str] = {}
         for start in range(0, len(clean), batch_size):
             batch = clean[start : start + batch_size]
-            if endpoint.upsert is not None:
-                for row in batch:
-                    self._upsert(mapping, endpoint, row)
-            else:
-                self._create_or_update(mapping, endpoint, batch)
+            current = None if endpoint.upsert is not None else self._current(mapping, endpoint, batch)
+            for row in batch:
+                key = str(row[mapping.key])
+                try:
+                    if current is None:
+                        self._upsert(mapping, endpoint, row, run_id)
+                    else:
+                        self._create_or_update(mapping, endpoint, row, current.get(key, []), run_id)
+                except BadResponse as exc:
+                    if exc.status not in REJECTED:
+                        raise
+                    rejected[key] = str(exc)
+        if rejected:
+            raise RecordsRejected(rejected)
         return len(clean)
 
-    def _upsert(self, mapping: EntityMapping, endpoint: EndpointConfig, row: dict[str, Any]) -> None:
+    def _create_key(self, mapping: EntityMapping, row: dict[str, Any], run_id: str) -> str:
+        return idempotency_key(run_id, self.name, mapping.table, str(row[mapping.key]), row)
+
+    def _upsert(self, mapping: EntityMapping, endpoint: EndpointConfig, row: dict[str, Any], run_id: str) -> None:
         assert endpoint.upsert is not None
         method = endpoint.upsert.method
         path = endpoint.upsert.path.format(key=quote(str(row[mapping.key]), safe=""))
-        key = _create_key(self.name, mapping.table, row) if method == "POST" else None
+        key = self._create_key(mapping, row, run_id) if method == "POST" else None
         self._request(method, path, body=row, key=key)
 
-    def _create_or_update(self, mapping: EntityMapping, endpoint: EndpointConfig, batch: list[dict[str, Any]]) -> None:
+    def _current(
+        self, mapping: EntityMapping, endpoint: EndpointConfig, batch: list[dict[str, Any]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The API's records of the batch by key; each must carry the id its update URL needs."""
         current: dict[str, list[dict[str, Any]]] = {}
-        for item in self._lookup(mapping, [str(r[mapping.key]) for r in batch]):
+        for item in self._lookup(mapping, [str(r[mapping.key]) for r in batch], need=endpoint.id_field):
             current.setdefault(str(item.get(mapping.key)), []).append(item)
-        for row in batch:
-            key = str(row[mapping.key])
-            matches = current.get(key, [])
-            if len(matches) > 1:
-                raise BadResponse(
-                    f"{self._where('GET', endpoint.path)}: key '{key}' matches {len(matches)} records; not written"
-                )
-            if not matches:
-                self._request("POST", endpoint.path, body=row, key=_create_key(self.name, mapping.table, row))
-                continue
-            record = matches[0]
-            changes = {c: v for c, v in row.items() if c != mapping.key and not _same(record.get(c), v)}
-            if changes:
-                path = f"{endpoint.path}/{quote(str(record[endpoint.id_field]), safe='')}"
-                body = changes if endpoint.update_method == "PATCH" else {**_writable(record, endpoint), **changes}
-                self._request(
-                    endpoint.update_method, path, body=body, key=idempotency_key(self.name, path, record, body)
-                )
+        return current
+
+    def _create_or_update(
+        self,
+        mapping: EntityMapping,
+        endpoint: EndpointConfig,
+        row: dict[str, Any],
+        matches: list[dict[str, Any]],
+        run_id: str,
+    ) -> None:
+        key = str(row[mapping.key])
+        if len(matches) > 1:
+            raise BadResponse(
+                f"{self._where('GET', endpoint.path)}: key '{key}' matches {len(matches)} records; not written"
+            )
+        if not matches:
+            self._request("POST", endpoint.path, body=row, key=self._create_key(mapping, row, run_id))
+            return
+        record = matches[0]
+        changes = {c: v for c, v in row.items() if c != mapping.key and not _same(record.get(c), v)}
+        if changes:
+            path = f"{endpoint.path}/{quote(str(record[endpoint.id_field]), safe='')}"
+            body = changes if endpoint.update_method == "PATCH" else {**_writable(record, endpoint), **changes}
+            self._request(endpoint.update_method, path, body=body, key=idempotency_key(self.name, path, record, body))
 
 
 def _writable(record: dict[str, Any], endpoint: EndpointConfig) -> dict[str, Any]:

@@ -133,8 +133,11 @@ class SqlSystem:
         query = select(*columns, *(table.c[c] for c in extra)).where(table.c[column].in_(typed))
         return self._frame(query, mapping, extra)
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int) -> int:
-        """Create-or-update rows by the mapping's key column, in batches in one transaction."""
+    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
+        """Create-or-update rows by the mapping's key column, in batches in one transaction.
+
+        ``run_id`` is unused: an upsert in one transaction needs no idempotency key.
+        """
         if not rows:
             return 0
         table = self.table(mapping)
