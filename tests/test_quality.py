@@ -123,6 +123,7 @@ def test_personal_data_is_masked_in_reports_unless_switched_off(demo: Demo) -> N
 
 def test_a_run_over_the_blocked_share_fails_with_the_threshold_in_the_message(demo: Demo) -> None:
     demo.config.flows[ERP_FLOW].quality.max_blocked_share = 0.01
+    demo.config.flows[ERP_FLOW].quality.min_records = 0  # the sandbox's days are small
     before = runs.watermark(demo.store, ERP_FLOW)
     with pytest.raises(QualityThresholdError) as failure:
         demo.run(ERP_FLOW, 0)
@@ -141,6 +142,7 @@ def test_records_still_held_from_earlier_runs_do_not_count_against_the_threshold
     demo.config.flows[ERP_FLOW].quality.max_blocked_share = 0.99
     demo.run(ERP_FLOW, 0)
     demo.config.flows[ERP_FLOW].quality.max_blocked_share = 0.01
+    demo.config.flows[ERP_FLOW].quality.min_records = 0
     quiet = demo.run(ERP_FLOW, 10)  # a day without changes: only retries of the queue
     body = quiet["entities"]["stock_item"]
     assert body["classes"]["invalid"] == body["blocked_again"] > 0
@@ -172,6 +174,7 @@ def test_a_jump_against_recent_runs_is_flagged_even_when_small() -> None:
 
 def test_fail_on_alert_fails_the_run(demo: Demo) -> None:
     demo.config.flows[SHOP_FLOW].quality.fail_on_alert = True
+    demo.config.flows[SHOP_FLOW].quality.min_records = 0
     with pytest.raises(QualityThresholdError, match="above the limit of"):
         demo.run(SHOP_FLOW, 0)
 
@@ -315,3 +318,13 @@ def test_a_crash_building_data_docs_is_reported_and_the_run_still_finishes(
     crash = [a for a in report["quality"]["alerts"] if a["kind"] == "check_error"]
     assert crash and "Data Docs could not run: ValueError: renderer fell over" in crash[0]["message"]
     assert Path(report["html"]).is_file()
+
+
+def test_tiny_batches_are_not_judged_on_shares() -> None:
+    limits = QualityConfig(max_blocked_share=0.05, max_class_share={"mismatched": 0.02}, min_records=20)
+    keyless_only = _body(1, invalid=1)
+    few = _body(10, mismatched=5)
+    failed, alerts = health.assess(limits, "f", {"customer": keyless_only, "order": few}, [])
+    assert failed == [] and alerts == []
+    failed, _ = health.assess(limits, "f", {"customer": _body(40, invalid=3)}, [])
+    assert failed and "3 of 40 new records (7.5%)" in failed[0]

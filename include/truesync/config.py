@@ -173,6 +173,7 @@ class QualityConfig(_Strict):
     mask_pii: bool = True
     batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="rows validated per Great Expectations call")
     max_blocked_share: float = Field(0.05, ge=0, le=1, description="run fails above this share blocked per entity")
+    min_records: int = Field(20, ge=0, description="shares of smaller batches are not judged: one bad row is not 100%")
     max_class_share: dict[str, float] = Field(
         default_factory=lambda: {"mismatched": 0.02, "overwritten": 0.05, "overdue": 0.10},
         description="alert when a class's share of an entity's records exceeds this",

@@ -78,7 +78,7 @@ def assess(
             continue
         again = body.get("blocked_again", 0)  # retries of records already in the queue
         blocked, batch = body["classes"].get("invalid", 0) - again, extracted - again
-        if batch and blocked / batch > quality.max_blocked_share:
+        if batch >= max(quality.min_records, 1) and blocked / batch > quality.max_blocked_share:
             failed.append(
                 f"{flow}.{entity}: {blocked} of {batch} new records ({blocked / batch:.1%}) were blocked by "
                 f"data-quality checks, above quality.max_blocked_share = {quality.max_blocked_share:.1%}"
@@ -99,7 +99,7 @@ def _class_alerts(
     earlier = [p for p in past if p and p["extracted"]]
     for metric, limit in quality.max_class_share.items():
         count, share = _share(body, metric)
-        if share > limit:
+        if share > limit and body["extracted"] >= quality.min_records:
             message = f"{flow}.{entity}: {metric} is {share:.1%} ({count} records), above the limit of {limit:.1%}"
             alerts.append(_alert(entity, metric, share, limit, "threshold", message))
         if not earlier or count < quality.jump_min_records:
