@@ -202,11 +202,17 @@ def test_only_the_first_error_of_a_row_is_reported() -> None:
     raw["unit_price"] = ["y", "z"]
     out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "name", "qty", "price"])
     assert out.errors.to_dict("index") == {
-        0: {"check_name": "valid_integer", "field": "qty", "reason": "cannot read column 'amount' as integer: 'x'"},
+        0: {
+            "check_name": "valid_integer",
+            "field": "qty",
+            "reason": "cannot read column 'amount' as integer: 'x'",
+            "value": "x",
+        },
         1: {
             "check_name": "valid_decimal",
             "field": "price",
             "reason": "cannot read column 'unit_price' as decimal: 'z'",
+            "value": "z",
         },
     }
 
@@ -230,7 +236,7 @@ def test_clean_chunk_has_no_errors() -> None:
     )
     out = to_canonical(raw, MAPPING, ENTITY, ALL)
     assert out.errors.empty
-    assert list(out.errors.columns) == ["check_name", "field", "reason"]
+    assert list(out.errors.columns) == ["check_name", "field", "reason", "value"]
     assert out.records.loc[0].to_dict()["status"] == "pending"
 
 
@@ -288,6 +294,7 @@ def test_the_key_is_required_even_if_not_declared_so() -> None:
             "check_name": "not_null",
             "field": "item_id",
             "reason": "required field 'item_id' (column 'item_no') is null",
+            "value": None,
         }
     }
 
