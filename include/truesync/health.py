@@ -9,7 +9,6 @@ a jump from 0 to 4 mismatched records is flagged even though 4 is a small number
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import great_expectations.expectations as gxe
@@ -28,43 +27,47 @@ POST_LOAD = "post_load"
 def post_load_checks(job: EntityJob) -> None:
     """After loading: each created record is in the target exactly once, each synced child finds its parent.
 
-    Both read the target by the keys the run wrote, a chunk at a time, so they cost what the
-    delta costs (a table-wide row count would cost what the table costs, and would count
+    Both read the target by the keys the run wrote, one fetch per chunk, so they cost what
+    the delta costs (a table-wide row count would cost what the table costs, and would count
     other writers too).
     """
     checks.clear(job.store, job.run_id, job.entity, POST_LOAD)
     target = open_system(job.config, job.config.flows[job.flow].target)
-    size = job.config.flows[job.flow].chunk_size
-    for keys in staging.written_keys(job.store, job.run_id, job.entity, size, ("created",)):
-        found = target.fetch(job.mapping("target"), keys)[job.mapping("target").key].astype(str)
-        there = gxe.ExpectColumnValuesToBeInSet(column="key", value_set=sorted(set(found)))
-        once = gxe.ExpectColumnValuesToBeUnique(column="key")
-        stats = run_checks([Check(there, "key", WARN, f"must be in target '{target.name}' once created")],
-                           pd.DataFrame({"key": keys}), "key").stats  # fmt: skip
-        stats += run_checks([Check(once, "key", WARN, "must match one target record, not several")],
-                            pd.DataFrame({"key": found.tolist()}), "key", first_position=1).stats  # fmt: skip
+    mapping = job.mapping("target")
+    for keys in staging.written_keys(job.store, job.run_id, job.entity, job.config.flows[job.flow].chunk_size):
+        raw = target.fetch(mapping, keys)
+        stats = _created_checks(job, target.name, keys, raw[mapping.key].astype(str))
+        for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
+            stats += _parent_checks(job, target, raw, ref_field, parent, position)
         checks.record(job.store, job.run_id, job.entity, POST_LOAD, stats)
-    for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
-        for frame in _synced_children(job, target, ref_field, parent):
-            found = gxe.ExpectColumnValuesToBeInSet(column=ref_field, value_set=sorted(frame.attrs["parents"]))
-            check = Check(found, ref_field, WARN, f"must name a {parent} present in target '{target.name}'")
-            stats = run_checks([check], frame, "key", first_position=position).stats
-            checks.record(job.store, job.run_id, job.entity, POST_LOAD, stats)
 
 
-def _synced_children(job: EntityJob, target: Any, ref_field: str, parent: str) -> Iterator[pd.DataFrame]:
-    """The target rows of children this run created or updated, a chunk at a time, with their parents found."""
+def _created_checks(job: EntityJob, target: str, written: list[str], found: pd.Series) -> list[dict[str, Any]]:
+    """The records this run created are in the target, each exactly once."""
+    outcomes = staging.outcomes(job.store, job.run_id, job.entity, written)
+    created = [key for key in written if outcomes.get(key) == "created"]
+    there = gxe.ExpectColumnValuesToBeInSet(column="key", value_set=sorted(set(found)))
+    once = gxe.ExpectColumnValuesToBeUnique(column="key")
+    stats = run_checks([Check(there, "key", WARN, f"must be in target '{target}' once created")],
+                       pd.DataFrame({"key": created}), "key").stats  # fmt: skip
+    return stats + run_checks([Check(once, "key", WARN, "must match one target record, not several")],
+                              pd.DataFrame({"key": found[found.isin(created)].tolist()}), "key",
+                              first_position=1).stats  # fmt: skip
+
+
+def _parent_checks(
+    job: EntityJob, target: Any, raw: pd.DataFrame, ref_field: str, parent: str, position: int
+) -> list[dict[str, Any]]:
+    """The children written in this chunk name a parent present in the target."""
     mapping = job.mapping("target")
     parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
-    size = job.config.flows[job.flow].chunk_size
-    for keys in staging.written_keys(job.store, job.run_id, job.entity, size):
-        raw = target.fetch(mapping, keys)
-        children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
-        frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
-        wanted = sorted(set(frame[ref_field]))
-        present = target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str) if wanted else []
-        frame.attrs["parents"] = set(present)
-        yield frame
+    children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
+    frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
+    wanted = sorted(set(frame[ref_field]))
+    present = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str)) if wanted else set()
+    found = gxe.ExpectColumnValuesToBeInSet(column=ref_field, value_set=sorted(present))
+    check = Check(found, ref_field, WARN, f"must name a {parent} present in target '{target.name}'")
+    return run_checks([check], frame, "key", first_position=position).stats
 
 
 def assess(
@@ -134,10 +137,10 @@ def _alert(entity: str, metric: str, value: float, limit: float, kind: str, mess
 
 def recent_reports(store: Any, flow: str, run_id: str, limit: int) -> list[dict[str, Any]]:
     """Reports of the flow's previous real runs that finished, newest first."""
-    previous = runs.latest(store, flow, limit + 20)
+    previous = runs.latest(store, flow, limit + 20, finished=True)  # room for dry runs, which are left out
     reports = []
     for run in previous:
-        if run["run_id"] == run_id or run["dry_run"] or not run["report"]:
+        if run["run_id"] == run_id or run["dry_run"]:
             continue
         report = json.loads(run["report"])
         if "entities" in report:

@@ -183,7 +183,7 @@ class Suite:
     """
 
     def __init__(self, name: str, checks: list[Check], key: str, types: dict[str, str]) -> None:
-        self.checks, self.key, self.types = checks, key, types
+        self.key, self.types = key, types
         self.parts = [
             _Part(f"{name}.{kind}", [c for c in checks if c.typed == typed])
             for kind, typed in (("text", False), ("typed", True))

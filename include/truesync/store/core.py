@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.engine import URL, Engine, make_url
 
 from truesync.connections import env_var, sqlalchemy_url
@@ -51,3 +54,19 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         Store._migrated.add(name)
+
+
+def key_pages(store: Store, query: Select, key: ColumnElement, size: int) -> Iterator[list[Any]]:
+    """The ``key`` values ``query`` selects, ``size`` at a time in key order (keyset pagination).
+
+    Each page is its own short read, so a long walk never holds one big transaction.
+    """
+    last = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        with store.engine.connect() as conn:
+            keys = list(conn.execute(page.order_by(key).limit(size)).scalars())
+        if not keys:
+            return
+        last = keys[-1]
+        yield keys

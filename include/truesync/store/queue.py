@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from truesync.sqlutil import upsert
-from truesync.store.core import Store, utcnow
+from truesync.store.core import Store, key_pages, utcnow
 from truesync.store.schema import exceptions
 
 ACTIVE = ("open", "retrying")
@@ -37,25 +37,10 @@ def active_ids(store: Store, flow: str, entity: str, keys: list[str]) -> dict[st
 
 def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[list[str]]:
     """Keys of active exceptions, ``size`` at a time, for retrying them on every run."""
-    last = ""
-    while True:
-        query = (
-            select(exceptions.c.key)
-            .where(
-                exceptions.c.flow == flow,
-                exceptions.c.entity == entity,
-                exceptions.c.status.in_(ACTIVE),
-                exceptions.c.key > last,
-            )
-            .order_by(exceptions.c.key)
-            .limit(size)
-        )
-        with store.engine.connect() as conn:
-            keys = list(conn.execute(query).scalars())
-        if not keys:
-            return
-        last = keys[-1]
-        yield keys
+    query = select(exceptions.c.key).where(
+        exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.status.in_(ACTIVE)
+    )
+    return key_pages(store, query, exceptions.c.key, size)
 
 
 def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dict[str, Any]]) -> int:

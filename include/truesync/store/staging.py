@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 
 from truesync.sqlutil import upsert
-from truesync.store.core import Store
+from truesync.store.core import Store, key_pages
 from truesync.store.schema import results, runs, staging
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
@@ -130,22 +130,12 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
         return {row.key: row.outcome for row in conn.execute(query)}
 
 
-def written_keys(
-    store: Store, run_id: str, entity: str, size: int, outcomes: tuple[str, ...] = ("created", "updated")
-) -> Iterator[list[str]]:
-    """Keys the run wrote (created or updated, or only ``outcomes``), ``size`` at a time in key order."""
-    last: str | None = None
-    base = select(results.c.key).where(
-        results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(outcomes)
+def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
+    """Keys the run created or updated, ``size`` at a time in key order."""
+    query = select(results.c.key).where(
+        results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(("created", "updated"))
     )
-    while True:
-        query = base if last is None else base.where(results.c.key > last)
-        with store.engine.connect() as conn:
-            keys = list(conn.execute(query.order_by(results.c.key).limit(size)).scalars())
-        if not keys:
-            return
-        last = keys[-1]
-        yield keys
+    return key_pages(store, query, results.c.key, size)
 
 
 def run_results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
