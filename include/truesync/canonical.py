@@ -53,6 +53,17 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
     return Canonical(records, to_utc_naive(ts), errors.dropna(subset=["check_name"]))
 
 
+def parse_utc_naive(value: Any) -> dt.datetime | None:
+    """One ISO time as naive UTC (naive input is taken as UTC); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
 def to_utc_naive(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC (naive input is taken as UTC); unparseable become NaT."""
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")

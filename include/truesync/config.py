@@ -141,6 +141,11 @@ class EntityMapping(_Strict):
         default_factory=dict, description="canonical field -> {system code: canonical value}"
     )
 
+    @property
+    def columns(self) -> list[str]:
+        """The columns truesync reads: key, mapped fields and cursor, each once."""
+        return list(dict.fromkeys([self.key, *self.fields.values(), *([self.cursor] if self.cursor else [])]))
+
     @field_validator("table", "key", "cursor")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:

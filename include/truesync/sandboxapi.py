@@ -36,6 +36,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from truesync.canonical import parse_utc_naive
+
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's own demo credential, not a secret of anyone's
 MAX_LIMIT = 1000
 
@@ -109,15 +111,6 @@ class _State:
 
 def now_text() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-
-
-def _ts(value: Any) -> datetime | None:
-    """A change time as naive UTC: stored times are naive UTC, a query may carry an offset."""
-    try:
-        parsed = datetime.fromisoformat(str(value)) if value is not None else None
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed is not None and parsed.tzinfo else parsed
 
 
 def create_app(
@@ -309,7 +302,7 @@ def _selected(state: _State, collection: str, spec: Collection, request: Request
     query = request.query_params
     items = list(state.items[collection].values())
     if query.get("incomplete") == "true":
-        return [i for i in items if i.get(spec.key) is None or _ts(i.get(spec.cursor)) is None]
+        return [i for i in items if i.get(spec.key) is None or parse_utc_naive(i.get(spec.cursor)) is None]
     for member in (spec.key, *spec.filters):
         wanted = set(query.getlist(member))
         if wanted:
@@ -319,10 +312,10 @@ def _selected(state: _State, collection: str, spec: Collection, request: Request
     after = query.get("key_after")
     if after is not None:
         items = [i for i in items if i.get(spec.key) is not None and str(i[spec.key]) > after]
-    since, until = _ts(query.get("updated_since")), _ts(query.get("updated_before"))
+    since, until = parse_utc_naive(query.get("updated_since")), parse_utc_naive(query.get("updated_before"))
     if since is None and until is None:
         return items
-    timed = [(ts, i) for i in items if (ts := _ts(i.get(spec.cursor))) is not None]
+    timed = [(ts, i) for i in items if (ts := parse_utc_naive(i.get(spec.cursor))) is not None]
     return [i for ts, i in timed if (since is None or ts >= since) and (until is None or ts < until)]
 
 
@@ -331,7 +324,7 @@ def _order(items: list[dict[str, Any]], spec: Collection, descending_ties: bool)
         return str(item.get(spec.key) or "")
 
     ordered = sorted(items, key=tie_key, reverse=descending_ties)
-    return sorted(ordered, key=lambda i: _ts(i.get(spec.cursor)) or datetime.min)
+    return sorted(ordered, key=lambda i: parse_utc_naive(i.get(spec.cursor)) or datetime.min)
 
 
 def _page(state: _State, collection: str, spec: Collection, request: Request) -> Response:

@@ -43,6 +43,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from sqlalchemy import Column, MetaData, String, Table
 from urllib3.util.retry import Retry
 
+from truesync.canonical import parse_utc_naive
 from truesync.config import EntityMapping
 from truesync.connections import HttpConnection
 from truesync.connectors.base import ConfigurationProblem, RecordsRejected, SystemUnavailable
@@ -160,17 +161,6 @@ def _session(config: RestConfig, conn: HttpConnection, methods: frozenset[str]) 
 def _iso(value: datetime) -> str:
     """Naive times are UTC throughout the engine; the API is told so explicitly."""
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
-
-
-def _parse_ts(value: Any) -> datetime | None:
-    """A change time as naive UTC, or None when absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def idempotency_key(*parts: Any) -> str:
@@ -391,7 +381,7 @@ class RestSystem:
         self, endpoint: EndpointConfig, mapping: EntityMapping, items: list[dict[str, Any]]
     ) -> list[datetime]:
         """The readable change times of a page, which must come in order: keyset paging relies on it."""
-        times = [t for t in (_parse_ts(i.get(mapping.cursor)) for i in items) if t is not None]
+        times = [t for t in (parse_utc_naive(i.get(mapping.cursor)) for i in items) if t is not None]
         where = self._where("GET", endpoint.path)
         if not times:
             raise BadResponse(f"{where}: no item of the page has a readable '{mapping.cursor}' to page by")
@@ -462,7 +452,7 @@ class RestSystem:
             return
         chunk: list[dict[str, Any]] = []
         for item in self._listing(endpoint, dict(endpoint.incomplete_params)):
-            if item.get(mapping.key) is None or _parse_ts(item.get(mapping.cursor)) is None:
+            if item.get(mapping.key) is None or parse_utc_naive(item.get(mapping.cursor)) is None:
                 chunk.append(item)
             if len(chunk) >= size:
                 yield self._frame(chunk, mapping)
@@ -470,15 +460,10 @@ class RestSystem:
         if chunk:
             yield self._frame(chunk, mapping)
 
-    def _columns(self, mapping: EntityMapping) -> list[str]:
-        return list(
-            dict.fromkeys([mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])])
-        )
-
     def _frame(
         self, items: list[dict[str, Any]], mapping: EntityMapping, extra: list[str] | None = None
     ) -> pd.DataFrame:
-        columns = list(dict.fromkeys(self._columns(mapping) + (extra or [])))
+        columns = list(dict.fromkeys(mapping.columns + (extra or [])))
         return pd.DataFrame([[item.get(c) for c in columns] for item in items], columns=columns, dtype=object)
 
     def table(self, mapping: EntityMapping) -> Table:
@@ -488,7 +473,7 @@ class RestSystem:
             self._json(
                 self._request("GET", endpoint.path, params={endpoint.pagination.size_param: 1}), "GET", endpoint.path
             )
-            columns = [Column(c, String) for c in self._columns(mapping)]
+            columns = [Column(c, String) for c in mapping.columns]
             self._tables[mapping.table] = Table(mapping.table, MetaData(), *columns)
         return self._tables[mapping.table]
 
@@ -605,7 +590,7 @@ def _same(current: Any, wanted: Any) -> bool:
 
 def _in_window(value: Any, start: datetime, end: datetime) -> bool:
     """Inside ``[start, end)``; an item without a readable change time is kept, to be flagged."""
-    ts = _parse_ts(value)
+    ts = parse_utc_naive(value)
     return ts is None or start <= ts < end
 
 
@@ -614,7 +599,7 @@ def _first_sight(item: dict[str, Any], mapping: EntityMapping, seen: dict[str, d
     key = item.get(mapping.key)
     if key is None:
         return True
-    ts = _parse_ts(item.get(mapping.cursor))
+    ts = parse_utc_naive(item.get(mapping.cursor))
     text = str(key)
     if text in seen:
         before = seen[text]

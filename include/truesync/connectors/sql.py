@@ -46,7 +46,7 @@ class SqlSystem:
                 raise ConfigurationProblem(f"{self.describe()}: table '{mapping.table}' does not exist") from exc
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
-            wanted = {mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])}
+            wanted = set(mapping.columns)
             unknown = sorted(wanted - set(table.c.keys()))
             if unknown:
                 raise ConfigurationProblem(
@@ -57,8 +57,7 @@ class SqlSystem:
 
     def _columns(self, mapping: EntityMapping) -> list[Any]:
         table = self.table(mapping)
-        names = dict.fromkeys([mapping.key, *mapping.fields.values(), *([mapping.cursor] if mapping.cursor else [])])
-        return [table.c[n] for n in names]
+        return [table.c[n] for n in mapping.columns]
 
     def _frame(self, query: Any, mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
         columns = [c.name for c in self._columns(mapping)] + (extra or [])
