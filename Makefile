@@ -14,7 +14,7 @@ export AIRFLOW_CONN_TRUESYNC_STOCKCTL ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox
 export AIRFLOW_CONN_TRUESYNC_CRM_API ?= http://:sandbox-token@127.0.0.1:8701
 export AIRFLOW_CONN_TRUESYNC_PAYMENTS ?= http://:sandbox-token@127.0.0.1:8702
 
-.PHONY: venv browser demo up test lint bench clean
+.PHONY: venv browser demo up test test-unit lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The fast tier for development: nothing outside the process, under a minute.
+test-unit: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests/unit
 
 bench: venv
 	$(BIN)/python bench/sync_bench.py

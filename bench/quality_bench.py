@@ -19,9 +19,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from truesync.canonical import to_canonical
 from truesync.config import load_config
-from truesync.quality import build_checks, suite_for, validation_frame
+from truesync.core.canonical import to_canonical
+from truesync.quality.checks import build_checks, suite_for, validation_frame
 
 FLOW, ENTITY, SOURCE = "webshop_to_crm", "customer", "webshop"
 

@@ -41,7 +41,7 @@ def generate(directory: Path, rows: int, delta: int, seed: int) -> None:
     """Create the sandbox tables and fill customers/contacts with ``rows`` and a ``delta``."""
     from sqlalchemy import create_engine
 
-    from truesync.sandbox import tables
+    from truesync.sandbox.systems import tables
 
     rng = np.random.default_rng(seed)
     changed = np.zeros(rows, dtype=bool)
@@ -85,12 +85,12 @@ def generate(directory: Path, rows: int, delta: int, seed: int) -> None:
 def run_once() -> dict[str, float]:
     """Inside a fresh process: one customer sync for the window; prints timings as JSON."""
     from truesync.config import load_config
-    from truesync.extract import EntityJob, extract_entity
-    from truesync.load import sync_entity
-    from truesync.report import entity_report
-    from truesync.runner import begin_run
+    from truesync.pipeline.extract import EntityJob, extract_entity
+    from truesync.pipeline.load import sync_entity
+    from truesync.pipeline.runner import begin_run
+    from truesync.pipeline.window import Window
+    from truesync.reporting.report import entity_report
     from truesync.store import Store, runs
-    from truesync.window import Window
 
     config, store = load_config(), Store()
     window = Window(WINDOW_START, WINDOW_START + timedelta(days=1))

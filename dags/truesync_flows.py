@@ -18,14 +18,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
-from truesync.connectors import SystemUnavailable
-from truesync.extract import EntityJob, extract_entity
-from truesync.load import plan_partitions, sync_entity
-from truesync.report import fail_run, finish_run
-from truesync.runner import begin_run
+from truesync.connectors.errors import SystemUnavailable
+from truesync.pipeline.extract import EntityJob, extract_entity
+from truesync.pipeline.load import plan_partitions, sync_entity
+from truesync.pipeline.runner import begin_run
+from truesync.pipeline.window import Window, plan_window
+from truesync.reporting.report import fail_run, finish_run
 from truesync.store import Store, runs
 from truesync.store.staging import Partition
-from truesync.window import Window, plan_window
 
 MAX_RETRY_DELAY = timedelta(minutes=30)
 
@@ -163,6 +163,6 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskG
     return group
 
 
-_config = load_config(build_expectations=False)  # built by `truesync config check` and each extract task
+_config = load_config()
 for _flow in _config.flows:
     globals()[f"truesync_{_flow}"] = build_dag(_config, _flow)

@@ -24,9 +24,9 @@ from airflow.sdk import BaseOperatorLink
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
 
-from truesync.paths import state_dir
-from truesync.report_html import html_path
+from truesync.reporting.html import html_path
 from truesync.store import Store, review
+from truesync.support.paths import state_dir
 
 PREFIX = "/truesync/reports"
 DAG_PREFIX = "truesync_"

@@ -16,12 +16,14 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from truesync import sandbox, sandboxapi, sandboxrest
 from truesync.cli import main as truesync
 from truesync.config import load_config
-from truesync.connections import env_var
-from truesync.localairflow import LocalAirflow
-from truesync.paths import state_dir
+from truesync.sandbox import api as sandboxapi
+from truesync.sandbox import rest as sandboxrest
+from truesync.sandbox import systems as sandbox
+from truesync.sandbox.localairflow import LocalAirflow
+from truesync.support.connections import env_var
+from truesync.support.paths import state_dir
 
 
 def main() -> int:

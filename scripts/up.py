@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from truesync.localairflow import LocalAirflow, airflow_bin
-from truesync.paths import state_dir
+from truesync.sandbox.localairflow import LocalAirflow, airflow_bin
+from truesync.support.paths import state_dir
 
 PORT = int(os.environ.get("TRUESYNC_UI_PORT", "8080"))
 

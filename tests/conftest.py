@@ -1,5 +1,10 @@
 """Shared fixtures: isolated state directories, sandbox connections and real databases.
 
+Tests live in three tiers, marked by their folder: ``unit`` (nothing outside the process:
+no network, no Airflow, no servers), ``integration`` (databases, the sandbox and its REST
+APIs on localhost) and ``airflow`` (real Airflow processes). ``make test-unit`` runs the
+first; ``make test`` runs all three.
+
 PostgreSQL and MariaDB tests run when ``TRUESYNC_TEST_POSTGRES_URL`` /
 ``TRUESYNC_TEST_MYSQL_URL`` are set; each test session gets its own fresh database there.
 With ``CI=true`` an unreachable server fails the run instead of skipping.
@@ -24,11 +29,25 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 from sandbox_demo import Demo  # noqa: E402 - after AIRFLOW_HOME is set
 
-from truesync import cli, sandbox  # noqa: E402
+from truesync import cli
 from truesync.config import load_config  # noqa: E402
+from truesync.sandbox import systems as sandbox  # noqa: E402
 from truesync.store import Store  # noqa: E402
 
 SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
+
+
+TIERS = ("unit", "integration", "airflow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder it lives in (``-m unit`` and so on select them)."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/airflow")
+        item.add_marker(tier)
 
 
 def sqlite_url(path: Path) -> str:

@@ -7,14 +7,14 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import select
 
-from truesync.canonical import to_canonical
 from truesync.config import Config, EntityMapping
-from truesync.connectors import open_system
-from truesync.connectors.rest import RestSystem
-from truesync.extract import NULL_KEY_PREFIX
+from truesync.connectors.registry import open_system
+from truesync.connectors.rest.system import RestSystem
+from truesync.core.canonical import to_canonical
+from truesync.pipeline.extract import NULL_KEY_PREFIX
+from truesync.pipeline.window import EPOCH
 from truesync.store import Store, queue
 from truesync.store.schema import results, runs
-from truesync.window import EPOCH
 
 
 def first_results(store: Store, flow: str) -> pd.DataFrame:

@@ -15,12 +15,12 @@ import pandas as pd
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.engine import URL, Engine
 
-from truesync import sandbox
 from truesync.config import Config
-from truesync.runner import run_flow
-from truesync.sqlutil import open_engine
+from truesync.pipeline.runner import run_flow
+from truesync.pipeline.window import Window
+from truesync.sandbox import systems as sandbox
 from truesync.store import Store, queue, runs, staging
-from truesync.window import Window
+from truesync.support.sqldb import open_engine
 
 FLOWS = ("webshop_to_crm", "erp_to_stockctl")
 SHOP_FLOW, ERP_FLOW = FLOWS

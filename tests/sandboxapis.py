@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from truesync import sandboxrest
-from truesync.sandboxapi import DEFAULT_TOKEN, ServerThread
+from truesync.sandbox import rest as sandboxrest
+from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread
 
 
 @contextmanager

@@ -15,17 +15,18 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from truesync import sandbox, sandboxapi, sandboxrest
-from truesync.classify import REPORTED_CLASSES
+from truesync import sandbox
 from truesync.config import ConfigError, load_config
-from truesync.connections import ConnectionNotFound, env_var
-from truesync.connectors import ConfigurationProblem, SystemUnavailable
-from truesync.paths import state_dir
+from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
+from truesync.core.classify import REPORTED_CLASSES
+from truesync.pipeline.runner import run_flow
+from truesync.pipeline.window import Window, naive_utc
 from truesync.preflight import preflight
-from truesync.report_html import html_path, render_index, render_run
-from truesync.runner import run_flow
+from truesync.quality.checks import check_expectations
+from truesync.reporting.html import html_path, render_index, render_run
 from truesync.store import Store, queue, runs
-from truesync.window import Window, naive_utc
+from truesync.support.connections import ConnectionNotFound, env_var
+from truesync.support.paths import state_dir
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -74,7 +75,7 @@ def _sandbox_parser(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--crm-port", type=int, default=8701, help="0 picks a free port")
     serve.add_argument("--payments-port", type=int, default=8702, help="0 picks a free port")
-    serve.add_argument("--token", default=sandboxapi.DEFAULT_TOKEN, help="bearer token the APIs require")
+    serve.add_argument("--token", default=sandbox.DEFAULT_TOKEN, help="bearer token the APIs require")
     serve.set_defaults(handler=_sandbox_serve)
 
 
@@ -145,6 +146,7 @@ def _exceptions_parser(sub: Any) -> None:
 
 def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.dir)
+    check_expectations(config)
     print(f"configuration OK: {config.directory}")
     print(f"  systems:  {', '.join(config.systems)}")
     print(f"  entities: {' -> '.join(config.load_order())}")
@@ -160,13 +162,15 @@ def _config_check(args: argparse.Namespace) -> int:
 def _sandbox_init(args: argparse.Namespace) -> int:
     if not 1 <= args.scale <= 10_000_000:
         raise ValueError("--scale must be between 1 and 10,000,000")
+    from truesync.sandbox import rest, systems  # the demo's code, loaded only by the sandbox commands
+
     config = load_config()
-    rows = sandbox.build(args.scale, args.seed, args.start, args.days)
-    sandboxrest.add_labels(rows)
-    payments = sandboxrest.build_payments(rows, args.seed, args.start, args.days)
+    rows = systems.build(args.scale, args.seed, args.start, args.days)
+    rest.add_labels(rows)
+    payments = rest.build_payments(rows, args.seed, args.start, args.days)
     labels = state_dir() / "sandbox" / "labels.csv"
-    counts = sandbox.write(rows, sandbox.system_urls(config), labels)
-    counts |= sandboxrest.write_seeds(rows, payments, labels.parent)
+    counts = systems.write(rows, systems.system_urls(config), labels)
+    counts |= rest.write_seeds(rows, payments, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
@@ -174,7 +178,9 @@ def _sandbox_init(args: argparse.Namespace) -> int:
 
 
 def _sandbox_serve(args: argparse.Namespace) -> int:
-    servers = sandboxrest.serve(state_dir() / "sandbox", args.host, args.crm_port, args.payments_port, args.token)
+    from truesync.sandbox import rest  # the demo's code, loaded only by the sandbox commands
+
+    servers = rest.serve(state_dir() / "sandbox", args.host, args.crm_port, args.payments_port, args.token)
     for system, server in servers.items():
         print(
             f"{system}: {server.url}  (AIRFLOW_CONN_TRUESYNC_{system.upper()}=http://:<token>@{server.host}:{server.port})"

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from truesync.connections import env_var
 from truesync.store.core import STORE_CONN_ID
+from truesync.support.connections import env_var
 
 DATABASE_SETTINGS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", env_var(STORE_CONN_ID))
 BROKER_SETTING = "AIRFLOW__CELERY__BROKER_URL"

@@ -1,4 +1,4 @@
-"""What every connector offers, and the two kinds of failure the DAGs treat differently."""
+"""What every connector offers."""
 
 from __future__ import annotations
 
@@ -10,26 +10,6 @@ import pandas as pd
 from sqlalchemy import Table
 
 from truesync.config import EntityMapping
-
-
-class SystemUnavailable(RuntimeError):
-    """A transient failure (network, server down, lock timeout): worth retrying."""
-
-
-class ConfigurationProblem(RuntimeError):
-    """The system does not match the configuration (missing table or column): do not retry."""
-
-
-class RecordsRejected(RuntimeError):
-    """The system refused some records of a write (e.g. HTTP 422); the others were written.
-
-    ``rejected`` maps each refused record's key to a reason naming system, endpoint and
-    status; the loader quarantines those records and carries on.
-    """
-
-    def __init__(self, rejected: dict[str, str]) -> None:
-        super().__init__(f"{len(rejected)} records refused by the target")
-        self.rejected = rejected
 
 
 class Connector(Protocol):

@@ -19,9 +19,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
-from truesync.connections import safe
-from truesync.connectors.base import ConfigurationProblem, SystemUnavailable
-from truesync.sqlutil import open_engine, upsert
+from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
+from truesync.support.connections import safe
+from truesync.support.sqldb import open_engine, upsert
 
 
 class SqlSystem:

@@ -13,9 +13,9 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.engine import URL, Engine, make_url
 
-from truesync.connections import env_var, sqlalchemy_url
-from truesync.paths import state_dir
-from truesync.sqlutil import open_engine
+from truesync.support.connections import env_var, sqlalchemy_url
+from truesync.support.paths import state_dir
+from truesync.support.sqldb import open_engine
 
 STORE_CONN_ID = "truesync_store"
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from truesync.sqlutil import upsert
 from truesync.store.core import Store
 from truesync.store.schema import ledger
+from truesync.support.sqldb import upsert
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from truesync.sqlutil import upsert
 from truesync.store.core import Store, key_pages, utcnow
 from truesync.store.schema import exceptions
+from truesync.support.sqldb import upsert
 
 ACTIVE = ("open", "retrying")
 STATUSES = ("open", "retrying", "resolved", "ignored")

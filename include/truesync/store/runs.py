@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from truesync.sqlutil import upsert
 from truesync.store.core import Store, utcnow
 from truesync.store.schema import COUNT_COLUMNS, audit, run_entities, runs, watermarks
+from truesync.support.sqldb import upsert
 
 
 class RunNotFound(LookupError):

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import delete, func, select
 
-from truesync.sqlutil import upsert
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import results, runs, staging
+from truesync.support.sqldb import upsert
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 

@@ -1,0 +1,41 @@
+"""Configuration: the version-controlled YAML (systems, entities, mappings, flows), validated.
+
+``models`` holds the pydantic models, ``loader`` reads a directory into one ``Config`` and
+``crosscheck`` checks what no single file can. Everything downstream takes a ``Config``.
+"""
+
+from truesync.config.loader import load_config
+from truesync.config.models import (
+    CHANGE_TIME,
+    SHARED,
+    Config,
+    ConfigError,
+    EntityConfig,
+    EntityMapping,
+    ExpectationSpec,
+    FieldSpec,
+    FlowConfig,
+    QualityConfig,
+    ReconcileConfig,
+    SystemConfig,
+    check_columns,
+    parse_duration,
+)
+
+__all__ = [
+    "CHANGE_TIME",
+    "SHARED",
+    "Config",
+    "ConfigError",
+    "EntityConfig",
+    "EntityMapping",
+    "ExpectationSpec",
+    "FieldSpec",
+    "FlowConfig",
+    "QualityConfig",
+    "ReconcileConfig",
+    "SystemConfig",
+    "check_columns",
+    "load_config",
+    "parse_duration",
+]

@@ -1,0 +1,199 @@
+"""Cross-checks of a parsed configuration: what no single file can validate on its own.
+
+Entities' keys, parents and cycles; mappings against entities and systems; flows against
+mappings, ownership and reconciliation rules. Each problem is a ``ConfigError`` naming the
+file and the path inside it.
+"""
+
+from __future__ import annotations
+
+from truesync.config.models import (
+    CHANGE_TIME,
+    SHARED,
+    Config,
+    ConfigError,
+    EntityConfig,
+    FlowConfig,
+    ReconcileConfig,
+    SystemMapping,
+    check_columns,
+)
+
+
+def cross_check(config: Config) -> None:
+    """Every cross-check; the first problem found is raised."""
+    _check_entities(config)
+    _check_mappings(config)
+    _check_flows(config)
+
+
+def _check_entities(config: Config) -> None:
+    file = str(config.directory / "entities.yaml")
+    for name, entity in config.entities.items():
+        if entity.key not in entity.fields:
+            raise ConfigError(file, f"entities.{name}.key", f"key '{entity.key}' is not a field")
+        for parent in entity.depends_on:
+            if parent not in config.entities:
+                raise ConfigError(file, f"entities.{name}.depends_on", f"unknown entity '{parent}'")
+        for field, parent in entity.references.items():
+            if field not in entity.fields:
+                raise ConfigError(file, f"entities.{name}.references.{field}", "not a field")
+            if parent not in entity.depends_on:
+                raise ConfigError(
+                    file,
+                    f"entities.{name}.references.{field}",
+                    f"'{parent}' must also be listed in depends_on",
+                )
+        _check_expectation_fields(file, name, entity)
+    _check_cycles(config, file)
+
+
+def _check_expectation_fields(file: str, name: str, entity: EntityConfig) -> None:
+    """User-written expectations read fields of the entity (or its change time).
+
+    Whether Great Expectations knows the expectation and accepts its arguments is checked by
+    ``truesync.quality.expectations.check_expectations``.
+    """
+    for position, spec in enumerate(entity.expectations):
+        for column in check_columns(None, spec.kwargs):
+            if column not in entity.fields and column != CHANGE_TIME:
+                where = f"entities.{name}.expectations[{position}].kwargs"
+                raise ConfigError(file, where, f"entity '{name}' has no field '{column}'")
+
+
+def _check_cycles(config: Config, file: str) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            raise ConfigError(file, f"entities.{name}.depends_on", f"dependency cycle: {cycle}")
+        state[name] = "open"
+        for parent in config.entities[name].depends_on:
+            visit(parent, [*trail, name])
+        state[name] = "done"
+
+    for entity in config.entities:
+        visit(entity, [])
+
+
+def _check_mappings(config: Config) -> None:
+    file = str(config.directory / "mappings.yaml")
+    for system, mapping in config.mappings.items():
+        if system not in config.systems:
+            raise ConfigError(file, f"mappings.{system}", "unknown system")
+        for entity, em in mapping.entities.items():
+            where = f"mappings.{system}.entities.{entity}"
+            if entity not in config.entities:
+                raise ConfigError(file, where, "unknown entity")
+            rest = config.systems[system].rest
+            if rest is not None and em.table not in rest.endpoints:
+                raise ConfigError(file, f"{where}.table", f"'{em.table}' is not an endpoint of REST system '{system}'")
+            spec = config.entities[entity]
+            if em.fields.get(spec.key) != em.key:
+                raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
+            for field in [*em.fields, *em.codes]:
+                if field not in spec.fields:
+                    raise ConfigError(file, f"{where}.fields.{field}", f"not a field of '{entity}'")
+
+
+def _check_flows(config: Config) -> None:
+    file = str(config.directory / "flows.yaml")
+    for name, flow in config.flows.items():
+        for role in ("source", "target"):
+            system = getattr(flow, role)
+            if system not in config.systems:
+                raise ConfigError(file, f"flows.{name}.{role}", f"unknown system '{system}'")
+        if flow.source == flow.target:
+            raise ConfigError(file, f"flows.{name}.target", "source and target are the same system")
+        for entity in flow.entities:
+            _check_flow_entity(config, file, name, entity)
+        for entity, rules in flow.reconcile.items():
+            _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
+        for entity, rules in flow.ownership.items():
+            if entity not in flow.entities:
+                raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
+            for field, owner in rules.items():
+                where = f"flows.{name}.ownership.{entity}.{field}"
+                if field != "*" and field not in config.entities[entity].fields:
+                    raise ConfigError(file, where, f"not a field of '{entity}'")
+                if owner != SHARED and owner not in config.systems:
+                    raise ConfigError(file, where, f"owner '{owner}' is neither a system nor 'shared'")
+
+
+def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> None:
+    where = f"flows.{flow}.entities"
+    if entity not in config.entities:
+        raise ConfigError(file, where, f"unknown entity '{entity}'")
+    spec = config.flows[flow]
+    for system in (spec.source, spec.target):
+        if entity not in config.mappings.get(system, SystemMapping(version="0", entities={})).entities:
+            raise ConfigError(file, where, f"system '{system}' has no mapping for '{entity}'")
+    if config.entity_mapping(spec.source, entity).cursor is None:
+        raise ConfigError(file, where, f"source mapping of '{entity}' needs a cursor column")
+    source_fields = config.entity_mapping(spec.source, entity).fields
+    for position, user in enumerate(config.entities[entity].expectations):
+        unmapped = [c for c in check_columns(None, user.kwargs) if c not in source_fields and c != CHANGE_TIME]
+        if unmapped:
+            raise ConfigError(
+                file,
+                where,
+                f"expectation {position} of '{entity}' ({user.expectation}) reads {', '.join(unmapped)}, "
+                f"which source '{spec.source}' does not map",
+            )
+    for parent in config.entities[entity].references.values():
+        if parent not in config.mappings[spec.target].entities:
+            raise ConfigError(
+                file, where, f"'{entity}' references '{parent}', which target '{spec.target}' does not map"
+            )
+
+
+def _check_reconcile(
+    config: Config, file: str, where: str, flow: FlowConfig, entity: str, rules: ReconcileConfig
+) -> None:
+    if entity not in flow.entities:
+        raise ConfigError(file, where, "entity not in flow")
+    if rules.entity not in config.mappings[flow.target].entities:
+        raise ConfigError(file, f"{where}.entity", f"target '{flow.target}' does not map '{rules.entity}'")
+    if rules.match_on not in rules.references:
+        raise ConfigError(file, f"{where}.match_on", "must be one of the references")
+    mine, settled = config.entities[entity].fields, config.entities[rules.entity].fields
+    for field, other in rules.references.items():
+        if field not in mine:
+            raise ConfigError(file, f"{where}.references.{field}", f"not a field of '{entity}'")
+        if other not in settled:
+            raise ConfigError(file, f"{where}.references.{field}", f"'{other}' is not a field of '{rules.entity}'")
+        if other not in config.entity_mapping(flow.target, rules.entity).fields:
+            raise ConfigError(file, f"{where}.references.{field}", f"target '{flow.target}' does not map '{other}'")
+    _check_reconcile_target(config, file, where, flow, rules)
+    target = config.entity_mapping(flow.target, rules.entity)
+    for name in ("balance", "total"):
+        field = getattr(rules, name)
+        if field is not None and field not in settled:
+            raise ConfigError(file, f"{where}.{name}", f"not a field of '{rules.entity}'")
+        if field is not None and field not in target.fields:
+            raise ConfigError(file, f"{where}.{name}", f"target '{flow.target}' does not map '{field}'")
+    if rules.balance is not None and (rules.total is None or rules.amount is None):
+        raise ConfigError(file, f"{where}.balance", "the balance check needs 'total' and 'amount' too")
+    if rules.amount is not None and rules.amount not in mine:
+        raise ConfigError(file, f"{where}.amount", f"not a field of '{entity}'")
+    for name in ("closing", "settling"):
+        for field in getattr(rules, name):
+            if field not in mine:
+                raise ConfigError(file, f"{where}.{name}.{field}", f"not a field of '{entity}'")
+
+
+def _check_reconcile_target(config: Config, file: str, where: str, flow: FlowConfig, rules: ReconcileConfig) -> None:
+    """A REST target must be able to find the settled records by ``match_on``."""
+    rest = config.systems[flow.target].rest
+    if rest is None:
+        return
+    target = config.entity_mapping(flow.target, rules.entity)
+    member = target.fields[rules.references[rules.match_on]]
+    lookup = rest.endpoints[target.table].lookup
+    if lookup is None or member not in lookup.by:
+        raise ConfigError(
+            file, f"{where}.match_on", f"endpoint '{target.table}' of '{flow.target}' has no lookup.by '{member}'"
+        )

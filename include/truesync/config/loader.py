@@ -1,0 +1,72 @@
+"""Read the four YAML files of a configuration directory into one validated ``Config``.
+
+``systems.yaml``, ``entities.yaml``, ``mappings.yaml`` and ``flows.yaml`` are parsed and
+validated with pydantic, then cross-checked (references, cycles, ownership), so a bad file
+stops everything before a single record moves. Every error names the file, the path inside
+the document and the problem. User-written Great Expectations checks are built by
+``truesync.quality.expectations.check_expectations`` (GX is slow to import, and DAG parsing
+must not pay for it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from truesync.config.crosscheck import cross_check
+from truesync.config.models import (
+    Config,
+    ConfigError,
+    EntityConfig,
+    FlowConfig,
+    SystemConfig,
+    SystemMapping,
+    check_name,
+)
+from truesync.support.paths import config_dir
+
+_FILES = {
+    "systems": ("systems.yaml", SystemConfig),
+    "entities": ("entities.yaml", EntityConfig),
+    "mappings": ("mappings.yaml", SystemMapping),
+    "flows": ("flows.yaml", FlowConfig),
+}
+
+
+def _read_section(directory: Path, section: str) -> dict[str, Any]:
+    filename, model = _FILES[section]
+    path = directory / filename
+    if not path.is_file():
+        raise ConfigError(str(path), "", "file not found")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "", f"not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get(section), dict):
+        raise ConfigError(str(path), section, f"expected a mapping under top-level key '{section}'")
+    parsed: dict[str, Any] = {}
+    for name, body in document[section].items():
+        try:
+            check_name(str(name))
+            parsed[str(name)] = model.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join([section, str(name), *(str(p) for p in first["loc"])])
+            raise ConfigError(str(path), where, first["msg"]) from exc
+        except ValueError as exc:
+            raise ConfigError(str(path), f"{section}.{name}", str(exc)) from exc
+    return parsed
+
+
+def load_config(directory: Path | str | None = None) -> Config:
+    """Read, validate and cross-check the configuration directory (``TRUESYNC_CONFIG_DIR`` by default)."""
+    base = Path(directory) if directory else config_dir()
+    if not base.is_dir():
+        raise ConfigError(str(base), "", "configuration directory not found")
+    sections = {section: _read_section(base, section) for section in _FILES}
+    config = Config(directory=base, **sections)
+    cross_check(config)
+    return config

@@ -1,0 +1,289 @@
+"""The configuration's models: systems, entities, mappings and flows, validated by pydantic.
+
+Each model rejects unknown keys, so a misspelt setting is an error, not a silent default.
+``Config`` holds the four sections and the lookups the engine needs (owners of fields,
+the fields a flow syncs, the load order).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from truesync.connectors.rest.settings import RestConfig
+
+FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
+FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
+Severity = Literal["block", "warn"]
+SHARED = "shared"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, located by file and path inside the document."""
+
+    def __init__(self, file: str, path: str, problem: str) -> None:
+        self.file, self.path, self.problem = file, path, problem
+        super().__init__(f"{file}: {path or '<document>'}: {problem}")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        duration = timedelta(seconds=value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"'{value}' is not a duration such as 30m, 2h or 1d")
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if duration < timedelta(0):
+        raise ValueError(f"'{value}' is a negative duration")
+    return duration
+
+
+def check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"'{value}' is not a valid name (letters, digits, underscore)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SystemConfig(_Strict):
+    """One business application. Credentials live in the Airflow connection, not here."""
+
+    kind: Literal["sql", "rest"]
+    connection: str = Field(description="Airflow connection id holding the URL and credentials")
+    description: str = ""
+    rest: RestConfig | None = Field(None, description="endpoints and limits of a system of kind rest")
+
+    @model_validator(mode="after")
+    def _rest_settings(self) -> SystemConfig:
+        if (self.kind == "rest") != (self.rest is not None):
+            raise ValueError("a system of kind 'rest' needs a 'rest' block, and only such a system may have one")
+        return self
+
+
+class FieldSpec(_Strict):
+    type: FieldType = "string"
+    required: bool = False
+    scale: int = Field(2, ge=0, le=12, description="decimal places kept for type decimal")
+    format: FieldFormat | None = Field(None, description="a format checked on top of the type")
+    min: float | None = Field(None, description="smallest allowed value of a number")
+    max: float | None = Field(None, description="largest allowed value of a number")
+    severity: Severity = Field("block", description="what a failed format or range check does")
+    pii: bool | None = Field(None, description="personal data: masked in reports and Data Docs")
+
+    @property
+    def personal(self) -> bool:
+        """Marked ``pii``, or (unless marked ``pii: false``) an email or phone format."""
+        return self.pii if self.pii is not None else self.format in ("email", "phone")
+
+
+def check_columns(column: str | None, kwargs: dict[str, Any]) -> list[str]:
+    """Every column an expectation reads, from its arguments."""
+    named = [column, kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
+    return list(dict.fromkeys(c for c in [*named, *(kwargs.get("column_list") or [])] if c))
+
+
+CHANGE_TIME = "change_time"  # how user expectations name a record's change time
+
+
+class ExpectationSpec(_Strict):
+    """A user-written Great Expectations check: any GX expectation by name, with its arguments."""
+
+    expectation: str = Field(description="GX expectation name, e.g. expect_column_values_to_match_regex")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "block"
+    description: str = ""
+
+
+class EntityConfig(_Strict):
+    key: str
+    fields: dict[str, FieldSpec]
+    depends_on: list[str] = []
+    references: dict[str, str] = Field(
+        default_factory=dict, description="canonical field -> parent entity whose key it holds"
+    )
+    expectations: list[ExpectationSpec] = []
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        for name in value:
+            check_name(name)
+        return value
+
+
+class EntityMapping(_Strict):
+    """Where an entity lives in one system and how its columns become canonical fields."""
+
+    table: str
+    db_schema: str | None = Field(None, alias="schema")
+    key: str = Field(description="column holding the entity key in this system")
+    cursor: str | None = Field(None, description="change-timestamp column")
+    fields: dict[str, str] = Field(description="canonical field -> column")
+    codes: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="canonical field -> {system code: canonical value}"
+    )
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns truesync reads: key, mapped fields and cursor, each once."""
+        return list(dict.fromkeys([self.key, *self.fields.values(), *([self.cursor] if self.cursor else [])]))
+
+    @field_validator("table", "key", "cursor")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        return value if value is None else check_name(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for column in value.values():
+            check_name(column)
+        return value
+
+
+class SystemMapping(_Strict):
+    version: str
+    entities: dict[str, EntityMapping]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> str:
+        return str(value)
+
+
+CLASS_METRICS = ("missing", "delayed", "overwritten", "mismatched", "invalid", "overdue")
+
+
+class QualityConfig(_Strict):
+    """When data quality fails a run, raises an alert, and what reports may show."""
+
+    mask_pii: bool = True
+    batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="rows validated per Great Expectations call")
+    max_blocked_share: float = Field(0.05, ge=0, le=1, description="run fails above this share blocked per entity")
+    min_records: int = Field(20, ge=0, description="shares of smaller batches are not judged: one bad row is not 100%")
+    max_class_share: dict[str, float] = Field(
+        default_factory=lambda: {"mismatched": 0.02, "overwritten": 0.05, "overdue": 0.10},
+        description="alert when a class's share of an entity's records exceeds this",
+    )
+    jump_factor: float = Field(3.0, ge=1, description="alert when a share exceeds this times the recent average")
+    jump_min_records: int = Field(3, ge=0, description="a jump needs at least this many records to alert")
+    history_runs: int = Field(10, ge=1, description="previous runs the jump check compares against")
+    fail_on_alert: bool = Field(False, description="fail the run on a class-share or jump alert too")
+
+    @field_validator("max_class_share")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, limit in value.items():
+            if metric not in CLASS_METRICS:
+                raise ValueError(f"'{metric}' is not one of {', '.join(CLASS_METRICS)}")
+            if not 0 <= limit <= 1:
+                raise ValueError(f"share for '{metric}' must be between 0 and 1, got {limit}")
+        return value
+
+
+class ReconcileConfig(_Strict):
+    """Before a record is written, check it against the target record it settles (payment reconciliation).
+
+    The settled record is found by ``match_on``; every other reference must point at the same
+    record, and a record closed in finance (``closing``) must not meet an open ``balance``.
+    Either contradiction is ``mismatched`` and goes to the exception queue.
+    """
+
+    entity: str = Field(description="the settled entity in the target, e.g. order")
+    match_on: str = Field(description="field of this entity whose value finds the settled record")
+    references: dict[str, str] = Field(description="field of this entity -> field of the settled entity")
+    balance: str | None = Field(None, description="field of the settled entity holding its open balance")
+    total: str | None = Field(None, description="field of the settled entity holding its total (with balance)")
+    amount: str | None = Field(None, description="field of this entity holding its amount (with balance)")
+    closing: dict[str, str] = Field(
+        default_factory=dict, description="field -> canonical value marking a record closed in finance"
+    )
+    settling: dict[str, str] = Field(
+        default_factory=dict, description="field -> canonical value marking a record that lowers the balance"
+    )
+
+
+class FlowConfig(_Strict):
+    source: str
+    target: str
+    entities: list[str] = Field(min_length=1)
+    ownership: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="entity -> field -> owning system or 'shared'; '*' sets the default",
+    )
+    schedule: str = "@daily"
+    start_date: date = date(2026, 1, 1)
+    lookback: timedelta = timedelta(hours=2)
+    freshness_sla: timedelta = timedelta(hours=6)
+    chunk_size: int = Field(5000, ge=1, le=1_000_000)
+    partition_size: int = Field(100_000, ge=1, description="records per mapped sync task")
+    max_active_runs: int = Field(1, ge=1)
+    retries: int = Field(3, ge=0)
+    retry_delay: timedelta = timedelta(minutes=1)
+    description: str = ""
+    tags: list[str] = []
+    quality: QualityConfig = QualityConfig()
+    reconcile: dict[str, ReconcileConfig] = Field(default_factory=dict, description="entity -> reconciliation")
+
+    @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class Config(BaseModel):
+    """The whole validated configuration, with the lookups the engine needs."""
+
+    directory: Path
+    systems: dict[str, SystemConfig]
+    entities: dict[str, EntityConfig]
+    mappings: dict[str, SystemMapping]
+    flows: dict[str, FlowConfig]
+
+    def entity_mapping(self, system: str, entity: str) -> EntityMapping:
+        return self.mappings[system].entities[entity]
+
+    def owner(self, flow: str, entity: str, field: str) -> str:
+        rules = self.flows[flow].ownership.get(entity, {})
+        return rules.get(field, rules.get("*", self.flows[flow].source))
+
+    def mapped_fields(self, flow: str, entity: str) -> list[str]:
+        """Non-key fields both sides map: the fields a flow can compare at all."""
+        spec = self.flows[flow]
+        src = self.entity_mapping(spec.source, entity).fields
+        tgt = self.entity_mapping(spec.target, entity).fields
+        key = self.entities[entity].key
+        return [f for f in self.entities[entity].fields if f != key and f in src and f in tgt]
+
+    def synced_fields(self, flow: str, entity: str) -> list[str]:
+        """Fields the flow compares and writes: owned by its source, or shared."""
+        source = self.flows[flow].source
+        return [f for f in self.mapped_fields(flow, entity) if self.owner(flow, entity, f) in (source, SHARED)]
+
+    def shared_fields(self, flow: str, entity: str) -> list[str]:
+        return [f for f in self.synced_fields(flow, entity) if self.owner(flow, entity, f) == SHARED]
+
+    def load_order(self, entities: list[str] | None = None) -> list[str]:
+        """Topological order of ``depends_on``; ties keep the order entities are declared in."""
+        wanted = list(self.entities) if entities is None else entities
+        done: list[str] = []
+        pending = list(wanted)
+        while pending:
+            ready = [e for e in pending if all(d in done or d not in wanted for d in self.entities[e].depends_on)]
+            done.append(ready[0])
+            pending.remove(ready[0])
+        return done

@@ -1,0 +1,1 @@
+"""The canonical record: mapping system values to canonical text and back, and classification."""

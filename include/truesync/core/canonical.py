@@ -1,0 +1,229 @@
+"""Mapping: a system's columns and codes become the canonical record, and back.
+
+The canonical form of every field is text (``None`` for null) in one normal spelling per
+type, so two systems that store a price as ``12.5`` and ``"12.50"`` compare equal and a
+hash of the owned fields is stable across dialects. All work is column-wise on a chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Table
+
+from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.support.frames import records
+
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+@dataclass
+class Canonical:
+    """A chunk in canonical form, plus the first mapping error of each bad row."""
+
+    records: pd.DataFrame  # one text column per canonical field, index as the input
+    source_ts: pd.Series  # naive UTC change timestamps (NaT where unknown)
+    errors: pd.DataFrame  # index subset of records: check_name, field, reason
+
+
+def blank(index: pd.Index) -> pd.Series:
+    return pd.Series([None] * len(index), index=index, dtype=object)
+
+
+def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig, fields: list[str]) -> Canonical:
+    """Map system columns to canonical text; unknown codes and bad values become errors."""
+    index = raw.index
+    errors = _no_errors(index)
+    records = pd.DataFrame(index=index)
+    for field in fields:
+        column = mapping.fields[field]
+        values = raw[column] if column in raw else blank(index)
+        if field in mapping.codes:
+            values = _decode(values, mapping.codes[field], field, column, errors)
+        spec = entity.fields[field]
+        records[field] = _cast(values, spec, field, column, errors)
+        _require(records[field], values, spec.required or field == entity.key, field, column, errors)
+    ts = raw[mapping.cursor] if mapping.cursor and mapping.cursor in raw else blank(index)
+    return Canonical(records, to_utc_naive(ts), errors.dropna(subset=["check_name"]))
+
+
+def parse_utc_naive(value: Any) -> dt.datetime | None:
+    """One ISO time as naive UTC (naive input is taken as UTC); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def to_utc_naive(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (naive input is taken as UTC); unparseable become NaT."""
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    return parsed.dt.tz_localize(None)
+
+
+def _no_errors(index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({c: blank(index) for c in ("check_name", "field", "reason", "value")})
+
+
+def _flag(
+    errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: pd.Series, value: pd.Series | None = None
+) -> None:
+    """Record an error on rows that have none yet: the first problem of a row is reported.
+
+    ``value`` is the offending value (absent for a null), so reports can mask it inside the reason.
+    """
+    mask = mask & errors["check_name"].isna()
+    if not mask.any():
+        return
+    errors.loc[mask, "check_name"] = check
+    errors.loc[mask, "field"] = field
+    errors.loc[mask, "reason"] = reason[mask]
+    if value is not None:
+        errors.loc[mask, "value"] = value[mask]
+
+
+def _require(
+    canon: pd.Series, values: pd.Series, required: bool, field: str, column: str, errors: pd.DataFrame
+) -> None:
+    if required:
+        missing = canon.isna() & values.isna()
+        _flag(
+            errors,
+            missing,
+            "not_null",
+            field,
+            pd.Series(f"required field '{field}' (column '{column}') is null", index=values.index),
+        )
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Values as ``str`` objects, ``None`` for nulls; text columns pass through unconverted."""
+    present = values.notna()
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.astype(object).where(present, None)
+    return values.map(str, na_action="ignore").astype(object).where(present, None)
+
+
+def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, errors: pd.DataFrame) -> pd.Series:
+    text = as_text(values)
+    decoded = text.map(codes)
+    unknown = text.notna() & decoded.isna()
+    _flag(errors, unknown, "known_code", field, "unknown code '" + text.astype(str) + f"' in column '{column}'", text)
+    return decoded.where(~unknown, None)
+
+
+def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
+    present = values.notna()
+    text = as_text(values)
+    out, bad = _CASTS[spec.type](values, text, spec)
+    bad = bad & present
+    reason = f"cannot read column '{column}' as {spec.type}: '" + text.astype(str) + "'"
+    _flag(errors, bad, f"valid_{spec.type}", field, reason, text)
+    return out.where(present & ~bad, None).astype(object)
+
+
+def _cast_string(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    return text, pd.Series(False, index=values.index)
+
+
+def _decimal(text: str) -> decimal.Decimal | None:
+    """Exact decimal of a text, or None when it is not a finite number."""
+    try:
+        number = decimal.Decimal(text.strip())
+    except (decimal.InvalidOperation, AttributeError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _cast_number(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    """Numbers go through Decimal, not float: two different amounts never share a canonical text."""
+    numbers = text.map(_decimal, na_action="ignore")
+    bad = numbers.isna()
+    if spec.type == "integer":
+        integral = numbers.map(lambda d: d == d.to_integral_value(), na_action="ignore").fillna(False).astype(bool)
+        bad |= ~integral
+        shown = numbers.map(lambda d: str(int(d)), na_action="ignore")
+    else:
+        quantum = decimal.Decimal(1).scaleb(-spec.scale)
+        shown = numbers.map(lambda d: str(d.quantize(quantum, rounding=decimal.ROUND_HALF_UP)), na_action="ignore")
+    return shown, bad
+
+
+def _cast_boolean(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    lower = text.str.strip().str.lower()
+    out = lower.map(lambda v: "true" if v in _TRUE else "false" if v in _FALSE else None)
+    return out, out.isna()
+
+
+def _cast_date(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    parsed = to_utc_naive(text)
+    return parsed.dt.strftime("%Y-%m-%d"), parsed.isna()
+
+
+def _cast_datetime(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    parsed = to_utc_naive(text)
+    return parsed.dt.strftime(TS_FORMAT), parsed.isna()
+
+
+_CASTS = {
+    "string": _cast_string,
+    "integer": _cast_number,
+    "decimal": _cast_number,
+    "boolean": _cast_boolean,
+    "date": _cast_date,
+    "datetime": _cast_datetime,
+}
+
+
+def to_system(
+    canon: pd.DataFrame, mapping: EntityMapping, table: Table, fields: list[str]
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Canonical text back to a system's columns, codes and Python types for writing.
+
+    Returns the rows ready for the database and the errors of rows whose canonical value
+    has no code in this system's code map (those rows must not be written).
+    """
+    index = canon.index
+    errors = _no_errors(index)
+    out = pd.DataFrame(index=index)
+    for field in fields:
+        column = mapping.fields[field]
+        values = canon[field]
+        if field in mapping.codes:
+            inverse = {v: k for k, v in mapping.codes[field].items()}
+            encoded = values.map(inverse)
+            unknown = values.notna() & encoded.isna()
+            reason = "value '" + values.astype(str) + f"' has no code in the target's map for '{field}'"
+            _flag(errors, unknown, "known_code", field, reason, values)
+            values = encoded
+        out[column] = _to_python(values, table.c[column].type)
+    return records(out), errors.dropna(subset=["check_name"])
+
+
+def _to_python(values: pd.Series, column_type: Any) -> pd.Series:
+    try:
+        python_type = column_type.python_type
+    except NotImplementedError:
+        return values
+    converters = {
+        int: lambda v: int(v),
+        float: lambda v: float(v),
+        decimal.Decimal: decimal.Decimal,
+        bool: lambda v: v == "true",
+        dt.date: dt.date.fromisoformat,
+        dt.datetime: dt.datetime.fromisoformat,
+    }
+    convert = converters.get(python_type)
+    if convert is None:
+        return values
+    # Element by element into an object Series: pandas would turn ints next to a None into floats.
+    return pd.Series([None if v is None else convert(v) for v in values], index=values.index, dtype=object)

@@ -1,0 +1,1 @@
+"""One run, stage by stage: window, extract, classify and load (with holds and reconciliation), finalize."""

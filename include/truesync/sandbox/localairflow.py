@@ -1,0 +1,196 @@
+"""Run real Airflow on this machine: api-server, scheduler and dag-processor as processes.
+
+Used by ``make demo`` and by the end-to-end tests, which must exercise Airflow itself
+(a backfill created with ``airflow backfill create`` and executed by a real scheduler),
+not call the engine directly. Only the processes started here are stopped, by their ids.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from truesync.support.paths import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def airflow_bin() -> str:
+    """The ``airflow`` next to this interpreter: Airflow starts its children by that name."""
+    candidate = Path(sys.executable).parent / "airflow"
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+@dataclass
+class LocalAirflow:
+    home: Path
+    port: int = field(default_factory=free_port)
+    log_server_port: int = field(default_factory=free_port)
+    executor: str = "LocalExecutor"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment shared by every Airflow command and process of this installation."""
+        secret_file = self.home / "jwt_secret"
+        if not secret_file.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(secrets.token_hex(32))
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_server_port),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def metadata_url(self) -> str:
+        return self.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{self.home / 'airflow.db'}")
+
+    def cli(self, *args: str, timeout: float = 300) -> str:
+        """Run an ``airflow`` CLI command; raise with its output when it fails."""
+        done = subprocess.run(
+            [airflow_bin(), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def prepare(self, dag_ids: list[str]) -> None:
+        """Migrate the metadata DB, serialize the DAGs and unpause them."""
+        self.cli("db", "migrate")
+        self.cli("dags", "reserialize")
+        for dag_id in dag_ids:
+            self.cli("dags", "unpause", dag_id)
+
+    def start(self, components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")) -> None:
+        """Start the components (``celery-worker`` may be repeated) and wait for the api-server."""
+        logs = self.home / "process-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for number, component in enumerate(components):
+            args, name, env = [airflow_bin(), component], component, self.env
+            if component == "api-server":
+                args += ["--port", str(self.port), "--host", "127.0.0.1"]
+            if component == "celery-worker":
+                name = f"celery-worker-{number}"
+                args = [airflow_bin(), "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h"]
+                env = {**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the worker logs each workload it runs
+            with (logs / f"{name}.log").open("ab") as log:
+                self.processes.append(
+                    subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                )
+        self._wait_for_api()
+
+    def _wait_for_api(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - localhost only
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(2)
+        raise TimeoutError(f"Airflow api-server did not answer on {url} within {timeout:.0f}s")
+
+    def _check_alive(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(proc.args[1:2])} exited with {proc.returncode}; see {self.home}")
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "none") -> None:
+        self.cli(
+            "backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
+            "--reprocess-behavior", reprocess, "--max-active-runs", "1",
+        )  # fmt: skip
+
+    def _query(self, sql: str, **params: str) -> list[tuple]:
+        engine = create_engine(self.metadata_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
+        """(run id, state, clear number) of the DAG's backfill runs, in the order they were queued."""
+        return self._query(
+            "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' ORDER BY id",
+            d=dag_id,
+        )
+
+    def trigger(self, dag_id: str, run_id: str, conf: str = "{}") -> None:
+        """A manual run without a logical date, as a person triggers it from the UI."""
+        self.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", conf)
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        """Wait until one DAG run has finished; returns its state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            state = self._query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+            if state and state[0][0] in ("success", "failed"):
+                return str(state[0][0])
+            time.sleep(3)
+        raise TimeoutError(f"run {run_id} of {dag_id} not finished after {timeout:.0f}s")
+
+    def _open_backfills(self, dag_id: str) -> int:
+        return self._query("SELECT COUNT(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL", d=dag_id)[0][0]
+
+    def wait_for_backfills(self, dag_ids: list[str], timeout: float = 900) -> dict[str, list]:
+        """Wait until the scheduler has finished every backfill of the DAGs and closed it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            if all(self._open_backfills(d) == 0 for d in dag_ids):
+                return {d: self.backfill_runs(d) for d in dag_ids}
+            if time.monotonic() > deadline:
+                states = {d: self.backfill_runs(d) for d in dag_ids}
+                raise TimeoutError(f"backfills not finished after {timeout:.0f}s: {states}")
+            time.sleep(3)
+
+    def stop(self) -> None:
+        """Stop the processes this object started (their whole process groups), nothing else."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()

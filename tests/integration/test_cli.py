@@ -1,0 +1,93 @@
+"""The ``truesync`` command as a person uses it after runs: reports, summary, the exception queue."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from truesync.cli import main as truesync
+from truesync.sandbox import systems as sandbox
+from truesync.store import Store, queue
+
+
+@pytest.fixture
+def ran(state: Path) -> Path:
+    """The sandbox synced over its first demo day by ``truesync run``."""
+    assert truesync(["sandbox", "init", "--scale", "150"]) == 0
+    start, end = sandbox.DEMO_START.isoformat(), sandbox.DEMO_START.replace(day=2).isoformat()
+    assert truesync(["run", "webshop_to_crm", "--start", f"{start}T00:00:00Z", "--end", f"{end}T00:00:00Z"]) == 0
+    return state
+
+
+def test_report_as_json_and_its_file(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert truesync(["report", "--flow", "webshop_to_crm", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["flow"] == "webshop_to_crm" and report["status"] == "success"
+    assert report["window"] == {"start": "2026-11-01T00:00:00", "end": "2026-11-02T00:00:00"}
+    customer = report["entities"]["customer"]
+    assert customer["conserved"] and customer["extracted"] == sum(customer["outcomes"].values())
+    assert truesync(["report", "--open"]) == 0
+    path, url = capsys.readouterr().out.split()
+    assert Path(path).suffix == ".html" and report["run_id"] in Path(path).read_text() and url == Path(path).as_uri()
+
+
+def test_report_table_and_summary(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert truesync(["report"]) == 0
+    table = capsys.readouterr().out
+    assert "customer" in table and "quarantined" in table
+    assert truesync(["summary"]) == 0
+    summary = capsys.readouterr().out
+    assert "webshop_to_crm" in summary and "erp_to_stockctl" in summary and "mismatched" in summary
+
+
+def test_unknown_run_and_flow_are_clear_errors(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert truesync(["report", "--run", "nope"]) == 1
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert truesync(["run", "nope", "--start", "2026-11-01", "--end", "2026-11-02"]) == 1
+    assert "unknown flow 'nope'" in capsys.readouterr().err
+
+
+def test_exception_queue_list_show_and_decisions(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert truesync(["exceptions", "list", "--flow", "webshop_to_crm", "--entity", "customer", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and all(e["entity"] == "customer" and e["status"] == "open" for e in listed)
+    first = listed[0]
+
+    assert truesync(["exceptions", "show", str(first["id"])]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["key"] == first["key"] and shown["reason"] and shown["payload"]
+
+    assert truesync(["exceptions", "list", "--class", "invalid"]) == 0
+    assert "exception(s)" in capsys.readouterr().out
+
+    assert truesync(["exceptions", "ignore", str(first["id"]), "--reason", "test record"]) == 0
+    assert queue.get(Store(), first["id"])["status"] == "ignored"
+    assert truesync(["exceptions", "retry", str(first["id"])]) == 0
+    assert queue.get(Store(), first["id"])["status"] == "retrying"
+    assert truesync(["exceptions", "resolve", str(first["id"]), "--reason", "fixed by hand"]) == 0
+    resolved = queue.get(Store(), first["id"])
+    assert (resolved["status"], resolved["note"]) == ("resolved", "fixed by hand")
+
+    assert truesync(["exceptions", "show", "999999"]) == 1
+    assert "no exception with id 999999" in capsys.readouterr().err
+
+
+def _crm_rows(state: Path) -> list[tuple]:
+    with sqlite3.connect(state / "sandbox" / "crm.db") as conn:
+        return conn.execute("SELECT * FROM contacts UNION ALL SELECT *, NULL, NULL FROM deals ORDER BY 1, 2").fetchall()
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_dry_run_from_the_command_line_writes_nothing(ran: Path, capsys: pytest.CaptureFixture[str], dry: bool) -> None:
+    before = _crm_rows(ran)
+    capsys.readouterr()
+    args = ["run", "webshop_to_crm", "--start", "2026-11-02T00:00:00", "--end", "2026-11-03T00:00:00"]
+    assert truesync(args + (["--dry-run"] if dry else [])) == 0
+    assert ("dry run: nothing written" in capsys.readouterr().out) is dry
+    assert (_crm_rows(ran) == before) is dry, "a dry run writes nothing; the same real run does"

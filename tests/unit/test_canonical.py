@@ -1,0 +1,472 @@
+"""Mapping between a system's columns and the canonical text form, both ways."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pandas as pd
+import pytest
+from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, Numeric, String, Table, Text
+
+from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.core.canonical import to_canonical, to_system
+
+ENTITY = EntityConfig(
+    key="item_id",
+    fields={
+        "item_id": FieldSpec(type="string"),
+        "name": FieldSpec(type="string", required=True),
+        "note": FieldSpec(type="string"),
+        "qty": FieldSpec(type="integer"),
+        "price": FieldSpec(type="decimal", scale=2),
+        "weight": FieldSpec(type="decimal", scale=3),
+        "active": FieldSpec(type="boolean"),
+        "born": FieldSpec(type="date"),
+        "seen_at": FieldSpec(type="datetime"),
+        "status": FieldSpec(type="string"),
+    },
+)
+MAPPING = EntityMapping(
+    table="items",
+    key="item_no",
+    cursor="changed",
+    fields={
+        "item_id": "item_no",
+        "name": "title",
+        "note": "memo",
+        "qty": "amount",
+        "price": "unit_price",
+        "weight": "kg",
+        "active": "is_active",
+        "born": "dob",
+        "seen_at": "last_seen",
+        "status": "status_code",
+    },
+    codes={"status": {"P": "pending", "S": "shipped", "7": "payment_failed"}},
+)
+ALL = list(ENTITY.fields)
+
+
+def one_field(field: str, values: list[object]) -> pd.DataFrame:
+    """A chunk in system columns: one row per value of ``field``, every other column valid."""
+    n = len(values)
+    raw = pd.DataFrame(
+        {"item_no": [f"k{i}" for i in range(n)], "title": ["widget"] * n, "changed": ["2026-10-01 10:00"] * n},
+        dtype=object,
+    )
+    raw[MAPPING.fields[field]] = pd.Series(values, dtype=object)
+    return raw
+
+
+def canon(field: str, values: list[object]):
+    return to_canonical(one_field(field, values), MAPPING, ENTITY, ["item_id", "name", field])
+
+
+def converted(field: str, values: list[object]) -> list[object]:
+    result = canon(field, values)
+    assert result.errors.empty, result.errors.to_dict("records")
+    return [None if pd.isna(v) else v for v in result.records[field]]
+
+
+# ---------------------------------------------------------------- one normal spelling per type
+
+
+def test_string_is_text() -> None:
+    assert converted("note", ["abc", 5, None, "", " padded "]) == ["abc", "5", None, "", " padded "]
+
+
+def test_integer_spellings() -> None:
+    assert converted("qty", [12, "12", "12.0", 12.0, decimal.Decimal("12"), -3, "0", None]) == [
+        "12",
+        "12",
+        "12",
+        "12",
+        "12",
+        "-3",
+        "0",
+        None,
+    ]
+
+
+def test_decimal_spellings_normalise_to_the_scale() -> None:
+    values = [12.5, "12.50", decimal.Decimal("12.5"), 12, "12.5000", "-0.5", None]
+    assert converted("price", values) == ["12.50", "12.50", "12.50", "12.00", "12.50", "-0.50", None]
+
+
+def test_decimal_rounds_to_the_scale() -> None:
+    assert converted("price", ["12.499", "12.504", 0.1 + 0.2]) == ["12.50", "12.50", "0.30"]
+
+
+def test_decimal_scale_is_per_field() -> None:
+    assert converted("weight", [1.5, "2", decimal.Decimal("0.1234")]) == ["1.500", "2.000", "0.123"]
+
+
+def test_decimal_with_scale_zero() -> None:
+    entity = EntityConfig(key="item_id", fields={"item_id": FieldSpec(), "qty": FieldSpec(type="decimal", scale=0)})
+    raw = pd.DataFrame({"item_no": ["a", "b"], "amount": ["7.0", 8]}, dtype=object)
+    out = to_canonical(raw, MAPPING, entity, ["item_id", "qty"])
+    assert list(out.records["qty"]) == ["7", "8"]
+
+
+def test_boolean_spellings() -> None:
+    truthy = [True, "true", "TRUE", "t", "1", 1, "yes", "Y", " Yes "]
+    falsy = [False, "false", "F", "0", 0, "no", "N"]
+    assert converted("active", [*truthy, *falsy, None]) == ["true"] * len(truthy) + ["false"] * len(falsy) + [None]
+
+
+def test_date_spellings() -> None:
+    values = [dt.date(2024, 1, 31), "2024-01-31", dt.datetime(2024, 1, 31, 23, 59), "2024-01-31T10:00:00", None]
+    assert converted("born", values) == ["2024-01-31"] * 4 + [None]
+
+
+def test_datetime_spellings_become_naive_utc_with_microseconds() -> None:
+    values = [
+        "2026-10-01 10:00",
+        "2026-10-01T10:00:00",
+        "2026-10-01T12:00:00+02:00",
+        dt.datetime(2026, 10, 1, 10, 0),
+        dt.datetime(2026, 10, 1, 5, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        pd.Timestamp("2026-10-01 12:00", tz="Europe/Berlin"),
+        None,
+    ]
+    assert converted("seen_at", values) == ["2026-10-01T10:00:00.000000"] * 6 + [None]
+    assert converted("seen_at", ["2026-10-01T10:00:00.123456"]) == ["2026-10-01T10:00:00.123456"]
+
+
+def test_equal_values_from_different_systems_compare_equal() -> None:
+    """A price stored as 12.5 in one system and '12.50' in another is the same canonical record."""
+    a = to_canonical(
+        pd.DataFrame({"item_no": ["x"], "title": ["w"], "unit_price": [12.5], "is_active": [1]}, dtype=object),
+        MAPPING,
+        ENTITY,
+        ["item_id", "name", "price", "active"],
+    )
+    b = to_canonical(
+        pd.DataFrame(
+            {"item_no": ["x"], "title": ["w"], "unit_price": ["12.50"], "is_active": ["true"]},
+            dtype=object,
+        ),
+        MAPPING,
+        ENTITY,
+        ["item_id", "name", "price", "active"],
+    )
+    pd.testing.assert_frame_equal(a.records, b.records)
+
+
+def test_records_keep_the_input_index_and_only_the_requested_fields() -> None:
+    raw = one_field("qty", [1, 2])
+    raw.index = pd.Index([10, 20])
+    out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "qty"])
+    assert list(out.records.columns) == ["item_id", "qty"]
+    assert list(out.records.index) == [10, 20]
+    assert list(out.source_ts.index) == [10, 20]
+
+
+# ---------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(
+    ("field", "column", "kind", "bad"),
+    [
+        ("qty", "amount", "integer", "12.5"),
+        ("qty", "amount", "integer", "twelve"),
+        ("price", "unit_price", "decimal", "12,50"),
+        ("price", "unit_price", "decimal", "abc"),
+        ("active", "is_active", "boolean", "maybe"),
+        ("active", "is_active", "boolean", "2"),
+        ("born", "dob", "date", "2024-02-30"),
+        ("born", "dob", "date", "yesterday"),
+        ("seen_at", "last_seen", "datetime", "garbage"),
+        ("seen_at", "last_seen", "datetime", "2026-13-01 10:00"),
+    ],
+)
+def test_bad_value_is_an_error_row_and_good_rows_are_unaffected(field: str, column: str, kind: str, bad: str) -> None:
+    good = {"qty": "7", "price": "1.5", "active": "yes", "born": "2024-01-31", "seen_at": "2026-10-01 10:00"}[field]
+    clean = canon(field, [good, good])
+    result = canon(field, [good, bad, good])
+    assert list(result.errors.index) == [1]
+    error = result.errors.loc[1]
+    assert error["check_name"] == f"valid_{kind}"
+    assert error["field"] == field
+    assert column in error["reason"]
+    assert bad in error["reason"]
+    assert pd.isna(result.records.at[1, field])
+    assert result.records.at[1, "item_id"] == "k1"
+    # the good rows are mapped exactly as in a clean chunk
+    assert list(result.records.loc[[0, 2], field]) == list(clean.records[field])
+
+
+def test_only_the_first_error_of_a_row_is_reported() -> None:
+    raw = one_field("qty", ["x", "3"])
+    raw["unit_price"] = ["y", "z"]
+    out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "name", "qty", "price"])
+    assert out.errors.to_dict("index") == {
+        0: {
+            "check_name": "valid_integer",
+            "field": "qty",
+            "reason": "cannot read column 'amount' as integer: 'x'",
+            "value": "x",
+        },
+        1: {
+            "check_name": "valid_decimal",
+            "field": "price",
+            "reason": "cannot read column 'unit_price' as decimal: 'z'",
+            "value": "z",
+        },
+    }
+
+
+def test_clean_chunk_has_no_errors() -> None:
+    raw = pd.DataFrame(
+        {
+            "item_no": ["a", "b"],
+            "title": ["w", "v"],
+            "memo": [None, "n"],
+            "amount": [1, None],
+            "unit_price": ["1.00", None],
+            "kg": [None, 2],
+            "is_active": [True, None],
+            "dob": [None, "2000-02-29"],
+            "last_seen": ["2026-01-01", None],
+            "status_code": ["P", None],
+            "changed": ["2026-10-01", "2026-10-01"],
+        },
+        dtype=object,
+    )
+    out = to_canonical(raw, MAPPING, ENTITY, ALL)
+    assert out.errors.empty
+    assert list(out.errors.columns) == ["check_name", "field", "reason", "value"]
+    assert out.records.loc[0].to_dict()["status"] == "pending"
+
+
+# ---------------------------------------------------------------- codes
+
+
+def test_codes_translate_to_canonical_values() -> None:
+    assert converted("status", ["P", "S", 7, "7", None]) == [
+        "pending",
+        "shipped",
+        "payment_failed",
+        "payment_failed",
+        None,
+    ]
+
+
+def test_unknown_code_is_a_known_code_error() -> None:
+    result = canon("status", ["P", "X9", "S"])
+    assert list(result.errors.index) == [1]
+    error = result.errors.loc[1]
+    assert error["check_name"] == "known_code"
+    assert error["field"] == "status"
+    assert "X9" in error["reason"]
+    assert "status_code" in error["reason"]
+    assert pd.isna(result.records.at[1, "status"])
+    assert list(result.records.loc[[0, 2], "status"]) == ["pending", "shipped"]
+
+
+def test_canonical_value_is_not_accepted_as_a_code() -> None:
+    result = canon("status", ["pending"])
+    assert result.errors.loc[0, "check_name"] == "known_code"
+
+
+# ---------------------------------------------------------------- required
+
+
+def test_required_null_is_a_not_null_error() -> None:
+    raw = one_field("note", ["a", "b", "c"])
+    raw["title"] = ["w", None, "v"]
+    out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "name", "note"])
+    assert list(out.errors.index) == [1]
+    error = out.errors.loc[1]
+    assert error["check_name"] == "not_null"
+    assert error["field"] == "name"
+    assert "name" in error["reason"] and "title" in error["reason"]
+
+
+def test_the_key_is_required_even_if_not_declared_so() -> None:
+    assert ENTITY.fields["item_id"].required is False
+    raw = one_field("note", ["a", "b"])
+    raw["item_no"] = ["k0", None]
+    out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "note"])
+    assert out.errors.to_dict("index") == {
+        1: {
+            "check_name": "not_null",
+            "field": "item_id",
+            "reason": "required field 'item_id' (column 'item_no') is null",
+            "value": None,
+        }
+    }
+
+
+def test_optional_null_is_no_error() -> None:
+    out = canon("note", [None, None])
+    assert out.errors.empty
+
+
+def test_required_column_absent_from_the_chunk_flags_every_row() -> None:
+    raw = one_field("note", ["a", "b"]).drop(columns=["title"])
+    out = to_canonical(raw, MAPPING, ENTITY, ["item_id", "name", "note"])
+    assert list(out.errors["check_name"]) == ["not_null", "not_null"]
+    assert set(out.errors["field"]) == {"name"}
+
+
+def test_bad_value_in_a_required_field_reports_the_cast_not_not_null() -> None:
+    entity = EntityConfig(
+        key="item_id", fields={"item_id": FieldSpec(), "qty": FieldSpec(type="integer", required=True)}
+    )
+    raw = pd.DataFrame({"item_no": ["a"], "amount": ["many"]}, dtype=object)
+    out = to_canonical(raw, MAPPING, entity, ["item_id", "qty"])
+    assert out.errors.loc[0, "check_name"] == "valid_integer"
+
+
+# ---------------------------------------------------------------- change timestamps
+
+
+def test_source_ts_from_the_cursor_column_in_naive_utc() -> None:
+    raw = one_field("note", ["a", "b", "c", "d"])
+    raw["changed"] = ["2026-10-01 10:00", "2026-10-01T12:00:00+02:00", None, "not a time"]
+    ts = to_canonical(raw, MAPPING, ENTITY, ["item_id", "note"]).source_ts
+    assert ts.iloc[0] == pd.Timestamp("2026-10-01 10:00")
+    assert ts.iloc[1] == pd.Timestamp("2026-10-01 10:00")
+    assert pd.isna(ts.iloc[2]) and pd.isna(ts.iloc[3])
+    assert ts.dt.tz is None
+
+
+def test_source_ts_without_cursor_is_unknown() -> None:
+    mapping = MAPPING.model_copy(update={"cursor": None})
+    ts = to_canonical(one_field("note", ["a"]), mapping, ENTITY, ["item_id", "note"]).source_ts
+    assert ts.isna().all()
+
+
+# ---------------------------------------------------------------- back to a system
+
+
+TABLE = Table(
+    "items",
+    MetaData(),
+    Column("item_no", String(20), primary_key=True),
+    Column("title", Text),
+    Column("memo", String(50)),
+    Column("amount", Integer),
+    Column("unit_price", Numeric(10, 2)),
+    Column("kg", Float),
+    Column("is_active", Boolean),
+    Column("dob", Date),
+    Column("last_seen", DateTime),
+    Column("status_code", String(5)),
+)
+
+
+def canonical_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    return pd.DataFrame([{f: r.get(f) for f in ALL} for r in rows], index=[r["item_id"] for r in rows], dtype=object)
+
+
+FULL = {
+    "item_id": "a",
+    "name": "widget",
+    "note": "n",
+    "qty": "3",
+    "price": "12.50",
+    "weight": "1.250",
+    "active": "true",
+    "born": "2024-01-31",
+    "seen_at": "2026-10-01T10:00:00.123456",
+    "status": "shipped",
+}
+
+
+def test_to_system_converts_to_python_types_per_column() -> None:
+    rows, errors = to_system(
+        canonical_frame([FULL, {**FULL, "item_id": "b", "qty": "-4", "active": "false"}]), MAPPING, TABLE, ALL
+    )
+    assert errors.empty
+    first, second = rows
+    assert first == {
+        "item_no": "a",
+        "title": "widget",
+        "memo": "n",
+        "amount": 3,
+        "unit_price": decimal.Decimal("12.50"),
+        "kg": 1.25,
+        "is_active": True,
+        "dob": dt.date(2024, 1, 31),
+        "last_seen": dt.datetime(2026, 10, 1, 10, 0, 0, 123456),
+        "status_code": "S",
+    }
+    assert type(first["amount"]) is int
+    assert isinstance(first["unit_price"], decimal.Decimal)
+    assert type(first["kg"]) is float
+    assert type(first["is_active"]) is bool
+    assert isinstance(first["last_seen"], dt.datetime)
+    assert type(first["dob"]) is dt.date
+    assert second["amount"] == -4 and second["is_active"] is False
+
+
+def test_to_system_nulls_become_none() -> None:
+    row = {"item_id": "a", "name": "w"}
+    rows, errors = to_system(canonical_frame([row]), MAPPING, TABLE, ALL)
+    assert errors.empty
+    assert rows[0]["item_no"] == "a"
+    assert all(rows[0][c] is None for c in ("memo", "unit_price", "kg", "is_active", "dob", "last_seen", "status_code"))
+
+
+def test_to_system_reverses_codes() -> None:
+    frame = canonical_frame(
+        [{**FULL, "item_id": k, "status": s} for k, s in (("a", "pending"), ("b", "shipped"), ("c", "payment_failed"))]
+    )
+    rows, errors = to_system(frame, MAPPING, TABLE, ["item_id", "status"])
+    assert errors.empty
+    assert [r["status_code"] for r in rows] == ["P", "S", "7"]
+    assert set(rows[0]) == {"item_no", "status_code"}
+
+
+def test_to_system_unmappable_value_is_a_known_code_error() -> None:
+    frame = canonical_frame([{**FULL, "item_id": "a"}, {**FULL, "item_id": "b", "status": "lost"}])
+    rows, errors = to_system(frame, MAPPING, TABLE, ["item_id", "status"])
+    assert list(errors.index) == ["b"]
+    assert errors.loc["b", "check_name"] == "known_code"
+    assert errors.loc["b", "field"] == "status"
+    assert "lost" in errors.loc["b", "reason"]
+    assert rows[0]["status_code"] == "S"
+    assert rows[1]["status_code"] is None
+
+
+def test_round_trip_system_to_canonical_and_back() -> None:
+    frame = canonical_frame(
+        [FULL, {"item_id": "b", "name": "gadget", "qty": "0", "active": "false", "status": "pending"}]
+    )
+    rows, errors = to_system(frame, MAPPING, TABLE, ALL)
+    assert errors.empty
+    raw = pd.DataFrame(rows, dtype=object)
+    back = to_canonical(raw, MAPPING, ENTITY, ALL)
+    assert back.errors.empty
+    got = back.records.set_axis(frame.index).astype(object)
+    got = got.where(got.notna(), None)
+    pd.testing.assert_frame_equal(got, frame)
+
+
+# ---------------------------------------------------------------- regressions found in review
+
+
+def test_numbers_keep_every_digit() -> None:
+    assert converted("price", ["12345678901234567.89"]) == ["12345678901234567.89"]
+    assert converted("qty", [str(2**60 + 1)]) == [str(2**60 + 1)]
+
+
+@pytest.mark.parametrize("bad", ["inf", "-Infinity", "nan"])
+def test_non_finite_decimals_are_errors(bad: str) -> None:
+    result = canon("price", ["1.00", bad])
+    assert list(result.errors["check_name"]) == ["valid_decimal"]
+    assert result.records["price"].iloc[0] == "1.00"
+
+
+def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:
+    result = canon("born", ["2024-01-31", "2024-01-31T23:30:00-05:00", "31/02/1990"])
+    assert list(result.records["born"])[:2] == ["2024-01-31", "2024-02-01"]
+    assert list(result.errors["check_name"]) == ["valid_date"]
+
+
+def test_to_system_keeps_integers_next_to_nulls() -> None:
+    rows, _ = to_system(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TABLE, ALL)
+    assert [type(r["amount"]) for r in rows] == [int, type(None)]

@@ -1,0 +1,599 @@
+"""Loading, validating and cross-checking the YAML configuration."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from truesync.cli import main
+from truesync.config import ConfigError, load_config, parse_duration
+
+SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """A private copy of the shipped configuration, free to break."""
+    target = tmp_path / "config"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def edit(directory: Path, filename: str, change: Callable[[dict[str, Any]], None]) -> None:
+    path = directory / filename
+    document = yaml.safe_load(path.read_text())
+    change(document)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def expect_error(directory: Path, filename: str, where: str, *problem: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory)
+    error = caught.value
+    assert Path(error.file) == directory / filename
+    assert error.path == where
+    for fragment in problem:
+        assert fragment in error.problem
+    message = str(error)
+    assert filename in message
+    assert (where or "<document>") in message
+    return error
+
+
+# ---------------------------------------------------------------- the shipped configuration
+
+
+def test_shipped_config_loads() -> None:
+    config = load_config(SHIPPED)
+    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments"}
+    assert set(config.entities) == {"customer", "order", "stock_item", "payment"}
+    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api"}
+    flow = config.flows["webshop_to_crm"]
+    assert (flow.source, flow.target) == ("webshop", "crm")
+    assert flow.lookback == timedelta(hours=2)
+    assert flow.freshness_sla == timedelta(hours=6)
+    assert flow.start_date == date(2026, 10, 1)
+    assert config.mappings["webshop"].version == "3"
+    assert config.entity_mapping("webshop", "customer").codes["tier"]["G"] == "gold"
+
+
+def test_shipped_config_load_order() -> None:
+    config = load_config(str(SHIPPED))
+    assert config.load_order() == ["customer", "order", "stock_item", "payment"]
+    assert config.load_order(["order", "customer"]) == ["customer", "order"]
+    assert config.load_order(["order"]) == ["order"]
+
+
+def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
+    def reorder(doc: dict[str, Any]) -> None:
+        entities = doc["entities"]
+        doc["entities"] = {name: entities[name] for name in ("payment", "order", "stock_item", "customer")}
+
+    edit(cfg, "entities.yaml", reorder)
+    config = load_config(cfg)
+    assert list(config.entities) == ["payment", "order", "stock_item", "customer"]
+    order = config.load_order()
+    assert order.index("customer") < order.index("order") < order.index("payment")
+    assert sorted(order) == ["customer", "order", "payment", "stock_item"]
+
+
+def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(lookback="3h"))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(cfg))
+    assert load_config().flows["webshop_to_crm"].lookback == timedelta(hours=3)
+
+
+# ---------------------------------------------------------------- documents
+
+
+def test_invalid_yaml(cfg: Path) -> None:
+    (cfg / "flows.yaml").write_text("flows:\n  webshop_to_crm: [unclosed\n")
+    expect_error(cfg, "flows.yaml", "", "not valid YAML")
+
+
+def test_missing_file(cfg: Path) -> None:
+    (cfg / "mappings.yaml").unlink()
+    expect_error(cfg, "mappings.yaml", "", "file not found")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["systems: [webshop, erp]\n", "systems: just text\n", "systems:\n", "system:\n  webshop: {}\n", "- systems\n"],
+)
+def test_top_level_key_must_hold_a_mapping(cfg: Path, text: str) -> None:
+    (cfg / "systems.yaml").write_text(text)
+    expect_error(cfg, "systems.yaml", "systems", "expected a mapping under top-level key 'systems'")
+
+
+def test_extra_key_in_a_flow(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(colour="blue"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.colour", "Extra inputs are not permitted")
+
+
+def test_extra_key_deep_inside_an_entity(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["customer"]["fields"]["email"].update(unique=True))
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.email.unique", "Extra inputs are not permitted")
+
+
+def test_credentials_do_not_belong_in_systems_yaml(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm"].update(password="hunter2"))
+    expect_error(cfg, "systems.yaml", "systems.crm.password", "Extra inputs are not permitted")
+
+
+def test_unknown_field_type(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["customer"]["fields"]["tier"].update(type="text"))
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.tier.type")
+
+
+def test_missing_required_key(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].pop("target"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.target", "Field required")
+
+
+@pytest.mark.parametrize("setting", ["lookback", "freshness_sla", "retry_delay"])
+@pytest.mark.parametrize("value", ["2 hours", "1.5h", "-2h", "soon"])
+def test_bad_duration(cfg: Path, setting: str, value: str) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update({setting: value}))
+    expect_error(cfg, "flows.yaml", f"flows.webshop_to_crm.{setting}", f"'{value}' is not a duration")
+
+
+def test_duration_as_seconds_and_defaults(cfg: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["flows"]["webshop_to_crm"]["lookback"] = 5400
+        del doc["flows"]["webshop_to_crm"]["freshness_sla"]
+
+    edit(cfg, "flows.yaml", change)
+    flow = load_config(cfg).flows["webshop_to_crm"]
+    assert flow.lookback == timedelta(minutes=90)
+    assert flow.freshness_sla == timedelta(hours=6)
+
+
+def test_chunk_size_must_be_positive(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["erp_to_stockctl"].update(chunk_size=0))
+    expect_error(cfg, "flows.yaml", "flows.erp_to_stockctl.chunk_size")
+
+
+def test_invalid_name(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"].update({"pos-terminal": {"kind": "sql", "connection": "x"}}))
+    expect_error(cfg, "systems.yaml", "systems.pos-terminal", "'pos-terminal' is not a valid name")
+
+
+def test_invalid_table_name(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["erp"]["entities"]["stock_item"].update(table="items; drop"))
+    expect_error(cfg, "mappings.yaml", "mappings.erp.entities.stock_item.table", "not a valid name")
+
+
+# ---------------------------------------------------------------- entities
+
+
+def test_entity_key_must_be_a_field(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["stock_item"].update(key="item_code"))
+    expect_error(cfg, "entities.yaml", "entities.stock_item.key", "key 'item_code' is not a field")
+
+
+def test_unknown_entity_in_depends_on(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["order"]["depends_on"].append("invoice"))
+    expect_error(cfg, "entities.yaml", "entities.order.depends_on", "unknown entity 'invoice'")
+
+
+def test_dependency_cycle(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["customer"].update(depends_on=["order"]))
+    error = expect_error(cfg, "entities.yaml", "entities.customer.depends_on", "dependency cycle")
+    assert "customer -> order -> customer" in error.problem
+
+
+def test_longer_dependency_cycle(cfg: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["entities"]["customer"]["depends_on"] = ["stock_item"]
+        doc["entities"]["stock_item"]["depends_on"] = ["order"]
+
+    edit(cfg, "entities.yaml", change)
+    error = expect_error(cfg, "entities.yaml", "entities.customer.depends_on", "dependency cycle")
+    assert "customer -> stock_item -> order -> customer" in error.problem
+
+
+def test_self_dependency_is_a_cycle(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["stock_item"].update(depends_on=["stock_item"]))
+    error = expect_error(cfg, "entities.yaml", "entities.stock_item.depends_on", "dependency cycle")
+    assert "stock_item -> stock_item" in error.problem
+
+
+def test_reference_must_be_in_depends_on(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["order"].update(depends_on=[]))
+    expect_error(
+        cfg, "entities.yaml", "entities.order.references.customer_id", "'customer' must also be listed in depends_on"
+    )
+
+
+def test_reference_must_be_a_field(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["order"]["references"].update(buyer_id="customer"))
+    expect_error(cfg, "entities.yaml", "entities.order.references.buyer_id", "not a field")
+
+
+# ---------------------------------------------------------------- mappings
+
+
+def test_mapping_must_map_the_key(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["webshop"]["entities"]["customer"]["fields"].pop("customer_id"))
+    expect_error(
+        cfg, "mappings.yaml", "mappings.webshop.entities.customer.fields", "must map key 'customer_id' to 'ext_id'"
+    )
+
+
+def test_mapping_key_column_must_match_the_key_field(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm"]["entities"]["customer"].update(key="id"))
+    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.customer.fields", "must map key 'customer_id' to 'id'")
+
+
+def test_mapping_of_an_unknown_field(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["erp"]["entities"]["stock_item"]["fields"].update(colour="c"))
+    expect_error(cfg, "mappings.yaml", "mappings.erp.entities.stock_item.fields.colour", "not a field of 'stock_item'")
+
+
+def test_codes_for_an_unknown_field(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm"]["entities"]["order"]["codes"].update(stage={"a": "b"}))
+    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.order.fields.stage", "not a field of 'order'")
+
+
+def test_mapping_of_an_unknown_entity(cfg: Path) -> None:
+    edit(
+        cfg,
+        "mappings.yaml",
+        lambda d: d["mappings"]["crm"]["entities"].update(
+            invoice={"table": "invoices", "key": "no", "fields": {"invoice_id": "no"}}
+        ),
+    )
+    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.invoice", "unknown entity")
+
+
+def test_mapping_for_an_unknown_system(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"].update(pos={"version": 1, "entities": {}}))
+    expect_error(cfg, "mappings.yaml", "mappings.pos", "unknown system")
+
+
+# ---------------------------------------------------------------- flows
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_unknown_system_in_a_flow(cfg: Path, role: str) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update({role: "shopify"}))
+    expect_error(cfg, "flows.yaml", f"flows.webshop_to_crm.{role}", "unknown system 'shopify'")
+
+
+def test_flow_source_and_target_differ(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(target="webshop"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.target", "same system")
+
+
+def test_unknown_entity_in_a_flow(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["entities"].append("invoice"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "unknown entity 'invoice'")
+
+
+def test_flow_needs_at_least_one_entity(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(entities=[]))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities")
+
+
+def test_flow_entity_needs_a_mapping_on_both_sides(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm"]["entities"].pop("order"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "system 'crm' has no mapping for 'order'")
+
+
+def test_source_mapping_needs_a_cursor(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["webshop"]["entities"]["customer"].pop("cursor"))
+    expect_error(
+        cfg, "flows.yaml", "flows.webshop_to_crm.entities", "source mapping of 'customer' needs a cursor column"
+    )
+
+
+@pytest.mark.parametrize("field", ["segment", "*"])
+def test_ownership_by_an_unknown_system(cfg: Path, field: str) -> None:
+    edit(
+        cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["ownership"]["customer"].update({field: "marketing"})
+    )
+    expect_error(
+        cfg,
+        "flows.yaml",
+        f"flows.webshop_to_crm.ownership.customer.{field}",
+        "owner 'marketing' is neither a system nor 'shared'",
+    )
+
+
+def test_ownership_of_an_unknown_field(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["ownership"]["customer"].update(shoe_size="crm"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.ownership.customer.shoe_size", "not a field of 'customer'")
+
+
+def test_ownership_of_an_entity_outside_the_flow(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["ownership"].update(stock_item={"*": "erp"}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.ownership.stock_item", "entity not in flow")
+
+
+# ---------------------------------------------------------------- ownership lookups
+
+
+def test_shipped_synced_and_shared_fields() -> None:
+    config = load_config(SHIPPED)
+    # segment is owned by the CRM (and not mapped by the web shop): not synced by this flow
+    assert config.synced_fields("webshop_to_crm", "customer") == [
+        "email",
+        "name",
+        "phone",
+        "address",
+        "birth_date",
+        "tier",
+    ]
+    assert config.shared_fields("webshop_to_crm", "customer") == []
+    assert config.synced_fields("erp_to_stockctl", "stock_item") == ["name", "price", "currency"]
+    assert config.owner("webshop_to_crm", "customer", "segment") == "crm"
+    assert config.owner("webshop_to_crm", "customer", "email") == "webshop"
+    assert config.owner("erp_to_stockctl", "stock_item", "quantity") == "stockctl"
+
+
+def test_star_sets_the_default_owner(cfg: Path) -> None:
+    edit(
+        cfg,
+        "flows.yaml",
+        lambda d: d["flows"]["webshop_to_crm"]["ownership"].update(
+            customer={"*": "shared", "email": "webshop", "phone": "crm"}
+        ),
+    )
+    config = load_config(cfg)
+    assert config.owner("webshop_to_crm", "customer", "name") == "shared"
+    assert config.owner("webshop_to_crm", "customer", "email") == "webshop"
+    assert config.owner("webshop_to_crm", "customer", "phone") == "crm"
+    assert config.synced_fields("webshop_to_crm", "customer") == ["email", "name", "address", "birth_date", "tier"]
+    assert config.shared_fields("webshop_to_crm", "customer") == ["name", "address", "birth_date", "tier"]
+
+
+def test_star_owned_by_the_target_syncs_only_explicit_fields(cfg: Path) -> None:
+    edit(
+        cfg,
+        "flows.yaml",
+        lambda d: d["flows"]["webshop_to_crm"]["ownership"].update(
+            customer={"*": "crm", "email": "webshop", "tier": "shared"}
+        ),
+    )
+    config = load_config(cfg)
+    assert config.synced_fields("webshop_to_crm", "customer") == ["email", "tier"]
+    assert config.shared_fields("webshop_to_crm", "customer") == ["tier"]
+
+
+def test_without_rules_the_flow_source_owns_everything(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["ownership"].pop("order"))
+    config = load_config(cfg)
+    assert config.owner("webshop_to_crm", "order", "status") == "webshop"
+    assert config.synced_fields("webshop_to_crm", "order") == [
+        "customer_id",
+        "status",
+        "total",
+        "currency",
+        "ordered_at",
+    ]
+    # the key is never a synced field
+    assert "order_id" not in config.synced_fields("webshop_to_crm", "order")
+
+
+# ---------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1w", timedelta(weeks=1)),
+        (" 2 h ", timedelta(hours=2)),
+        ("0s", timedelta(0)),
+        (7200, timedelta(hours=2)),
+        (1.5, timedelta(seconds=1.5)),
+        (timedelta(minutes=5), timedelta(minutes=5)),
+    ],
+)
+def test_parse_duration(value: Any, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["2 hours", "1.5h", "-2h", "2", "h", "", "2y", True, None])
+def test_parse_duration_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("value", [-7200, timedelta(hours=-1)])
+def test_parse_duration_rejects_negative(value: Any) -> None:
+    with pytest.raises(ValueError, match="negative duration"):
+        parse_duration(value)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", "--dir", str(SHIPPED)]) == 0
+    out = capsys.readouterr()
+    assert "configuration OK" in out.out
+    assert "customer -> order -> stock_item" in out.out
+    assert out.err == ""
+
+
+def test_cli_config_check_bad(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(lookback="2 hours"))
+    assert main(["config", "check", "--dir", str(cfg)]) == 1
+    out = capsys.readouterr()
+    assert "configuration OK" not in out.out
+    assert "configuration error" in out.err
+    assert "flows.yaml" in out.err
+    assert "flows.webshop_to_crm.lookback" in out.err
+    assert "'2 hours' is not a duration" in out.err
+
+
+def test_cli_config_check_notes_connections_missing_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_WEBSHOP", "sqlite:////tmp/shop.db")
+    monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_ERP", raising=False)
+    assert main(["config", "check", "--dir", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    assert "system 'erp' needs Airflow connection 'truesync_erp'" in out
+    assert "system 'webshop' needs" not in out
+
+
+def test_a_missing_configuration_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration directory not found") as err:
+        load_config(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(err.value)
+
+
+# ---------------------------------------------------------------- data-quality settings
+
+
+def test_quality_thresholds_name_an_unknown_class_and_a_share_out_of_range(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(quality={"max_class_share": {"odd": 0.1}}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.quality.max_class_share", "'odd' is not one of")
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(quality={"max_blocked_share": 1.5}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.quality.max_blocked_share", "less than or equal to 1")
+
+
+def test_field_formats_and_severities_are_checked(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["customer"]["fields"]["email"].update(format="mail"))
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.email.format", "'email'")
+    edit(
+        cfg,
+        "entities.yaml",
+        lambda d: d["entities"]["customer"]["fields"]["email"].update(format="email", severity="x"),
+    )
+    expect_error(cfg, "entities.yaml", "entities.customer.fields.email.severity", "'block' or 'warn'")
+
+
+def test_shipped_quality_settings() -> None:
+    config = load_config(SHIPPED)
+    fields = config.entities["customer"].fields
+    assert fields["email"].pii and fields["email"].format == "email"
+    assert (fields["phone"].format, fields["phone"].severity) == ("phone", "warn")
+    assert config.entities["stock_item"].fields["price"].min == 0
+    assert config.flows["webshop_to_crm"].quality.mask_pii is True
+
+
+# ---------------------------------------------------------------- REST systems and reconciliation
+
+
+def test_rest_system_needs_its_rest_block_and_a_sql_system_may_not_have_one(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"].pop("rest"))
+    expect_error(cfg, "systems.yaml", "systems.crm_api", "needs a 'rest' block")
+
+
+def test_rest_mapping_table_must_be_an_endpoint(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["customer"].update(table="people"))
+    expect_error(cfg, "mappings.yaml", "mappings.crm_api.entities.customer.table", "'people' is not an endpoint")
+
+
+def test_rest_pagination_style_and_secret_headers_are_checked(cfg: Path) -> None:
+    def style(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"]["endpoints"]["contacts"]["pagination"]["style"] = "scroll"
+
+    edit(cfg, "systems.yaml", style)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.contacts.pagination.style", "'page'")
+
+
+def test_credentials_in_rest_headers_are_refused(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"].update(headers={"Authorization": "x"}))
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest", "carries credentials")
+
+
+def test_upsert_path_must_name_the_key(cfg: Path) -> None:
+    def path(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"]["endpoints"]["deals"]["upsert"]["path"] = "/deals/upsert"
+
+    edit(cfg, "systems.yaml", path)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.deals.upsert.path", "'{key}'")
+
+
+def test_shipped_rest_settings() -> None:
+    config = load_config(SHIPPED)
+    rest = config.systems["crm_api"].rest
+    assert rest is not None and rest.auth.type == "bearer"
+    assert rest.endpoints["deals"].upsert is not None and rest.endpoints["deals"].upsert.method == "PUT"
+    assert config.flows["payments_to_crm_api"].reconcile["payment"].match_on == "invoice_id"
+
+
+def test_reconcile_match_on_must_be_a_reference(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].update(match_on="kind"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.match_on", "one of the references")
+
+
+def test_reconcile_references_must_be_fields_the_target_maps(cfg: Path) -> None:
+    def refs(doc: dict[str, Any]) -> None:
+        doc["flows"]["payments_to_crm_api"]["reconcile"]["payment"]["references"]["customer_id"] = "ordered_at"
+
+    edit(cfg, "flows.yaml", refs)
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["order"]["fields"].pop("ordered_at"))
+    expect_error(
+        cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.references.customer_id", "does not map"
+    )
+
+
+def test_reconcile_balance_must_be_a_field_of_the_settled_entity(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].update(balance="owed"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "not a field of 'order'")
+
+
+def test_a_user_expectation_on_a_field_the_source_does_not_map_is_refused(cfg: Path) -> None:
+    def expect_on_segment(doc: dict[str, Any]) -> None:
+        check = {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "segment"}}
+        doc["entities"]["customer"]["expectations"].append(check)
+
+    edit(cfg, "entities.yaml", expect_on_segment)
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "reads segment", "'webshop' does not map")
+
+
+def test_user_expectations_may_read_the_change_time(cfg: Path) -> None:
+    def on_change_time(doc: dict[str, Any]) -> None:
+        check = {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "change_time"}}
+        doc["entities"]["customer"]["expectations"].append(check)
+
+    edit(cfg, "entities.yaml", on_change_time)
+    assert load_config(cfg).entities["customer"].expectations[-1].kwargs == {"column": "change_time"}
+
+
+def test_rest_endpoint_needs_a_window_end(cfg: Path) -> None:
+    edit(
+        cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"]["endpoints"]["contacts"].update(until_param=None)
+    )
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest.endpoints.contacts.until_param", "until_param is required")
+
+
+def test_the_api_key_header_is_refused_in_rest_headers(cfg: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["systems"]["crm_api"]["rest"].update(
+            auth={"type": "api_key", "header": "X-Crm-Key"}, headers={"x-crm-key": "k"}
+        )
+
+    edit(cfg, "systems.yaml", change)
+    expect_error(cfg, "systems.yaml", "systems.crm_api.rest", "header 'x-crm-key' carries credentials")
+
+
+def test_reconcile_needs_a_rest_lookup_by_match_on(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"]["rest"]["endpoints"]["deals"]["lookup"].update(by={}))
+    expect_error(
+        cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.match_on", "no lookup.by 'invoice_ref'"
+    )
+
+
+def test_reconcile_balance_must_be_mapped_by_the_target(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["order"]["fields"].pop("balance"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "does not map 'balance'")
+
+
+def test_reconcile_balance_needs_total_and_amount(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].pop("total"))
+    expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "needs 'total' and 'amount'")
