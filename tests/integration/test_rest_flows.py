@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import requests
 from groundtruth import differences, first_results
+from sandbox_demo import assert_conserved
 from sandboxapis import sandbox_apis
-from test_engine import assert_conserved
 
 from truesync import cli
 from truesync.config import Config, load_config
