@@ -85,9 +85,9 @@ def generate(directory: Path, rows: int, delta: int, seed: int) -> None:
 def run_once() -> dict[str, float]:
     """Inside a fresh process: one customer sync for the window; prints timings as JSON."""
     from truesync.config import load_config
-    from truesync.pipeline.extract import EntityJob, extract_entity
+    from truesync.pipeline.extract import extract_entity
+    from truesync.pipeline.job import EntityJob, begin_run
     from truesync.pipeline.load import sync_entity
-    from truesync.pipeline.runner import begin_run
     from truesync.pipeline.window import Window
     from truesync.reporting.report import entity_report
     from truesync.store import Store, runs
@@ -95,7 +95,7 @@ def run_once() -> dict[str, float]:
     config, store = load_config(), Store()
     window = Window(WINDOW_START, WINDOW_START + timedelta(days=1))
     run_id = f"bench-{time.time_ns()}"
-    begin_run(config, store, "webshop_to_crm", run_id, window, False)
+    begin_run(store, "webshop_to_crm", run_id, window, False)
     job = EntityJob(config, store, "webshop_to_crm", "customer", run_id)
     began = time.monotonic()
     extract_entity(job, window)

@@ -4,6 +4,10 @@ Each DAG: ``plan`` (window from the data interval) -> one TaskGroup per entity i
 dependency order (``extract`` -> ``partition`` -> ``sync`` mapped over key ranges, so
 several workers share a large delta) -> ``finalize`` (conservation check, watermark,
 report). Data moves through the store; XCom carries only ids, key bounds and counts.
+
+The stage modules (``truesync.pipeline.extract``, ``load``, ``finalize``) import Great
+Expectations, which takes seconds; the dag-processor parses this file every 30 seconds.
+So, as Airflow advises for top-level code, each task imports its stage inside the task.
 """
 
 from __future__ import annotations
@@ -19,11 +23,8 @@ from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
 from truesync.connectors.errors import SystemUnavailable
-from truesync.pipeline.extract import EntityJob, extract_entity
-from truesync.pipeline.load import plan_partitions, sync_entity
-from truesync.pipeline.runner import begin_run
+from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.window import Window, plan_window
-from truesync.reporting.report import fail_run, finish_run
 from truesync.store import Store, runs
 from truesync.store.staging import Partition
 
@@ -103,11 +104,13 @@ def build_dag(config: Config, flow: str) -> DAG:
                 clears = getattr(dag_run, "clear_number", 0) or 0
                 run_id = f"{flow}:{dag_run.run_id}" + (f"#{clears}" if clears else "")
                 dry_run = bool(context["params"].get("dry_run"))
-                begin_run(config, store, flow, run_id, window, dry_run)
+                begin_run(store, flow, run_id, window, dry_run)
                 return {"run_id": run_id, "dry_run": dry_run, **window.as_dict()}
 
         @task
         def finalize(plan: dict[str, Any]) -> dict[str, Any]:
+            from truesync.pipeline.finalize import finish_run
+
             with _only_transient_retries():
                 report = finish_run(config, Store(), flow, plan["run_id"])
                 # The "Run report" extra link (plugins/truesync_reports.py) opens report["html"] over HTTP.
@@ -120,6 +123,8 @@ def build_dag(config: Config, flow: str) -> DAG:
 
         @task(trigger_rule="one_failed", retries=0)
         def record_failure(plan: dict[str, Any], **context: Any) -> None:
+            from truesync.pipeline.finalize import fail_run
+
             run_id = context["dag_run"].run_id
             states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, run_ids=[run_id]).get(run_id, {})
             failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
@@ -144,16 +149,22 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskG
 
         @task(task_id="extract")
         def extract(plan: dict[str, Any]) -> int:
+            from truesync.pipeline.extract import extract_entity
+
             with _only_transient_retries():
                 return extract_entity(job(plan), _window(plan))
 
         @task(task_id="partition")
         def partition(plan: dict[str, Any]) -> list[dict[str, Any]]:
+            from truesync.pipeline.load import plan_partitions
+
             with _only_transient_retries():
                 return [p.as_dict() for p in plan_partitions(job(plan))]
 
         @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}")
         def sync(plan: dict[str, Any], part: dict[str, Any]) -> dict[str, int]:
+            from truesync.pipeline.load import sync_entity
+
             with _only_transient_retries():
                 return sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
 

@@ -12,10 +12,10 @@ from sandbox_demo import ERP_FLOW, SHOP_FLOW, Demo, assert_conserved
 from sqlalchemy import delete
 
 from truesync.config import ConfigError, ExpectationSpec, QualityConfig, load_config
-from truesync.pipeline.extract import EntityJob
+from truesync.pipeline.finalize import QualityThresholdError, post_load_checks
+from truesync.pipeline.job import EntityJob
 from truesync.quality import checks as quality
 from truesync.quality import health
-from truesync.reporting.report import QualityThresholdError
 from truesync.sandbox import systems as sandbox
 from truesync.store import checks, runs, staging
 
@@ -202,7 +202,7 @@ def test_post_load_checks_pass_on_a_clean_load_and_catch_a_broken_target(demo: D
     with demo.engine("crm").begin() as conn:  # someone else edits the target after the run
         conn.execute(delete(contacts).where(contacts.c.external_id == orphaned["contact_ref"]))
         conn.execute(delete(deal_table).where(deal_table.c.order_ref == vanished))
-    health.post_load_checks(EntityJob(demo.config, demo.store, SHOP_FLOW, "order", report["run_id"]))
+    post_load_checks(EntityJob(demo.config, demo.store, SHOP_FLOW, "order", report["run_id"]))
     summary = {(c["expectation"], c["column"]): c for c in checks.summary(demo.store, report["run_id"])["order"]
                if c["phase"] == "post_load"}  # fmt: skip
     parents = summary[("expect_column_values_to_be_in_set", "customer_id")]

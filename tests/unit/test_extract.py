@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from truesync.config import load_config
-from truesync.pipeline.extract import NULL_KEY_PREFIX, EntityJob, batched, prepare
+from truesync.pipeline.extract import NULL_KEY_PREFIX, batched, prepare
+from truesync.pipeline.job import EntityJob
 from truesync.store import Store
 
 

@@ -11,52 +11,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from truesync.config import Config, EntityConfig, EntityMapping
-from truesync.connectors.registry import open_system
+from truesync.config import EntityMapping
+from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, to_canonical
 from truesync.core.classify import row_hash
+from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
-from truesync.store import Store, checks, queue, runs, staging
+from truesync.quality.checks import Suite, suite_for, validation_frame
+from truesync.store import checks, queue, runs, staging
 from truesync.support.frames import records
 
-if TYPE_CHECKING:
-    from truesync.quality.checks import Suite
 
-
-@dataclass(frozen=True)
-class EntityJob:
-    """Which flow, entity and run a task works on: the ids XCom carries."""
-
-    config: Config
-    store: Store
-    flow: str
-    entity: str
-    run_id: str
-
-    @property
-    def spec(self) -> EntityConfig:
-        return self.config.entities[self.entity]
-
-    def mapping(self, role: str) -> EntityMapping:
-        return self.config.entity_mapping(getattr(self.config.flows[self.flow], role), self.entity)
-
-    def payload_fields(self) -> list[str]:
-        """Key, the fields the flow syncs, and references (needed for the parent check)."""
-        synced = self.config.synced_fields(self.flow, self.entity)
-        refs = [f for f in self.spec.references if f in self.mapping("source").fields]
-        return list(dict.fromkeys([self.spec.key, *synced, *refs]))
-
-    def suite(self) -> Suite:
-        """The entity's data-quality checks on this flow's source."""
-        from truesync.quality.checks import suite_for  # GX takes seconds to import: not while a DAG file is parsed
-
-        name = f"{self.flow}.{self.entity}"
-        return suite_for(name, self.spec, self.mapping("source"), self.payload_fields(), self.config)
+def suite(job: EntityJob) -> Suite:
+    """The entity's data-quality checks on this flow's source."""
+    name = f"{job.flow}.{job.entity}"
+    return suite_for(name, job.spec, job.mapping("source"), job.payload_fields(), job.config)
 
 
 def extract_entity(job: EntityJob, window: Window) -> int:
@@ -66,7 +38,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     """
     began = time.monotonic()
     flow = job.config.flows[job.flow]
-    source = open_system(job.config, flow.source)
+    source = open_source(job.config, flow.source)
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
@@ -112,10 +84,8 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     """
     if raw.empty:
         return []
-    from truesync.quality.checks import validation_frame
-
     mapping = job.mapping("source")
-    verdict = job.suite().validate(validation_frame(raw, mapping, job.spec))
+    verdict = suite(job).validate(validation_frame(raw, mapping, job.spec))
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
     canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
     keys = canon.records[job.spec.key].copy()

@@ -22,41 +22,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from truesync.config import ReconcileConfig
-from truesync.connectors.base import Connector
+from truesync.connectors.base import Target
 from truesync.core.canonical import to_canonical
 from truesync.core.classify import MISMATCHED, Classification
-from truesync.pipeline.extract import EntityJob
+from truesync.pipeline.holds import PARENT_EXISTS
+from truesync.pipeline.job import ChunkSync, EntityJob
 
-if TYPE_CHECKING:  # load.py calls this module: a runtime import would be circular
-    from truesync.pipeline.load import Quarantine
-
-REFERENCE_CHECK, BALANCE_CHECK, PARENT_CHECK = "reference_match", "open_balance", "parent_exists"
+REFERENCE_CHECK, BALANCE_CHECK, PARENT_CHECK = "reference_match", "open_balance", PARENT_EXISTS
 Passed = tuple[str, pd.Series, pd.Series]  # key, record, the settled record it matched
 
 
-def hold_contradictions(
-    job: EntityJob,
-    target: Connector,
-    source: pd.DataFrame,
-    verdict: Classification,
-    current: pd.DataFrame,
-    payload: pd.Series,
-    held: Quarantine,
-) -> None:
+def hold_contradictions(sync: ChunkSync, source: pd.DataFrame, verdict: Classification, current: pd.DataFrame) -> None:
     """Mark and hold the records to be written whose references contradict the target.
 
     ``current`` holds the target's versions of the records (canonical, by key).
     """
+    job, target = sync.job, sync.target
     rules = job.config.flows[job.flow].reconcile.get(job.entity)
     if rules is None:
         return
     result = verdict.result
-    pending = source.loc[result.index[result["write"] & ~result.index.isin(list(held.by_key))]]
+    pending = source.loc[result.index[result["write"] & ~result.index.isin(sync.held.keys)]]
     if pending.empty:
         return
     settled = _settled(job, target, rules, pending)
@@ -74,10 +64,10 @@ def hold_contradictions(
         if check != PARENT_CHECK:
             result.at[key, "class"] = MISMATCHED
             result.at[key, "overdue"] = False
-        held.add(key, result.at[key, "class"], check, rules.match_on, reason, payload[key])
+        sync.hold(key, result.at[key, "class"], check, rules.match_on, reason)
 
 
-def _settled(job: EntityJob, target: Connector, rules: ReconcileConfig, pending: pd.DataFrame) -> pd.DataFrame:
+def _settled(job: EntityJob, target: Target, rules: ReconcileConfig, pending: pd.DataFrame) -> pd.DataFrame:
     """The target records the pending ones name by ``match_on``, in canonical form."""
     mapping = job.config.entity_mapping(job.config.flows[job.flow].target, rules.entity)
     spec = job.config.entities[rules.entity]

@@ -9,22 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from truesync.config import Config
-from truesync.pipeline.extract import EntityJob, extract_entity
+from truesync.pipeline.extract import extract_entity
+from truesync.pipeline.finalize import finish_run
+from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.pipeline.window import Window
-from truesync.reporting.report import finish_run
-from truesync.store import Store, runs
-
-
-def begin_run(config: Config, store: Store, flow: str, run_id: str, window: Window, dry_run: bool) -> None:
-    runs.begin(store, run_id, flow, window.start, window.end, dry_run)
+from truesync.store import Store
 
 
 def run_flow(
     config: Config, store: Store, flow: str, run_id: str, window: Window, dry_run: bool = False
 ) -> dict[str, Any]:
-    """Extract and sync every entity of the flow in dependency order, partition by partition, then report."""
-    begin_run(config, store, flow, run_id, window, dry_run)
+    """Extract and sync every entity of the flow in dependency order, partition by partition, then finalize."""
+    begin_run(store, flow, run_id, window, dry_run)
     for entity in config.load_order(config.flows[flow].entities):
         job = EntityJob(config, store, flow, entity, run_id)
         extract_entity(job, window)

@@ -273,6 +273,16 @@ def run_checks(checks: list[Check], frame: pd.DataFrame, key: str, first_positio
     return _verdict(checks, outcomes, frame, key, first_position)
 
 
+def in_set(column: str, allowed: set[str], severity: str, rule: str) -> Check:
+    """Every value of ``column`` is one of ``allowed``: parents present in a target, records written."""
+    return Check(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=sorted(allowed)), column, severity, rule)
+
+
+def unique(column: str, severity: str, rule: str) -> Check:
+    """No value of ``column`` appears twice: a written record matches one target record, not several."""
+    return Check(gxe.ExpectColumnValuesToBeUnique(column=column), column, severity, rule)
+
+
 def _verdict(
     checks: list[Check], outcomes: list[Any], frame: pd.DataFrame, key: str, first_position: int = 0
 ) -> ChunkVerdict:

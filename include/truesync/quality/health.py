@@ -11,63 +11,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import great_expectations.expectations as gxe
 import pandas as pd
 
 from truesync.config import QualityConfig
-from truesync.connectors.registry import open_system
-from truesync.core.canonical import to_canonical
-from truesync.pipeline.extract import EntityJob
-from truesync.quality.checks import WARN, Check, run_checks
-from truesync.store import checks, runs, staging
+from truesync.quality.checks import WARN, in_set, run_checks, unique
+from truesync.store import runs
 
 POST_LOAD = "post_load"
 
 
-def post_load_checks(job: EntityJob) -> None:
-    """After loading: each created record is in the target exactly once, each synced child finds its parent.
-
-    Both read the target by the keys the run wrote, one fetch per chunk, so they cost what
-    the delta costs (a table-wide row count would cost what the table costs, and would count
-    other writers too).
-    """
-    checks.clear(job.store, job.run_id, job.entity, POST_LOAD)
-    target = open_system(job.config, job.config.flows[job.flow].target)
-    mapping = job.mapping("target")
-    for keys in staging.written_keys(job.store, job.run_id, job.entity, job.config.flows[job.flow].chunk_size):
-        raw = target.fetch(mapping, keys)
-        stats = _created_checks(job, target.name, keys, raw[mapping.key].astype(str))
-        for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
-            stats += _parent_checks(job, target, raw, ref_field, parent, position)
-        checks.record(job.store, job.run_id, job.entity, POST_LOAD, stats)
+def created_checks(target: str, created: list[str], found: pd.Series) -> list[dict[str, Any]]:
+    """The records a run created are in the target, each exactly once; ``found``: the keys the target holds."""
+    there = in_set("key", set(found), WARN, f"must be in target '{target}' once created")
+    once = unique("key", WARN, "must match one target record, not several")
+    stats = run_checks([there], pd.DataFrame({"key": created}), "key").stats
+    written = pd.DataFrame({"key": found[found.isin(created)].tolist()})
+    return stats + run_checks([once], written, "key", first_position=1).stats
 
 
-def _created_checks(job: EntityJob, target: str, written: list[str], found: pd.Series) -> list[dict[str, Any]]:
-    """The records this run created are in the target, each exactly once."""
-    outcomes = staging.outcomes(job.store, job.run_id, job.entity, written)
-    created = [key for key in written if outcomes.get(key) == "created"]
-    there = gxe.ExpectColumnValuesToBeInSet(column="key", value_set=sorted(set(found)))
-    once = gxe.ExpectColumnValuesToBeUnique(column="key")
-    stats = run_checks([Check(there, "key", WARN, f"must be in target '{target}' once created")],
-                       pd.DataFrame({"key": created}), "key").stats  # fmt: skip
-    return stats + run_checks([Check(once, "key", WARN, "must match one target record, not several")],
-                              pd.DataFrame({"key": found[found.isin(created)].tolist()}), "key",
-                              first_position=1).stats  # fmt: skip
-
-
-def _parent_checks(
-    job: EntityJob, target: Any, raw: pd.DataFrame, ref_field: str, parent: str, position: int
+def parent_checks(
+    children: pd.DataFrame, ref_field: str, parent: str, present: set[str], target: str, position: int
 ) -> list[dict[str, Any]]:
-    """The children written in this chunk name a parent present in the target."""
-    mapping = job.mapping("target")
-    parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
-    children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
-    frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
-    wanted = sorted(set(frame[ref_field]))
-    present = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str)) if wanted else set()
-    found = gxe.ExpectColumnValuesToBeInSet(column=ref_field, value_set=sorted(present))
-    check = Check(found, ref_field, WARN, f"must name a {parent} present in target '{target.name}'")
-    return run_checks([check], frame, "key", first_position=position).stats
+    """The children written name a parent present in the target; ``children`` has ``key`` and ``ref_field``."""
+    check = in_set(ref_field, present, WARN, f"must name a {parent} present in target '{target}'")
+    return run_checks([check], children, "key", first_position=position).stats
 
 
 def assess(

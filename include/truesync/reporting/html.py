@@ -20,8 +20,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
-from truesync.reporting import report as run_report  # a module import: report.finish_run renders these pages
 from truesync.reporting.masking import mask_reason
+from truesync.reporting.report import OUTCOMES, report_path
 from truesync.store import Store, review, runs
 from truesync.support.paths import state_dir
 
@@ -51,7 +51,7 @@ Masker = Callable[[str, str | None, str | None, str | None], str | None]
 
 def html_path(flow: str, run_id: str) -> Path:
     """The run's page, next to its JSON report."""
-    return run_report.report_path(flow, run_id).with_suffix(".html")
+    return report_path(flow, run_id).with_suffix(".html")
 
 
 def index_path() -> Path:
@@ -80,7 +80,7 @@ def run_context(config: Config, store: Store, report: dict[str, Any]) -> dict[st
     return {
         "report": report,
         "classes": REPORTED_CLASSES,
-        "outcomes": run_report.OUTCOMES,
+        "outcomes": OUTCOMES,
         "colours": CLASS_COLOURS,
         "share_colours": SHARE_COLOURS,
         "chart": class_chart(entities),
@@ -119,7 +119,7 @@ def _crosstab(store: Store, run_id: str, entities: dict[str, Any]) -> list[dict[
     for entity, body in entities.items():
         for klass in REPORTED_CLASSES:
             if body["classes"].get(klass):
-                cells = {o: counts.get((entity, klass, o), 0) for o in run_report.OUTCOMES}
+                cells = {o: counts.get((entity, klass, o), 0) for o in OUTCOMES}
                 rows.append({"entity": entity, "class": klass, "cells": cells, "total": body["classes"][klass]})
     return rows
 

@@ -8,6 +8,9 @@ The store and the exception queue keep the real values: people fix records from 
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from truesync.config import Config, check_columns
 
 _HIDDEN = "***"
 
@@ -40,3 +43,21 @@ def mask_reason(reason: str | None, value: str | None, fmt: str | None = None) -
     if reason is None or not value:
         return reason
     return reason.replace(f"'{value}'", f"'{mask(value, fmt) or _HIDDEN}'")
+
+
+def mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, Any]]) -> None:
+    """Check examples touching a personal field are masked before they reach a report or Data Docs.
+
+    An example of a check reading several columns is masked whole; one column keeps its format's shape.
+    """
+    if not config.flows[flow].quality.mask_pii:
+        return
+    fields = config.entities[entity].fields
+    for item in items:
+        columns = check_columns(item["column"], item.get("kwargs") or {})
+        personal = [fields[c] for c in columns if c in fields and fields[c].personal]
+        if not personal:
+            continue
+        fmt = personal[0].format if len(columns) == 1 else None
+        for example in item["examples"]:
+            example["value"] = mask(example["value"], fmt)
