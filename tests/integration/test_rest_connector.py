@@ -20,10 +20,13 @@ import requests
 
 from truesync.config import EntityMapping, load_config
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
+from truesync.connectors.rest.changes import _iso
+from truesync.connectors.rest.connection import HttpConnection, http_connection
+from truesync.connectors.rest.paging import check_same_origin, listing
+from truesync.connectors.rest.session import BadResponse, RateLimiter
 from truesync.connectors.rest.settings import RestConfig
-from truesync.connectors.rest.system import BadResponse, RateLimiter, RestSystem, _iso
+from truesync.connectors.rest.system import RestSystem
 from truesync.sandbox.api import ServerThread, crm_app, seed
-from truesync.support.connections import HttpConnection, http_connection
 
 TOKEN = "s3cret-token-never-shown"
 DAY = datetime(2026, 11, 1)
@@ -36,7 +39,7 @@ class Crm:
     def __init__(self, server: ServerThread) -> None:
         self.server = server
         config = load_config()
-        self.settings: RestConfig = config.systems["crm_api"].rest.model_copy(deep=True)
+        self.settings: RestConfig = config.systems["crm_api"].settings.model_copy(deep=True)
         self.settings.read_timeout = 1.0
         self.settings.backoff_factor = 0.05
         self.contacts = config.entity_mapping("crm_api", "customer")
@@ -84,9 +87,9 @@ def keys_of(connector: RestSystem, mapping: EntityMapping, size: int = 7) -> lis
 
 def naive_keys(connector: RestSystem, mapping: EntityMapping) -> list[str]:
     """What a reader that just follows the pages would get: no tie groups, no dedupe."""
-    endpoint = connector.config.endpoints[mapping.table]
+    endpoint = connector.api.config.endpoints[mapping.table]
     params = {endpoint.since_param: DAY.isoformat(), endpoint.until_param: (DAY + timedelta(days=1)).isoformat()}
-    return [item["external_id"] for item in connector._listing(endpoint, params)]
+    return [item["external_id"] for item in listing(connector.api, endpoint, params)]
 
 
 # --- paging -----------------------------------------------------------------------------------
@@ -211,7 +214,7 @@ def test_a_post_without_idempotency_key_is_never_retried(crm: Crm) -> None:
     connector = crm.connector()
     crm.faults(lose_response=1, delay=2.0)
     with pytest.raises(SystemUnavailable):
-        connector._request("POST", "/contacts", body=_row("NOKEY", modified_at=None))
+        connector.api.request("POST", "/contacts", body=_row("NOKEY", modified_at=None))
     assert crm.stats()["POST /contacts"] == 1
 
 
@@ -290,7 +293,7 @@ def test_items_without_key_or_change_time_are_yielded_to_be_quarantined(crm: Crm
 def test_a_next_link_to_another_host_is_refused(crm: Crm) -> None:
     connector = crm.connector()
     with pytest.raises(BadResponse, match="another host"):
-        connector._check_same_origin("http://elsewhere.example/contacts?offset=10", "/contacts")
+        check_same_origin(connector.api, "http://elsewhere.example/contacts?offset=10", "/contacts")
 
 
 def test_connection_uri_gives_base_url_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -467,7 +470,7 @@ def test_airflow_http_connections_keep_the_https_scheme(
 
 
 def test_credentials_over_plain_http_go_only_to_loopback() -> None:
-    settings = load_config().systems["crm_api"].rest
+    settings = load_config().systems["crm_api"].settings
     with pytest.raises(ConfigurationProblem, match="credentials go only over https") as caught:
         RestSystem("crm_api", settings, HttpConnection("http://api.example.com", None, TOKEN))
     assert TOKEN not in str(caught.value)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from truesync.config import EntityMapping
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
-from truesync.connectors.sql import SqlSystem
+from truesync.connectors.sql.system import SqlSystem
 from truesync.support.sqldb import open_engine
 
 START = datetime(2026, 3, 1)
@@ -303,3 +303,7 @@ def test_unreachable_server_is_unavailable_and_never_shows_the_password(url: str
             assert "secretpw" not in system.describe()
     finally:
         system.engine.dispose()
+
+
+def test_columns_are_every_column_of_the_table_with_the_python_type_it_takes(shop: SqlSystem) -> None:
+    assert shop.columns(NUMBERED) == {"id": int, "num": int, "name": str, "changed_at": datetime}

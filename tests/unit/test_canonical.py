@@ -7,7 +7,6 @@ import decimal
 
 import pandas as pd
 import pytest
-from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, Numeric, String, Table, Text
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
 from truesync.core.canonical import to_canonical, to_system
@@ -342,20 +341,18 @@ def test_source_ts_without_cursor_is_unknown() -> None:
 # ---------------------------------------------------------------- back to a system
 
 
-TABLE = Table(
-    "items",
-    MetaData(),
-    Column("item_no", String(20), primary_key=True),
-    Column("title", Text),
-    Column("memo", String(50)),
-    Column("amount", Integer),
-    Column("unit_price", Numeric(10, 2)),
-    Column("kg", Float),
-    Column("is_active", Boolean),
-    Column("dob", Date),
-    Column("last_seen", DateTime),
-    Column("status_code", String(5)),
-)
+TYPES: dict[str, type | None] = {
+    "item_no": str,
+    "title": str,
+    "memo": None,
+    "amount": int,
+    "unit_price": decimal.Decimal,
+    "kg": float,
+    "is_active": bool,
+    "dob": dt.date,
+    "last_seen": dt.datetime,
+    "status_code": str,
+}
 
 
 def canonical_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
@@ -378,7 +375,7 @@ FULL = {
 
 def test_to_system_converts_to_python_types_per_column() -> None:
     rows, errors = to_system(
-        canonical_frame([FULL, {**FULL, "item_id": "b", "qty": "-4", "active": "false"}]), MAPPING, TABLE, ALL
+        canonical_frame([FULL, {**FULL, "item_id": "b", "qty": "-4", "active": "false"}]), MAPPING, TYPES, ALL
     )
     assert errors.empty
     first, second = rows
@@ -405,7 +402,7 @@ def test_to_system_converts_to_python_types_per_column() -> None:
 
 def test_to_system_nulls_become_none() -> None:
     row = {"item_id": "a", "name": "w"}
-    rows, errors = to_system(canonical_frame([row]), MAPPING, TABLE, ALL)
+    rows, errors = to_system(canonical_frame([row]), MAPPING, TYPES, ALL)
     assert errors.empty
     assert rows[0]["item_no"] == "a"
     assert all(rows[0][c] is None for c in ("memo", "unit_price", "kg", "is_active", "dob", "last_seen", "status_code"))
@@ -415,7 +412,7 @@ def test_to_system_reverses_codes() -> None:
     frame = canonical_frame(
         [{**FULL, "item_id": k, "status": s} for k, s in (("a", "pending"), ("b", "shipped"), ("c", "payment_failed"))]
     )
-    rows, errors = to_system(frame, MAPPING, TABLE, ["item_id", "status"])
+    rows, errors = to_system(frame, MAPPING, TYPES, ["item_id", "status"])
     assert errors.empty
     assert [r["status_code"] for r in rows] == ["P", "S", "7"]
     assert set(rows[0]) == {"item_no", "status_code"}
@@ -423,7 +420,7 @@ def test_to_system_reverses_codes() -> None:
 
 def test_to_system_unmappable_value_is_a_known_code_error() -> None:
     frame = canonical_frame([{**FULL, "item_id": "a"}, {**FULL, "item_id": "b", "status": "lost"}])
-    rows, errors = to_system(frame, MAPPING, TABLE, ["item_id", "status"])
+    rows, errors = to_system(frame, MAPPING, TYPES, ["item_id", "status"])
     assert list(errors.index) == ["b"]
     assert errors.loc["b", "check_name"] == "known_code"
     assert errors.loc["b", "field"] == "status"
@@ -436,7 +433,7 @@ def test_round_trip_system_to_canonical_and_back() -> None:
     frame = canonical_frame(
         [FULL, {"item_id": "b", "name": "gadget", "qty": "0", "active": "false", "status": "pending"}]
     )
-    rows, errors = to_system(frame, MAPPING, TABLE, ALL)
+    rows, errors = to_system(frame, MAPPING, TYPES, ALL)
     assert errors.empty
     raw = pd.DataFrame(rows, dtype=object)
     back = to_canonical(raw, MAPPING, ENTITY, ALL)
@@ -468,5 +465,10 @@ def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:
 
 
 def test_to_system_keeps_integers_next_to_nulls() -> None:
-    rows, _ = to_system(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TABLE, ALL)
+    rows, _ = to_system(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TYPES, ALL)
     assert [type(r["amount"]) for r in rows] == [int, type(None)]
+
+
+def test_to_system_sends_the_canonical_text_to_a_column_of_any_type() -> None:
+    rows, _ = to_system(canonical_frame([FULL]), MAPPING, {**TYPES, "amount": None, "unit_price": str}, ALL)
+    assert (rows[0]["amount"], rows[0]["unit_price"]) == ("3", "12.50")

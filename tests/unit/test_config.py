@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -13,6 +14,8 @@ import yaml
 
 from truesync.cli import main
 from truesync.config import ConfigError, load_config, parse_duration
+from truesync.connectors.kinds import KINDS
+from truesync.connectors.rest.settings import RestConfig
 
 SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
 
@@ -492,6 +495,33 @@ def test_rest_system_needs_its_rest_block_and_a_sql_system_may_not_have_one(cfg:
     expect_error(cfg, "systems.yaml", "systems.crm_api", "needs a 'rest' block")
 
 
+def test_an_unknown_kind_is_refused_naming_the_known_kinds(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm"].update(kind="soap"))
+    expect_error(cfg, "systems.yaml", "systems.crm.kind", "unknown kind 'soap'", "sql, rest")
+
+
+def test_a_block_on_a_kind_that_takes_none_is_refused(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm"].update(sql={"pool": 5}))
+    expect_error(cfg, "systems.yaml", "systems.crm.sql", "Extra inputs are not permitted")
+
+
+def test_a_rest_block_on_a_sql_system_is_refused(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm"].update(rest=d["systems"]["crm_api"]["rest"]))
+    expect_error(cfg, "systems.yaml", "systems.crm.rest", "Extra inputs are not permitted")
+
+
+def test_settings_are_not_a_key_of_systems_yaml(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm_api"].update(settings=d["systems"]["crm_api"]["rest"]))
+    expect_error(cfg, "systems.yaml", "systems.crm_api.settings", "written under the kind's name")
+
+
+def test_every_kind_names_a_section_of_the_configuration_docs() -> None:
+    docs = (SHIPPED.parents[1] / "docs" / "configuration.md").read_text()
+    headings = re.findall(r"^#+ (.+)$", docs, flags=re.MULTILINE)
+    anchors = {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+    assert {kind.docs for kind in KINDS.values()} <= anchors
+
+
 def test_rest_mapping_table_must_be_an_endpoint(cfg: Path) -> None:
     edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["customer"].update(table="people"))
     expect_error(cfg, "mappings.yaml", "mappings.crm_api.entities.customer.table", "'people' is not an endpoint")
@@ -520,8 +550,8 @@ def test_upsert_path_must_name_the_key(cfg: Path) -> None:
 
 def test_shipped_rest_settings() -> None:
     config = load_config(SHIPPED)
-    rest = config.systems["crm_api"].rest
-    assert rest is not None and rest.auth.type == "bearer"
+    rest = config.systems["crm_api"].settings
+    assert isinstance(rest, RestConfig) and rest.auth.type == "bearer"
     assert rest.endpoints["deals"].upsert is not None and rest.endpoints["deals"].upsert.method == "PUT"
     assert config.flows["payments_to_crm_api"].reconcile["payment"].match_on == "invoice_id"
 

@@ -2,7 +2,8 @@
 
 Entities' keys, parents and cycles; mappings against entities and systems; flows against
 mappings, ownership and reconciliation rules. Each problem is a ``ConfigError`` naming the
-file and the path inside it.
+file and the path inside it. What only a kind of system knows (does a table name an endpoint,
+can a target find records by a member) is asked of the kind (``truesync.connectors.kinds``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from truesync.config.models import (
     SystemMapping,
     check_columns,
 )
+from truesync.connectors.kinds import KINDS
 
 
 def cross_check(config: Config) -> None:
@@ -88,9 +90,10 @@ def _check_mappings(config: Config) -> None:
             where = f"mappings.{system}.entities.{entity}"
             if entity not in config.entities:
                 raise ConfigError(file, where, "unknown entity")
-            rest = config.systems[system].rest
-            if rest is not None and em.table not in rest.endpoints:
-                raise ConfigError(file, f"{where}.table", f"'{em.table}' is not an endpoint of REST system '{system}'")
+            system_config = config.systems[system]
+            problem = KINDS[system_config.kind].table_problem(system_config.settings, em.table)
+            if problem is not None:
+                raise ConfigError(file, f"{where}.table", f"system '{system}': {problem}")
             spec = config.entities[entity]
             if em.fields.get(spec.key) != em.key:
                 raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
@@ -186,14 +189,10 @@ def _check_reconcile(
 
 
 def _check_reconcile_target(config: Config, file: str, where: str, flow: FlowConfig, rules: ReconcileConfig) -> None:
-    """A REST target must be able to find the settled records by ``match_on``."""
-    rest = config.systems[flow.target].rest
-    if rest is None:
-        return
+    """The target must be able to find the settled records by ``match_on``."""
+    system = config.systems[flow.target]
     target = config.entity_mapping(flow.target, rules.entity)
     member = target.fields[rules.references[rules.match_on]]
-    lookup = rest.endpoints[target.table].lookup
-    if lookup is None or member not in lookup.by:
-        raise ConfigError(
-            file, f"{where}.match_on", f"endpoint '{target.table}' of '{flow.target}' has no lookup.by '{member}'"
-        )
+    problem = KINDS[system.kind].lookup_problem(system.settings, target.table, member)
+    if problem is not None:
+        raise ConfigError(file, f"{where}.match_on", f"target '{flow.target}': {problem}")

@@ -6,15 +6,19 @@ stops everything before a single record moves. Every error names the file, the p
 the document and the problem. User-written Great Expectations checks are built by
 ``truesync.quality.expectations.check_expectations`` (GX is slow to import, and DAG parsing
 must not pay for it).
+
+A system's block, written under its kind's name (``rest:``), is validated with the kind's
+own model (``truesync.connectors.kinds``), and its errors are located under that name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from truesync.config.crosscheck import cross_check
 from truesync.config.models import (
@@ -26,18 +30,37 @@ from truesync.config.models import (
     SystemMapping,
     check_name,
 )
+from truesync.connectors.kinds import KINDS
 from truesync.support.paths import config_dir
 
-_FILES = {
-    "systems": ("systems.yaml", SystemConfig),
-    "entities": ("entities.yaml", EntityConfig),
-    "mappings": ("mappings.yaml", SystemMapping),
-    "flows": ("flows.yaml", FlowConfig),
+
+def _system(body: Any) -> SystemConfig:
+    """A system, the block under its kind's name validated by the kind's model into ``settings``."""
+    kind = KINDS.get(str(body.get("kind"))) if isinstance(body, dict) else None
+    if kind is None or kind.settings is None or kind.name not in body:
+        return SystemConfig.model_validate(body)
+    try:
+        settings = kind.settings.model_validate(body[kind.name])
+    except ValidationError as exc:
+        raise _under(kind.name, exc) from exc
+    return SystemConfig.model_validate({"settings": settings, **{k: v for k, v in body.items() if k != kind.name}})
+
+
+def _under(key: str, exc: ValidationError) -> ValidationError:
+    """The errors of a nested block, located under its key."""
+    return ValidationError.from_exception_data(exc.title, [{**e, "loc": (key, *e["loc"])} for e in exc.errors()])
+
+
+_FILES: dict[str, tuple[str, Callable[[Any], BaseModel]]] = {
+    "systems": ("systems.yaml", _system),
+    "entities": ("entities.yaml", EntityConfig.model_validate),
+    "mappings": ("mappings.yaml", SystemMapping.model_validate),
+    "flows": ("flows.yaml", FlowConfig.model_validate),
 }
 
 
 def _read_section(directory: Path, section: str) -> dict[str, Any]:
-    filename, model = _FILES[section]
+    filename, parse = _FILES[section]
     path = directory / filename
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found")
@@ -51,7 +74,7 @@ def _read_section(directory: Path, section: str) -> dict[str, Any]:
     for name, body in document[section].items():
         try:
             check_name(str(name))
-            parsed[str(name)] = model.model_validate(body)
+            parsed[str(name)] = parse(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join([section, str(name), *(str(p) for p in first["loc"])])

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from truesync.connectors.rest.settings import RestConfig
+from truesync.connectors.kinds import KINDS
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
@@ -60,17 +60,40 @@ class _Strict(BaseModel):
 
 
 class SystemConfig(_Strict):
-    """One business application. Credentials live in the Airflow connection, not here."""
+    """One business application. Credentials live in the Airflow connection, not here.
 
-    kind: Literal["sql", "rest"]
+    ``kind`` is one of the kinds registered in ``truesync.connectors.kinds``. A kind that
+    takes a block has it written under the kind's own name (``rest:`` for kind ``rest``);
+    the loader validates it with the kind's model into ``settings``.
+    """
+
+    kind: str = Field(description="a registered kind of system: the connector, and the block it takes")
     connection: str = Field(description="Airflow connection id holding the URL and credentials")
     description: str = ""
-    rest: RestConfig | None = Field(None, description="endpoints and limits of a system of kind rest")
+    settings: BaseModel | None = Field(None, description="the kind's block, validated by the kind's own model")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in KINDS:
+            raise ValueError(f"unknown kind '{value}': the known kinds are {', '.join(KINDS)}")
+        return value
+
+    @field_validator("settings", mode="plain")
+    @classmethod
+    def _validated_block(cls, value: Any) -> BaseModel | None:
+        """Only a block the loader validated: ``settings`` is not a key of ``systems.yaml``."""
+        if value is not None and not isinstance(value, BaseModel):
+            raise ValueError("a kind's block is written under the kind's name, e.g. 'rest:'")
+        return value
 
     @model_validator(mode="after")
-    def _rest_settings(self) -> SystemConfig:
-        if (self.kind == "rest") != (self.rest is not None):
-            raise ValueError("a system of kind 'rest' needs a 'rest' block, and only such a system may have one")
+    def _block_of_the_kind(self) -> SystemConfig:
+        kind = KINDS[self.kind]
+        if kind.settings is None and self.settings is not None:
+            raise ValueError(f"a system of kind '{self.kind}' takes no block")
+        if kind.settings is not None and not isinstance(self.settings, kind.settings):
+            raise ValueError(f"a system of kind '{self.kind}' needs a '{self.kind}' block ({kind.docs_page})")
         return self
 
 

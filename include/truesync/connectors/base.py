@@ -1,4 +1,11 @@
-"""What every connector offers."""
+"""The two roles a system plays, as the pipeline sees them: a source it reads, a target it writes.
+
+Neither role names a SQLAlchemy type: a kind of system is free to reach its records any way.
+Keys travel as text; rows come back as pandas frames with one object column per mapped
+column (and the extra column of ``fetch_by``). A failure is one of ``errors``: transient
+(``SystemUnavailable``), a mismatch with the configuration (``ConfigurationProblem``) or
+records the target refused (``RecordsRejected``).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +14,60 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import Table
 
 from truesync.config import EntityMapping
 
 
-class Connector(Protocol):
+class Source(Protocol):
+    """A system read by change time: the window of a run, records by key, and records no window can find."""
+
     name: str
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """``system 'x' (url without password)``: the only form of the system that reaches a message."""
+        ...
 
-    def table(self, mapping: EntityMapping) -> Table:
-        """The mapped columns and their types, reached once (an unreachable system fails here).
+    def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
+        """Records changed in ``[start, end)``, each once, in frames of about ``size`` rows."""
+        ...
 
-        Reflected for SQL; for REST a description of the endpoint's members, all text, as JSON
-        carries canonical text unchanged. Writes take the Python type of each column from it.
+    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
+        """The current records of ``keys``; a key the system does not hold is absent."""
+        ...
+
+    def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
+        """Records without key or change time, all of them on every call: they go to the exception queue."""
+        ...
+
+
+class Target(Protocol):
+    """A system written by external key, and read back to compare and to check references."""
+
+    name: str
+
+    def describe(self) -> str:
+        """``system 'x' (url without password)``: the only form of the system that reaches a message."""
+        ...
+
+    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
+        """The current records of ``keys``; a key the system does not hold is absent."""
+        ...
+
+    def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
+        """The current records whose ``column`` holds one of ``values``, with that column."""
+        ...
+
+    def columns(self, mapping: EntityMapping) -> dict[str, type | None]:
+        """The columns the mapped table accepts and the Python type each takes (None: any, sent as text).
+
+        The first call reaches the system: unreachable is ``SystemUnavailable``; a missing table,
+        column or endpoint is ``ConfigurationProblem``.
         """
         ...
 
-    def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]: ...
-
-    def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]: ...
-
-    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame: ...
-
-    def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame: ...
-
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
-        """Create-or-update by key; ``run_id`` scopes idempotency keys where the system uses them."""
+        """Create-or-update ``rows`` by key, returning how many were written; writing them again changes nothing.
+
+        ``run_id`` scopes idempotency keys where the system uses them.
+        """
         ...

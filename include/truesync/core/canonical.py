@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
 from truesync.support.frames import records
@@ -185,12 +184,14 @@ _CASTS = {
 
 
 def to_system(
-    canon: pd.DataFrame, mapping: EntityMapping, table: Table, fields: list[str]
+    canon: pd.DataFrame, mapping: EntityMapping, types: dict[str, type | None], fields: list[str]
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Canonical text back to a system's columns, codes and Python types for writing.
 
-    Returns the rows ready for the database and the errors of rows whose canonical value
-    has no code in this system's code map (those rows must not be written).
+    ``types`` is the Python type each column takes (a target's ``columns``); a column typed
+    None, or by a type with no conversion, gets the canonical text. Returns the rows ready
+    for the system and the errors of rows whose canonical value has no code in this
+    system's code map (those rows must not be written).
     """
     index = canon.index
     errors = _no_errors(index)
@@ -205,16 +206,13 @@ def to_system(
             reason = "value '" + values.astype(str) + f"' has no code in the target's map for '{field}'"
             _flag(errors, unknown, "known_code", field, reason, values)
             values = encoded
-        out[column] = _to_python(values, table.c[column].type)
+        out[column] = _to_python(values, types[column])
     return records(out), errors.dropna(subset=["check_name"])
 
 
-def _to_python(values: pd.Series, column_type: Any) -> pd.Series:
-    try:
-        python_type = column_type.python_type
-    except NotImplementedError:
-        return values
-    converters = {
+def _to_python(values: pd.Series, python_type: type | None) -> pd.Series:
+    """Canonical text as ``python_type``; text where there is no such conversion."""
+    converters: dict[type | None, Any] = {
         int: lambda v: int(v),
         float: lambda v: float(v),
         decimal.Decimal: decimal.Decimal,

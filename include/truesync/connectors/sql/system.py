@@ -5,6 +5,10 @@ size and a long extract never holds one huge transaction. Rows that share both c
 key (a duplicate key) are fetched together with the page they straddle, so nothing is
 skipped or read twice. Rows with a null key cannot be paged by key and are streamed
 separately, all of them on every run, with rows whose change time is null. Writes use the dialect's native upsert.
+
+A mapped table is reflected once, when first reached, and its mapped columns checked:
+a missing table or column is a configuration problem, an unreachable database is transient.
+Each column takes the Python type its SQLAlchemy type names (None when it names none).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
-from truesync.support.connections import safe
+from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.sqldb import open_engine, upsert
 
 
@@ -33,10 +37,19 @@ class SqlSystem:
         self.engine = open_engine(url)
         self._tables: dict[tuple[str | None, str], Table] = {}
 
+    @classmethod
+    def open(cls, name: str, settings: None, connection: str) -> SqlSystem:
+        """The system behind an Airflow connection holding its URL; the kind takes no settings."""
+        return cls(name, sqlalchemy_url(connection))
+
     def describe(self) -> str:
         return f"system '{self.name}' ({safe(self.url)})"
 
-    def table(self, mapping: EntityMapping) -> Table:
+    def columns(self, mapping: EntityMapping) -> dict[str, type | None]:
+        """Every column of the mapped table and the Python type it takes."""
+        return {column.name: _python_type(column.type) for column in self._table(mapping).columns}
+
+    def _table(self, mapping: EntityMapping) -> Table:
         """The mapped table, reflected once; config names are checked against real columns."""
         ident = (mapping.db_schema, mapping.table)
         if ident not in self._tables:
@@ -56,7 +69,7 @@ class SqlSystem:
         return self._tables[ident]
 
     def _columns(self, mapping: EntityMapping) -> list[Any]:
-        table = self.table(mapping)
+        table = self._table(mapping)
         return [table.c[n] for n in mapping.columns]
 
     def _frame(self, query: Any, mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
@@ -70,7 +83,7 @@ class SqlSystem:
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Rows whose cursor is in ``[start, end)``, in (cursor, key) order, chunk by chunk."""
-        table = self.table(mapping)
+        table = self._table(mapping)
         cursor, key = table.c[mapping.cursor], table.c[mapping.key]
         in_window = and_(cursor >= start, cursor < end, key.is_not(None))
         base = select(*self._columns(mapping)).where(in_window).order_by(cursor, key)
@@ -101,7 +114,7 @@ class SqlSystem:
         is then known to be fixed. Two queries, not one with ``OR``, so each can use the index
         on its column and the cost stays with the few bad rows, not the table.
         """
-        table = self.table(mapping)
+        table = self._table(mapping)
         key, cursor = table.c[mapping.key], table.c[mapping.cursor]
         columns = [c.name for c in self._columns(mapping)]
         for condition in (key.is_(None), and_(cursor.is_(None), key.is_not(None))):
@@ -116,14 +129,14 @@ class SqlSystem:
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""
-        table = self.table(mapping)
+        table = self._table(mapping)
         key = table.c[mapping.key]
         typed = [_key_value(k, key.type) for k in keys]
         return self._frame(select(*self._columns(mapping)).where(key.in_(typed)), mapping)
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current rows whose ``column`` holds one of ``values``: records found by another reference."""
-        table = self.table(mapping)
+        table = self._table(mapping)
         if column not in table.c:
             raise ConfigurationProblem(f"{self.describe()}: table '{mapping.table}' has no column {column}")
         typed = [_key_value(v, table.c[column].type) for v in values]
@@ -139,7 +152,7 @@ class SqlSystem:
         """
         if not rows:
             return 0
-        table = self.table(mapping)
+        table = self._table(mapping)
         updates = [c for c in rows[0] if c != mapping.key]
         try:
             with self.engine.begin() as conn:
@@ -150,9 +163,16 @@ class SqlSystem:
             raise ConfigurationProblem(f"{self.describe()}: write to '{mapping.table}' failed: {exc.orig}") from exc
 
 
+def _python_type(column_type: Any) -> type | None:
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None
+
+
 def _key_value(key: str, column_type: Any) -> Any:
     """Keys travel as text; an integer key column needs integers to use its index."""
     try:
-        return int(key) if column_type.python_type is int else key
-    except (NotImplementedError, ValueError):
+        return int(key) if _python_type(column_type) is int else key
+    except ValueError:
         return key
