@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import MetaData, Table, select
 
 from truesync.config import Config, EntityMapping
-from truesync.connectors.registry import open_system
-from truesync.connectors.rest.system import RestSystem
+from truesync.connectors.registry import open_source
 from truesync.core.canonical import to_canonical
 from truesync.pipeline.extract import NULL_KEY_PREFIX
 from truesync.pipeline.window import EPOCH
 from truesync.store import Store, queue
 from truesync.store.schema import results, runs
+from truesync.support.connections import sqlalchemy_url
+from truesync.support.sqldb import open_engine
 
 
 def first_results(store: Store, flow: str) -> pd.DataFrame:
@@ -74,13 +75,21 @@ def drift(config: Config, flow: str, entity: str, until: str | None = None) -> s
 
 
 def everything(config: Config, system: str, mapping: EntityMapping) -> pd.DataFrame:
-    """Every record of a mapped table or endpoint (a REST listing over all time)."""
-    connector = open_system(config, system)
-    if isinstance(connector, RestSystem):
-        frames = list(connector.extract(mapping, EPOCH, datetime(9999, 1, 1), 100_000))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=connector._columns(mapping))
-    with connector.engine.connect() as conn:
-        return pd.DataFrame(conn.execute(select(connector.table(mapping))).mappings().all(), dtype=object)
+    """Every record of a mapped table (read whole, rows without key too) or endpoint (a listing over all time)."""
+    if config.systems[system].kind == "sql":
+        return _whole_table(config.systems[system].connection, mapping)
+    frames = list(open_source(config, system).extract(mapping, EPOCH, datetime(9999, 1, 1), 100_000))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=mapping.columns)
+
+
+def _whole_table(connection: str, mapping: EntityMapping) -> pd.DataFrame:
+    engine = open_engine(sqlalchemy_url(connection))
+    try:
+        table = Table(mapping.table, MetaData(), schema=mapping.db_schema, autoload_with=engine)
+        with engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(table)).mappings().all(), dtype=object)
+    finally:
+        engine.dispose()
 
 
 def held_keys(store: Store, flow: str, entity: str) -> set[str]:
