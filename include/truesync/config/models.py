@@ -93,7 +93,7 @@ class SystemConfig(_Strict):
         if kind.settings is None and self.settings is not None:
             raise ValueError(f"a system of kind '{self.kind}' takes no block")
         if kind.settings is not None and not isinstance(self.settings, kind.settings):
-            raise ValueError(f"a system of kind '{self.kind}' needs a '{self.kind}' block ({kind.docs_page})")
+            raise ValueError(f"a system of kind '{self.kind}' needs a '{self.kind}' block (see {kind.docs_link})")
         return self
 
 

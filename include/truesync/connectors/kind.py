@@ -42,9 +42,9 @@ class Kind:
     lookup_problem: Callable[[Any, str, str], str | None] = no_problem
 
     @property
-    def docs_page(self) -> str:
+    def docs_link(self) -> str:
         """Where the kind is documented, for messages."""
-        return f"see {DOCS}#{self.docs}"
+        return f"{DOCS}#{self.docs}"
 
     def connector_class(self) -> Any:
         """The connector class, imported now: the configuration never needs it."""
