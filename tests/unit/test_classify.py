@@ -1,4 +1,4 @@
-"""Classification of source records against target and ledger (DESIGN.md, "Classification")."""
+"""Classification of source records against target and ledger (docs/design.md, "Classification")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A run's window from the Airflow data interval, lookback and watermark (DESIGN.md, "Windows")."""
+"""A run's window from the Airflow data interval, lookback and watermark.
+
+See docs/design.md, "Windows, schedules and backfill".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classification: the five classes of DESIGN.md, computed column-wise over a chunk.
+"""Classification: the five classes of docs/design.md ("Classification"), computed column-wise over a chunk.
 
 Inputs are canonical text frames indexed by key: the source records ``S``, the matched
 target records ``T`` and the ledger entries ``L``. The output says, per key, the class,

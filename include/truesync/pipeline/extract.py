@@ -117,7 +117,8 @@ def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> li
 def _settle_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     """Latest change wins per key; among versions with that change time, a held one wins.
 
-    So a key the uniqueness check held (same change time, different values) stays held.
+    So a key the uniqueness check held (same change time, different values) stays held
+    (``docs/design.md``, "Decisions").
     """
     if frame["key"].is_unique:
         return frame

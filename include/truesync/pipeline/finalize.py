@@ -42,7 +42,7 @@ DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
 
 
 class ConservationError(AssertionError):
-    """extracted != created + updated + unchanged + quarantined for some entity."""
+    """extracted != created + updated + unchanged + quarantined for some entity (``docs/design.md``, "Conservation")."""
 
 
 class QualityThresholdError(AssertionError):

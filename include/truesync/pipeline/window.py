@@ -2,7 +2,8 @@
 
 It comes from the Airflow data interval, never from wall-clock time, widened backwards
 by the flow's ``lookback``, and reaching back to the last committed watermark when that
-is earlier, so a failed or skipped interval never becomes a silent gap.
+is earlier, so a failed or skipped interval never becomes a silent gap
+(``docs/design.md``, "Windows, schedules and backfill").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ledger: per flow, entity and key, what the last successful sync saw and wrote.
+"""The ledger: per flow, entity and key, what the last sync saw and wrote (``docs/design.md``, "Ledger").
 
 It is what lets the classifier tell *who* changed since last time.
 """
