@@ -54,7 +54,7 @@ def _check_expectation_fields(file: str, name: str, entity: EntityConfig) -> Non
     """User-written expectations read fields of the entity (or its change time).
 
     Whether Great Expectations knows the expectation and accepts its arguments is checked by
-    ``truesync.quality.expectations.check_expectations``.
+    ``truesync.quality.checks.check_expectations``.
     """
     for position, spec in enumerate(entity.expectations):
         for column in check_columns(None, spec.kwargs):

@@ -4,7 +4,7 @@
 validated with pydantic, then cross-checked (references, cycles, ownership), so a bad file
 stops everything before a single record moves. Every error names the file, the path inside
 the document and the problem. User-written Great Expectations checks are built by
-``truesync.quality.expectations.check_expectations`` (GX is slow to import, and DAG parsing
+``truesync.quality.checks.check_expectations`` (GX is slow to import, and DAG parsing
 must not pay for it).
 
 A system's block, written under its kind's name (``rest:``), is validated with the kind's
