@@ -259,17 +259,7 @@ def test_a_write_creates_then_updates_and_the_same_write_again_changes_nothing(b
     assert len(target.fetch(MAPPING, ["N001"])) == 1
 
 
-def test_a_refused_record_is_reported_by_key_and_the_others_are_written(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.kind == "sql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=ConfigurationProblem,
-                reason="a refused row fails the whole SQL batch; per-row isolation comes later",
-            )
-        )
+def test_a_refused_record_is_reported_by_key_and_the_others_are_written(backend: Backend) -> None:
     target = backend.target()
     rows = [_new("N001"), backend.refused(_new("BAD1")), _new("N002")]
     with pytest.raises(RecordsRejected) as caught:

@@ -28,7 +28,7 @@ from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
 from truesync.support.frames import records
 
-WRITE_BATCH = 1000
+WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
 
 
 def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition = EVERYTHING) -> dict[str, int]:

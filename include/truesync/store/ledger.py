@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from truesync.store.core import Store
 from truesync.store.schema import ledger
-from truesync.support.sqldb import upsert
+from truesync.support.bulk import key_filter, upsert
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
 
@@ -20,10 +20,10 @@ LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mappi
 def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:
     """Ledger entries for ``keys`` (a chunk's worth), indexed by key."""
     query = select(ledger.c.key, ledger.c.source_hash, ledger.c.target_hash, ledger.c.mapping_version).where(
-        ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key.in_(keys)
+        ledger.c.flow == flow, ledger.c.entity == entity
     )
     with store.engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
+        rows = [row for part in key_filter(conn, ledger.c.key, keys) for row in conn.execute(query.where(part)).all()]
     return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 
 from truesync.store.core import Store, key_pages, utcnow
 from truesync.store.schema import exceptions
-from truesync.support.sqldb import upsert
+from truesync.support.bulk import key_filter, upsert
 
 ACTIVE = ("open", "retrying")
 STATUSES = ("open", "retrying", "resolved", "ignored")
@@ -26,13 +26,14 @@ class ExceptionNotFound(LookupError):
 def active_ids(store: Store, flow: str, entity: str, keys: list[str]) -> dict[str, int]:
     """Key -> exception id for the given keys that are open or retrying."""
     query = select(exceptions.c.key, exceptions.c.id).where(
-        exceptions.c.flow == flow,
-        exceptions.c.entity == entity,
-        exceptions.c.status.in_(ACTIVE),
-        exceptions.c.key.in_(keys),
+        exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.status.in_(ACTIVE)
     )
     with store.engine.connect() as conn:
-        return {row.key: row.id for row in conn.execute(query)}
+        return {
+            key: id_
+            for part in key_filter(conn, exceptions.c.key, keys)
+            for key, id_ in conn.execute(query.where(part))
+        }
 
 
 def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[list[str]]:
@@ -54,13 +55,11 @@ def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dic
     now = utcnow()
     keys = [r["key"] for r in rows]
     with store.engine.begin() as conn:
+        known = select(exceptions.c.key, exceptions.c.status).where(
+            exceptions.c.flow == flow, exceptions.c.entity == entity
+        )
         existing = {
-            row.key: row
-            for row in conn.execute(
-                select(exceptions.c.key, exceptions.c.status).where(
-                    exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.key.in_(keys)
-                )
-            )
+            row.key: row for part in key_filter(conn, exceptions.c.key, keys) for row in conn.execute(known.where(part))
         }
         fresh = [_new_row(flow, entity, run_id, now, r) for r in rows if r["key"] not in existing]
         # Insert-or-ignore: a concurrent run of the same flow (a backfill beside the scheduled

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from truesync.store.core import Store, utcnow
 from truesync.store.schema import COUNT_COLUMNS, audit, run_entities, runs, watermarks
-from truesync.support.sqldb import upsert
+from truesync.support.bulk import insert, upsert
 
 
 class RunNotFound(LookupError):
@@ -107,4 +107,4 @@ def advance_watermark(store: Store, flow: str, until: datetime, run_id: str) -> 
 def add_audit(store: Store, rows: list[dict[str, Any]]) -> None:
     if rows:
         with store.engine.begin() as conn:
-            conn.execute(audit.insert(), rows)
+            insert(conn, audit, rows)

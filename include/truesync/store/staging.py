@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import results, runs, staging
-from truesync.support.sqldb import upsert
+from truesync.support.bulk import insert, key_filter, upsert
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 
@@ -118,16 +118,18 @@ def record_results(store: Store, run_id: str, entity: str, rows: list[dict[str, 
     """
     if rows:
         with store.engine.begin() as conn:
-            conn.execute(results.insert(), [{"run_id": run_id, "entity": entity, **row} for row in rows])
+            insert(conn, results, [{"run_id": run_id, "entity": entity, **row} for row in rows])
 
 
 def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:
     """Key -> outcome of the given keys in this run so far (parents synced earlier in the run)."""
-    query = select(results.c.key, results.c.outcome).where(
-        results.c.run_id == run_id, results.c.entity == entity, results.c.key.in_(keys)
-    )
+    query = select(results.c.key, results.c.outcome).where(results.c.run_id == run_id, results.c.entity == entity)
     with store.engine.connect() as conn:
-        return {row.key: row.outcome for row in conn.execute(query)}
+        return {
+            key: outcome
+            for part in key_filter(conn, results.c.key, keys)
+            for key, outcome in conn.execute(query.where(part))
+        }
 
 
 def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:

@@ -13,19 +13,20 @@ Each column takes the Python type its SQLAlchemy type names (None when it names 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import MetaData, Table, and_, or_, select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
-from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
+from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
+from truesync.support.bulk import key_filter, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
-from truesync.support.sqldb import open_engine, upsert
+from truesync.support.sqldb import open_engine
 
 
 class SqlSystem:
@@ -73,10 +74,16 @@ class SqlSystem:
         return [table.c[n] for n in mapping.columns]
 
     def _frame(self, query: Any, mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
+        return self._frames(lambda _: [query], mapping, extra)
+
+    def _frames(
+        self, queries: Callable[[Connection], list[Any]], mapping: EntityMapping, extra: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of the queries ``queries(conn)`` gives (one per page of keys), as one frame of objects."""
         columns = [c.name for c in self._columns(mapping)] + (extra or [])
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
+                rows = [row for query in queries(conn) for row in conn.execute(query).all()]
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         return pd.DataFrame(rows, columns=columns, dtype=object)
@@ -129,10 +136,10 @@ class SqlSystem:
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""
-        table = self._table(mapping)
-        key = table.c[mapping.key]
+        key = self._table(mapping).c[mapping.key]
         typed = [_key_value(k, key.type) for k in keys]
-        return self._frame(select(*self._columns(mapping)).where(key.in_(typed)), mapping)
+        base = select(*self._columns(mapping))
+        return self._frames(lambda conn: [base.where(part) for part in key_filter(conn, key, typed)], mapping)
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current rows whose ``column`` holds one of ``values``: records found by another reference."""
@@ -142,21 +149,36 @@ class SqlSystem:
         typed = [_key_value(v, table.c[column].type) for v in values]
         columns = self._columns(mapping)
         extra = [] if column in {c.name for c in columns} else [column]
-        query = select(*columns, *(table.c[c] for c in extra)).where(table.c[column].in_(typed))
-        return self._frame(query, mapping, extra)
+        base = select(*columns, *(table.c[c] for c in extra))
+        by = table.c[column]
+        return self._frames(lambda conn: [base.where(part) for part in key_filter(conn, by, typed)], mapping, extra)
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
-        """Create-or-update rows by the mapping's key column, in batches in one transaction.
+        """Create-or-update rows by the mapping's key column, ``batch_size`` rows a transaction, set-based.
 
-        ``run_id`` is unused: an upsert in one transaction needs no idempotency key.
+        A row the database refuses (too long, out of range, a constraint) is found by bisecting
+        its batch; every other row is written, and :class:`RecordsRejected` then names the
+        refused ones with the database's reason. ``run_id`` is unused: an upsert in one
+        transaction needs no idempotency key.
         """
-        if not rows:
-            return 0
         table = self._table(mapping)
-        updates = [c for c in rows[0] if c != mapping.key]
+        updates = [c for c in (rows[0] if rows else {}) if c != mapping.key]
+        refused: dict[str, str] = {}
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            for position, reason in self._write_batch(table, mapping, batch, updates).items():
+                refused[str(batch[position][mapping.key])] = f"{self.describe()} refused it: {reason}"
+        if refused:
+            raise RecordsRejected(refused)
+        return len(rows)
+
+    def _write_batch(
+        self, table: Table, mapping: EntityMapping, batch: list[dict[str, Any]], updates: list[str]
+    ) -> dict[int, str]:
         try:
-            with self.engine.begin() as conn:
-                return upsert(conn, table, rows, [mapping.key], updates, batch_size)
+            return write_isolating(
+                self.engine, batch, lambda conn, part: upsert(conn, table, part, [mapping.key], updates)
+            )
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:

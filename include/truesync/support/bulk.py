@@ -1,0 +1,209 @@
+"""Set-based writes and key lookups, each through its dialect's bulk path.
+
+psycopg2's ``executemany`` (what SQLAlchemy uses for an upsert with many rows) sends one
+statement per row. So:
+
+* **PostgreSQL**: the rows are streamed with ``COPY`` into a temporary table, then one
+  ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE (…) IS DISTINCT FROM (…)`` merges them:
+  two statements per call whatever its size, and a row that already holds the values is
+  not rewritten. Keys are looked up with ``= ANY(array)``, one parameter however many keys.
+* **MariaDB/MySQL**: ``INSERT … VALUES (…), (…) … ON DUPLICATE KEY UPDATE``; the driver
+  (PyMySQL) folds the parameter sets into multi-row statements of up to 1 MB.
+* A handful of rows (``COPY_FROM_ROWS``) goes as one ``ON CONFLICT`` statement on PostgreSQL too.
+* **SQLite**: one prepared statement executed for all rows inside the caller's transaction;
+  keys are looked up in pages below SQLite's limit of bound parameters.
+
+A key given twice in one call is refused before anything is sent (``DuplicateKeys``): which
+of the two would win depends on the dialect, so the caller must settle it.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Table, any_, bindparam
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+COPY_FROM_ROWS = 50  # fewer rows go as one ON CONFLICT statement: COPY costs three statements more
+KEYS_PER_IN = 5000  # bound parameters per IN list where arrays are not available (SQLite allows 32,766)
+ROW_ERRORS = (DataError, IntegrityError)  # the database refuses a row's values, not the statement
+
+
+class DuplicateKeys(ValueError):
+    """The same key twice in one write."""
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict_columns: Iterable[str],
+    update_columns: Iterable[str],
+) -> int:
+    """Create-or-update ``rows`` by ``conflict_columns`` (a unique index) in the dialect's bulk path.
+
+    Every row carries the same columns. Returns how many rows were sent.
+    """
+    if not rows:
+        return 0
+    conflict, updates = list(conflict_columns), list(update_columns)
+    _refuse_duplicates(rows, conflict)
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
+        _copy_merge(conn, table, rows, conflict, updates)
+    else:
+        conn.execute(_upsert_statement(conn, table, conflict, updates), list(rows))
+    return len(rows)
+
+
+def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Append ``rows`` (no conflicts expected): ``COPY`` on PostgreSQL, a multi-row insert elsewhere."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
+        _copy(conn, _qualified(table), list(rows[0]), rows)
+    else:
+        conn.execute(table.insert(), list(rows))
+    return len(rows)
+
+
+def key_filter(conn: Connection, column: Any, keys: Sequence[Any]) -> list[Any]:
+    """WHERE clauses that together select ``column in keys``: one ``= ANY(array)`` on PostgreSQL,
+    IN lists of at most ``KEYS_PER_IN`` elsewhere (run one query per clause).
+    """
+    if conn.dialect.name == "postgresql":
+        return [column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))]
+    return [column.in_(keys[start : start + KEYS_PER_IN]) for start in range(0, len(keys), KEYS_PER_IN)] or [
+        column.in_([])
+    ]
+
+
+def write_isolating(
+    engine: Engine, rows: Sequence[dict[str, Any]], write: Callable[[Connection, Sequence[dict[str, Any]]], Any]
+) -> dict[int, str]:
+    """Write ``rows`` in one transaction; when the database refuses some, bisect to them.
+
+    A refused batch is rolled back whole and its halves are tried again, each in its own
+    transaction, so only the failing batch is split, every other row is written, and k bad
+    rows among n cost about 2·k·log2(n) extra statements. Returns position -> the database's
+    reason for every refused row.
+    """
+    refused: dict[int, str] = {}
+    pending = [(0, len(rows))]
+    while pending:
+        lo, hi = pending.pop()
+        try:
+            with engine.begin() as conn:
+                write(conn, rows[lo:hi])
+        except ROW_ERRORS as exc:
+            if hi - lo == 1:
+                refused[lo] = refusal(exc)
+            else:
+                middle = (lo + hi) // 2
+                pending += [(middle, hi), (lo, middle)]
+    return refused
+
+
+def refusal(exc: DataError | IntegrityError) -> str:
+    """The database's own reason, without the row's values (PostgreSQL's DETAIL repeats them)."""
+    diag = getattr(exc.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return str(primary)
+    args = getattr(exc.orig, "args", ())
+    return str(args[-1] if args else exc.orig).splitlines()[0]
+
+
+def _refuse_duplicates(rows: Sequence[dict[str, Any]], conflict: list[str]) -> None:
+    counts = Counter(tuple(row[c] for c in conflict) for row in rows)
+    twice = [key for key, n in counts.items() if n > 1]
+    if twice:
+        shown = ", ".join(repr(k[0] if len(k) == 1 else k) for k in twice[:5])
+        raise DuplicateKeys(f"{len(twice)} key(s) given more than once in one write, e.g. {shown}")
+
+
+def _upsert_statement(conn: Connection, table: Table, conflict: list[str], updates: list[str]) -> Any:
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        if not updates:
+            return stmt.on_conflict_do_nothing(index_elements=conflict)
+        return stmt.on_conflict_do_update(index_elements=conflict, set_={c: stmt.excluded[c] for c in updates})
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        values = {c: stmt.inserted[c] for c in updates} or {conflict[0]: table.c[conflict[0]]}
+        return stmt.on_duplicate_key_update(values)
+    raise NotImplementedError(f"no upsert for SQL dialect '{dialect}'")
+
+
+def _qualified(table: Table) -> str:
+    quote = postgresql.dialect().identifier_preparer.quote
+    return f"{quote(table.schema)}.{quote(table.name)}" if table.schema else quote(table.name)
+
+
+def _copy_merge(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: list[str], updates: list[str]
+) -> None:
+    """COPY into a temporary table shaped like the target's columns, then one merging INSERT … SELECT."""
+    quote = postgresql.dialect().identifier_preparer.quote
+    columns = list(rows[0])
+    staged = f"_ts_bulk_{uuid.uuid4().hex[:12]}"
+    listed = ", ".join(quote(c) for c in columns)
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {staged} AS SELECT {listed} FROM {_qualified(table)} WITH NO DATA")
+    _copy(conn, staged, columns, rows)
+    action = "DO NOTHING"
+    if updates:
+        assigned = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
+        current = ", ".join(f"{_qualified(table)}.{quote(c)}" for c in updates)
+        incoming = ", ".join(f"EXCLUDED.{quote(c)}" for c in updates)
+        action = f"DO UPDATE SET {assigned} WHERE ({current}) IS DISTINCT FROM ({incoming})"
+    target = ", ".join(quote(c) for c in conflict)
+    merge = f"INSERT INTO {_qualified(table)} ({listed}) SELECT {listed} FROM {staged} ON CONFLICT ({target}) {action}"
+    conn.exec_driver_sql(merge)
+    conn.exec_driver_sql(f"DROP TABLE {staged}")
+
+
+def _copy(conn: Connection, table: str, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format."""
+    quote = postgresql.dialect().identifier_preparer.quote
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_text(row[c]) for c in columns))
+        buffer.write("\n")
+    buffer.seek(0)
+    statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    with _driver_errors(conn, statement) as cursor:
+        cursor.copy_expert(statement, buffer)
+
+
+@contextmanager
+def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
+    """A raw cursor of the connection's transaction whose errors arrive as SQLAlchemy's, like any statement's."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        yield cursor
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format: ``\\N`` for null, backslash escapes for the separators."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).translate(_ESCAPES)

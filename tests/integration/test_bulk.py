@@ -1,0 +1,178 @@
+"""The set-based bulk paths on SQLite, PostgreSQL and MariaDB (``truesync.support.bulk``).
+
+Values must survive the bulk path exactly (nulls, unicode with COPY's separators in it,
+decimals at full scale, timestamps with time zones); a key twice in one write is refused;
+a row the database refuses is isolated by bisection while every other row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL, Engine, make_url
+
+from truesync.config import EntityMapping
+from truesync.connectors.errors import RecordsRejected
+from truesync.connectors.sql.system import SqlSystem
+from truesync.support.bulk import COPY_FROM_ROWS, KEYS_PER_IN, DuplicateKeys, insert, key_filter, upsert
+from truesync.support.sqldb import open_engine
+
+AWARE = timezone(timedelta(hours=5, minutes=30))
+ODD_TEXT = "tab\there, new\nline, back\\slash, \\N, 'quote', \"dq\", ümlaut, 漢字, emoji 🦜, rtl \u202e"
+
+
+def _table(metadata: MetaData) -> Table:
+    return Table(
+        "bulk_items",
+        metadata,
+        Column("item_key", String(40), nullable=False),
+        Column("label", String(20)),
+        Column("note", Text),
+        Column("amount", Numeric(38, 18)),
+        Column("day", Date),
+        Column("seen_at", DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")),
+        Column("count", BigInteger),
+        UniqueConstraint("item_key"),
+        CheckConstraint("length(label) <= 20", name="label_fits"),  # SQLite keeps any length otherwise
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url: URL = {
+        "sqlite": lambda: make_url(f"sqlite:///{tmp_path / 'bulk.db'}"),
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),
+        "mariadb": lambda: request.getfixturevalue("mysql_url"),
+    }[request.param]()
+    handle = open_engine(url)
+    _table(MetaData()).metadata.create_all(handle)
+    yield handle
+    handle.dispose()
+
+
+@pytest.fixture
+def table(engine: Engine) -> Table:
+    return Table("bulk_items", MetaData(), autoload_with=engine)
+
+
+def _row(i: int, **values: Any) -> dict[str, Any]:
+    return {
+        "item_key": f"K{i:06d}",
+        "label": f"label {i}",
+        "note": None if i % 3 == 0 else f"{ODD_TEXT} #{i}",
+        "amount": None if i % 5 == 0 else Decimal(f"{12345678901234567890 + i}.123456789012345678"),
+        "day": date(2026, 11, 1) + timedelta(days=i % 30),
+        "seen_at": datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=AWARE) + timedelta(seconds=i),
+        "count": 9_007_199_254_740_993 + i,  # beyond a double's exact integers
+        **values,
+    }
+
+
+def _read(engine: Engine, table: Table) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        return {r["item_key"]: dict(r) for r in conn.execute(select(table)).mappings()}
+
+
+def _same_instant(stored: datetime | None, sent: datetime) -> bool:
+    """MariaDB and SQLite keep no zone: they store the instant as written or as UTC; compare the instant."""
+    if stored is None:
+        return False
+    if stored.tzinfo is None:
+        return stored in (sent.replace(tzinfo=None), sent.astimezone(UTC).replace(tzinfo=None))
+    return stored == sent
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM_ROWS + 250])
+def test_values_survive_the_bulk_upsert_exactly(engine: Engine, table: Table, size: int) -> None:
+    rows = [_row(i) for i in range(size)]
+    with engine.begin() as conn:
+        assert upsert(conn, table, rows, ["item_key"], [c for c in rows[0] if c != "item_key"]) == size
+    stored = _read(engine, table)
+    assert len(stored) == size
+    for row in rows:
+        got = stored[row["item_key"]]
+        assert got["note"] == row["note"] and got["label"] == row["label"] and got["count"] == row["count"]
+        assert (got["amount"] is None) == (row["amount"] is None)
+        if row["amount"] is not None and engine.dialect.name == "sqlite":  # SQLite keeps NUMERIC as a double
+            assert float(got["amount"]) == float(row["amount"])
+        elif row["amount"] is not None:
+            assert Decimal(str(got["amount"])) == row["amount"]
+        assert got["day"] == row["day"] and _same_instant(got["seen_at"], row["seen_at"])
+
+
+def test_an_upsert_updates_changed_rows_and_keeps_the_others(engine: Engine, table: Table) -> None:
+    rows = [_row(i) for i in range(COPY_FROM_ROWS * 2)]
+    updates = [c for c in rows[0] if c != "item_key"]
+    with engine.begin() as conn:
+        upsert(conn, table, rows, ["item_key"], updates)
+    changed = [_row(i, label="moved", note=None) if i % 2 else _row(i) for i in range(COPY_FROM_ROWS * 2 + 10)]
+    with engine.begin() as conn:
+        upsert(conn, table, changed, ["item_key"], ["label", "note"])
+    stored = _read(engine, table)
+    assert len(stored) == COPY_FROM_ROWS * 2 + 10
+    for i, row in enumerate(changed):
+        assert (stored[row["item_key"]]["label"], stored[row["item_key"]]["note"]) == (row["label"], row["note"]), i
+
+
+def test_a_key_twice_in_one_write_is_refused_before_anything_is_sent(engine: Engine, table: Table) -> None:
+    rows = [_row(i) for i in range(COPY_FROM_ROWS + 5)] + [_row(7, label="again")]
+    with pytest.raises(DuplicateKeys, match="K000007"), engine.begin() as conn:
+        upsert(conn, table, rows, ["item_key"], ["label"])
+    assert _read(engine, table) == {}
+
+
+def test_bulk_insert_appends_every_row(engine: Engine, table: Table) -> None:
+    rows = [_row(i) for i in range(COPY_FROM_ROWS + 30)]
+    with engine.begin() as conn:
+        assert insert(conn, table, rows) == len(rows)
+    assert sorted(_read(engine, table)) == sorted(r["item_key"] for r in rows)
+
+
+def test_keys_are_found_whatever_their_number(engine: Engine, table: Table) -> None:
+    rows = [_row(i) for i in range(KEYS_PER_IN + 700)]
+    with engine.begin() as conn:
+        insert(conn, table, rows)
+    wanted = [r["item_key"] for r in rows[::2]] + ["missing"]
+    key = table.c.item_key
+    with engine.connect() as conn:
+        found = [k for part in key_filter(conn, key, wanted) for k in conn.execute(select(key).where(part)).scalars()]
+        none = [k for part in key_filter(conn, key, []) for k in conn.execute(select(key).where(part)).scalars()]
+    assert sorted(found) == sorted(wanted[:-1]) and none == []
+
+
+def test_rows_the_database_refuses_are_isolated_and_the_rest_loads(engine: Engine) -> None:
+    mapping = EntityMapping(table="bulk_items", key="item_key", fields={"key": "item_key", "label": "label"})
+    system = SqlSystem("bulkdb", engine.url)
+    rows = [{"item_key": f"K{i:06d}", "label": f"label {i}"} for i in range(1000)]
+    rows[17]["label"] = "x" * 200  # longer than the column allows
+    rows[802]["label"] = "y" * 21
+    with pytest.raises(RecordsRejected) as caught:
+        system.write(mapping, rows, batch_size=400)
+    refused = caught.value.rejected
+    assert len(refused) == 2 and all("system 'bulkdb'" in reason for reason in refused.values())
+    assert all("x" * 30 not in reason for reason in refused.values()), "the refused value is not repeated"
+    stored = Table("bulk_items", MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        written = set(conn.execute(select(stored.c.item_key)).scalars())
+    assert written == {r["item_key"] for i, r in enumerate(rows) if i not in (17, 802)}
+    system.engine.dispose()
