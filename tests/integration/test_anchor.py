@@ -1,0 +1,89 @@
+"""The PostgreSQL anchor benchmark's code path (``bench/anchor.py``) on a 10,000-row workload.
+
+The same functions the benchmark times, on fresh databases of the test server: the
+generated drift is classified as it was made (updated rows ``delayed``, new rows
+``missing``), conservation holds, the target equals the source on every key of the window,
+and a rerun of the window finds everything in sync and writes nothing. PostgreSQL's own
+upsert and the SQLite store are checked on the same workload. Results, never timings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import ServerDatabases
+
+from truesync.support.paths import PROJECT_ROOT
+
+ROWS = 10_000
+UPDATED, INSERTED, DELETED = ROWS // 10, ROWS // 100, ROWS // 200
+DELTA = UPDATED + INSERTED
+
+
+@pytest.fixture(scope="module")
+def anchor() -> ModuleType:
+    """``bench/anchor.py``, loaded from its path (``bench/`` is not a package)."""
+    path = PROJECT_ROOT / "bench" / "anchor.py"
+    spec = importlib.util.spec_from_file_location("truesync_bench_anchor", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def workload(
+    anchor: ModuleType, postgres_databases: ServerDatabases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The anchor on three fresh databases, its configuration and connections in the environment."""
+    databases = anchor.Databases(postgres_databases.new(), postgres_databases.new(), postgres_databases.new())
+    made = anchor.generate(ROWS, 3, databases)
+    for name, value in anchor.write_config(made, tmp_path / "config").items():
+        monkeypatch.setenv(name, value)
+    return made
+
+
+def test_the_drift_is_made_as_described(workload: Any) -> None:
+    assert (len(workload.updated), len(workload.inserted), len(workload.deleted)) == (UPDATED, INSERTED, DELETED)
+    assert workload.delta == DELTA
+    assert not set(workload.updated) & set(workload.deleted)
+    assert min(workload.inserted) > max(workload.updated)
+
+
+def test_an_incremental_run_syncs_the_delta_and_a_rerun_writes_nothing(anchor: ModuleType, workload: Any) -> None:
+    first = anchor.run_truesync(workload, "postgres")
+    assert anchor.check_run(workload, first, workload.databases.store) == {
+        "delayed/updated": UPDATED,
+        "missing/created": INSERTED,
+    }
+    assert first["records"] == DELTA
+    assert set(first["stages"]) == {"extract", "classify", "load", "finalize"}
+    # every row the target held stays (the source's deletions are invisible), plus the new ones
+    assert anchor.check_results(workload) == {"compared": DELTA, "target_rows": ROWS + INSERTED}
+
+    before = anchor.target_fingerprint(workload)
+    again = anchor.run_truesync(workload, "postgres", tag="-rerun")
+    assert anchor.check_run(workload, again, workload.databases.store, rerun=True) == {"in_sync/unchanged": DELTA}
+    assert anchor.target_fingerprint(workload) == before
+
+
+def test_postgres_upsert_and_the_sqlite_store_reach_the_same_target(anchor: ModuleType, workload: Any) -> None:
+    pristine = anchor.target_fingerprint(workload)
+    upsert = anchor.pg_upsert(workload)
+    assert upsert["written"] == DELTA
+    assert anchor.check_results(workload) == {"compared": DELTA, "target_rows": ROWS + INSERTED}
+
+    anchor.restore_target(workload)
+    assert anchor.target_fingerprint(workload) == pristine
+    result = anchor.run_truesync(workload, "sqlite")
+    assert anchor.check_run(workload, result, anchor.store_url_now()) == {
+        "delayed/updated": UPDATED,
+        "missing/created": INSERTED,
+    }
+    assert anchor.check_results(workload) == {"compared": DELTA, "target_rows": ROWS + INSERTED}
