@@ -26,13 +26,13 @@ UNIQUE_MATCH, SHARED_FIELD_TIE, PARENT_EXISTS = "unique_match", "shared_field_ti
 def hold_ambiguous_matches(sync: ChunkSync, keys: list[str], found: pd.Series) -> None:
     """Hold keys the target matches more than once, or only by collation; ``found`` holds the keys it returned."""
     key_field, target = sync.job.spec.key, sync.target.name
-    wanted = set(keys)
-    strangers = {k.casefold(): k for k in found if k not in wanted}
+    asked = found.isin(keys)
+    strangers = {k.casefold(): k for k in found[~asked]}  # what only a collation made match: usually nothing
     for key in keys if strangers else []:
         if key.casefold() in strangers:
             reason = f"key '{key}' matches '{strangers[key.casefold()]}' in target '{target}' only by collation"
             sync.hold(key, MISMATCHED, UNIQUE_MATCH, key_field, reason)
-    counts = found[found.isin(wanted)].value_counts()
+    counts = found[asked].value_counts()
     for key, n in counts[counts > 1].items():
         sync.hold(key, MISMATCHED, UNIQUE_MATCH, key_field, f"key '{key}' matches {n} records in target '{target}'")
 

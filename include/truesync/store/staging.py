@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import results, runs, staging
 from truesync.support.bulk import insert, key_filter, upsert
+from truesync.support.frames import from_rows
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 
@@ -80,7 +81,7 @@ def staged_chunks(
         query = base if last is None else base.where(staging.c.key > last)
         with store.engine.connect() as conn:
             result = conn.execute(query.order_by(staging.c.key).limit(size))
-            frame = pd.DataFrame(result.all(), columns=list(result.keys()), dtype=object)
+            frame = from_rows(result.all(), list(result.keys()))
         if frame.empty:
             return
         last = frame["key"].iloc[-1]

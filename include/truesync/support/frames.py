@@ -1,4 +1,4 @@
-"""DataFrame rows as plain Python dicts for database drivers, without pandas' per-cell boxing.
+"""DataFrames to and from database rows, without pandas' per-cell boxing or per-row probing.
 
 ``DataFrame.to_dict("records")`` boxes every cell through a generic path; for the chunks
 truesync writes (tens of thousands of rows, every run) building the dicts from column
@@ -8,8 +8,10 @@ become ``datetime``, which every driver understands.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -29,3 +31,17 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     names = [str(c) for c in frame.columns]
     columns = [column_values(frame[c]) for c in frame.columns]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def from_rows(rows: Sequence[Sequence[Any]], columns: list[str]) -> pd.DataFrame:
+    """Query rows as a frame of Python objects, built column by column.
+
+    ``pd.DataFrame(rows)`` probes every row for ``dtype`` before giving up on it, and an
+    SQLAlchemy ``Row`` answers each probe by raising and catching an exception.
+    """
+    data: dict[str, np.ndarray] = {}
+    for name, values in zip(columns, zip(*rows, strict=True) if rows else [()] * len(columns), strict=True):
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        data[name] = column
+    return pd.DataFrame(data, columns=columns, dtype=object)

@@ -26,6 +26,7 @@ from truesync.config import EntityMapping
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
 from truesync.support.bulk import key_filter, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
+from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
 
 
@@ -86,7 +87,7 @@ class SqlSystem:
                 rows = [row for query in queries(conn) for row in conn.execute(query).all()]
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
-        return pd.DataFrame(rows, columns=columns, dtype=object)
+        return from_rows(rows, columns)
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Rows whose cursor is in ``[start, end)``, in (cursor, key) order, chunk by chunk."""
@@ -130,7 +131,7 @@ class SqlSystem:
                     query = select(*self._columns(mapping)).where(condition)
                     result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
                     for part in result.partitions(size):
-                        yield pd.DataFrame(part, columns=columns, dtype=object)
+                        yield from_rows(part, columns)
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
