@@ -8,6 +8,11 @@ first; ``make test`` runs all three.
 PostgreSQL and MariaDB tests run when ``TRUESYNC_TEST_POSTGRES_URL`` /
 ``TRUESYNC_TEST_MYSQL_URL`` are set; each test session gets its own fresh database there.
 With ``CI=true`` an unreachable server fails the run instead of skipping.
+
+Setups that take long are built once per module (``module_demo_days``, ``module_runs``)
+for the tests that only read them (``demo_days``, ``shared_runs``, which fail a test that
+changed them); a test that changes the systems, the store or the files takes ``demo`` or
+``runs`` and gets a sandbox of its own.
 """
 
 from __future__ import annotations
@@ -27,15 +32,14 @@ from sqlalchemy.exc import OperationalError
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="truesync-airflow-home-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-from sandbox_demo import Demo  # noqa: E402 - after AIRFLOW_HOME is set
+from report_runs import Runs  # noqa: E402 - after AIRFLOW_HOME is set
+from sandbox_demo import Demo, DemoDays  # noqa: E402
+from shared_setup import left_as_is, module_state, point_at_state  # noqa: E402
 
 from truesync import cli
 from truesync.config import load_config  # noqa: E402
 from truesync.sandbox import systems as sandbox  # noqa: E402
 from truesync.store import Store  # noqa: E402
-
-SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
-
 
 TIERS = ("unit", "integration", "airflow")
 
@@ -50,19 +54,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(tier)
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private state directory with the sandbox systems as SQLite files in it."""
-    monkeypatch.setenv("TRUESYNC_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_STORE", raising=False)
-    for system in SANDBOX_SYSTEMS:
-        url = sqlite_url(tmp_path / "state" / "sandbox" / f"{system}.db")
-        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", url)
-    return tmp_path / "state"
+    return point_at_state(monkeypatch, tmp_path)
 
 
 class ServerDatabases:
@@ -124,11 +119,71 @@ def mysql_url() -> Iterator[URL]:
     servers.close()
 
 
+def open_demo(state: Path) -> Demo:
+    """``truesync sandbox init --scale 200`` into ``state``, with handles on its systems."""
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    return Demo(config, Store(), state, sandbox.system_urls(config))
+
+
 @pytest.fixture
 def demo(state: Path) -> Iterator[Demo]:
     """The sandbox at scale 200 in a private state directory, with handles on its systems."""
-    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
-    config = load_config()
-    handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    handle = open_demo(state)
     yield handle
     handle.close()
+
+
+@pytest.fixture(scope="module")
+def module_demo_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDays]:
+    """The sandbox at scale 200 after both flows ran over the demo days, built once per module."""
+    with module_state(tmp_path_factory, "demo-days") as state:
+        handle = open_demo(state)
+        try:
+            yield DemoDays.run(handle)
+        finally:
+            handle.close()
+
+
+@pytest.fixture
+def demo_days(module_demo_days: DemoDays) -> Iterator[DemoDays]:
+    """The demo days of the module, for a test that only reads them: it fails if it changes them.
+
+    A test that runs more flows, edits a system or decides exceptions takes ``demo``.
+    """
+    with left_as_is(module_demo_days.demo, "the demo days"):
+        yield module_demo_days
+
+
+def open_runs(state: Path) -> Runs:
+    """The sandbox at scale 200, synced for three runs with their HTML pages and the index rendered."""
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    return Runs.made(load_config(), Store(), state)
+
+
+@pytest.fixture
+def runs(state: Path) -> Iterator[Runs]:
+    """Three runs with their HTML pages, for one test that may change them."""
+    handle = open_runs(state)
+    yield handle
+    handle.store.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runs, Demo]]:
+    """``runs`` built once per module, with handles on the systems to check they stay as built."""
+    with module_state(tmp_path_factory, "report-runs") as state:
+        handle = open_runs(state)
+        demo = Demo(handle.config, handle.store, state, sandbox.system_urls(handle.config))
+        try:
+            yield handle, demo
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def shared_runs(module_runs: tuple[Runs, Demo]) -> Iterator[Runs]:
+    """The module's runs for a test that only reads them, their pages and the index: it fails if it changes them."""
+    handle, demo = module_runs
+    with left_as_is(demo, "the report runs"):
+        yield handle

@@ -1,10 +1,12 @@
 """The sandbox of one test, run in-process: configuration, store, engines on the four systems.
 
-Shared by the engine and data-quality tests; ``labels.csv`` is the ground truth.
+Shared by the engine and data-quality tests; ``labels.csv`` is the ground truth. ``DemoDays``
+is the sandbox after the demo days ran once, shared by the tests of a module that only read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,10 +93,40 @@ class Demo:
         with self.store.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """Every row of the four systems and the queue, the size of every store table, the other files' contents."""
+        metadata = MetaData()
+        metadata.reflect(self.store.engine)
+        files = sorted(p for p in self.state.rglob("*") if p.is_file() and ".db" not in p.name)
+        return {
+            "systems": {system: self.snapshot(system) for system in sorted(self.urls)},
+            "store": {name: self.count(table) for name, table in sorted(metadata.tables.items())},
+            "queue": self.exceptions(),
+            "files": {str(p.relative_to(self.state)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
+        }
+
     def close(self) -> None:
         for engine in self.engines.values():
             engine.dispose()
         self.store.engine.dispose()
+
+
+@dataclass
+class DemoDays:
+    """The sandbox after both flows ran over the demo days, built once per module: tests read it, never change it."""
+
+    demo: Demo
+    reports: list[dict[str, Any]]
+    before: dict[str, dict[str, list[dict[str, Any]]]]  # every table of the target systems before the first run
+
+    @classmethod
+    def run(cls, demo: Demo) -> DemoDays:
+        before = {system: demo.snapshot(system) for system in sorted({demo.config.flows[f].target for f in FLOWS})}
+        return cls(demo, demo.run_demo_days(), before)
+
+    def before_by_key(self, system: str, name: str, key: str) -> dict[str, dict[str, Any]]:
+        """``Demo.by_key`` as the table was before the first run."""
+        return {r[key]: r for r in self.before[system][name]}
 
 
 def assert_conserved(demo: Demo, report: dict[str, Any]) -> None:

@@ -27,7 +27,6 @@ from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, queue, runs
 from truesync.support.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.airflow
 FIRST = sandbox.DEMO_START
 SQL_FLOWS = ("webshop_to_crm", "erp_to_stockctl")
 LAST = sandbox.DEMO_START + timedelta(days=sandbox.DEMO_DAYS - 1)

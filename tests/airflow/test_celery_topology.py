@@ -29,7 +29,6 @@ from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, runs
 from truesync.support.paths import PROJECT_ROOT
 
-pytestmark = pytest.mark.airflow
 DAYS = 2
 
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandbox_demo import Demo
+from shared_setup import left_as_is, module_state
 
 from truesync.cli import main as truesync
+from truesync.config import load_config
 from truesync.sandbox import systems as sandbox
 from truesync.store import Store, queue
 
 
-@pytest.fixture
-def ran(state: Path) -> Path:
+def _sync_first_day(state: Path) -> Path:
     """The sandbox synced over its first demo day by ``truesync run``."""
     assert truesync(["sandbox", "init", "--scale", "150"]) == 0
     start, end = sandbox.DEMO_START.isoformat(), sandbox.DEMO_START.replace(day=2).isoformat()
@@ -22,7 +25,33 @@ def ran(state: Path) -> Path:
     return state
 
 
-def test_report_as_json_and_its_file(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def ran(state: Path) -> Path:
+    """The sandbox synced over its first demo day, for a test that runs flows or decides exceptions."""
+    return _sync_first_day(state)
+
+
+@pytest.fixture(scope="module")
+def module_ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """``ran`` built once per module, with handles on the systems to check they stay as built."""
+    with module_state(tmp_path_factory, "ran") as state:
+        _sync_first_day(state)
+        config = load_config()
+        demo = Demo(config, Store(), state, sandbox.system_urls(config))
+        try:
+            yield demo
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def shared_ran(module_ran: Demo) -> Iterator[Path]:
+    """The module's synced sandbox, for a test that only reads the runs and the queue: it fails if it changes them."""
+    with left_as_is(module_ran, "the synced sandbox"):
+        yield module_ran.state
+
+
+def test_report_as_json_and_its_file(shared_ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert truesync(["report", "--flow", "webshop_to_crm", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -35,7 +64,7 @@ def test_report_as_json_and_its_file(ran: Path, capsys: pytest.CaptureFixture[st
     assert Path(path).suffix == ".html" and report["run_id"] in Path(path).read_text() and url == Path(path).as_uri()
 
 
-def test_report_table_and_summary(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_table_and_summary(shared_ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert truesync(["report"]) == 0
     table = capsys.readouterr().out
@@ -45,7 +74,7 @@ def test_report_table_and_summary(ran: Path, capsys: pytest.CaptureFixture[str])
     assert "webshop_to_crm" in summary and "erp_to_stockctl" in summary and "mismatched" in summary
 
 
-def test_unknown_run_and_flow_are_clear_errors(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_run_and_flow_are_clear_errors(shared_ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert truesync(["report", "--run", "nope"]) == 1
     assert "no run 'nope'" in capsys.readouterr().err
     assert truesync(["run", "nope", "--start", "2026-11-01", "--end", "2026-11-02"]) == 1

@@ -14,7 +14,17 @@ from typing import Any
 import pandas as pd
 import pytest
 from groundtruth import differences, first_results
-from sandbox_demo import DEMO_START, ERP_FLOW, FLOWS, SHOP_FLOW, SHOP_STATUS, SHOP_TIERS, Demo, assert_conserved
+from sandbox_demo import (
+    DEMO_START,
+    ERP_FLOW,
+    FLOWS,
+    SHOP_FLOW,
+    SHOP_STATUS,
+    SHOP_TIERS,
+    Demo,
+    DemoDays,
+    assert_conserved,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import URL
 
@@ -32,9 +42,9 @@ def _counts(body: dict[str, Any]) -> dict[str, Any]:
 # --- classification and conservation ----------------------------------------------------------
 
 
-def test_first_runs_classify_every_record_as_the_ground_truth_says(demo: Demo) -> None:
-    reports = demo.run_demo_days()
-    for report in reports:
+def test_first_runs_classify_every_record_as_the_ground_truth_says(demo_days: DemoDays) -> None:
+    demo = demo_days.demo
+    for report in demo_days.reports:
         assert_conserved(demo, report)
         assert all(body["extracted"] > 0 for body in report["entities"].values()), report["run_id"]
     labels = demo.labels()
@@ -48,8 +58,8 @@ def test_first_runs_classify_every_record_as_the_ground_truth_says(demo: Demo) -
         assert runs.watermark(demo.store, flow) == last.end
 
 
-def test_every_record_not_in_the_queue_matches_its_source_after_the_demo_days(demo: Demo) -> None:
-    demo.run_demo_days()
+def test_every_record_not_in_the_queue_matches_its_source_after_the_demo_days(demo_days: DemoDays) -> None:
+    demo = demo_days.demo
     held = demo.active_keys(SHOP_FLOW, "customer")
     contacts = demo.by_key("crm", "contacts", "external_id")
     checked = 0
@@ -245,11 +255,11 @@ def test_a_row_without_a_key_resolves_once_it_gets_one(demo: Demo) -> None:
 # --- ownership and the audit trail --------------------------------------------------------------
 
 
-def test_fields_owned_by_the_target_are_never_changed(demo: Demo) -> None:
-    segments = {k: r["segment"] for k, r in demo.by_key("crm", "contacts", "external_id").items()}
-    quantities = {k: r["qty"] for k, r in demo.by_key("stockctl", "stock_items", "sku").items()}
+def test_fields_owned_by_the_target_are_never_changed(demo_days: DemoDays) -> None:
+    demo = demo_days.demo
+    segments = {k: r["segment"] for k, r in demo_days.before_by_key("crm", "contacts", "external_id").items()}
+    quantities = {k: r["qty"] for k, r in demo_days.before_by_key("stockctl", "stock_items", "sku").items()}
     assert any(segments.values()) and any(q is not None for q in quantities.values())
-    demo.run_demo_days()
 
     contacts = demo.by_key("crm", "contacts", "external_id")
     assert len(contacts) > len(segments), "the flow created contacts"
@@ -277,15 +287,15 @@ def _audit_rows(demo: Demo, flow: str, entity: str) -> pd.DataFrame:
     ids=["customer-email", "order-total", "stock-price"],
 )
 def test_overwritten_values_are_restored_and_kept_in_the_audit_trail(
-    demo: Demo, flow: str, entity: str, system: str, table: str, key: str, column: str, field: str
+    demo_days: DemoDays, flow: str, entity: str, system: str, table: str, key: str, column: str, field: str
 ) -> None:
+    demo = demo_days.demo
     labels = demo.labels()
     overwritten = set(
         labels.loc[(labels["flow"] == flow) & (labels["entity"] == entity) & (labels["class"] == "overwritten"), "key"]
     )
     assert overwritten
-    before = demo.by_key(system, table, key)
-    demo.run_demo_days()
+    before = demo_days.before_by_key(system, table, key)
     after = demo.by_key(system, table, key)
     trail = _audit_rows(demo, flow, entity)
     assert set(trail["key"]) == overwritten, "only overwritten records are audited"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sandbox_demo import ERP_FLOW, SHOP_FLOW, Demo, assert_conserved
+from sandbox_demo import ERP_FLOW, SHOP_FLOW, Demo, DemoDays, assert_conserved
 from sqlalchemy import delete
 
 from truesync.config import ConfigError, ExpectationSpec, QualityConfig, load_config
@@ -55,9 +55,10 @@ def _results(demo: Demo, reports: list[dict]) -> pd.DataFrame:
     ],
 )
 def test_each_bad_record_is_held_by_the_right_expectation_with_its_value(
-    demo: Demo, flow: str, entity: str, check: str, field: str, reason: str
+    demo_days: DemoDays, flow: str, entity: str, check: str, field: str, reason: str
 ) -> None:
-    reports = [r for r in demo.run_demo_days() if r["flow"] == flow]
+    demo = demo_days.demo
+    reports = [r for r in demo_days.reports if r["flow"] == flow]
     results = _results(demo, reports)
     keys = [k for k in _labelled(demo, flow, entity, check) if results.loc[(entity, k), "field"] == field]
     assert keys
@@ -75,8 +76,9 @@ def test_each_bad_record_is_held_by_the_right_expectation_with_its_value(
         assert (exception["check_name"], exception["reason"]) == (check, row["reason"])
 
 
-def test_good_rows_of_a_chunk_with_bad_ones_still_load(demo: Demo) -> None:
-    reports = [r for r in demo.run_demo_days() if r["flow"] == SHOP_FLOW]
+def test_good_rows_of_a_chunk_with_bad_ones_still_load(demo_days: DemoDays) -> None:
+    demo = demo_days.demo
+    reports = [r for r in demo_days.reports if r["flow"] == SHOP_FLOW]
     for report in reports:
         assert_conserved(demo, report)
     created = set(_results(demo, reports).query("outcome == 'created'").index.get_level_values("key"))
@@ -85,8 +87,9 @@ def test_good_rows_of_a_chunk_with_bad_ones_still_load(demo: Demo) -> None:
     assert missing & created
 
 
-def test_warn_checks_are_reported_and_do_not_block(demo: Demo) -> None:
-    reports = [r for r in demo.run_demo_days() if r["flow"] == SHOP_FLOW]
+def test_warn_checks_are_reported_and_do_not_block(demo_days: DemoDays) -> None:
+    demo = demo_days.demo
+    reports = [r for r in demo_days.reports if r["flow"] == SHOP_FLOW]
     contacts = demo.by_key("crm", "contacts", "external_id")
     bad_phones = [k for k, r in demo.by_key("webshop", "customers", "ext_id").items() if r["phone"] == "call after 6pm"]
     assert bad_phones and all(contacts[k]["phone"] == "call after 6pm" for k in bad_phones), "warned, then loaded"
@@ -214,8 +217,8 @@ def test_post_load_checks_pass_on_a_clean_load_and_catch_a_broken_target(demo: D
 # --- Data Docs ----------------------------------------------------------------------------------
 
 
-def test_each_run_gets_a_data_docs_site_with_its_checks_masked(demo: Demo) -> None:
-    report = demo.run(SHOP_FLOW, 0)
+def test_each_run_gets_a_data_docs_site_with_its_checks_masked(demo_days: DemoDays) -> None:
+    report = next(r for r in demo_days.reports if r["run_id"] == f"{SHOP_FLOW}:day0")  # the first run
     index = Path(report["path"]).parent / report["quality"]["data_docs"]
     assert index.is_file()
     pages = list(index.parent.glob("validations/**/*.html"))
@@ -314,7 +317,7 @@ def test_a_crash_building_data_docs_is_reported_and_the_run_still_finishes(
     def broken(*args: object) -> None:
         raise ValueError("renderer fell over")
 
-    monkeypatch.setattr("truesync.datadocs.build_site", broken)  # a GX renderer bug cannot be provoked on demand
+    monkeypatch.setattr("truesync.pipeline.finalize.build_site", broken)  # a GX renderer bug cannot be provoked
     report = demo.run(ERP_FLOW, 0)
     assert report["status"] == "success" and report["quality"]["data_docs"] is None
     crash = [a for a in report["quality"]["alerts"] if a["kind"] == "check_error"]

@@ -24,7 +24,7 @@ from sandboxapis import sandbox_apis
 
 from truesync import cli
 from truesync.config import Config, load_config
-from truesync.connectors.rest.system import BadResponse
+from truesync.connectors.rest.session import BadResponse
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox import systems as sandbox
@@ -70,7 +70,7 @@ def rest_demo(state: Path) -> Iterator[RestDemo]:
     with sandbox_apis(state) as servers:
         config = load_config()
         for system in servers:
-            settings = config.systems[system].rest
+            settings = config.systems[system].settings
             settings.read_timeout, settings.backoff_factor, settings.retries = 1.0, 0.05, 10
         handle = RestDemo(config, Store(), state, servers)
         yield handle

@@ -1,0 +1,51 @@
+"""State directories for one test or one module, and the check that a setup shared by a module stays as built.
+
+A setup that several tests of a module only read (the sandbox after the demo days, runs and
+their pages) is built once per module in its own directory; tests that change the systems,
+the store or the files keep a sandbox of their own (the ``state`` fixture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sandbox_demo import Demo
+
+SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def point_at_state(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
+    """Point the environment at ``root/state``: the store and the sandbox systems as SQLite files in it."""
+    monkeypatch.setenv("TRUESYNC_STATE_DIR", str(root / "state"))
+    monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_STORE", raising=False)
+    for system in SANDBOX_SYSTEMS:
+        url = sqlite_url(root / "state" / "sandbox" / f"{system}.db")
+        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", url)
+    return root / "state"
+
+
+@contextmanager
+def module_state(factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """The ``state`` of a module-scoped fixture: a directory of its own, the environment pointed at it meanwhile.
+
+    A test of the module that takes ``state`` points the environment at its own directory and
+    back again afterwards. One such setup per module: two would share the environment.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        yield point_at_state(patch, factory.mktemp(name))
+
+
+@contextmanager
+def left_as_is(demo: Demo, what: str) -> Iterator[None]:
+    """Fail the test inside if it changed the systems, the store or the files of a setup its module shares."""
+    before = demo.fingerprint()
+    yield
+    if demo.fingerprint() != before:
+        pytest.fail(f"the test changed {what}, which the tests of its module share: give it a sandbox of its own")
