@@ -274,7 +274,11 @@ def run_checks(checks: list[Check], frame: pd.DataFrame, key: str, first_positio
 
 
 def in_set(column: str, allowed: set[str], severity: str, rule: str) -> Check:
-    """Every value of ``column`` is one of ``allowed``: parents present in a target, records written."""
+    """Every value of ``column`` is one of ``allowed``: parents present in a target, records written.
+
+    GX copies the value set many times in one validation, so callers pass only values the
+    checked rows can hold (the set's size then follows the chunk, not the table).
+    """
     return Check(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=sorted(allowed)), column, severity, rule)
 
 

@@ -22,7 +22,7 @@ POST_LOAD = "post_load"
 
 def created_checks(target: str, created: list[str], found: pd.Series) -> list[dict[str, Any]]:
     """The records a run created are in the target, each exactly once; ``found``: the keys the target holds."""
-    there = in_set("key", set(found), WARN, f"must be in target '{target}' once created")
+    there = in_set("key", set(found) & set(created), WARN, f"must be in target '{target}' once created")
     once = unique("key", WARN, "must match one target record, not several")
     stats = run_checks([there], pd.DataFrame({"key": created}), "key").stats
     written = pd.DataFrame({"key": found[found.isin(created)].tolist()})

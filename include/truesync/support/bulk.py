@@ -195,11 +195,8 @@ def _copy_merge(
 def _copy(conn: Connection, table: str, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
     """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format."""
     quote = postgresql.dialect().identifier_preparer.quote
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(_copy_text(row[c]) for c in columns))
-        buffer.write("\n")
-    buffer.seek(0)
+    texts = [_copy_column([row[c] for row in rows]) for c in columns]
+    buffer = io.StringIO("".join("\t".join(line) + "\n" for line in zip(*texts, strict=True)))
     statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     with _driver_errors(conn, statement) as cursor:
         cursor.copy_expert(statement, buffer)
@@ -218,6 +215,13 @@ def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_column(values: list[Any]) -> list[str]:
+    """A column's values in COPY's text format; a column of text (the usual case) skips the type tests."""
+    if all(v is None or type(v) is str for v in values):
+        return ["\\N" if v is None else v.translate(_ESCAPES) for v in values]
+    return [_copy_text(v) for v in values]
 
 
 def _copy_text(value: Any) -> str:
