@@ -4,7 +4,9 @@ Extraction is keyset-paginated on ``(cursor, key)`` so memory stays bounded by t
 size and a long extract never holds one huge transaction. Rows that share both cursor and
 key (a duplicate key) are fetched together with the page they straddle, so nothing is
 skipped or read twice. Rows with a null key cannot be paged by key and are streamed
-separately, all of them on every run, with rows whose change time is null. Writes use the dialect's native upsert.
+separately, all of them on every run, with rows whose change time is null. Writes go through the
+dialect's bulk path (``support.bulk``), one transaction per batch; a refused row is isolated by
+bisecting its batch, so the others are written.
 
 A mapped table is reflected once, when first reached, and its mapped columns checked:
 a missing table or column is a configuration problem, an unreachable database is transient.
