@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from truesync.config import EntityMapping
 from truesync.connectors.errors import RecordsRejected
 from truesync.connectors.sql.system import SqlSystem
-from truesync.support.bulk import COPY_FROM_ROWS, KEYS_PER_IN, DuplicateKeys, insert, key_filter, upsert
+from truesync.support.bulk import COPY_FROM_ROWS, KEYS_PER_IN, DuplicateKeys, insert, select_by_keys, upsert
 from truesync.support.sqldb import open_engine
 
 AWARE = timezone(timedelta(hours=5, minutes=30))
@@ -155,8 +155,8 @@ def test_keys_are_found_whatever_their_number(engine: Engine, table: Table) -> N
     wanted = [r["item_key"] for r in rows[::2]] + ["missing"]
     key = table.c.item_key
     with engine.connect() as conn:
-        found = [k for part in key_filter(conn, key, wanted) for k in conn.execute(select(key).where(part)).scalars()]
-        none = [k for part in key_filter(conn, key, []) for k in conn.execute(select(key).where(part)).scalars()]
+        found = [k for (k,) in select_by_keys(conn, select(key), key, wanted)]
+        none = select_by_keys(conn, select(key), key, [])
     assert sorted(found) == sorted(wanted[:-1]) and none == []
 
 

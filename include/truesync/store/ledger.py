@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from truesync.store.core import Store
 from truesync.store.schema import ledger
-from truesync.support.bulk import key_filter, upsert
+from truesync.support.bulk import select_by_keys, upsert
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
 
@@ -23,7 +23,7 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
         ledger.c.flow == flow, ledger.c.entity == entity
     )
     with store.engine.connect() as conn:
-        rows = [row for part in key_filter(conn, ledger.c.key, keys) for row in conn.execute(query.where(part)).all()]
+        rows = select_by_keys(conn, query, ledger.c.key, keys)
     return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 

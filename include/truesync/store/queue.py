@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 
 from truesync.store.core import Store, key_pages, utcnow
 from truesync.store.schema import exceptions
-from truesync.support.bulk import key_filter, upsert
+from truesync.support.bulk import select_by_keys, upsert
 
 ACTIVE = ("open", "retrying")
 STATUSES = ("open", "retrying", "resolved", "ignored")
@@ -29,11 +29,7 @@ def active_ids(store: Store, flow: str, entity: str, keys: list[str]) -> dict[st
         exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.status.in_(ACTIVE)
     )
     with store.engine.connect() as conn:
-        return {
-            key: id_
-            for part in key_filter(conn, exceptions.c.key, keys)
-            for key, id_ in conn.execute(query.where(part))
-        }
+        return dict(select_by_keys(conn, query, exceptions.c.key, keys))
 
 
 def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[list[str]]:
@@ -58,9 +54,7 @@ def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dic
         known = select(exceptions.c.key, exceptions.c.status).where(
             exceptions.c.flow == flow, exceptions.c.entity == entity
         )
-        existing = {
-            row.key: row for part in key_filter(conn, exceptions.c.key, keys) for row in conn.execute(known.where(part))
-        }
+        existing = {row.key: row for row in select_by_keys(conn, known, exceptions.c.key, keys)}
         fresh = [_new_row(flow, entity, run_id, now, r) for r in rows if r["key"] not in existing]
         # Insert-or-ignore: a concurrent run of the same flow (a backfill beside the scheduled
         # run) may have opened the same exception a moment ago; it stays one exception.

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import results, runs, staging
-from truesync.support.bulk import insert, key_filter, upsert
+from truesync.support.bulk import insert, select_by_keys, upsert
 from truesync.support.frames import from_rows
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
@@ -126,11 +126,7 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
     """Key -> outcome of the given keys in this run so far (parents synced earlier in the run)."""
     query = select(results.c.key, results.c.outcome).where(results.c.run_id == run_id, results.c.entity == entity)
     with store.engine.connect() as conn:
-        return {
-            key: outcome
-            for part in key_filter(conn, results.c.key, keys)
-            for key, outcome in conn.execute(query.where(part))
-        }
+        return dict(select_by_keys(conn, query, results.c.key, keys))
 
 
 def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:

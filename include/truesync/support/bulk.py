@@ -74,15 +74,15 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> in
     return len(rows)
 
 
-def key_filter(conn: Connection, column: Any, keys: Sequence[Any]) -> list[Any]:
-    """WHERE clauses that together select ``column in keys``: one ``= ANY(array)`` on PostgreSQL,
-    IN lists of at most ``KEYS_PER_IN`` elsewhere (run one query per clause).
+def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any]) -> list[Any]:
+    """The rows of ``query`` whose ``column`` is one of ``keys``: one ``= ANY(array)`` on
+    PostgreSQL, IN lists of at most ``KEYS_PER_IN`` keys elsewhere (one query each).
     """
     if conn.dialect.name == "postgresql":
-        return [column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))]
-    return [column.in_(keys[start : start + KEYS_PER_IN]) for start in range(0, len(keys), KEYS_PER_IN)] or [
-        column.in_([])
-    ]
+        keyed = [column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))]
+    else:
+        keyed = [column.in_(keys[start : start + KEYS_PER_IN]) for start in range(0, len(keys), KEYS_PER_IN)]
+    return [row for clause in keyed for row in conn.execute(query.where(clause)).all()]
 
 
 def write_isolating(

@@ -26,7 +26,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
-from truesync.support.bulk import key_filter, upsert, write_isolating
+from truesync.support.bulk import select_by_keys, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
@@ -77,16 +77,16 @@ class SqlSystem:
         return [table.c[n] for n in mapping.columns]
 
     def _frame(self, query: Any, mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
-        return self._frames(lambda _: [query], mapping, extra)
+        return self._frames(lambda conn: conn.execute(query).all(), mapping, extra)
 
     def _frames(
-        self, queries: Callable[[Connection], list[Any]], mapping: EntityMapping, extra: list[str] | None = None
+        self, read: Callable[[Connection], list[Any]], mapping: EntityMapping, extra: list[str] | None = None
     ) -> pd.DataFrame:
-        """The rows of the queries ``queries(conn)`` gives (one per page of keys), as one frame of objects."""
+        """The rows ``read(conn)`` returns, as one frame of objects."""
         columns = [c.name for c in self._columns(mapping)] + (extra or [])
         try:
             with self.engine.connect() as conn:
-                rows = [row for query in queries(conn) for row in conn.execute(query).all()]
+                rows = read(conn)
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         return from_rows(rows, columns)
@@ -142,7 +142,7 @@ class SqlSystem:
         key = self._table(mapping).c[mapping.key]
         typed = [_key_value(k, key.type) for k in keys]
         base = select(*self._columns(mapping))
-        return self._frames(lambda conn: [base.where(part) for part in key_filter(conn, key, typed)], mapping)
+        return self._frames(lambda conn: select_by_keys(conn, base, key, typed), mapping)
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current rows whose ``column`` holds one of ``values``: records found by another reference."""
@@ -154,7 +154,7 @@ class SqlSystem:
         extra = [] if column in {c.name for c in columns} else [column]
         base = select(*columns, *(table.c[c] for c in extra))
         by = table.c[column]
-        return self._frames(lambda conn: [base.where(part) for part in key_filter(conn, by, typed)], mapping, extra)
+        return self._frames(lambda conn: select_by_keys(conn, base, by, typed), mapping, extra)
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
         """Create-or-update rows by the mapping's key column, ``batch_size`` rows a transaction, set-based.
