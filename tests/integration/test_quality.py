@@ -191,9 +191,9 @@ def test_post_load_checks_pass_on_a_clean_load_and_catch_a_broken_target(demo: D
     report = demo.run(SHOP_FLOW, 0)
     post = [c for c in report["quality"]["entities"]["order"]["checks"] if c["phase"] == "post_load"]
     assert [(c["expectation"], c["column"]) for c in post] == [
-        ("expect_column_values_to_be_in_set", "key"),
+        ("expect_column_pair_values_to_be_equal", "key"),
         ("expect_column_values_to_be_unique", "key"),
-        ("expect_column_values_to_be_in_set", "customer_id"),
+        ("expect_column_pair_values_to_be_equal", "customer_id"),
     ]
     assert all(c["success"] and c["evaluated"] for c in post)
     assert not [a for a in report["quality"]["alerts"] if a["kind"] == "post_load"]
@@ -208,9 +208,9 @@ def test_post_load_checks_pass_on_a_clean_load_and_catch_a_broken_target(demo: D
     post_load_checks(EntityJob(demo.config, demo.store, SHOP_FLOW, "order", report["run_id"]))
     summary = {(c["expectation"], c["column"]): c for c in checks.summary(demo.store, report["run_id"])["order"]
                if c["phase"] == "post_load"}  # fmt: skip
-    parents = summary[("expect_column_values_to_be_in_set", "customer_id")]
+    parents = summary[("expect_column_pair_values_to_be_equal", "customer_id")]
     assert parents["unexpected"] >= 1 and parents["examples"][0]["value"] == orphaned["contact_ref"]
-    there = summary[("expect_column_values_to_be_in_set", "key")]
+    there = summary[("expect_column_pair_values_to_be_equal", "key")]
     assert there["unexpected"] == 1 and there["examples"] == [{"key": vanished, "value": vanished}]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from truesync.core.classify import MISMATCHED, Classification
 from truesync.pipeline.job import ChunkSync
-from truesync.quality.checks import BLOCK, in_set, run_checks
+from truesync.quality.checks import BLOCK, found_in_target, run_checks, with_found
 from truesync.store import queue, staging
 
 UNIQUE_MATCH, SHARED_FIELD_TIE, PARENT_EXISTS = "unique_match", "shared_field_tie", "parent_exists"
@@ -66,7 +66,8 @@ def hold_orphans(sync: ChunkSync, pending: pd.DataFrame, verdict: Classification
         ready = (set(this_run) - held_now) | (found - set(waiting) - held_now)
         children = pd.DataFrame({"key": values.index, ref_field: values.to_numpy()})
         rule = f"must name a {parent} in the target or synced by this run"
-        for row in run_checks([in_set(ref_field, ready, BLOCK, rule)], children, "key").failures.index:
+        check = found_in_target(ref_field, BLOCK, rule)
+        for row in run_checks([check], with_found(ref_field, children, ready), "key").failures.index:
             key, value = children.at[row, "key"], children.at[row, ref_field]
             if value in waiting:
                 reason = f"waits for {parent} '{value}' in the exception queue (#{waiting[value]})"

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import QualityConfig
-from truesync.quality.checks import WARN, in_set, run_checks, unique
+from truesync.quality.checks import WARN, found_in_target, run_checks, unique, with_found
 from truesync.store import runs
 
 POST_LOAD = "post_load"
@@ -22,9 +22,9 @@ POST_LOAD = "post_load"
 
 def created_checks(target: str, created: list[str], found: pd.Series) -> list[dict[str, Any]]:
     """The records a run created are in the target, each exactly once; ``found``: the keys the target holds."""
-    there = in_set("key", set(found) & set(created), WARN, f"must be in target '{target}' once created")
+    there = found_in_target("key", WARN, f"must be in target '{target}' once created")
     once = unique("key", WARN, "must match one target record, not several")
-    stats = run_checks([there], pd.DataFrame({"key": created}), "key").stats
+    stats = run_checks([there], with_found("key", pd.DataFrame({"key": created}), set(found)), "key").stats
     written = pd.DataFrame({"key": found[found.isin(created)].tolist()})
     return stats + run_checks([once], written, "key", first_position=1).stats
 
@@ -33,8 +33,8 @@ def parent_checks(
     children: pd.DataFrame, ref_field: str, parent: str, present: set[str], target: str, position: int
 ) -> list[dict[str, Any]]:
     """The children written name a parent present in the target; ``children`` has ``key`` and ``ref_field``."""
-    check = in_set(ref_field, present, WARN, f"must name a {parent} present in target '{target}'")
-    return run_checks([check], children, "key", first_position=position).stats
+    check = found_in_target(ref_field, WARN, f"must name a {parent} present in target '{target}'")
+    return run_checks([check], with_found(ref_field, children, present), "key", first_position=position).stats
 
 
 def assess(
