@@ -215,21 +215,38 @@ def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIAL = ("\\", "\t", "\n", "\r")
+_GLUE = "\x00"  # joins a column's values to escape them in one call: PostgreSQL text never holds NUL
 
 
 def _copy_column(values: list[Any]) -> list[str]:
-    """A column's values in COPY's text format; a column of text (the usual case) skips the type tests."""
-    if all(v is None or type(v) is str for v in values):
-        return ["\\N" if v is None else v.translate(_ESCAPES) for v in values]
-    return [_copy_text(v) for v in values]
+    """A column's values in COPY's text format: ``\\N`` for null, backslash escapes for the separators.
+
+    Values are converted by the column's one type, and escaped by one ``translate`` over the
+    whole column joined (a column without a separator skips even that).
+    """
+    texts = _as_text(values)
+    joined = _GLUE.join(texts)
+    if any(c in joined for c in _SPECIAL):
+        escaped = joined.translate(_ESCAPES).split(_GLUE)
+        texts = escaped if len(escaped) == len(texts) else [t.translate(_ESCAPES) for t in texts]
+    return ["\\N" if v is None else t for v, t in zip(values, texts, strict=True)]
+
+
+def _as_text(values: list[Any]) -> list[str]:
+    """Each value as text ('' for null): one conversion for a column of one type, else value by value."""
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds <= {str}:
+        return ["" if v is None else v for v in values]
+    if len(kinds) == 1 and kinds <= {datetime, date}:
+        return ["" if v is None else v.isoformat() for v in values]
+    return ["" if v is None else _copy_text(v) for v in values]
 
 
 def _copy_text(value: Any) -> str:
-    """One value in COPY's text format: ``\\N`` for null, backslash escapes for the separators."""
-    if value is None:
-        return "\\N"
+    """One non-null value as text: ``t``/``f`` for booleans, ISO 8601 for times."""
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value).translate(_ESCAPES)
+    return str(value)
