@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
-from truesync.support.frames import records
+from truesync.support.frames import map_values, records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -74,20 +76,29 @@ def _no_errors(index: pd.Index) -> pd.DataFrame:
 
 
 def _flag(
-    errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: pd.Series, value: pd.Series | None = None
+    errors: pd.DataFrame, mask: pd.Series, check: str, field: str, reason: str, value: pd.Series | None = None
 ) -> None:
     """Record an error on rows that have none yet: the first problem of a row is reported.
 
-    ``value`` is the offending value (absent for a null), so reports can mask it inside the reason.
+    ``value`` is the offending value (absent for a null), so reports can mask it inside the reason;
+    ``{value}`` in ``reason`` is replaced by it. Reasons are built for the flagged rows only.
     """
     mask = mask & errors["check_name"].isna()
     if not mask.any():
         return
     errors.loc[mask, "check_name"] = check
     errors.loc[mask, "field"] = field
-    errors.loc[mask, "reason"] = reason[mask]
-    if value is not None:
-        errors.loc[mask, "value"] = value[mask]
+    if value is None:
+        errors.loc[mask, "reason"] = reason
+        return
+    shown = value[mask].astype(object)
+    errors.loc[mask, "reason"] = [reason.format(value=v) for v in shown]
+    errors.loc[mask, "value"] = shown
+
+
+def _literal(before: str, name: str, after: str) -> str:
+    """A reason template with a column or field name in it: braces in the name are kept as written."""
+    return before + name.replace("{", "{{").replace("}", "}}") + after
 
 
 def _require(
@@ -95,28 +106,21 @@ def _require(
 ) -> None:
     if required:
         missing = canon.isna() & values.isna()
-        _flag(
-            errors,
-            missing,
-            "not_null",
-            field,
-            pd.Series(f"required field '{field}' (column '{column}') is null", index=values.index),
-        )
+        _flag(errors, missing, "not_null", field, f"required field '{field}' (column '{column}') is null")
 
 
 def as_text(values: pd.Series) -> pd.Series:
     """Values as ``str`` objects, ``None`` for nulls; text columns pass through unconverted."""
-    present = values.notna()
     if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        return values.astype(object).where(present, None)
-    return values.map(str, na_action="ignore").astype(object).where(present, None)
+        return values.astype(object).where(values.notna(), None)
+    return map_values(values, str)
 
 
 def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, errors: pd.DataFrame) -> pd.Series:
     text = as_text(values)
-    decoded = text.map(codes)
+    decoded = map_values(text, codes.get)
     unknown = text.notna() & decoded.isna()
-    _flag(errors, unknown, "known_code", field, "unknown code '" + text.astype(str) + f"' in column '{column}'", text)
+    _flag(errors, unknown, "known_code", field, _literal("unknown code '{value}' in column '", column, "'"), text)
     return decoded.where(~unknown, None)
 
 
@@ -125,7 +129,7 @@ def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: p
     text = as_text(values)
     out, bad = _CASTS[spec.type](values, text, spec)
     bad = bad & present
-    reason = f"cannot read column '{column}' as {spec.type}: '" + text.astype(str) + "'"
+    reason = _literal("cannot read column '", column, f"' as {spec.type}: '{{value}}'")
     _flag(errors, bad, f"valid_{spec.type}", field, reason, text)
     return out.where(present & ~bad, None).astype(object)
 
@@ -143,34 +147,53 @@ def _decimal(text: str) -> decimal.Decimal | None:
     return number if number.is_finite() else None
 
 
+def _integer_text(text: str) -> str | None:
+    """An integer's canonical text, or None when the text is not a whole number."""
+    number = _decimal(text)
+    return None if number is None or number != number.to_integral_value() else str(int(number))
+
+
+def _decimal_text(quantum: decimal.Decimal, text: str) -> str | None:
+    """A number's canonical text at the field's scale (half up), or None when it is not a number."""
+    number = _decimal(text)
+    return None if number is None else str(number.quantize(quantum, rounding=decimal.ROUND_HALF_UP))
+
+
 def _cast_number(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    """Numbers go through Decimal, not float: two different amounts never share a canonical text."""
-    numbers = text.map(_decimal, na_action="ignore")
-    bad = numbers.isna()
+    """Numbers go through Decimal, not float: two different amounts never share a canonical text.
+
+    One pass per value: read, check, and spell it.
+    """
     if spec.type == "integer":
-        integral = numbers.map(lambda d: d == d.to_integral_value(), na_action="ignore").fillna(False).astype(bool)
-        bad |= ~integral
-        shown = numbers.map(lambda d: str(int(d)), na_action="ignore")
+        shown = map_values(text, _integer_text)
     else:
-        quantum = decimal.Decimal(1).scaleb(-spec.scale)
-        shown = numbers.map(lambda d: str(d.quantize(quantum, rounding=decimal.ROUND_HALF_UP)), na_action="ignore")
-    return shown, bad
+        shown = map_values(text, functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-spec.scale)))
+    return shown, shown.isna()
 
 
 def _cast_boolean(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
     lower = text.str.strip().str.lower()
-    out = lower.map(lambda v: "true" if v in _TRUE else "false" if v in _FALSE else None)
+    out = map_values(lower, lambda v: "true" if v in _TRUE else "false" if v in _FALSE else None)
     return out, out.isna()
+
+
+def iso_text(times: pd.Series, unit: str = "us") -> pd.Series:
+    """Naive timestamps as ISO text objects, None for NaT: ``unit`` ``D`` spells a date, ``us`` a time
+    as ``TS_FORMAT`` does. numpy spells a column at once; ``strftime`` goes value by value.
+    """
+    spelled = np.datetime_as_string(times.to_numpy(dtype="datetime64[us]"), unit=unit).astype(object)
+    spelled[times.isna().to_numpy()] = None
+    return pd.Series(spelled, index=times.index, dtype=object)
 
 
 def _cast_date(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
     parsed = to_utc_naive(text)
-    return parsed.dt.strftime("%Y-%m-%d"), parsed.isna()
+    return iso_text(parsed, "D"), parsed.isna()
 
 
 def _cast_datetime(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
     parsed = to_utc_naive(text)
-    return parsed.dt.strftime(TS_FORMAT), parsed.isna()
+    return iso_text(parsed), parsed.isna()
 
 
 _CASTS = {
@@ -201,9 +224,9 @@ def to_system(
         values = canon[field]
         if field in mapping.codes:
             inverse = {v: k for k, v in mapping.codes[field].items()}
-            encoded = values.map(inverse)
+            encoded = map_values(values, inverse.get)
             unknown = values.notna() & encoded.isna()
-            reason = "value '" + values.astype(str) + f"' has no code in the target's map for '{field}'"
+            reason = _literal("value '{value}' has no code in the target's map for '", field, "'")
             _flag(errors, unknown, "known_code", field, reason, values)
             values = encoded
         out[column] = _to_python(values, types[column])

@@ -39,7 +39,7 @@ def row_hash(frame: pd.DataFrame) -> pd.Series:
     """A stable 64-bit content hash per row over the given canonical text columns, as decimal text."""
     if frame.shape[1] == 0:
         return pd.Series("0", index=frame.index, dtype=object)
-    text = frame.astype(object).where(frame.notna(), _NULL).astype(str)
+    text = frame.astype(object).where(frame.notna(), _NULL)  # canonical text: str objects hash as they are
     hashed = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
     return pd.Series(hashed.astype(str), index=frame.index, dtype=object)
 
@@ -70,8 +70,9 @@ class _Moves:
 
 
 def _halves(hashes: pd.Series) -> tuple[pd.Series, pd.Series]:
-    parts = hashes.astype(object).where(hashes.notna(), ":").astype(str).str.partition(":")
-    return parts[0], parts[2]
+    parts = [h.partition(":") if isinstance(h, str) else ("", "", "") for h in hashes]
+    owned = pd.Series([p[0] for p in parts], index=hashes.index, dtype=object)
+    return owned, pd.Series([p[2] for p in parts], index=hashes.index, dtype=object)
 
 
 def _moves(source_hash: pd.Series, target_hash: pd.Series, entry: pd.DataFrame) -> _Moves:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from truesync.config import Config
 from truesync.connectors.errors import SystemUnavailable
 from truesync.connectors.registry import open_target
-from truesync.core.canonical import to_canonical
+from truesync.core.canonical import as_text, to_canonical
 from truesync.pipeline.extract import NULL_KEY_PREFIX
 from truesync.pipeline.job import EntityJob
 from truesync.quality import health
@@ -101,13 +101,13 @@ def post_load_checks(job: EntityJob) -> None:
         raw = target.fetch(mapping, keys)
         outcomes = staging.outcomes(job.store, job.run_id, job.entity, keys)
         created = [key for key in keys if outcomes.get(key) == "created"]
-        stats = health.created_checks(target.name, created, raw[mapping.key].astype(str))
+        stats = health.created_checks(target.name, created, as_text(raw[mapping.key]))
         for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
             children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
             frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
             parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
             wanted = sorted(set(frame[ref_field]))
-            present = set(target.fetch(parent_mapping, wanted)[parent_mapping.key].astype(str)) if wanted else set()
+            present = set(as_text(target.fetch(parent_mapping, wanted)[parent_mapping.key])) if wanted else set()
             stats += health.parent_checks(frame, ref_field, parent, present, target.name, position)
         checks.record(job.store, job.run_id, job.entity, health.POST_LOAD, stats)
 

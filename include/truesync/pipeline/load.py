@@ -97,7 +97,7 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> list[dict[str, Any]]:
     """Match, classify, hold, write and remember the records that passed extraction's checks."""
     job = sync.job
     fields = job.config.synced_fields(job.flow, job.entity)
-    source = pd.DataFrame([json.loads(p) for p in good["payload"]], index=good["key"].to_numpy())
+    source = _staged_records(good)
     source_ts = pd.Series(pd.to_datetime(good["source_ts"].to_numpy()), index=source.index)
     sync.payload = pd.Series(good["payload"].to_numpy(), index=source.index)
     matched, matched_ts = _match_target(sync, list(source.index), fields)
@@ -122,13 +122,20 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> list[dict[str, Any]]:
     return _outcomes(verdict, sync)
 
 
+def _staged_records(good: pd.DataFrame) -> pd.DataFrame:
+    """The staged canonical records (JSON payloads) by key, as text objects: one parse for the chunk."""
+    parsed = json.loads("[" + ",".join(good["payload"]) + "]")
+    names = list(dict.fromkeys(name for record in parsed for name in record))
+    columns = {name: [record.get(name) for record in parsed] for name in names}
+    return pd.DataFrame(columns, index=good["key"].to_numpy(), dtype=object)
+
+
 def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[pd.DataFrame, pd.Series]:
     """Target records for the keys, canonical, one per key; ambiguous matches are held (``holds``)."""
     job = sync.job
     mapping = job.mapping("target")
     canon = to_canonical(sync.target.fetch(mapping, keys), mapping, job.spec, [job.spec.key, *fields])
-    found = canon.records.assign(_ts=canon.source_ts)
-    found[job.spec.key] = found[job.spec.key].astype(str)
+    found = canon.records.assign(_ts=canon.source_ts)  # the key is canonical text already
     hold_ambiguous_matches(sync, keys, found[job.spec.key])
     found = found[found[job.spec.key].isin(set(keys))]
     unique = found.drop_duplicates(job.spec.key, keep=False).set_index(job.spec.key)

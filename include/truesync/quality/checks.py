@@ -27,7 +27,7 @@ from truesync.config import (
     FieldSpec,
     check_columns,
 )
-from truesync.core.canonical import TS_FORMAT, as_text, to_utc_naive
+from truesync.core.canonical import as_text, iso_text, to_utc_naive
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -194,7 +194,7 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
             frame[name + NUMBER_SUFFIX] = pd.to_numeric(frame[name], errors="coerce")
     if mapping.cursor:
         frame[CHANGE_TIME] = as_text(raw[mapping.cursor]) if mapping.cursor in raw else None
-        frame[CHANGE_INSTANT] = to_utc_naive(frame[CHANGE_TIME]).dt.strftime(TS_FORMAT)
+        frame[CHANGE_INSTANT] = iso_text(to_utc_naive(frame[CHANGE_TIME]))
     return frame
 
 

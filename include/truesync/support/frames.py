@@ -8,7 +8,7 @@ become ``datetime``, which every driver understands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,17 @@ def column_values(column: pd.Series) -> list[Any]:
         mask = column.isna().tolist()
         return [None if missing else v for v, missing in zip(values, mask, strict=True)]
     return values
+
+
+def map_values(values: pd.Series, func: Callable[[Any], Any]) -> pd.Series:
+    """``func`` over the non-null values, kept as Python objects; nulls and ``func``'s None become None.
+
+    ``Series.map`` in pandas 3 infers a ``str`` dtype (Arrow) for text results, and each later
+    step on the column converts it back, element by element.
+    """
+    missing = values.isna().to_numpy()
+    out = [None if skip else func(v) for v, skip in zip(values.to_numpy(dtype=object), missing, strict=True)]
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
