@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from truesync.config import EntityMapping
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, to_canonical
 from truesync.core.classify import row_hash
@@ -100,18 +99,20 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
     if untimed.any():
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]
         frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') cannot be read as a time"
-    frame["payload"] = _payloads(raw, canon, mapping)
+    frame["payload"] = _payloads(raw, canon)
     return records(_settle_duplicates(frame))
 
 
-def _payloads(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping) -> list[str]:
+def _payloads(raw: pd.DataFrame, canon: Canonical) -> list[str]:
     """Canonical JSON for good rows; the original column values for rows with an error."""
-    good, original = records(canon.records), records(raw)
-    bad_rows = set(canon.errors.index)
-    return [
-        json.dumps(original[pos] if idx in bad_rows else good[pos], default=str)
-        for pos, idx in enumerate(canon.records.index)
-    ]
+    payloads = [json.dumps(record) for record in records(canon.records)]  # canonical values are all text
+    bad = canon.errors.index
+    if len(bad):
+        original = dict(zip(bad, records(raw.loc[bad]), strict=True))
+        for position, idx in enumerate(canon.records.index):
+            if idx in original:
+                payloads[position] = json.dumps(original[idx], default=str)
+    return payloads
 
 
 def _settle_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
