@@ -127,7 +127,7 @@ def _staged_records(good: pd.DataFrame) -> pd.DataFrame:
     parsed = json.loads("[" + ",".join(good["payload"]) + "]")
     names = list(dict.fromkeys(name for record in parsed for name in record))
     columns = {name: [record.get(name) for record in parsed] for name in names}
-    return pd.DataFrame(columns, index=good["key"].to_numpy(), dtype=object)
+    return pd.DataFrame(columns, index=pd.Index(good["key"].to_numpy(), dtype=object), dtype=object)
 
 
 def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[pd.DataFrame, pd.Series]:

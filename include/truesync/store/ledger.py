@@ -13,6 +13,7 @@ from sqlalchemy import select
 from truesync.store.core import Store
 from truesync.store.schema import ledger
 from truesync.support.bulk import select_by_keys, upsert
+from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
 
@@ -24,7 +25,7 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
     )
     with store.engine.connect() as conn:
         rows = select_by_keys(conn, query, ledger.c.key, keys)
-    return pd.DataFrame(rows, columns=["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
+    return from_rows(rows, ["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 
 def write(store: Store, flow: str, entity: str, rows: list[dict[str, Any]]) -> int:
