@@ -165,6 +165,10 @@ class EntityMapping(_Strict):
         """The columns truesync reads: key, mapped fields and cursor, each once."""
         return list(dict.fromkeys([self.key, *self.fields.values(), *([self.cursor] if self.cursor else [])]))
 
+    def narrowed(self, fields: list[str]) -> EntityMapping:
+        """This mapping with only ``fields`` of its canonical fields: a read of just what a check needs."""
+        return self.model_copy(update={"fields": {f: c for f, c in self.fields.items() if f in fields}})
+
     @field_validator("table", "key", "cursor")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:

@@ -96,16 +96,15 @@ def post_load_checks(job: EntityJob) -> None:
     """
     checks.clear(job.store, job.run_id, job.entity, health.POST_LOAD)
     target = open_target(job.config, job.config.flows[job.flow].target)
-    mapping = job.mapping("target")
-    for keys in staging.written_keys(job.store, job.run_id, job.entity, job.config.flows[job.flow].chunk_size):
-        raw = target.fetch(mapping, keys)
-        outcomes = staging.outcomes(job.store, job.run_id, job.entity, keys)
-        created = [key for key in keys if outcomes.get(key) == "created"]
+    mapping = job.mapping("target").narrowed([job.spec.key, *job.spec.references])
+    for outcomes in staging.written(job.store, job.run_id, job.entity, job.config.flows[job.flow].chunk_size):
+        raw = target.fetch(mapping, list(outcomes))
+        created = [key for key, outcome in outcomes.items() if outcome == "created"]
         stats = health.created_checks(target.name, created, as_text(raw[mapping.key]))
         for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
             children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
             frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
-            parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent)
+            parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent).narrowed([])
             wanted = sorted(set(frame[ref_field]))
             present = set(as_text(target.fetch(parent_mapping, wanted)[parent_mapping.key])) if wanted else set()
             stats += health.parent_checks(frame, ref_field, parent, present, target.name, position)

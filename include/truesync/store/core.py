@@ -57,7 +57,13 @@ class Store:
 
 
 def key_pages(store: Store, query: Select, key: ColumnElement, size: int) -> Iterator[list[Any]]:
-    """The ``key`` values ``query`` selects, ``size`` at a time in key order (keyset pagination).
+    """The ``key`` values ``query`` selects, ``size`` at a time in key order (keyset pagination)."""
+    for rows in row_pages(store, query, key, size):
+        yield [row[0] for row in rows]
+
+
+def row_pages(store: Store, query: Select, key: ColumnElement, size: int) -> Iterator[list[Any]]:
+    """The rows ``query`` selects (``key`` first), ``size`` at a time in key order (keyset pagination).
 
     Each page is its own short read, so a long walk never holds one big transaction.
     """
@@ -65,8 +71,8 @@ def key_pages(store: Store, query: Select, key: ColumnElement, size: int) -> Ite
     while True:
         page = query if last is None else query.where(key > last)
         with store.engine.connect() as conn:
-            keys = list(conn.execute(page.order_by(key).limit(size)).scalars())
-        if not keys:
+            rows = conn.execute(page.order_by(key).limit(size)).all()
+        if not rows:
             return
-        last = keys[-1]
-        yield keys
+        last = rows[-1][0]
+        yield rows

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import delete, func, select
 
-from truesync.store.core import Store, key_pages
+from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, runs, staging
 from truesync.support.bulk import insert, select_by_keys, upsert
 from truesync.support.frames import from_rows
@@ -129,12 +129,13 @@ def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[st
         return dict(select_by_keys(conn, query, results.c.key, keys))
 
 
-def written_keys(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
-    """Keys the run created or updated, ``size`` at a time in key order."""
-    query = select(results.c.key).where(
+def written(store: Store, run_id: str, entity: str, size: int) -> Iterator[dict[str, str]]:
+    """Key -> outcome of the records the run created or updated, ``size`` at a time in key order."""
+    query = select(results.c.key, results.c.outcome).where(
         results.c.run_id == run_id, results.c.entity == entity, results.c.outcome.in_(("created", "updated"))
     )
-    return key_pages(store, query, results.c.key, size)
+    for rows in row_pages(store, query, results.c.key, size):
+        yield dict(rows)
 
 
 def run_results(store: Store, run_id: str, entity: str | None = None) -> pd.DataFrame:
