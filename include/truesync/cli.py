@@ -19,6 +19,7 @@ from truesync import sandbox
 from truesync.config import ConfigError, load_config
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
+from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
 from truesync.preflight import preflight
@@ -210,7 +211,13 @@ def _run(args: argparse.Namespace) -> int:
         raise LookupError(f"unknown flow '{args.flow}'")
     run_id = args.run_id or f"{args.flow}:manual__{args.start.isoformat()}"
     window = Window(naive_utc(args.start), naive_utc(args.end))
-    report = run_flow(config, Store(), args.flow, run_id, window, args.dry_run)
+    store = Store()
+    try:
+        report = run_flow(config, store, args.flow, run_id, window, args.dry_run)
+    except (ConservationError, QualityThresholdError) as exc:  # the run's report is written: show it, then why
+        _print_report(json.loads(runs.get(store, run_id)["report"]))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     _print_report(report)
     return 0 if report["status"] == "success" else EXIT_FAILED
 

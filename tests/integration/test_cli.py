@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from sandbox_demo import Demo
 from shared_setup import left_as_is, module_state
 
@@ -16,6 +18,9 @@ from truesync.cli import main as truesync
 from truesync.config import load_config
 from truesync.sandbox import systems as sandbox
 from truesync.store import Store, queue, runs
+from truesync.support.paths import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "include" / "config"
 
 
 def _sync_first_day(state: Path) -> Path:
@@ -177,4 +182,25 @@ def test_runs_of_an_unknown_flow_is_a_clear_error(shared_ran: Path, capsys: pyte
     assert truesync(["runs", "--flow", "nope"]) == 1
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith("error: unknown flow 'nope' (known: erp_to_stockctl, ")
+    assert "Traceback" not in out.err
+
+
+def test_a_failed_run_prints_its_report_and_the_reason_without_a_traceback(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    flows = yaml.safe_load((config / "flows.yaml").read_text())
+    flows["flows"]["erp_to_stockctl"]["quality"] = {"max_blocked_share": 0.01, "min_records": 0}
+    (config / "flows.yaml").write_text(yaml.safe_dump(flows, sort_keys=False))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(config))
+    assert truesync(["sandbox", "init", "--scale", "150"]) == 0
+    capsys.readouterr()
+    assert truesync(["run", "erp_to_stockctl", "--start", "2026-11-01", "--end", "2026-11-02"]) == 1
+    out = capsys.readouterr()
+    assert out.out.startswith("run erp_to_stockctl:manual__2026-11-01T00:00:00  flow erp_to_stockctl  failed")
+    assert "stock_item" in out.out
+    assert out.err.startswith(
+        "error: run erp_to_stockctl:manual__2026-11-01T00:00:00 failed its data-quality thresholds"
+    )
     assert "Traceback" not in out.err
