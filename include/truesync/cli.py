@@ -110,7 +110,7 @@ def _run_parser(sub: Any) -> None:
     run.add_argument("--start", type=datetime.fromisoformat, required=True, help="window start (UTC)")
     run.add_argument("--end", type=datetime.fromisoformat, required=True, help="window end (UTC, exclusive)")
     run.add_argument("--dry-run", action="store_true", help="extract, classify and report; write nothing")
-    run.add_argument("--run-id", help="defaults to manual__<start>")
+    run.add_argument("--run-id", help="the whole run id (default: <flow>:manual__<start>)")
     run.set_defaults(handler=_run)
 
 
