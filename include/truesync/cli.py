@@ -19,11 +19,13 @@ from truesync import sandbox
 from truesync.config import ConfigError, load_config
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
+from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
 from truesync.preflight import preflight
 from truesync.quality.checks import check_expectations
 from truesync.reporting.html import html_path, render_index, render_run
+from truesync.reporting.report import OUTCOMES, status_label
 from truesync.store import Store, queue, runs
 from truesync.support.connections import ConnectionNotFound, env_var
 from truesync.support.paths import state_dir
@@ -108,7 +110,7 @@ def _run_parser(sub: Any) -> None:
     run.add_argument("--start", type=datetime.fromisoformat, required=True, help="window start (UTC)")
     run.add_argument("--end", type=datetime.fromisoformat, required=True, help="window end (UTC, exclusive)")
     run.add_argument("--dry-run", action="store_true", help="extract, classify and report; write nothing")
-    run.add_argument("--run-id", help="defaults to manual__<start>")
+    run.add_argument("--run-id", help="the whole run id (default: <flow>:manual__<start>)")
     run.set_defaults(handler=_run)
 
 
@@ -119,6 +121,11 @@ def _report_parsers(sub: Any) -> None:
     report.add_argument("--json", action="store_true", help="the JSON document instead of a table")
     report.add_argument("--open", action="store_true", help="print the path and file:// URL of the HTML report page")
     report.set_defaults(handler=_report)
+    listing = sub.add_parser("runs", help="list runs, newest first, with their ids for 'report --run'")
+    listing.add_argument("--flow")
+    listing.add_argument("--limit", type=int, default=50, help="how many of the newest runs (default 50)")
+    listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    listing.set_defaults(handler=_runs)
     summary = sub.add_parser("summary", help="counts per flow x entity x class over recent runs (dry runs left out)")
     summary.add_argument("--runs", type=int, default=1000, help="how many recent runs per flow")
     summary.set_defaults(handler=_summary)
@@ -150,8 +157,9 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"configuration OK: {config.directory}")
     print(f"  systems:  {', '.join(config.systems)}")
     print(f"  entities: {' -> '.join(config.load_order())}")
-    for name, flow in config.flows.items():
-        print(f"  flow {name}: {flow.source} -> {flow.target} [{', '.join(config.load_order(flow.entities))}]")
+    for name, flow in config.flows.items():  # entities load parents first, whatever order the flow lists them in
+        print(f"  flow {name}: {flow.source} -> {flow.target}")
+        print(f"    load order: {' -> '.join(config.load_order(flow.entities))}")
     for name, system in config.systems.items():
         if not os.environ.get(env_var(system.connection)):
             print(f"  note: system '{name}' needs Airflow connection '{system.connection}' "
@@ -203,7 +211,13 @@ def _run(args: argparse.Namespace) -> int:
         raise LookupError(f"unknown flow '{args.flow}'")
     run_id = args.run_id or f"{args.flow}:manual__{args.start.isoformat()}"
     window = Window(naive_utc(args.start), naive_utc(args.end))
-    report = run_flow(config, Store(), args.flow, run_id, window, args.dry_run)
+    store = Store()
+    try:
+        report = run_flow(config, store, args.flow, run_id, window, args.dry_run)
+    except (ConservationError, QualityThresholdError) as exc:  # the run's report is written: show it, then why
+        _print_report(json.loads(runs.get(store, run_id)["report"]))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     _print_report(report)
     return 0 if report["status"] == "success" else EXIT_FAILED
 
@@ -227,10 +241,70 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_COUNTS = ("extracted", *OUTCOMES)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    store = Store()
+    listed = [_run_row(store, run) for run in runs.latest(store, args.flow, args.limit)]
+    if args.flow and not listed and args.flow not in _known_flows(store):
+        raise LookupError(f"unknown flow '{args.flow}' (known: {', '.join(_known_flows(store)) or 'none'})")
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return 0
+    header = ("run id", "flow", "window start", "window end", "status", *RUN_COUNTS, "")
+    rows = [
+        (r["run_id"], r["flow"], r["window_start"], r["window_end"], r["status_label"],
+         *(f"{r[c]:,}" if r[c] is not None else "–" for c in RUN_COUNTS), "dry run" if r["dry_run"] else "")
+        for r in listed
+    ]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    numeric = range(5, 5 + len(RUN_COUNTS))
+    for row in (header, *rows):
+        cells = [str(c).rjust(widths[i]) if i in numeric else str(c).ljust(widths[i]) for i, c in enumerate(row)]
+        print("  ".join(cells).rstrip())
+    more = f" (the newest {args.limit}; --limit for more)" if len(listed) == args.limit else ""
+    print(f"{len(listed)} run(s){more}; details: truesync report --run <run id>")
+    return 0
+
+
+def _run_row(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """One run as ``truesync runs`` lists it: the report's totals, or the counts so far of a run without them."""
+    report = json.loads(run["report"]) if run["report"] else None
+    totals = (report or {}).get("totals")
+    if totals is None:
+        counts = runs.entity_counts(store, run["run_id"]).values()
+        totals = {c: sum(int(e[c] or 0) for e in counts) if counts else None for c in RUN_COUNTS}
+    return {
+        "run_id": run["run_id"],
+        "flow": run["flow"],
+        "window_start": run["window_start"].isoformat(),
+        "window_end": run["window_end"].isoformat(),
+        "status": run["status"],
+        "status_label": status_label(report, run["status"]),
+        "dry_run": bool(run["dry_run"]),
+        "started_at": run["started_at"].isoformat(),
+        "finished_at": run["finished_at"].isoformat() if run["finished_at"] else None,
+        **{c: totals.get(c) for c in RUN_COUNTS},
+        "alerts": len(((report or {}).get("quality") or {}).get("alerts") or []),
+    }
+
+
+def _known_flows(store: Store) -> list[str]:
+    """The configured flows and those with runs in the store (a flow renamed since keeps its runs)."""
+    try:
+        configured = list(load_config().flows)
+    except ConfigError:
+        configured = []
+    return sorted({*configured, *runs.flows(store)})
+
+
 def _print_report(report: dict[str, Any]) -> None:
     window = report.get("window", {})
     dry = " (dry run: nothing written)" if report.get("dry_run") else ""
-    print(f"run {report['run_id']}  flow {report.get('flow')}  {report['status']}{dry}")
+    print(f"run {report['run_id']}  flow {report.get('flow')}  {status_label(report)}{dry}")
     print(f"window [{window.get('start')}, {window.get('end')})")
     header = ("entity", "extracted", "created", "updated", "unchanged", "quarantined", "overdue")
     print("  ".join(f"{h:>11}" for h in header))

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from sandbox_demo import Demo
 from shared_setup import left_as_is, module_state
 
 from truesync.cli import main as truesync
 from truesync.config import load_config
 from truesync.sandbox import systems as sandbox
-from truesync.store import Store, queue
+from truesync.store import Store, queue, runs
+from truesync.support.paths import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "include" / "config"
 
 
 def _sync_first_day(state: Path) -> Path:
@@ -120,3 +126,81 @@ def test_dry_run_from_the_command_line_writes_nothing(ran: Path, capsys: pytest.
     assert truesync(args + (["--dry-run"] if dry else [])) == 0
     assert ("dry run: nothing written" in capsys.readouterr().out) is dry
     assert (_crm_rows(ran) == before) is dry, "a dry run writes nothing; the same real run does"
+
+
+def test_runs_lists_the_store_newest_first_and_filters_by_flow(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    day2 = ["--start", "2026-11-02T00:00:00", "--end", "2026-11-03T00:00:00"]
+    assert truesync(["run", "erp_to_stockctl", *day2]) == 0
+    assert truesync(["run", "webshop_to_crm", *day2, "--dry-run"]) == 0
+    store = Store()
+    runs.begin(store, "webshop_to_crm:manual__in_progress", "webshop_to_crm", datetime(2026, 11, 3),
+               datetime(2026, 11, 4), dry_run=False)  # fmt: skip
+    runs.record_counts(store, "webshop_to_crm:manual__in_progress", "customer", "extract", {"extracted": 7})
+    capsys.readouterr()
+
+    assert truesync(["runs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in listed] == [
+        "webshop_to_crm:manual__in_progress",
+        "webshop_to_crm:manual__2026-11-02T00:00:00",
+        "erp_to_stockctl:manual__2026-11-02T00:00:00",
+        "webshop_to_crm:manual__2026-11-01T00:00:00+00:00",
+    ]
+    assert [r["started_at"] for r in listed] == sorted((r["started_at"] for r in listed), reverse=True)
+    for row in listed:
+        stored = runs.get(store, row["run_id"])
+        assert (row["flow"], row["status"], row["dry_run"]) == (stored["flow"], stored["status"], stored["dry_run"])
+        assert (row["window_start"], row["window_end"]) == (
+            stored["window_start"].isoformat(),
+            stored["window_end"].isoformat(),
+        )
+        if stored["report"]:
+            report = json.loads(stored["report"])
+            assert {c: row[c] for c in report["totals"]} == report["totals"]
+            assert row["status_label"] == report["status_label"]
+    running = listed[0]
+    assert (running["status"], running["status_label"], running["extracted"]) == ("running", "running", 7)
+    assert [r["dry_run"] for r in listed] == [False, True, False, False]
+
+    assert truesync(["runs"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["run", "id", "flow", "window"]
+    assert [line.split()[0] for line in table[1:5]] == [r["run_id"] for r in listed]
+    assert table[2].endswith("dry run") and not table[3].endswith("dry run")
+    assert "4 run(s)" in table[5]
+
+    assert truesync(["runs", "--flow", "erp_to_stockctl", "--json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["erp_to_stockctl:manual__2026-11-02T00:00:00"]
+    assert truesync(["runs", "--flow", "webshop_to_crm_api"]) == 0, "a configured flow without runs yet"
+    assert "0 run(s)" in capsys.readouterr().out
+    assert truesync(["runs", "--limit", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == listed[:2]
+
+
+def test_runs_of_an_unknown_flow_is_a_clear_error(shared_ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert truesync(["runs", "--flow", "nope"]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("error: unknown flow 'nope' (known: erp_to_stockctl, ")
+    assert "Traceback" not in out.err
+
+
+def test_a_failed_run_prints_its_report_and_the_reason_without_a_traceback(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    flows = yaml.safe_load((config / "flows.yaml").read_text())
+    flows["flows"]["erp_to_stockctl"]["quality"] = {"max_blocked_share": 0.01, "min_records": 0}
+    (config / "flows.yaml").write_text(yaml.safe_dump(flows, sort_keys=False))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(config))
+    assert truesync(["sandbox", "init", "--scale", "150"]) == 0
+    capsys.readouterr()
+    assert truesync(["run", "erp_to_stockctl", "--start", "2026-11-01", "--end", "2026-11-02"]) == 1
+    out = capsys.readouterr()
+    assert out.out.startswith("run erp_to_stockctl:manual__2026-11-01T00:00:00  flow erp_to_stockctl  failed")
+    assert "stock_item" in out.out
+    assert out.err.startswith(
+        "error: run erp_to_stockctl:manual__2026-11-01T00:00:00 failed its data-quality thresholds"
+    )
+    assert "Traceback" not in out.err

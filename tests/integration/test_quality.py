@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_runs import Element, Page
 from sandbox_demo import ERP_FLOW, SHOP_FLOW, Demo, DemoDays, assert_conserved
 from sqlalchemy import delete
 
+from truesync import cli
 from truesync.config import ConfigError, ExpectationSpec, QualityConfig, load_config
 from truesync.pipeline.finalize import QualityThresholdError, post_load_checks
 from truesync.pipeline.job import EntityJob
 from truesync.quality import checks as quality
 from truesync.quality import health
+from truesync.reporting import html as report_html
 from truesync.sandbox import systems as sandbox
 from truesync.store import checks, runs, staging
 
@@ -182,6 +185,48 @@ def test_fail_on_alert_fails_the_run(demo: Demo) -> None:
     demo.config.flows[SHOP_FLOW].quality.min_records = 0
     with pytest.raises(QualityThresholdError, match="above the limit of"):
         demo.run(SHOP_FLOW, 0)
+
+
+def _badge(html: str, run_id: str | None = None) -> Element:
+    """The status badge of a run page, or of one run's row in the index."""
+    elements = Page(html).elements
+    if run_id is not None:
+        elements = elements[next(i for i, e in enumerate(elements) if e.attrs.get("data-run") == run_id) :]
+    return next(e for e in elements if "data-status-label" in e.attrs)
+
+
+def test_a_successful_run_with_alerts_reads_success_with_alerts(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Everywhere a person reads a run's status; ``status`` stays ``success`` for programs."""
+    limits = demo.config.flows[SHOP_FLOW].quality
+    limits.max_class_share = {}
+    quiet = demo.run(SHOP_FLOW, 0)
+    limits.max_class_share, limits.min_records = {"mismatched": 0.0, "overwritten": 0.0, "overdue": 0.0}, 0
+    loud = demo.run(SHOP_FLOW, 1)
+    assert not quiet["quality"]["alerts"] and loud["quality"]["alerts"] and not loud["quality"]["failed_thresholds"]
+    expected = {quiet["run_id"]: ("success", "ok"), loud["run_id"]: ("success with alerts", "warn")}
+
+    assert (quiet["status"], quiet["status_label"]) == ("success", "success"), "finish_run's return value"
+    assert (loud["status"], loud["status_label"]) == ("success", "success with alerts")
+    assert runs.get(demo.store, loud["run_id"])["status"] == "success"
+    index = report_html.index_path().read_text()
+    for report in (quiet, loud):
+        label, colour = expected[report["run_id"]]
+        assert json.loads(Path(report["path"]).read_text())["status_label"] == label
+        for badge in (_badge(Path(report["html"]).read_text()), _badge(index, report["run_id"])):
+            assert (badge.attrs["data-status"], badge.attrs["data-status-label"]) == ("success", label)
+            assert badge.text.strip() == label and badge.attrs["class"] == f"badge {colour}", "words, not colour alone"
+    assert ".warn { background: #fff1d6; color: #7a5200; }" in index, "amber"
+
+    capsys.readouterr()
+    assert cli.main(["runs", "--flow", SHOP_FLOW, "--json"]) == 0
+    listed = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {run_id: (r["status"], r["status_label"]) for run_id, r in listed.items()} == {
+        run_id: ("success", label) for run_id, (label, _) in expected.items()
+    }
+    assert listed[loud["run_id"]]["alerts"] == len(loud["quality"]["alerts"])
+    assert cli.main(["runs", "--flow", SHOP_FLOW]) == 0
+    table = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:3]}
+    assert "success with alerts" in table[loud["run_id"]] and "with alerts" not in table[quiet["run_id"]]
 
 
 # --- after loading ------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -81,6 +85,49 @@ def test_default_store_lives_in_the_state_directory(state: Path) -> None:
         assert Path(handle.url.database) == state / "truesync.db"
         assert (state / "truesync.db").is_file()
         assert set(metadata.tables) <= set(inspect(handle.engine).get_table_names())
+    finally:
+        handle.engine.dispose()
+
+
+# Three processes that open the same empty store together, as a scheduled run and a backfill's
+# ``plan`` task do on first use: each waits for the start file, then migrates.
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from truesync.store import Store
+start, ready, url = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+ready.touch()
+while not start.exists():
+    time.sleep(0.001)
+Store(url).engine.dispose()
+"""
+
+
+def test_processes_opening_an_empty_store_at_once_all_succeed(store_url: URL, tmp_path: Path) -> None:
+    """Exactly one migrates, the others wait for it and find the schema complete (no "table already exists")."""
+    start = tmp_path / "start"
+    url = store_url.render_as_string(hide_password=False)
+    procs = []
+    for n in range(3):
+        cmd = [sys.executable, "-c", OPEN_AT_ONCE, str(start), str(tmp_path / f"ready-{n}"), url]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ))
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready-{n}").exists() for n in range(3)):
+            assert time.monotonic() < deadline, "the processes did not get ready"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.01)
+        start.touch()
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [rc for rc, _, _ in results] == [0, 0, 0], "\n".join(err for _, _, err in results)
+    handle = Store(store_url)
+    try:
+        assert set(metadata.tables) | {"truesync_alembic_version"} == set(inspect(handle.engine).get_table_names())
+        assert _versions(handle) == [_head()], "migrated once: one version row"
     finally:
         handle.engine.dispose()
 

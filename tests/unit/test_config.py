@@ -429,6 +429,25 @@ def test_cli_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.err == ""
 
 
+def test_cli_config_check_shows_each_flows_entities_in_load_order(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parents first (``depends_on``), whatever order the flow lists its entities in."""
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(entities=["order", "customer"]))
+    assert main(["config", "check", "--dir", str(cfg)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    flows = {
+        line.split()[1].rstrip(":"): lines[i + 1].strip() for i, line in enumerate(lines) if line.startswith("  flow ")
+    }
+    assert flows == {
+        "webshop_to_crm": "load order: customer -> order",
+        "erp_to_stockctl": "load order: stock_item",
+        "webshop_to_crm_api": "load order: customer -> order",
+        "payments_to_crm_api": "load order: payment",
+    }
+    assert "  flow webshop_to_crm: webshop -> crm" in lines
+
+
 def test_cli_config_check_bad(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(lookback="2 hours"))
     assert main(["config", "check", "--dir", str(cfg)]) == 1

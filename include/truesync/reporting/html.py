@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.reporting.masking import mask_reason
-from truesync.reporting.report import OUTCOMES, report_path
+from truesync.reporting.report import OUTCOMES, SUCCESS_WITH_ALERTS, report_path, status_label
 from truesync.store import Store, review, runs
 from truesync.support.paths import state_dir
 
@@ -45,6 +45,9 @@ SHARE_COLOURS = {
     "overwritten": CLASS_COLOURS["overwritten"],
     "overdue": "#e67e22",
 }
+
+# A status badge's colour; the badge always carries the status in words too.
+BADGES = {"success": "ok", SUCCESS_WITH_ALERTS: "warn", "running": "warn"}
 
 Masker = Callable[[str, str | None, str | None, str | None], str | None]
 
@@ -92,6 +95,7 @@ def run_context(config: Config, store: Store, report: dict[str, Any]) -> dict[st
         "trend": trend,
         "trend_chart": trend_chart(trend),
         "quality": report.get("quality"),
+        "label": status_label(report),
     }
 
 
@@ -99,6 +103,7 @@ def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     env.filters["pct"] = lambda share: "–" if share is None else f"{100 * share:.1f} %"
     env.filters["num"] = lambda n: "–" if n is None else f"{n:,}"
+    env.filters["badge"] = lambda label: BADGES.get(label, "bad")
     return env
 
 
@@ -160,6 +165,7 @@ def trend_point(run_id: str, report: dict[str, Any], started_at: str, current: b
         "run_id": run_id,
         "started_at": started_at[:19].replace("T", " "),
         "status": report.get("status"),
+        "label": status_label(report),
         "dry_run": bool(report.get("dry_run")),
         "current": current,
         "extracted": extracted,
@@ -247,6 +253,7 @@ def _index_row(run: dict[str, Any]) -> dict[str, Any]:
         "run_id": run["run_id"],
         "flow": run["flow"],
         "status": run["status"],
+        "label": status_label(report, run["status"]),
         "dry_run": bool(run["dry_run"]),
         "started_at": _iso(run),
         "window": report.get("window"),

@@ -16,6 +16,19 @@ from truesync.core.classify import REPORTED_CLASSES
 from truesync.support.paths import state_dir
 
 OUTCOMES = ("created", "updated", "unchanged", "quarantined")
+SUCCESS_WITH_ALERTS = "success with alerts"
+
+
+def status_label(report: dict[str, Any] | None, status: str | None = None) -> str:
+    """The run's status as people read it: ``success with alerts`` for a successful run that raised alerts.
+
+    ``status`` (the report's, or the store's for a run without a report yet) stays ``success``,
+    ``failed`` or ``running`` for programs: exit codes, Airflow, scripts. Pages and listings
+    show this label, in words beside the badge's colour (``docs/run-report.md``).
+    """
+    status = status or (report or {}).get("status") or "unknown"
+    alerts = ((report or {}).get("quality") or {}).get("alerts")
+    return SUCCESS_WITH_ALERTS if status == "success" and alerts else status
 
 
 def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +67,7 @@ def run_document(
         "target": spec.target,
         "dry_run": bool(run["dry_run"]),
         "status": status,
+        "status_label": status_label({"status": status, "quality": quality}),
         "window": {"start": run["window_start"].isoformat(), "end": run["window_end"].isoformat()},
         "started_at": run["started_at"].isoformat(),
         "entities": entities,

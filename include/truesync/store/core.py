@@ -1,17 +1,20 @@
-"""Open the store and bring its schema to the latest migration."""
+"""Open the store and bring its schema to the latest migration, one process at a time."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import ColumnElement, Select
-from sqlalchemy.engine import URL, Engine, make_url
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import ColumnElement, Select, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from truesync.support.connections import env_var, sqlalchemy_url
 from truesync.support.paths import state_dir
@@ -19,6 +22,8 @@ from truesync.support.sqldb import open_engine
 
 STORE_CONN_ID = "truesync_store"
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "truesync_alembic_version"
+MIGRATION_LOCK_KEY = 0x7472756573796E63  # "truesync" in ASCII: the PostgreSQL advisory lock of migrations
 
 
 def utcnow() -> datetime:
@@ -44,16 +49,52 @@ class Store:
         self.migrate()
 
     def migrate(self) -> None:
-        """Run Alembic migrations to head; versions live in ``truesync_alembic_version``."""
+        """Run Alembic migrations to head; versions live in ``truesync_alembic_version``.
+
+        The rule: the store is migrated only under a lock on the whole database, held until
+        the migration commits, so when several processes open an empty store at once (a
+        scheduled run and a backfill's ``plan`` task) exactly one migrates and the others wait,
+        then find the schema at head and change nothing. PostgreSQL takes the transaction's
+        advisory lock ``pg_advisory_xact_lock(MIGRATION_LOCK_KEY)`` (DDL is transactional
+        there); SQLite opens the migration with ``BEGIN EXCLUSIVE``, waiting on the busy
+        timeout while another process holds it (its DDL would otherwise commit statement by
+        statement). A store already at head is recognised by a plain read and takes no lock.
+        """
         name = self.url.render_as_string(hide_password=False)
         if name in Store._migrated:
             return
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        if not self._at_head():
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            with self._migration_lock() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")  # reads the version again, under the lock
         Store._migrated.add(name)
+
+    def _at_head(self) -> bool:
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+        return set(current) == set(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        """A connection in a transaction that holds the database's migration lock until it commits."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            # The driver's implicit transactions off, so BEGIN EXCLUSIVE ... COMMIT is ours alone.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+            try:
+                yield conn
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
 
 
 def key_pages(store: Store, query: Select, key: ColumnElement, size: int) -> Iterator[list[Any]]:

@@ -53,6 +53,12 @@ def latest(store: Store, flow: str | None = None, limit: int = 1, finished: bool
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def flows(store: Store) -> list[str]:
+    """Every flow that has runs in the store."""
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(runs.c.flow).distinct().order_by(runs.c.flow)).scalars())
+
+
 def record_counts(store: Store, run_id: str, entity: str, part: str, counts: dict[str, Any]) -> None:
     """Store the counts one step produced for an entity (``extract``, a sync partition, ``final``).
 

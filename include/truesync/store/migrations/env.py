@@ -2,13 +2,14 @@
 
 from alembic import context
 
+from truesync.store.core import VERSION_TABLE
 from truesync.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    version_table="truesync_alembic_version",
+    version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
