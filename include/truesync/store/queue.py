@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 
 from truesync.store.core import Store, key_pages, utcnow
 from truesync.store.schema import exceptions
-from truesync.support.bulk import select_by_keys, upsert
+from truesync.support.bulk import KEYS_PER_IN, select_by_keys, upsert
 
 ACTIVE = ("open", "retrying")
 STATUSES = ("open", "retrying", "resolved", "ignored")
@@ -120,21 +120,24 @@ def _refresh_statement(flow: str, entity: str) -> Any:
 
 
 def resolve_synced(store: Store, flow: str, entity: str, run_id: str, keys: list[str]) -> int:
-    """Resolve active exceptions whose record this run synced: their cause is gone."""
-    if not keys:
+    """Resolve active exceptions whose record this run synced: their cause is gone.
+
+    The active ones among ``keys`` are found by one key lookup first; the update then names
+    only them (usually none), not the chunk's tens of thousands of keys.
+    """
+    ids = list(active_ids(store, flow, entity, keys).values()) if keys else []
+    if not ids:
         return 0
-    stmt = (
+    resolved = (
         update(exceptions)
-        .where(
-            exceptions.c.flow == flow,
-            exceptions.c.entity == entity,
-            exceptions.c.status.in_(ACTIVE),
-            exceptions.c.key.in_(keys),
-        )
+        .where(exceptions.c.status.in_(ACTIVE))
         .values(status="resolved", note=f"synced by run {run_id}", last_seen=utcnow(), run_id=run_id)
     )
     with store.engine.begin() as conn:
-        return conn.execute(stmt).rowcount
+        return sum(
+            conn.execute(resolved.where(exceptions.c.id.in_(ids[start : start + KEYS_PER_IN]))).rowcount
+            for start in range(0, len(ids), KEYS_PER_IN)
+        )
 
 
 def resolve_vanished(store: Store, flow: str, entity: str, run_id: str, prefix: str, seen: set[str]) -> int:

@@ -52,7 +52,5 @@ def from_rows(rows: Sequence[Sequence[Any]], columns: list[str]) -> pd.DataFrame
     """
     data: dict[str, np.ndarray] = {}
     for name, values in zip(columns, zip(*rows, strict=True) if rows else [()] * len(columns), strict=True):
-        column = np.empty(len(values), dtype=object)
-        column[:] = values
-        data[name] = column
+        data[name] = np.fromiter(values, dtype=object, count=len(values))
     return pd.DataFrame(data, columns=columns, dtype=object)
