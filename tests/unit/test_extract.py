@@ -13,6 +13,7 @@ from truesync.config import load_config
 from truesync.pipeline.extract import NULL_KEY_PREFIX, batched, prepare
 from truesync.pipeline.job import EntityJob
 from truesync.store import Store
+from truesync.support.frames import records
 
 
 @pytest.fixture
@@ -26,13 +27,18 @@ def _items(*rows: tuple[str | None, str, str, datetime]) -> pd.DataFrame:
     return frame
 
 
+def _prepared(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
+    """The rows ``prepare`` stages, as dicts."""
+    return records(prepare(job, raw))
+
+
 def _by_key(staged: list[dict]) -> dict[str, dict]:
     return {row["key"]: row for row in staged}
 
 
 def test_a_record_seen_twice_keeps_its_latest_version(job: EntityJob) -> None:
     staged = _by_key(
-        prepare(
+        _prepared(
             job,
             _items(
                 ("A", "old name", "1.00", datetime(2026, 11, 1, 22)),
@@ -50,7 +56,7 @@ def test_a_record_seen_twice_keeps_its_latest_version(job: EntityJob) -> None:
 
 def test_two_versions_at_the_same_time_are_a_duplicate_key(job: EntityJob) -> None:
     staged = _by_key(
-        prepare(
+        _prepared(
             job,
             _items(
                 ("A", "one", "1.00", datetime(2026, 11, 1, 9)),
@@ -65,7 +71,7 @@ def test_two_versions_at_the_same_time_are_a_duplicate_key(job: EntityJob) -> No
 
 
 def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJob) -> None:
-    staged = prepare(
+    staged = _prepared(
         job,
         _items(
             (None, "no key", "1.00", datetime(2026, 11, 1, 9)),
@@ -87,11 +93,13 @@ def test_bad_values_and_null_keys_are_flagged_with_field_and_reason(job: EntityJ
 
 def test_the_same_keyless_row_gets_the_same_name_every_time(job: EntityJob) -> None:
     row = (None, "no key", "1.00", datetime(2026, 11, 1, 9))
-    assert prepare(job, _items(row))[0]["key"] == prepare(job, _items(row))[0]["key"]
+    assert _prepared(job, _items(row))[0]["key"] == _prepared(job, _items(row))[0]["key"]
 
 
 def test_a_row_without_change_time_is_held_not_skipped(job: EntityJob) -> None:
-    staged = _by_key(prepare(job, _items(("A", "no time", "1.00", None), ("B", "fine", "2.00", datetime(2026, 11, 1)))))
+    staged = _by_key(
+        _prepared(job, _items(("A", "no time", "1.00", None), ("B", "fine", "2.00", datetime(2026, 11, 1))))
+    )
     assert (staged["A"]["check_name"], staged["A"]["field"]) == ("expect_column_values_to_not_be_null", "change_time")
     assert "column 'changed_at'" in staged["A"]["reason"]
     assert staged["B"]["check_name"] is None
@@ -101,7 +109,7 @@ def test_an_unreadable_key_keeps_its_own_text_so_it_is_retried_by_key(state: Pat
     config = load_config()
     config.entities["stock_item"].fields["sku"].type = "integer"
     job = EntityJob(config, Store(), "erp_to_stockctl", "stock_item", "run-1")
-    staged = prepare(job, _items(("12x", "bad key", "1.00", datetime(2026, 11, 1))))
+    staged = _prepared(job, _items(("12x", "bad key", "1.00", datetime(2026, 11, 1))))
     assert staged[0]["key"] == "12x" and staged[0]["check_name"] == "expect_column_values_to_match_regex"
 
 
@@ -115,7 +123,7 @@ def test_chunks_are_joined_into_batches_for_the_checks_and_nothing_is_lost() -> 
 
 def test_one_instant_spelled_two_ways_is_a_duplicate_key(job: EntityJob) -> None:
     staged = _by_key(
-        prepare(
+        _prepared(
             job,
             _items(
                 ("A", "one", "1.00", "2026-11-01T09:00:00Z"),
@@ -127,5 +135,7 @@ def test_one_instant_spelled_two_ways_is_a_duplicate_key(job: EntityJob) -> None
 
 
 def test_a_version_with_an_unreadable_change_time_never_beats_a_timed_one(job: EntityJob) -> None:
-    staged = _by_key(prepare(job, _items(("A", "timed", "1.00", datetime(2026, 11, 1, 9)), ("A", "?", "1.00", "soon"))))
+    staged = _by_key(
+        _prepared(job, _items(("A", "timed", "1.00", datetime(2026, 11, 1, 9)), ("A", "?", "1.00", "soon")))
+    )
     assert json.loads(staged["A"]["payload"])["name"] == "timed" and staged["A"]["check_name"] is None

@@ -75,14 +75,14 @@ def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]
         yield pd.concat(pending, ignore_index=True)
 
 
-def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
+def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
     """Canonical rows for staging: failed checks flagged, null keys named, duplicates settled.
 
     The data-quality suite speaks first; a mapping error (a value the checks let through
     but the mapping cannot read) is reported only for rows the suite passed.
     """
     if raw.empty:
-        return []
+        return pd.DataFrame()
     mapping = job.mapping("source")
     verdict = suite(job).validate(validation_frame(raw, mapping, job.spec))
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
@@ -100,7 +100,7 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> list[dict]:
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]
         frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') cannot be read as a time"
     frame["payload"] = _payloads(raw, canon)
-    return records(_settle_duplicates(frame))
+    return _settle_duplicates(frame)
 
 
 def _payloads(raw: pd.DataFrame, canon: Canonical) -> list[str]:

@@ -60,40 +60,29 @@ def plan_partitions(job: EntityJob) -> list[Partition]:
 def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame) -> None:
     """Quarantine the rows extraction flagged, sync the good ones, then settle the queue and results."""
     job, tally = sync.job, sync.tally
-    results: list[dict[str, Any]] = []
     bad = chunk[chunk["check_name"].notna()]
     for row in bad.itertuples(index=False):
         sync.held.add(row.key, INVALID, row.check_name, row.field, row.reason, row.payload)
-        results.append(_result(row.key, INVALID, "quarantined", row.check_name, row.field, row.reason, row.value))
     tally.add(INVALID, len(bad))
     if not bad.empty:  # still held from an earlier run: not a new problem for the run's thresholds
         tally.add("blocked_again", len(queue.active_ids(job.store, job.flow, job.entity, list(bad["key"]))))
     good = chunk[chunk["check_name"].isna()]
-    if not good.empty:
-        results.extend(_sync_good(sync, good))
+    results = pd.concat([_invalid_results(bad), _sync_good(sync, good) if not good.empty else None])
     tally.add("quarantined", len(sync.held.rows))
     if not sync.dry_run:
         tally.add("exceptions_opened", queue.quarantine(job.store, job.flow, job.entity, job.run_id, sync.held.rows))
-        synced = [r["key"] for r in results if r["outcome"] != "quarantined"]
+        synced = results["key"][results["outcome"] != "quarantined"].tolist()
         tally.add("exceptions_resolved", queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, synced))
     staging.record_results(job.store, job.run_id, job.entity, results)
 
 
-def _result(key: str, klass: str, outcome: str, check: Any, column: Any, reason: Any, value: Any) -> dict[str, Any]:
-    """A record that never reached classification; it cannot be overdue."""
-    return {
-        "key": key,
-        "class": klass,
-        "outcome": outcome,
-        "overdue": False,
-        "check_name": check,
-        "field": column,
-        "reason": reason,
-        "value": value,
-    }
+def _invalid_results(bad: pd.DataFrame) -> pd.DataFrame:
+    """Records that never reached classification: quarantined as invalid, never overdue."""
+    columns = ["key", "check_name", "field", "reason", "value"]
+    return bad[columns].assign(**{"class": INVALID, "outcome": "quarantined", "overdue": False})
 
 
-def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> list[dict[str, Any]]:
+def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     """Match, classify, hold, write and remember the records that passed extraction's checks."""
     job = sync.job
     fields = job.config.synced_fields(job.flow, job.entity)
@@ -211,10 +200,10 @@ def _remember(
             "synced_at": utcnow(),
         }
     )
-    ledger.write(job.store, job.flow, job.entity, records(frame))
+    ledger.write(job.store, job.flow, job.entity, frame)
 
 
-def _outcomes(verdict: Classification, sync: ChunkSync) -> list[dict[str, Any]]:
+def _outcomes(verdict: Classification, sync: ChunkSync) -> pd.DataFrame:
     """Each record's outcome; held records are quarantined with the check that held them."""
     result = verdict.result
     is_held = result.index.isin(sync.held.keys)
@@ -238,4 +227,4 @@ def _outcomes(verdict: Classification, sync: ChunkSync) -> list[dict[str, Any]]:
             "value": None,  # checks after extraction name keys and codes, not personal values
         }
     )
-    return records(frame)
+    return frame

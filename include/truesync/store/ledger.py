@@ -5,14 +5,12 @@ It is what lets the classifier tell *who* changed since last time.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from sqlalchemy import select
 
 from truesync.store.core import Store
 from truesync.store.schema import ledger
-from truesync.support.bulk import select_by_keys, upsert
+from truesync.support.bulk import Rows, select_by_keys, upsert, with_constants
 from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
@@ -28,8 +26,9 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
     return from_rows(rows, ["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 
-def write(store: Store, flow: str, entity: str, rows: list[dict[str, Any]]) -> int:
+def write(store: Store, flow: str, entity: str, rows: Rows) -> int:
     """Record what was seen and written for each key (after the target commit)."""
-    records = [{"flow": flow, "entity": entity, **row} for row in rows]
     with store.engine.begin() as conn:
-        return upsert(conn, ledger, records, ("flow", "entity", "key"), LEDGER_COLUMNS)
+        return upsert(
+            conn, ledger, with_constants(rows, flow=flow, entity=entity), ("flow", "entity", "key"), LEDGER_COLUMNS
+        )

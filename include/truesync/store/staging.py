@@ -15,17 +15,22 @@ from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, runs, staging
-from truesync.support.bulk import insert, select_by_keys, upsert
+from truesync.support.bulk import Rows, insert, select_by_keys, upsert, with_constants
 from truesync.support.frames import from_rows
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 
 
-def stage(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) -> int:
+def stage(store: Store, run_id: str, entity: str, rows: Rows) -> int:
     """Upsert extracted rows; a later chunk (newer cursor) replaces an earlier one for a key."""
-    records = [{"run_id": run_id, "entity": entity, **row} for row in rows]
     with store.engine.begin() as conn:
-        return upsert(conn, staging, records, ("run_id", "entity", "key"), STAGED_COLUMNS)
+        return upsert(
+            conn,
+            staging,
+            with_constants(rows, run_id=run_id, entity=entity),
+            ("run_id", "entity", "key"),
+            STAGED_COLUMNS,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,14 @@ def keys_with_prefix(store: Store, run_id: str, entity: str, prefix: str) -> set
         return set(conn.execute(query).scalars())
 
 
-def record_results(store: Store, run_id: str, entity: str, rows: list[dict[str, Any]]) -> None:
+def record_results(store: Store, run_id: str, entity: str, rows: Rows) -> None:
     """Each record's class, outcome, overdue flag and failing check, in their own narrow table.
 
     Inserting small rows here is much cheaper than rewriting the staged rows with their payload.
     """
-    if rows:
+    if len(rows):
         with store.engine.begin() as conn:
-            insert(conn, results, [{"run_id": run_id, "entity": entity, **row} for row in rows])
+            insert(conn, results, with_constants(rows, run_id=run_id, entity=entity))
 
 
 def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:

@@ -27,10 +27,14 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Table, any_, bindparam
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from truesync.support.frames import column_values
 
 COPY_FROM_ROWS = 50  # fewer rows go as one ON CONFLICT statement: COPY costs three statements more
 KEYS_PER_IN = 5000  # bound parameters per IN list where arrays are not available (SQLite allows 32,766)
@@ -41,36 +45,62 @@ class DuplicateKeys(ValueError):
     """The same key twice in one write."""
 
 
+Rows = Sequence[dict[str, Any]] | pd.DataFrame  # dicts with the same keys, or a frame's columns
+Column = list[Any] | pd.Series  # a column's values; a Series only for timestamps, spelled at once for COPY
+
+
+def _columns(rows: Rows) -> dict[str, Column]:
+    """Column name -> values (``None`` for nulls): a frame is read column by column, never row by row."""
+    if isinstance(rows, pd.DataFrame):
+        return {
+            str(name): rows[name] if pd.api.types.is_datetime64_any_dtype(rows[name]) else column_values(rows[name])
+            for name in rows.columns
+        }
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+def _python(values: Column) -> list[Any]:
+    return column_values(values) if isinstance(values, pd.Series) else values
+
+
+def with_constants(rows: Rows, **values: Any) -> Rows:
+    """``rows`` with the same ``values`` in every row (the run, the flow, the entity)."""
+    if isinstance(rows, pd.DataFrame):
+        return rows.assign(**values)
+    return [{**values, **row} for row in rows]
+
+
+def part(rows: Rows, start: int, stop: int) -> Rows:
+    """Rows ``start`` to ``stop`` of a list or a frame."""
+    return rows.iloc[start:stop] if isinstance(rows, pd.DataFrame) else rows[start:stop]
+
+
 def upsert(
-    conn: Connection,
-    table: Table,
-    rows: Sequence[dict[str, Any]],
-    conflict_columns: Iterable[str],
-    update_columns: Iterable[str],
+    conn: Connection, table: Table, rows: Rows, conflict_columns: Iterable[str], update_columns: Iterable[str]
 ) -> int:
     """Create-or-update ``rows`` by ``conflict_columns`` (a unique index) in the dialect's bulk path.
 
     Every row carries the same columns. Returns how many rows were sent.
     """
-    if not rows:
+    if not len(rows):
         return 0
-    conflict, updates = list(conflict_columns), list(update_columns)
-    _refuse_duplicates(rows, conflict)
+    conflict, updates, columns = list(conflict_columns), list(update_columns), _columns(rows)
+    _refuse_duplicates(columns, conflict)
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        _copy_merge(conn, table, rows, conflict, updates)
+        _copy_merge(conn, table, columns, conflict, updates)
     else:
-        _executemany(conn, table, _upsert_statement(conn, table, conflict, updates), rows)
+        _executemany(conn, table, _upsert_statement(conn, table, conflict, updates), columns)
     return len(rows)
 
 
-def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+def insert(conn: Connection, table: Table, rows: Rows) -> int:
     """Append ``rows`` (no conflicts expected): ``COPY`` on PostgreSQL, a multi-row insert elsewhere."""
-    if not rows:
+    if not len(rows):
         return 0
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        _copy(conn, _qualified(table), list(rows[0]), rows)
+        _copy(conn, _qualified(table), _columns(rows))
     else:
-        _executemany(conn, table, table.insert(), rows)
+        _executemany(conn, table, table.insert(), _columns(rows))
     return len(rows)
 
 
@@ -85,9 +115,7 @@ def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any
     return [row for clause in keyed for row in conn.execute(query.where(clause)).all()]
 
 
-def write_isolating(
-    engine: Engine, rows: Sequence[dict[str, Any]], write: Callable[[Connection, Sequence[dict[str, Any]]], Any]
-) -> dict[int, str]:
+def write_isolating(engine: Engine, rows: Rows, write: Callable[[Connection, Rows], Any]) -> dict[int, str]:
     """Write ``rows`` in one transaction; when the database refuses some, bisect to them.
 
     A refused batch is rolled back whole and its halves are tried again, each in its own
@@ -101,7 +129,7 @@ def write_isolating(
         lo, hi = pending.pop()
         try:
             with engine.begin() as conn:
-                write(conn, rows[lo:hi])
+                write(conn, part(rows, lo, hi))
         except ROW_ERRORS as exc:
             if hi - lo == 1:
                 refused[lo] = refusal(exc)
@@ -121,15 +149,13 @@ def refusal(exc: DataError | IntegrityError) -> str:
     return str(args[-1] if args else exc.orig).splitlines()[0]
 
 
-def _refuse_duplicates(rows: Sequence[dict[str, Any]], conflict: list[str]) -> None:
-    keys = [tuple(row[c] for c in conflict) for row in rows]
+def _refuse_duplicates(columns: dict[str, Column], conflict: list[str]) -> None:
+    keys = list(zip(*(_python(columns[c]) for c in conflict), strict=True))
     if len(set(keys)) == len(keys):
         return
-    counts = Counter(keys)
-    twice = [key for key, n in counts.items() if n > 1]
-    if twice:
-        shown = ", ".join(repr(k[0] if len(k) == 1 else k) for k in twice[:5])
-        raise DuplicateKeys(f"{len(twice)} key(s) given more than once in one write, e.g. {shown}")
+    twice = [key for key, n in Counter(keys).items() if n > 1]
+    shown = ", ".join(repr(k[0] if len(k) == 1 else k) for k in twice[:5])
+    raise DuplicateKeys(f"{len(twice)} key(s) given more than once in one write, e.g. {shown}")
 
 
 def _upsert_statement(conn: Connection, table: Table, conflict: list[str], updates: list[str]) -> Any:
@@ -146,21 +172,21 @@ def _upsert_statement(conn: Connection, table: Table, conflict: list[str], updat
     raise NotImplementedError(f"no upsert for SQL dialect '{dialect}'")
 
 
-def _executemany(conn: Connection, table: Table, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+def _executemany(conn: Connection, table: Table, statement: Any, columns: dict[str, Column]) -> None:
     """One statement compiled once, executed by the driver for every row (tuples, types bound column-wise).
 
     SQLAlchemy's own executemany prepares each row's parameters one by one, which costs more
     than the database's work; here each column's bind processor runs over the column once.
     """
     dialect = conn.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     names = list(compiled.positiontup or compiled.binds)  # positional (SQLite's ?) or named (PyMySQL's %(x)s)
-    columns = []
+    bound = []
     for name in names:
-        values = [row[name] for row in rows]
+        values = _python(columns[name])
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append([None if v is None else process(v) for v in values] if process else values)
-    tuples = zip(*columns, strict=True)
+        bound.append([None if v is None else process(v) for v in values] if process else values)
+    tuples = zip(*bound, strict=True)
     params = list(tuples) if compiled.positiontup else [dict(zip(names, t, strict=True)) for t in tuples]
     conn.exec_driver_sql(compiled.string, params)
 
@@ -171,15 +197,15 @@ def _qualified(table: Table) -> str:
 
 
 def _copy_merge(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: list[str], updates: list[str]
+    conn: Connection, table: Table, values: dict[str, Column], conflict: list[str], updates: list[str]
 ) -> None:
     """COPY into a temporary table shaped like the target's columns, then one merging INSERT … SELECT."""
     quote = postgresql.dialect().identifier_preparer.quote
-    columns = list(rows[0])
+    columns = list(values)
     staged = f"_ts_bulk_{uuid.uuid4().hex[:12]}"
     listed = ", ".join(quote(c) for c in columns)
     conn.exec_driver_sql(f"CREATE TEMP TABLE {staged} AS SELECT {listed} FROM {_qualified(table)} WITH NO DATA")
-    _copy(conn, staged, columns, rows)
+    _copy(conn, staged, values)
     action = "DO NOTHING"
     if updates:
         assigned = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
@@ -192,10 +218,11 @@ def _copy_merge(
     conn.exec_driver_sql(f"DROP TABLE {staged}")
 
 
-def _copy(conn: Connection, table: str, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
+def _copy(conn: Connection, table: str, values: dict[str, Column]) -> None:
     """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format."""
     quote = postgresql.dialect().identifier_preparer.quote
-    texts = [_copy_column([row[c] for row in rows]) for c in columns]
+    columns = list(values)
+    texts = [_copy_column(values[c]) for c in columns]
     buffer = io.StringIO("".join("\t".join(line) + "\n" for line in zip(*texts, strict=True)))
     statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     with _driver_errors(conn, statement) as cursor:
@@ -219,18 +246,32 @@ _SPECIAL = ("\\", "\t", "\n", "\r")
 _GLUE = "\x00"  # joins a column's values to escape them in one call: PostgreSQL text never holds NUL
 
 
-def _copy_column(values: list[Any]) -> list[str]:
+def _copy_column(values: Column) -> list[str]:
     """A column's values in COPY's text format: ``\\N`` for null, backslash escapes for the separators.
 
-    Values are converted by the column's one type, and escaped by one ``translate`` over the
-    whole column joined (a column without a separator skips even that).
+    Values are converted by the column's one type (timestamps of a frame by numpy at once),
+    and escaped by one ``translate`` over the whole column joined (a column without a
+    separator skips even that).
     """
+    if isinstance(values, pd.Series):
+        return _copy_times(values)
     texts = _as_text(values)
     joined = _GLUE.join(texts)
     if any(c in joined for c in _SPECIAL):
         escaped = joined.translate(_ESCAPES).split(_GLUE)
         texts = escaped if len(escaped) == len(texts) else [t.translate(_ESCAPES) for t in texts]
     return ["\\N" if v is None else t for v, t in zip(values, texts, strict=True)]
+
+
+def _copy_times(times: pd.Series) -> list[str]:
+    """A frame's timestamp column as ISO 8601 text, ``\\N`` for NaT; aware ones in UTC with their offset."""
+    aware = getattr(times.dt, "tz", None) is not None
+    instants = times.dt.tz_convert("UTC").dt.tz_localize(None) if aware else times
+    spelled = np.datetime_as_string(instants.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
+    if aware:
+        spelled = spelled + "+00:00"
+    spelled[times.isna().to_numpy()] = "\\N"
+    return spelled.tolist()
 
 
 def _as_text(values: list[Any]) -> list[str]:
