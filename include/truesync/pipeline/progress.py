@@ -230,7 +230,7 @@ def finalize_finished(config: Config, store: Store, report: Mapping[str, Any]) -
     resolved = sum(b["exceptions"]["resolved"] for b in entities.values())
     slowest = slowest_stage(entities)
     slow = f"{slowest[0]} of {slowest[1]} ({_seconds(slowest[2])})" if slowest else "-"
-    watermark = f"watermark {report['watermark']}" if report.get("watermark") else "watermark unchanged"
+    watermark = f"watermark now {report['watermark']}" if report.get("watermark") else "watermark unchanged"
     _emit(
         "finalize",
         f"finalize finished: flow {flow}, run {run_id}: {report['status']}; extracted {totals.get('extracted', 0)}, "
