@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from truesync import sandbox
 from truesync.config import ConfigError, load_config
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
+from truesync.pipeline import progress
 from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
@@ -111,6 +113,7 @@ def _run_parser(sub: Any) -> None:
     run.add_argument("--end", type=datetime.fromisoformat, required=True, help="window end (UTC, exclusive)")
     run.add_argument("--dry-run", action="store_true", help="extract, classify and report; write nothing")
     run.add_argument("--run-id", help="the whole run id (default: <flow>:manual__<start>)")
+    run.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr, not the progress log")
     run.set_defaults(handler=_run)
 
 
@@ -213,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
     window = Window(naive_utc(args.start), naive_utc(args.end))
     store = Store()
     try:
-        report = run_flow(config, store, args.flow, run_id, window, args.dry_run)
+        with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
+            report = run_flow(config, store, args.flow, run_id, window, args.dry_run)
     except (ConservationError, QualityThresholdError) as exc:  # the run's report is written: show it, then why
         _print_report(json.loads(runs.get(store, run_id)["report"]))
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ test database URLs are set.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -22,10 +23,14 @@ from sqlalchemy.engine import URL
 
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
+from truesync.core.classify import REPORTED_CLASSES
+from truesync.reporting.report import report_path
 from truesync.sandbox import systems as sandbox
+from truesync.sandbox.api import DEFAULT_TOKEN
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, queue, runs
 from truesync.support.paths import PROJECT_ROOT
+from truesync.support.sqldb import open_engine
 
 FIRST = sandbox.DEMO_START
 SQL_FLOWS = ("webshop_to_crm", "erp_to_stockctl")
@@ -80,6 +85,7 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
             assert all(e["conserved"] for e in report["entities"].values()), report
     written = sum(r["totals"]["created"] + r["totals"]["updated"] for f in flows for r in _reports(store, f))
     assert written > 0
+    _check_task_logs(airflow, store, "webshop_to_crm", first["truesync_webshop_to_crm"][0][0])
 
     before_targets = _target_snapshot(config, flows)
     before_queue = sorted((r["id"], r["key"]) for r in queue.list_exceptions(store))
@@ -91,6 +97,46 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
     assert all(r["totals"]["created"] == 0 and r["totals"]["updated"] == 0 for r in rerun), rerun
     assert _target_snapshot(config, flows) == before_targets
     assert sorted((r["id"], r["key"]) for r in queue.list_exceptions(store)) == before_queue
+
+
+def _task_log(airflow: LocalAirflow, dag_id: str, run_id: str, task_id: str) -> str:
+    """The messages of a task's first attempt, from its log file in the Airflow logs folder (JSON lines)."""
+    path = airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    path = path / ("map_index=0" if task_id.endswith(".sync") else "") / "attempt=1.log"
+    lines = path.read_text().splitlines()
+    assert lines, f"{path} is empty"
+    return "\n".join(str(json.loads(line).get("event", "")) if line.startswith("{") else line for line in lines)
+
+
+def _check_task_logs(airflow: LocalAirflow, store: Store, flow: str, dag_run_id: str) -> None:
+    """The task logs of one backfill run tell its story: window, counts, held reasons; no secret, no e-mail address."""
+    dag_id = f"truesync_{flow}"
+    report = json.loads(runs.get(store, f"{flow}:{dag_run_id}")["report"])
+    window = f"window {report['window']['start']}..{report['window']['end']}"
+    customer = report["entities"]["customer"]
+    classes = " ".join(f"{c}={customer['classes'][c]}" for c in REPORTED_CLASSES)
+    tasks = ("customer.extract", "customer.sync", "finalize")
+    logs = {task: _task_log(airflow, dag_id, dag_run_id, task) for task in tasks}
+    extract, sync, finalize = logs.values()
+    assert f"extract started: flow {flow}, entity customer, {window}" in extract
+    assert "extract customer: batch 1 (window) read" in extract and "extract finished" in extract
+    assert f"sync started: flow {flow}, entity customer, {window}, partition p0000" in sync
+    assert "sync customer p0000: chunk 1: classified" in sync
+    assert f"sync finished: flow {flow}, entity customer, partition p0000" in sync and "classes in_sync=" in sync
+    assert f"finalize started: flow {flow}, entities customer, order, {window}" in finalize
+    assert f"finalize customer: extracted {customer['extracted']}; classes {classes}; outcomes created=" in finalize
+    assert "held customer: " in finalize and "slowest stage " in finalize
+    assert f"report {report_path(flow, report['run_id'])}" in finalize
+    webshop = open_engine(sandbox.system_urls(load_config())["webshop"])
+    try:
+        with webshop.connect() as conn:
+            emails = {e for (e,) in conn.exec_driver_sql("SELECT email_address FROM customers") if e and "@" in e}
+    finally:
+        webshop.dispose()
+    text = "\n".join(logs.values())
+    assert len(emails) > 100 and not [e for e in emails if e in text], "no e-mail address of the data in a task log"
+    assert not re.search(r"://[^:/@\s]*:[^@\s]+@", text), "no connection URL with a password in a task log"
+    assert DEFAULT_TOKEN not in text
 
 
 def _manual_dry_run(state: Path) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, to_canonical
 from truesync.core.classify import row_hash
+from truesync.pipeline import progress
 from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
 from truesync.quality.checks import Suite, suite_for, validation_frame
@@ -36,6 +37,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     Returns how many distinct records were staged.
     """
     began = time.monotonic()
+    shown = progress.Extracting(job, window)
     flow = job.config.flows[job.flow]
     source = open_source(job.config, flow.source)
     mapping = job.mapping("source")
@@ -44,15 +46,19 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     batch = max(flow.chunk_size, flow.quality.batch_rows)
     for raw in batched(source.extract(mapping, window.start, window.end, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+        shown.read("window", len(raw))
     for raw in batched(source.unwindowed_rows(mapping, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+        shown.read("no key or change time", len(raw))
     for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
         real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
+            shown.read("exception retries", len(real))
     extracted = staging.count(job.store, job.run_id, job.entity)
     counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
+    shown.done(extracted, counts["extract_seconds"])
     return extracted
 
 

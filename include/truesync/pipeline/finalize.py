@@ -28,6 +28,7 @@ from truesync.config import Config
 from truesync.connectors.errors import SystemUnavailable
 from truesync.connectors.registry import open_target
 from truesync.core.canonical import as_text, to_canonical
+from truesync.pipeline import progress
 from truesync.pipeline.extract import NULL_KEY_PREFIX
 from truesync.pipeline.job import EntityJob
 from truesync.quality import health
@@ -53,6 +54,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     """Run the steps of the module docstring; returns the report (with its ``path``)."""
     run, spec = runs.get(store, run_id), config.flows[flow]
     jobs = [EntityJob(config, store, flow, entity, run_id) for entity in config.load_order(spec.entities)]
+    progress.finalize_started(flow, run, [job.entity for job in jobs])
     if not run["dry_run"]:
         for job in jobs:
             resolved = resolve_vanished_keyless(job)
@@ -71,12 +73,14 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     report["path"] = str(write_report(report))
     purge(store, flow)
     publish(config, store, report)
+    progress.finalize_finished(config, store, report)
     _raise_failures(run_id, entities, broken, quality, fails_on_alerts)
     return report
 
 
 def fail_run(store: Store, run_id: str, reason: str) -> None:
     """Mark a run failed when one of its tasks failed for good."""
+    progress.run_failed(run_id, reason)
     runs.finish(store, run_id, "failed", {"run_id": run_id, "status": "failed", "reason": reason})
     html.render_index(store)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from truesync.config import Config, EntityConfig, EntityMapping
 from truesync.connectors.base import Target
+from truesync.pipeline import progress
 from truesync.pipeline.window import Window
 from truesync.store import Store, runs
 
@@ -53,6 +54,7 @@ class EntityJob:
 
 def begin_run(store: Store, flow: str, run_id: str, window: Window, dry_run: bool) -> None:
     """Record the run and its window in the store; every later task of the run finds it there."""
+    progress.run_started(flow, run_id, window, dry_run)
     runs.begin(store, run_id, flow, window.start, window.end, dry_run)
 
 

@@ -19,7 +19,7 @@ from truesync.connectors.errors import RecordsRejected
 from truesync.connectors.registry import open_target
 from truesync.core.canonical import to_canonical, to_system
 from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
-from truesync.pipeline import reconcile
+from truesync.pipeline import progress, reconcile
 from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
 from truesync.pipeline.job import ChunkSync, EntityJob, Tally
 from truesync.pipeline.window import Window
@@ -38,6 +38,7 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     several workers at once; entities still load one after another.
     """
     began = time.monotonic()
+    shown = progress.Syncing(job, window, part, dry_run)
     flow = job.config.flows[job.flow]
     target = open_target(job.config, flow.target)
     target.columns(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
@@ -45,16 +46,20 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     staging.clear_results(job.store, job.run_id, job.entity, part)
     for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part):
         _sync_chunk(ChunkSync(job, target, dry_run, window.end - flow.freshness_sla, tally), chunk)
+        shown.chunk(tally.counts)
     counts: dict[str, Any] = dict(tally.counts)
     counts["sync_seconds"] = time.monotonic() - began
     counts["load_seconds"] = tally.load_seconds
     runs.record_counts(job.store, job.run_id, job.entity, part.name, counts)
+    shown.done(counts)
     return dict(tally.counts)
 
 
 def plan_partitions(job: EntityJob) -> list[Partition]:
     """Key ranges of the staged records, ``partition_size`` records each, for mapped sync tasks."""
-    return staging.partitions(job.store, job.run_id, job.entity, job.config.flows[job.flow].partition_size)
+    parts = staging.partitions(job.store, job.run_id, job.entity, job.config.flows[job.flow].partition_size)
+    progress.partitioned(job, parts)
+    return parts
 
 
 def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame) -> None:

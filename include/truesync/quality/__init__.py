@@ -2,3 +2,8 @@
 
 The only package that imports Great Expectations; DAG parsing never reaches it.
 """
+
+import logging
+
+# Great Expectations logs ~200 INFO lines of its own while it is imported: kept out of the task logs.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)

@@ -69,7 +69,8 @@ class LocalAirflow:
                 "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # task logs carry the engine's progress lines
+                "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "alembic=WARNING",  # the store's schema check, every task
             }
         )
         env.update(self.extra_env)
@@ -106,7 +107,6 @@ class LocalAirflow:
             if component == "celery-worker":
                 name = f"celery-worker-{number}"
                 args = [airflow_bin(), "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h"]
-                env = {**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the worker logs each workload it runs
             with (logs / f"{name}.log").open("ab") as log:
                 self.processes.append(
                     subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
