@@ -91,7 +91,7 @@ def _flag(
     if value is None:
         errors.loc[mask, "reason"] = reason
         return
-    shown = value[mask].astype(object)
+    shown = as_text(value[mask])
     errors.loc[mask, "reason"] = [reason.format(value=v) for v in shown]
     errors.loc[mask, "value"] = shown
 
@@ -126,53 +126,60 @@ def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, e
 
 def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
     present = values.notna()
-    text = as_text(values)
-    out, bad = _CASTS[spec.type](values, text, spec)
+    out, bad = _CASTS[spec.type](values, spec)
     bad = bad & present
     reason = _literal("cannot read column '", column, f"' as {spec.type}: '{{value}}'")
-    _flag(errors, bad, f"valid_{spec.type}", field, reason, text)
+    _flag(errors, bad, f"valid_{spec.type}", field, reason, values)
     return out.where(present & ~bad, None).astype(object)
 
 
-def _cast_string(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    return text, pd.Series(False, index=values.index)
+def _cast_string(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    return as_text(values), pd.Series(False, index=values.index)
 
 
-def _decimal(text: str) -> decimal.Decimal | None:
-    """Exact decimal of a text, or None when it is not a finite number."""
+def _decimal(value: Any) -> decimal.Decimal | None:
+    """Exact decimal of a value as its text reads, or None when it is not a finite number.
+
+    A ``Decimal`` (what SQL drivers return for numeric columns) is taken as it is: its text
+    would read back as the same number.
+    """
+    if type(value) is decimal.Decimal:
+        return value if value.is_finite() else None
     try:
-        number = decimal.Decimal(text.strip())
-    except (decimal.InvalidOperation, AttributeError):
+        number = decimal.Decimal(str(value).strip())
+    except decimal.InvalidOperation:
         return None
     return number if number.is_finite() else None
 
 
-def _integer_text(text: str) -> str | None:
-    """An integer's canonical text, or None when the text is not a whole number."""
-    number = _decimal(text)
+def _integer_text(value: Any) -> str | None:
+    """An integer's canonical text, or None when the value is not a whole number (an ``int`` is one)."""
+    if type(value) is int:
+        return str(value)
+    number = _decimal(value)
     return None if number is None or number != number.to_integral_value() else str(int(number))
 
 
-def _decimal_text(quantum: decimal.Decimal, text: str) -> str | None:
+def _decimal_text(quantum: decimal.Decimal, value: Any) -> str | None:
     """A number's canonical text at the field's scale (half up), or None when it is not a number."""
-    number = _decimal(text)
+    number = _decimal(value)
     return None if number is None else str(number.quantize(quantum, rounding=decimal.ROUND_HALF_UP))
 
 
-def _cast_number(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+def _cast_number(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
     """Numbers go through Decimal, not float: two different amounts never share a canonical text.
 
     One pass per value: read, check, and spell it.
     """
     if spec.type == "integer":
-        shown = map_values(text, _integer_text)
+        shown = map_values(values, _integer_text)
     else:
-        shown = map_values(text, functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-spec.scale)))
+        shown = map_values(values, functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-spec.scale)))
     return shown, shown.isna()
 
 
-def _cast_boolean(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    lower = text.str.strip().str.lower()
+def _cast_boolean(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    lower = as_text(values).str.strip().str.lower()
     out = map_values(lower, lambda v: "true" if v in _TRUE else "false" if v in _FALSE else None)
     return out, out.isna()
 
@@ -186,13 +193,13 @@ def iso_text(times: pd.Series, unit: str = "us") -> pd.Series:
     return pd.Series(spelled, index=times.index, dtype=object)
 
 
-def _cast_date(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    parsed = to_utc_naive(text)
+def _cast_date(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    parsed = to_utc_naive(as_text(values))
     return iso_text(parsed, "D"), parsed.isna()
 
 
-def _cast_datetime(values: pd.Series, text: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    parsed = to_utc_naive(text)
+def _cast_datetime(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    parsed = to_utc_naive(as_text(values))
     return iso_text(parsed), parsed.isna()
 
 

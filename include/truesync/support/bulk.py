@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -281,6 +282,8 @@ def _as_text(values: list[Any]) -> list[str]:
         return ["" if v is None else v for v in values]
     if len(kinds) == 1 and kinds <= {datetime, date}:
         return ["" if v is None else v.isoformat() for v in values]
+    if kinds <= {int, Decimal}:  # str() is their text; bool, a subclass of int, is not among them
+        return ["" if v is None else str(v) for v in values]
     return ["" if v is None else _copy_text(v) for v in values]
 
 
