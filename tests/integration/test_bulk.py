@@ -34,7 +34,15 @@ from sqlalchemy.engine import URL, Engine, make_url
 from truesync.config import EntityMapping
 from truesync.connectors.errors import RecordsRejected
 from truesync.connectors.sql.system import SqlSystem
-from truesync.support.bulk import COPY_FROM_ROWS, KEYS_PER_IN, DuplicateKeys, insert, select_by_keys, upsert
+from truesync.support.bulk import (
+    COPY_FROM_ROWS,
+    KEYS_PER_IN,
+    DuplicateKeys,
+    insert,
+    select_by_keys,
+    upsert,
+    upsert_mostly_new,
+)
 from truesync.support.sqldb import open_engine
 
 AWARE = timezone(timedelta(hours=5, minutes=30))
@@ -139,6 +147,25 @@ def test_a_key_twice_in_one_write_is_refused_before_anything_is_sent(engine: Eng
     with pytest.raises(DuplicateKeys, match="K000007"), engine.begin() as conn:
         upsert(conn, table, rows, ["item_key"], ["label"])
     assert _read(engine, table) == {}
+
+
+def test_an_upsert_of_mostly_new_rows_inserts_them_and_merges_when_a_key_exists(engine: Engine, table: Table) -> None:
+    """Staging's path: a plain COPY in a savepoint, the merge only when a key was there."""
+    first = [_row(i) for i in range(COPY_FROM_ROWS + 20)]
+    with engine.begin() as conn:
+        assert upsert_mostly_new(conn, table, first, ["item_key"], ["label"]) == len(first)
+    again = [_row(i, label="newer") for i in range(10, COPY_FROM_ROWS + 40)]  # 10 keys new, the rest there
+    with engine.begin() as conn:
+        assert upsert_mostly_new(conn, table, again, ["item_key"], ["label"]) == len(again)
+    stored = _read(engine, table)
+    assert len(stored) == COPY_FROM_ROWS + 40
+    assert {k: r["label"] for k, r in stored.items() if r["label"] != "newer"} == {
+        r["item_key"]: r["label"] for r in first[:10]
+    }
+    twice = [_row(i) for i in range(1000, 1000 + COPY_FROM_ROWS)] + [_row(1000, label="again")]
+    with pytest.raises(DuplicateKeys, match="K001000"), engine.begin() as conn:
+        upsert_mostly_new(conn, table, twice, ["item_key"], ["label"])
+    assert len(_read(engine, table)) == COPY_FROM_ROWS + 40
 
 
 def test_bulk_insert_appends_every_row(engine: Engine, table: Table) -> None:

@@ -219,7 +219,8 @@ class Suite:
         """Run every check; blocking failures name the first check each bad row failed."""
         if frame.empty:
             return ChunkVerdict(_no_failures(frame.index))
-        distinct = frame.drop_duplicates()  # exact copies of a row are one record, not a duplicate key
+        # exact copies of a row are one record, not a duplicate key (no copies where every key is unique)
+        distinct = frame if frame[self.key].is_unique else frame.drop_duplicates()
         outcomes = []
         for part in self.parts:
             outcomes += part.run(_typed(distinct, self.types) if part.checks[0].typed else distinct)

@@ -24,12 +24,22 @@ class ExceptionNotFound(LookupError):
 
 
 def active_ids(store: Store, flow: str, entity: str, keys: list[str]) -> dict[str, int]:
-    """Key -> exception id for the given keys that are open or retrying."""
+    """Key -> exception id for the given keys that are open or retrying.
+
+    The entity's active exceptions are read whole when there are no more of them than keys
+    (the usual case: a short queue against a chunk of tens of thousands), else looked up by key.
+    """
+    if not keys:
+        return {}
     query = select(exceptions.c.key, exceptions.c.id).where(
         exceptions.c.flow == flow, exceptions.c.entity == entity, exceptions.c.status.in_(ACTIVE)
     )
     with store.engine.connect() as conn:
-        return dict(select_by_keys(conn, query, exceptions.c.key, keys))
+        queue = conn.execute(query.limit(len(keys) + 1)).all()
+        if len(queue) > len(keys):
+            return dict(select_by_keys(conn, query, exceptions.c.key, keys))
+    wanted = set(keys)
+    return {key: ident for key, ident in queue if key in wanted}
 
 
 def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[list[str]]:

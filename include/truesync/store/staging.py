@@ -15,16 +15,19 @@ from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, runs, staging
-from truesync.support.bulk import Rows, insert, select_by_keys, upsert, with_constants
+from truesync.support.bulk import Rows, insert, select_by_keys, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
 STAGED_COLUMNS = ("source_ts", "payload", "check_name", "field", "reason", "value")
 
 
 def stage(store: Store, run_id: str, entity: str, rows: Rows) -> int:
-    """Upsert extracted rows; a later chunk (newer cursor) replaces an earlier one for a key."""
+    """Upsert extracted rows; a later chunk (newer cursor) replaces an earlier one for a key.
+
+    A run's staging starts empty, so its keys are nearly always new (``upsert_mostly_new``).
+    """
     with store.engine.begin() as conn:
-        return upsert(
+        return upsert_mostly_new(
             conn,
             staging,
             with_constants(rows, run_id=run_id, entity=entity),
