@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import (
     BigInteger,
@@ -126,6 +127,27 @@ def test_values_survive_the_bulk_upsert_exactly(engine: Engine, table: Table, si
         elif row["amount"] is not None:
             assert Decimal(str(got["amount"])) == row["amount"]
         assert got["day"] == row["day"] and _same_instant(got["seen_at"], row["seen_at"])
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM_ROWS + 250])
+def test_a_frame_is_written_column_by_column_with_the_same_values(engine: Engine, table: Table, size: int) -> None:
+    """The store's path: a DataFrame (timestamps as datetime64, NaT among them) instead of dicts."""
+    rows = [_row(i) for i in range(size)]
+    frame = pd.DataFrame(rows, dtype=object)
+    seen = pd.Series([r["seen_at"] for r in rows]).dt.tz_convert("UTC")
+    frame["seen_at"] = seen.where(pd.Series(range(size)) % 7 != 1)  # some NaT
+    with engine.begin() as conn:
+        assert upsert(conn, table, frame, ["item_key"], [c for c in frame.columns if c != "item_key"]) == size
+    stored = _read(engine, table)
+    assert len(stored) == size
+    for i, row in enumerate(rows):
+        got = stored[row["item_key"]]
+        assert got["note"] == row["note"] and got["label"] == row["label"] and got["count"] == row["count"]
+        assert got["day"] == row["day"]
+        if i % 7 == 1:
+            assert got["seen_at"] is None
+        else:
+            assert _same_instant(got["seen_at"], row["seen_at"].astimezone(UTC))
 
 
 def test_an_upsert_updates_changed_rows_and_keeps_the_others(engine: Engine, table: Table) -> None:

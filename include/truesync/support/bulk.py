@@ -200,12 +200,31 @@ def _executemany(conn: Connection, table: Table, statement: Any, columns: dict[s
     names = list(compiled.positiontup or compiled.binds)  # positional (SQLite's ?) or named (PyMySQL's %(x)s)
     bound = []
     for name in names:
-        values = _python(columns[name])
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        bound.append([None if v is None else process(v) for v in values] if process else values)
+        bound.append(_bound(columns[name], process))
     tuples = zip(*bound, strict=True)
     params = list(tuples) if compiled.positiontup else [dict(zip(names, t, strict=True)) for t in tuples]
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _bound(values: Column, process: Callable[[Any], Any] | None) -> list[Any]:
+    """A column's values as the driver takes them, through the type's bind processor.
+
+    A frame's timestamp column is spelled by numpy at once when that gives, for its first
+    value, exactly what the processor gives (SQLite's ``YYYY-MM-DD HH:MM:SS.ffffff``).
+    """
+    python = _python(values)
+    if process is None:
+        return python
+    if isinstance(values, pd.Series) and values.notna().any():
+        wall = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+        spelled = np.datetime_as_string(wall.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
+        spelled = np.char.replace(spelled.astype(str), "T", " ").astype(object)
+        first = int(np.flatnonzero(values.notna().to_numpy())[0])
+        if process(python[first]) == spelled[first]:
+            spelled[values.isna().to_numpy()] = None
+            return spelled.tolist()
+    return [None if v is None else process(v) for v in python]
 
 
 def _qualified(table: Table) -> str:
