@@ -63,7 +63,9 @@ Entities load in dependency order: {order}.
 
 **Window**: `[data_interval_start - {spec.lookback}, data_interval_end)`, reaching back to the last
 committed watermark when that is earlier. A manual run without a logical date syncs everything
-changed since the last watermark (since 1970 on first contact) up to its `run_after` time.
+changed since the last watermark (since 1970 on first contact) up to its `run_after` time;
+unpausing starts the latest interval's scheduled run too, which may commit a watermark first, so
+for the first full load of systems that hold data see `docs/operating.md`.
 Freshness SLA: {spec.freshness_sla}. Trigger with `dry_run=true` to classify and report without writing.
 
 Review: `truesync report --flow {flow}` and `truesync exceptions list --flow {flow}`.
