@@ -13,11 +13,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
-from truesync.support.frames import map_values, records
+from truesync.support.frames import iso_text, map_values, records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -182,15 +181,6 @@ def _cast_boolean(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Ser
     lower = as_text(values).str.strip().str.lower()
     out = map_values(lower, lambda v: "true" if v in _TRUE else "false" if v in _FALSE else None)
     return out, out.isna()
-
-
-def iso_text(times: pd.Series, unit: str = "us") -> pd.Series:
-    """Naive timestamps as ISO text objects, None for NaT: ``unit`` ``D`` spells a date, ``us`` a time
-    as ``TS_FORMAT`` does. numpy spells a column at once; ``strftime`` goes value by value.
-    """
-    spelled = np.datetime_as_string(times.to_numpy(dtype="datetime64[us]"), unit=unit).astype(object)
-    spelled[times.isna().to_numpy()] = None
-    return pd.Series(spelled, index=times.index, dtype=object)
 
 
 def _cast_date(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:

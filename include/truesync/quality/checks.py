@@ -27,7 +27,8 @@ from truesync.config import (
     FieldSpec,
     check_columns,
 )
-from truesync.core.canonical import as_text, iso_text, to_utc_naive
+from truesync.core.canonical import as_text, to_utc_naive
+from truesync.support.frames import iso_text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

@@ -28,14 +28,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Table, any_, bindparam
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from truesync.support.frames import column_values
+from truesync.support.frames import column_values, iso_text
 
 COPY_FROM_ROWS = 50  # fewer rows go as one ON CONFLICT statement: COPY costs three statements more
 KEYS_PER_IN = 5000  # bound parameters per IN list where arrays are not available (SQLite allows 32,766)
@@ -218,12 +217,10 @@ def _bound(values: Column, process: Callable[[Any], Any] | None) -> list[Any]:
         return python
     if isinstance(values, pd.Series) and values.notna().any():
         wall = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
-        spelled = np.datetime_as_string(wall.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
-        spelled = np.char.replace(spelled.astype(str), "T", " ").astype(object)
-        first = int(np.flatnonzero(values.notna().to_numpy())[0])
-        if process(python[first]) == spelled[first]:
-            spelled[values.isna().to_numpy()] = None
-            return spelled.tolist()
+        spelled = [None if t is None else t.replace("T", " ", 1) for t in iso_text(wall)]
+        first = next(t for t in spelled if t is not None)
+        if process(python[spelled.index(first)]) == first:
+            return spelled
     return [None if v is None else process(v) for v in python]
 
 
@@ -302,12 +299,8 @@ def _copy_column(values: Column) -> list[str]:
 def _copy_times(times: pd.Series) -> list[str]:
     """A frame's timestamp column as ISO 8601 text, ``\\N`` for NaT; aware ones in UTC with their offset."""
     aware = getattr(times.dt, "tz", None) is not None
-    instants = times.dt.tz_convert("UTC").dt.tz_localize(None) if aware else times
-    spelled = np.datetime_as_string(instants.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
-    if aware:
-        spelled = spelled + "+00:00"
-    spelled[times.isna().to_numpy()] = "\\N"
-    return spelled.tolist()
+    spelled = iso_text(times.dt.tz_convert("UTC").dt.tz_localize(None) if aware else times)
+    return ["\\N" if t is None else t + "+00:00" if aware else t for t in spelled]
 
 
 def _as_text(values: list[Any]) -> list[str]:

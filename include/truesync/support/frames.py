@@ -37,6 +37,16 @@ def map_values(values: pd.Series, func: Callable[[Any], Any]) -> pd.Series:
     return pd.Series(out, index=values.index, dtype=object)
 
 
+def iso_text(times: pd.Series, unit: str = "us") -> pd.Series:
+    """Naive timestamps as ISO 8601 text objects, None for NaT: ``unit`` ``D`` spells a date, ``us`` a
+    time to the microsecond (``2026-11-01T09:30:00.000000``). numpy spells a column at once;
+    ``strftime`` goes value by value.
+    """
+    spelled = np.datetime_as_string(times.to_numpy(dtype="datetime64[us]"), unit=unit).astype(object)
+    spelled[times.isna().to_numpy()] = None
+    return pd.Series(spelled, index=times.index, dtype=object)
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of ``frame`` as dicts keyed by column name."""
     names = [str(c) for c in frame.columns]
