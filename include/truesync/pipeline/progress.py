@@ -25,7 +25,7 @@ from typing import Any, Protocol, TextIO
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.pipeline.window import Window
-from truesync.reporting.masking import mask, mask_reason
+from truesync.reporting.masking import mask, mask_field_reason
 from truesync.reporting.report import OUTCOMES
 from truesync.store import Store, review
 
@@ -254,10 +254,7 @@ def held_reasons(config: Config, store: Store, flow: str, run_id: str) -> list[s
 
 def _masked(config: Config, entity: str, column: str | None, example: Mapping[str, Any]) -> str:
     """The example's reason with its offending value masked when the field holds personal data."""
-    reason, value = example.get("reason") or "", example.get("value")
-    spec = config.entities[entity].fields.get(column or "") if entity in config.entities else None
-    if spec is not None and spec.personal:
-        reason = mask_reason(reason, value, spec.format) or ""
+    reason = mask_field_reason(config, entity, column, example.get("reason") or "", example.get("value")) or ""
     return scrub(reason)  # masked before shortened, so a cut never leaves half a value readable
 
 

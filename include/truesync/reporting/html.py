@@ -8,6 +8,7 @@ Count cells carry ``data-*`` attributes so tests and scripts can read the number
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -20,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
-from truesync.reporting.masking import mask_reason
+from truesync.reporting.masking import mask_field_reason
 from truesync.reporting.report import OUTCOMES, SUCCESS_WITH_ALERTS, report_path, status_label
 from truesync.store import Store, review, runs
 from truesync.support.paths import state_dir
@@ -133,14 +134,7 @@ def _masker(config: Config, flow: str) -> Masker:
     """A function masking the offending value in a reason when its field holds personal data."""
     if not config.flows[flow].quality.mask_pii:
         return lambda entity, field, reason, value: reason
-
-    def masked(entity: str, field: str | None, reason: str | None, value: str | None) -> str | None:
-        spec = config.entities[entity].fields.get(field or "") if entity in config.entities else None
-        if reason is None or spec is None or not spec.personal:
-            return reason
-        return mask_reason(reason, value, spec.format)  # no value: the field was null, nothing to hide
-
-    return masked
+    return functools.partial(mask_field_reason, config)
 
 
 def _reasons(store: Store, run_id: str, masker: Masker) -> list[dict[str, Any]]:

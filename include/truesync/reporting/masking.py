@@ -45,6 +45,19 @@ def mask_reason(reason: str | None, value: str | None, fmt: str | None = None) -
     return reason.replace(f"'{value}'", f"'{mask(value, fmt) or _HIDDEN}'")
 
 
+def mask_field_reason(
+    config: Config, entity: str, field: str | None, reason: str | None, value: str | None
+) -> str | None:
+    """``reason`` with its offending value masked when ``field`` holds personal data (else as it is).
+
+    No value: the field was null, nothing to hide.
+    """
+    spec = config.entities[entity].fields.get(field or "") if entity in config.entities else None
+    if reason is None or spec is None or not spec.personal:
+        return reason
+    return mask_reason(reason, value, spec.format)
+
+
 def mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, Any]]) -> None:
     """Check examples touching a personal field are masked before they reach a report or Data Docs.
 
