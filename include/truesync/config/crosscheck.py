@@ -115,6 +115,9 @@ def _check_flows(config: Config) -> None:
             _check_flow_entity(config, file, name, entity)
         for entity, rules in flow.reconcile.items():
             _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
+        for entity in flow.compare.deletes:
+            if entity not in flow.entities:
+                raise ConfigError(file, f"flows.{name}.compare.deletes.{entity}", "entity not in flow")
         for entity, rules in flow.ownership.items():
             if entity not in flow.entities:
                 raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")

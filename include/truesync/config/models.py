@@ -244,6 +244,50 @@ class ReconcileConfig(_Strict):
     )
 
 
+DeletePolicy = Literal["report", "soft", "delete"]
+
+
+class DeletesConfig(_Strict):
+    """What a compare does to a target record whose source record is gone (class ``deleted``).
+
+    ``report`` lists it and leaves it; ``soft`` sets ``column`` of the target row to ``value``
+    (the compare's time when no value is given); ``delete`` removes the row.
+    """
+
+    policy: DeletePolicy = "report"
+    column: str | None = Field(None, description="target column a soft delete sets, e.g. deleted_at")
+    value: str | None = Field(None, description="value a soft delete writes; none: the time of the compare")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_alone(cls, value: Any) -> Any:
+        """``order: delete`` is short for ``order: {policy: delete}``."""
+        return {"policy": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _soft_needs_column(self) -> DeletesConfig:
+        if self.policy == "soft" and self.column is None:
+            raise ValueError("a soft delete needs the target 'column' it sets, e.g. deleted_at")
+        if self.policy != "soft" and (self.column is not None or self.value is not None):
+            raise ValueError("'column' and 'value' belong to policy 'soft'")
+        if self.column is not None:
+            check_name(self.column)
+        return self
+
+
+class CompareConfig(_Strict):
+    """The flow's full compare: when it runs, what it does to deletes, and the guard on them."""
+
+    schedule: str = Field("0 3 * * 0", description="cron of the compare DAG; default weekly, Sunday 03:00 UTC")
+    max_delete_share: float = Field(
+        0.01, ge=0, le=1, description="largest share of an entity's target rows one compare may delete"
+    )
+    deletes: dict[str, DeletesConfig] = Field(default_factory=dict, description="entity -> delete policy")
+
+    def deletes_of(self, entity: str) -> DeletesConfig:
+        return self.deletes.get(entity, DeletesConfig())
+
+
 class FlowConfig(_Strict):
     source: str
     target: str
@@ -265,6 +309,7 @@ class FlowConfig(_Strict):
     tags: list[str] = []
     quality: QualityConfig = QualityConfig()
     reconcile: dict[str, ReconcileConfig] = Field(default_factory=dict, description="entity -> reconciliation")
+    compare: CompareConfig = CompareConfig()
 
     @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
     @classmethod

@@ -39,6 +39,12 @@ COUNT_COLUMNS = (
     "exceptions_opened",
     "exceptions_resolved",
     "blocked_again",
+    "deleted",
+    "target_only",
+    "removed",
+    "soft_deleted",
+    "reported",
+    "quiet",
 )
 
 runs = Table(
@@ -50,6 +56,7 @@ runs = Table(
     Column("window_end", DateTime, nullable=False),
     Column("status", String(20), nullable=False),
     Column("dry_run", Boolean, nullable=False, default=False),
+    Column("kind", String(20), nullable=False, default="sync"),  # sync (a window) or compare (everything)
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
     Column("report", Text),
@@ -94,6 +101,29 @@ results = Table(
     Column("field", String(100)),
     Column("reason", Text),
     Column("value", Text),
+    Column("quiet", Boolean),  # compare runs: a difference no change time shows
+)
+
+compare_keys = Table(
+    "ts_compare_key",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("side", String(1), primary_key=True),  # S (source) or T (target)
+    Column("hash", String(64)),  # classify.side_hash of the synced fields; null: unreadable, always compared
+    Column("ts", DateTime),
+)
+
+compare_diffs = Table(
+    "ts_compare_diff",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("action", String(10), nullable=False),  # sync, delete, report, forget
+    Column("quiet_source", Boolean, nullable=False),
+    Column("quiet_target", Boolean, nullable=False),
 )
 
 ledger = Table(
