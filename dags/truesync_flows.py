@@ -1,9 +1,18 @@
-"""One DAG per flow in ``include/config/flows.yaml``: thin wiring of the truesync engine.
+"""Two DAGs per flow in ``include/config/flows.yaml``: thin wiring of the truesync engine.
 
-Each DAG: ``plan`` (window from the data interval) -> one TaskGroup per entity in
-dependency order (``extract`` -> ``partition`` -> ``sync`` mapped over key ranges, so
-several workers share a large delta) -> ``finalize`` (conservation check, watermark,
-report). Data moves through the store; XCom carries only ids, key bounds and counts.
+The incremental DAG ``truesync_<flow>``: ``plan`` (window from the data interval) -> one
+TaskGroup per entity in dependency order (``extract`` -> ``partition`` -> ``sync`` mapped
+over key ranges, so several workers share a large delta) -> ``finalize`` (conservation
+check, watermark, report).
+
+The compare DAG ``truesync_<flow>_compare``: ``plan`` (a compare run, window everything up to
+now) -> one TaskGroup per entity in dependency order (``compare`` both sides and the ledger
+-> ``partition`` -> ``sync`` the repairs, mapped) -> ``deletes`` (the flow's delete policy,
+children first, under the share guard) -> ``finalize`` (report; the watermark stays).
+
+Both DAGs' tasks run in their target's pool, a compare task taking every slot, so the two
+never work on one target at once (``truesync.pipeline.dags``). Data moves through the
+store; XCom carries only ids, key bounds and counts.
 
 The stage modules (``truesync.pipeline.extract``, ``load``, ``finalize``) import Great
 Expectations, which takes seconds; the dag-processor parses this file every 30 seconds.
@@ -17,18 +26,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, chain, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, CronTriggerTimetable, Param, TaskGroup, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
 from truesync.connectors.errors import SystemUnavailable
+from truesync.pipeline.dags import dag_id, pool_slots, store_run_id
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.window import Window, plan_window
 from truesync.store import Store, runs
 from truesync.store.staging import Partition
 
 MAX_RETRY_DELAY = timedelta(minutes=30)
+# A ready compare task goes before waiting incremental tasks, so a started compare is rarely interleaved.
+COMPARE_PRIORITY = 1000
 
 
 @contextmanager
@@ -67,29 +79,88 @@ changed since the last watermark (since 1970 on first contact) up to its `run_af
 unpausing starts the latest interval's scheduled run too, which may commit a watermark first, so
 for the first full load of systems that hold data see `docs/operating.md`.
 Freshness SLA: {spec.freshness_sla}. Trigger with `dry_run=true` to classify and report without writing.
-
+{_pool_doc(config, flow)}
 Review: `truesync report --flow {flow}` and `truesync exceptions list --flow {flow}`.
 """
+
+
+def _compare_doc(config: Config, flow: str) -> str:
+    spec = config.flows[flow]
+    deletes = "\n".join(
+        f"- `{e}`: {spec.compare.deletes_of(e).policy}" for e in reversed(config.load_order(spec.entities))
+    )
+    return f"""### truesync full compare of flow `{flow}`: {spec.source} → {spec.target}
+
+Compares **every** record of the flow's entities, not a window's: every key on both sides, every
+field the flow syncs, both against the ledger. It finds the drift no change time shows (target
+edits that kept their change time, source deletes, records created only in the target, records
+an increment missed), classifies each difference (`missing`, `deleted`, `target_only`,
+`overwritten`, `delayed`, `mismatched`, flagged `quiet` when no change time shows it) and repairs
+what the flow's rules allow, through the same sync as the incremental DAG `{dag_id(flow)}`.
+
+Entities in dependency order: {" → ".join(config.load_order(spec.entities))}, each `compare` →
+`partition` → `sync`. Then `deletes`, children first, for records whose source record is gone:
+
+{deletes}
+
+`report` lists them, `soft` marks them, `delete` removes them; above `compare.max_delete_share`
+= {spec.compare.max_delete_share:.2%} of an entity's target rows, or with an empty source, nothing is
+deleted and the run fails. `finalize` writes the report, with its quiet-drift section; the
+watermark never moves.
+
+**Schedule**: `{spec.compare.schedule}` (cron, UTC; `compare.schedule`). Unpausing starts nothing
+at once: the first compare runs at the next scheduled time; trigger a run by hand for one now.
+Trigger with `dry_run=true` to list every planned create, update and delete and write nothing.
+{_pool_doc(config, flow)}
+Review: `truesync report --flow {flow}` and `truesync exceptions list --flow {flow}`.
+"""
+
+
+def _pool_doc(config: Config, flow: str) -> str:
+    pool, slots = pool_slots(config, flow, compare=True)
+    return f"""
+**Pool** `{pool}` ({slots} slots): each task of `{dag_id(flow)}` takes one slot, each task of
+`{dag_id(flow, compare=True)}` takes all {slots}, so a compare never runs beside another task on
+`{config.flows[flow].target}`. The pool must exist (`truesync pools`, see `docs/operating.md`).
+"""
+
+
+def _dag_args(config: Config, flow: str, compare: bool) -> dict[str, Any]:
+    """What both DAGs of a flow share; each task runs in the target's pool, a compare task holding all of it."""
+    spec = config.flows[flow]
+    pool, slots = pool_slots(config, flow, compare)
+    ordering = {"priority_weight": COMPARE_PRIORITY, "weight_rule": "absolute"} if compare else {}
+    return {
+        "dag_id": dag_id(flow, compare),
+        "catchup": False,
+        "tags": ["truesync", spec.source, spec.target, *spec.tags, *(["compare"] if compare else [])],
+        "params": {"dry_run": Param(False, type="boolean", description="classify and report, write nothing")},
+        "default_args": {
+            "retries": spec.retries,
+            "retry_delay": spec.retry_delay,
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": MAX_RETRY_DELAY,
+            "pool": pool,
+            "pool_slots": slots,
+            **ordering,
+        },
+    }
+
+
+def _run_id(context: dict[str, Any]) -> str:
+    dag_run = context["dag_run"]
+    return store_run_id(dag_run.dag_id, dag_run.run_id, getattr(dag_run, "clear_number", 0) or 0)
 
 
 def build_dag(config: Config, flow: str) -> DAG:
     spec = config.flows[flow]
     with DAG(
-        dag_id=f"truesync_{flow}",
         description=spec.description or f"{spec.source} → {spec.target}",
         schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
         start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
-        catchup=False,
         max_active_runs=spec.max_active_runs,
         doc_md=_doc(config, flow),
-        tags=["truesync", spec.source, spec.target, *spec.tags],
-        params={"dry_run": Param(False, type="boolean", description="classify and report, write nothing")},
-        default_args={
-            "retries": spec.retries,
-            "retry_delay": spec.retry_delay,
-            "retry_exponential_backoff": 2.0,
-            "max_retry_delay": MAX_RETRY_DELAY,
-        },
+        **_dag_args(config, flow, compare=False),
     ) as dag:
 
         @task
@@ -103,57 +174,106 @@ def build_dag(config: Config, flow: str) -> DAG:
                     spec.lookback,
                     runs.watermark(store, flow),
                 )
-                clears = getattr(dag_run, "clear_number", 0) or 0
-                run_id = f"{flow}:{dag_run.run_id}" + (f"#{clears}" if clears else "")
-                dry_run = bool(context["params"].get("dry_run"))
+                run_id, dry_run = _run_id(context), bool(context["params"].get("dry_run"))
                 begin_run(store, flow, run_id, window, dry_run)
                 return {"run_id": run_id, "dry_run": dry_run, **window.as_dict()}
 
-        @task
-        def finalize(plan: dict[str, Any]) -> dict[str, Any]:
-            from truesync.pipeline.finalize import finish_run
-
-            with _only_transient_retries():
-                report = finish_run(config, Store(), flow, plan["run_id"])
-                # The "Run report" extra link (plugins/truesync_reports.py) opens report["html"] over HTTP.
-                return {
-                    "status": report["status"],
-                    "totals": report["totals"],
-                    "report": report["path"],
-                    "html": report.get("html"),
-                }
-
-        @task(trigger_rule="one_failed", retries=0)
-        def record_failure(plan: dict[str, Any], **context: Any) -> None:
-            from truesync.pipeline.finalize import fail_run
-
-            run_id = context["dag_run"].run_id
-            states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, run_ids=[run_id]).get(run_id, {})
-            failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
-            fail_run(Store(), plan["run_id"], f"failed tasks: {', '.join(failed)}")
-
         planned = plan()
-        groups = [_entity_group(config, flow, entity, planned) for entity in config.load_order(spec.entities)]
-        done = finalize(planned)
-        chain(planned, *groups, done)
-        record_failure(planned) << groups
+        groups = [_entity_group(config, flow, entity, planned, False) for entity in config.load_order(spec.entities)]
+        chain(planned, *groups, _finalize(config, flow, planned, compare=False))
+        _record_failure(planned) << groups
     return dag
 
 
-def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskGroup:
+def build_compare_dag(config: Config, flow: str) -> DAG:
+    """The flow's full compare. It covers everything up to now, so it needs no data interval: a
+    ``CronTriggerTimetable`` starts it at ``compare.schedule``, and without a start date unpausing
+    waits for the next scheduled time instead of running the latest one at once."""
+    spec = config.flows[flow]
+    with DAG(
+        description=f"Full compare of {spec.source} → {spec.target}: finds and repairs quiet drift",
+        schedule=CronTriggerTimetable(spec.compare.schedule, timezone="UTC", run_immediately=False),
+        max_active_runs=1,
+        doc_md=_compare_doc(config, flow),
+        **_dag_args(config, flow, compare=True),
+    ) as dag:
+
+        @task
+        def plan(**context: Any) -> dict[str, Any]:
+            from truesync.pipeline.compare import begin_compare
+
+            with _only_transient_retries():
+                run_id, dry_run = _run_id(context), bool(context["params"].get("dry_run"))
+                window = begin_compare(Store(), flow, run_id, dry_run)
+                return {"run_id": run_id, "dry_run": dry_run, **window.as_dict()}
+
+        @task
+        def deletes(plan: dict[str, Any]) -> dict[str, int]:
+            from truesync.pipeline.compare import apply_deletes
+
+            with _only_transient_retries():
+                return apply_deletes(config, Store(), flow, plan["run_id"], plan["dry_run"])
+
+        planned = plan()
+        groups = [_entity_group(config, flow, entity, planned, True) for entity in config.load_order(spec.entities)]
+        removed = deletes(planned)
+        chain(planned, *groups, removed, _finalize(config, flow, planned, compare=True))
+        _record_failure(planned) << [*groups, removed]
+    return dag
+
+
+def _finalize(config: Config, flow: str, planned: Any, compare: bool) -> Any:
+    @task
+    def finalize(plan: dict[str, Any]) -> dict[str, Any]:
+        with _only_transient_retries():
+            if compare:
+                from truesync.pipeline.compare import finish_compare as finish
+            else:
+                from truesync.pipeline.finalize import finish_run as finish
+            report = finish(config, Store(), flow, plan["run_id"])
+            # The "Run report" extra link (plugins/truesync_reports.py) opens report["html"] over HTTP.
+            return {
+                "status": report["status"],
+                "totals": report["totals"],
+                "report": report["path"],
+                "html": report.get("html"),
+            }
+
+    return finalize(planned)
+
+
+def _record_failure(planned: Any) -> Any:
+    @task(trigger_rule="one_failed", retries=0)
+    def record_failure(plan: dict[str, Any], **context: Any) -> None:
+        from truesync.pipeline.finalize import fail_run
+
+        run_id = context["dag_run"].run_id
+        states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, run_ids=[run_id]).get(run_id, {})
+        failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
+        fail_run(Store(), plan["run_id"], f"failed tasks: {', '.join(failed)}")
+
+    return record_failure(planned)
+
+
+def _entity_group(config: Config, flow: str, entity: str, planned: Any, compare: bool) -> TaskGroup:
+    """``extract`` (the window's changes) or ``compare`` (every record) -> ``partition`` -> ``sync`` mapped."""
     target = config.flows[flow].target
     asset = Asset(name=f"{target}.{entity}", uri=f"truesync://{target}/{entity}")
 
     def job(plan: dict[str, Any]) -> EntityJob:
         return EntityJob(config, Store(), flow, entity, plan["run_id"])
 
-    with TaskGroup(group_id=entity, tooltip=f"extract and sync {entity}") as group:
+    with TaskGroup(group_id=entity, tooltip=f"{'compare' if compare else 'extract'} and sync {entity}") as group:
 
-        @task(task_id="extract")
-        def extract(plan: dict[str, Any]) -> int:
-            from truesync.pipeline.extract import extract_entity
-
+        @task(task_id="compare" if compare else "extract")
+        def scan(plan: dict[str, Any]) -> int:
             with _only_transient_retries():
+                if compare:
+                    from truesync.pipeline.compare import compare_entity
+
+                    return compare_entity(job(plan))
+                from truesync.pipeline.extract import extract_entity
+
                 return extract_entity(job(plan), _window(plan))
 
         @task(task_id="partition")
@@ -171,11 +291,12 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any) -> TaskG
                 return sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
 
         parts = partition(planned)
-        extract(planned) >> parts
+        scan(planned) >> parts
         sync.partial(plan=planned).expand(part=parts)
     return group
 
 
 _config = load_config()
 for _flow in _config.flows:
-    globals()[f"truesync_{_flow}"] = build_dag(_config, _flow)
+    globals()[dag_id(_flow)] = build_dag(_config, _flow)
+    globals()[dag_id(_flow, compare=True)] = build_compare_dag(_config, _flow)

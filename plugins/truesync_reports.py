@@ -24,12 +24,12 @@ from airflow.sdk import BaseOperatorLink
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
 
+from truesync.pipeline.dags import DAG_PREFIX, run_key
 from truesync.reporting.html import html_path
 from truesync.store import Store, review
 from truesync.support.paths import state_dir
 
 PREFIX = "/truesync/reports"
-DAG_PREFIX = "truesync_"
 LINKED_TASK = "finalize"
 # Pages run in a sandbox (an origin of their own): a script in a Data Docs page cannot call the
 # Airflow API with the user's session although it is served from the same host.
@@ -100,8 +100,8 @@ app = FastAPI(title="truesync reports", docs_url=None, redoc_url=None, openapi_u
 def dag_run_report(dag_id: str, run_id: str, request: Request, user: User) -> RedirectResponse:
     """Redirect to the page of the newest truesync run of a DAG run (a cleared DAG run is run again)."""
     _authorize(user, dag_id)
-    flow = dag_id.removeprefix(DAG_PREFIX)
-    found = review.latest_attempt(Store(), flow, run_id) if dag_id.startswith(DAG_PREFIX) else None
+    flow, key = run_key(dag_id, run_id)
+    found = review.latest_attempt(Store(), flow, key) if dag_id.startswith(DAG_PREFIX) else None
     page = html_path(flow, found["run_id"]) if found else None
     if page is None or not page.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report of {dag_id} run {run_id} yet: has it finished?")

@@ -13,6 +13,7 @@ PORT = int(os.environ.get("TRUESYNC_UI_PORT", "8080"))
 
 def main() -> None:
     airflow = LocalAirflow(state_dir() / "airflow", port=PORT)
+    airflow.migrate()  # the metadata DB and the pools first: a task whose pool is missing never runs
     env = airflow.env
     passwords = airflow.home / "simple_auth_manager_passwords.json.generated"
     print(f"Airflow UI: http://127.0.0.1:{PORT}  (user 'admin'; password in {passwords} once it starts)")

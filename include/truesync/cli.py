@@ -21,6 +21,7 @@ from truesync.config import ConfigError, load_config
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.pipeline import progress
+from truesync.pipeline.dags import target_pools
 from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
@@ -89,6 +90,9 @@ def _deploy_parsers(sub: Any) -> None:
     sub.add_parser(
         "preflight", help="check the metadata DB, store and broker settings; name the one that is wrong"
     ).set_defaults(handler=_preflight)
+    sub.add_parser(
+        "pools", help="the Airflow pool of each target system, as JSON for 'airflow pools import'"
+    ).set_defaults(handler=_pools)
 
 
 def _store_migrate(args: argparse.Namespace) -> int:
@@ -104,6 +108,11 @@ def _preflight(args: argparse.Namespace) -> int:
     for finding in findings:
         print(finding, file=sys.stdout if finding.ok else sys.stderr)
     return 0 if all(f.ok for f in findings) else EXIT_FAILED
+
+
+def _pools(args: argparse.Namespace) -> int:
+    print(json.dumps(target_pools(load_config()), indent=2))
+    return 0
 
 
 def _run_parser(sub: Any) -> None:

@@ -1,17 +1,22 @@
-"""DAG integrity: every DAG file imports, one DAG per flow, wired as the design says."""
+"""DAG integrity: every DAG file imports, two DAGs per flow, wired as the design says."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
+from airflow.serialization.encoders import coerce_to_core_timetable
+from airflow.timetables.base import TimeRestriction
 
 from truesync.config import load_config
+from truesync.pipeline.dags import dag_id, run_key, store_run_id
 from truesync.support.paths import PROJECT_ROOT
+
+COMPARE = "truesync_webshop_to_crm_compare"
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +40,13 @@ def test_parsing_the_dag_file_leaves_great_expectations_unimported() -> None:
     assert parsed.stdout.strip() == "[]"
 
 
-def test_one_dag_per_flow(dagbag: DagBag) -> None:
-    assert set(dagbag.dag_ids) == {f"truesync_{flow}" for flow in load_config().flows}
+def test_two_dags_per_flow(dagbag: DagBag) -> None:
+    flows = load_config().flows
+    assert set(dagbag.dag_ids) == {f"truesync_{f}" for f in flows} | {f"truesync_{f}_compare" for f in flows}
 
 
 def test_schedule_has_real_data_intervals(dagbag: DagBag) -> None:
-    for dag in dagbag.dags.values():
+    for dag in (dagbag.dags[dag_id(flow)] for flow in load_config().flows):
         assert isinstance(dag.timetable, CronDataIntervalTimetable), dag.dag_id
         assert dag.catchup is False
         assert dag.max_active_runs == 1
@@ -86,3 +92,70 @@ def test_failure_recorder_runs_only_on_failure(dagbag: DagBag) -> None:
     task = dagbag.dags["truesync_webshop_to_crm"].get_task("record_failure")
     assert task.trigger_rule == "one_failed"
     assert {"customer.sync", "order.sync"} <= task.upstream_task_ids
+
+
+def test_compare_dag_plans_compares_each_entity_in_order_then_deletes_and_finalizes(dagbag: DagBag) -> None:
+    dag = dagbag.dags[COMPARE]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "plan",
+        *(f"{entity}.{stage}" for entity in ("customer", "order") for stage in ("compare", "partition", "sync")),
+        "deletes",
+        "finalize",
+        "record_failure",
+    ]
+    assert dag.get_task("customer.compare").upstream_task_ids == {"plan"}
+    assert dag.get_task("order.compare").upstream_task_ids == {"plan", "customer.sync"}
+    assert dag.get_task("order.sync").upstream_task_ids == {"plan", "order.partition"}
+    assert dag.get_task("deletes").upstream_task_ids == {"plan", "order.sync"}
+    assert dag.get_task("finalize").upstream_task_ids == {"plan", "deletes"}
+    failure = dag.get_task("record_failure")
+    assert failure.trigger_rule == "one_failed" and failure.retries == 0
+    assert failure.upstream_task_ids == {"plan", "customer.sync", "order.sync", "deletes"}
+
+
+def test_compare_dag_runs_on_the_compare_schedule_and_waits_for_it_when_unpaused(dagbag: DagBag) -> None:
+    """A compare covers everything: no data interval, and unpausing does not start one at once."""
+    now = datetime.now(UTC)
+    for flow, spec in load_config().flows.items():
+        dag = dagbag.dags[dag_id(flow, compare=True)]
+        assert isinstance(dag.timetable, CronTriggerTimetable), dag.dag_id
+        assert (dag.timetable.expression, str(dag.timetable.timezone)) == (spec.compare.schedule, "UTC")
+        assert dag.catchup is False and dag.max_active_runs == 1 and dag.start_date is None
+        first = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+            last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False)
+        )
+        assert first is not None and first.run_after > now
+        assert dag.params["dry_run"] is False
+        assert "compare" in dag.tags
+        assert dag.doc_md and "full compare" in dag.doc_md and f"`{spec.compare.schedule}`" in dag.doc_md
+
+
+def test_compare_sync_is_mapped_and_emits_the_target_assets(dagbag: DagBag) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags[COMPARE]
+    assert isinstance(dag.get_task("customer.sync"), MappedOperator)
+    assert {str(o.uri) for t in dag.tasks for o in t.outlets} == {"truesync://crm/customer", "truesync://crm/order"}
+
+
+def test_both_dags_of_a_flow_run_in_the_target_pool_a_compare_task_taking_all_of_it(dagbag: DagBag) -> None:
+    config = load_config()
+    for flow, spec in config.flows.items():
+        pool, slots = f"truesync_{spec.target}", config.systems[spec.target].max_parallel_tasks
+        for task in dagbag.dags[dag_id(flow)].tasks:
+            assert (task.pool, task.pool_slots) == (pool, 1), task
+            assert task.weight_rule == "downstream"
+        for task in dagbag.dags[dag_id(flow, compare=True)].tasks:
+            assert (task.pool, task.pool_slots) == (pool, slots), task
+            assert (task.priority_weight, task.weight_rule) == (1000, "absolute"), task
+    assert config.flows["webshop_to_crm_api"].target == config.flows["payments_to_crm_api"].target, "a shared pool"
+
+
+def test_the_two_dags_runs_have_distinct_store_run_ids() -> None:
+    """The DAGs' scheduled run ids can be equal; the store keeps them apart, and the report link finds each."""
+    airflow_run = "scheduled__2026-11-29T00:00:00+00:00"
+    assert store_run_id("truesync_webshop_to_crm", airflow_run, 0) == f"webshop_to_crm:{airflow_run}"
+    assert store_run_id(COMPARE, airflow_run, 0) == f"webshop_to_crm:compare:{airflow_run}"
+    assert store_run_id(COMPARE, airflow_run, 2) == f"webshop_to_crm:compare:{airflow_run}#2"
+    assert run_key(COMPARE, airflow_run) == ("webshop_to_crm", f"compare:{airflow_run}")
+    assert run_key("truesync_webshop_to_crm", airflow_run) == ("webshop_to_crm", airflow_run)

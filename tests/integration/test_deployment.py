@@ -59,6 +59,8 @@ def test_init_checks_settings_then_migrates_both_databases(compose: dict) -> Non
     command = " ".join(compose["services"]["airflow-init"]["command"])
     steps = [step.strip() for step in command.split("-c", 1)[1].split("&&")]
     assert steps[:3] == ["truesync preflight", "airflow db migrate", "truesync store migrate"]
+    pools = "/tmp/truesync-pools.json"
+    assert steps[-2:] == [f"truesync pools > {pools}", f"airflow pools import {pools}"], "no task runs without its pool"
 
 
 def test_image_is_built_from_the_pinned_airflow(compose: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -427,6 +428,31 @@ def test_cli_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert "configuration OK" in out.out
     assert "customer -> order -> stock_item" in out.out
     assert out.err == ""
+
+
+def test_cli_pools_lists_one_pool_per_target_sized_by_max_parallel_tasks(
+    cfg: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pools as ``airflow pools import`` reads them: targets only, the sources need none."""
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["crm"].update(max_parallel_tasks=3))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(cfg))
+    assert main(["pools"]) == 0
+    pools = json.loads(capsys.readouterr().out)
+    assert {name: pool["slots"] for name, pool in pools.items()} == {
+        "truesync_crm": 3,
+        "truesync_crm_api": 8,
+        "truesync_stockctl": 8,
+    }
+    assert pools["truesync_crm"] == {
+        "slots": 3,
+        "description": "truesync tasks working on crm; a compare task takes every slot",
+        "include_deferred": False,
+    }
+
+
+def test_max_parallel_tasks_is_at_least_one(cfg: Path) -> None:
+    edit(cfg, "systems.yaml", lambda d: d["systems"]["stockctl"].update(max_parallel_tasks=0))
+    expect_error(cfg, "systems.yaml", "systems.stockctl.max_parallel_tasks", "greater than or equal to 1")
 
 
 def test_cli_config_check_shows_each_flows_entities_in_load_order(

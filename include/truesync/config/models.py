@@ -70,6 +70,9 @@ class SystemConfig(_Strict):
     kind: str = Field(description="a registered kind of system: the connector, and the block it takes")
     connection: str = Field(description="Airflow connection id holding the URL and credentials")
     description: str = ""
+    max_parallel_tasks: int = Field(
+        8, ge=1, description="truesync tasks working on this system as a target at once: its Airflow pool's slots"
+    )
     settings: BaseModel | None = Field(None, description="the kind's block, validated by the kind's own model")
 
     @field_validator("kind")

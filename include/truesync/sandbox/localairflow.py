@@ -7,6 +7,7 @@ not call the engine directly. Only the processes started here are stopped, by th
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from truesync.config import load_config
+from truesync.pipeline.dags import target_pools
 from truesync.support.paths import PROJECT_ROOT
 
 
@@ -89,9 +92,16 @@ class LocalAirflow:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def prepare(self, dag_ids: list[str]) -> None:
-        """Migrate the metadata DB, serialize the DAGs and unpause them."""
+    def migrate(self) -> None:
+        """Migrate the metadata DB and create or resize the target systems' pools: no DAG runs without them."""
         self.cli("db", "migrate")
+        pools = self.home / "pools.json"
+        pools.write_text(json.dumps(target_pools(load_config()), indent=2))
+        self.cli("pools", "import", str(pools))
+
+    def prepare(self, dag_ids: list[str]) -> None:
+        """Migrate the metadata DB, create the pools, serialize the DAGs and unpause them."""
+        self.migrate()
         self.cli("dags", "reserialize")
         for dag_id in dag_ids:
             self.cli("dags", "unpause", dag_id)

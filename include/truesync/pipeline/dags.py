@@ -1,0 +1,73 @@
+"""How a flow appears in Airflow: its two DAGs, the store run id of a DAG run, and its target's pool.
+
+Each flow has an incremental DAG ``truesync_<flow>`` and a compare DAG ``truesync_<flow>_compare``.
+A DAG run's truesync run id is ``<flow>:<Airflow run id>``, with ``compare:`` before the Airflow
+run id for the compare DAG (the two DAGs' scheduled run ids can be equal), and ``#<n>`` after it
+when the DAG run was cleared ``n`` times.
+
+**Pools.** Every task of both DAGs runs in the Airflow pool of the flow's target system,
+``truesync_<target>``, whose size is the target's ``max_parallel_tasks`` (N). An incremental task
+takes one slot, so up to N tasks of the incremental DAGs writing to that target run at once. A
+compare task takes all N: the scheduler starts it only when no task holds a slot of the pool, and
+starts no other task of the pool while it runs. So a compare and an incremental run never work on
+the same target at the same time, whichever flow into that target they belong to. Airflow enforces
+it, per task: running and queued tasks hold their slots; a task waiting for a retry holds none.
+
+Airflow never runs a task whose pool does not exist, or is smaller than its ``pool_slots`` (the
+scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_pools` lists the
+pools in the format of ``airflow pools import``; ``truesync pools`` prints it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from truesync.config import Config
+
+DAG_PREFIX = "truesync_"
+COMPARE_SUFFIX = "_compare"
+COMPARE_RUN = "compare:"
+
+
+def dag_id(flow: str, compare: bool = False) -> str:
+    return f"{DAG_PREFIX}{flow}{COMPARE_SUFFIX if compare else ''}"
+
+
+def run_key(dag: str, airflow_run_id: str) -> tuple[str, str]:
+    """The flow of a truesync DAG, and what follows ``<flow>:`` in the run id of its DAG run (before ``#<n>``).
+
+    A flow named like another flow's compare DAG (``x_compare`` beside ``x``) is not told apart here.
+    """
+    flow = dag.removeprefix(DAG_PREFIX)
+    if flow.endswith(COMPARE_SUFFIX):
+        return flow.removesuffix(COMPARE_SUFFIX), f"{COMPARE_RUN}{airflow_run_id}"
+    return flow, airflow_run_id
+
+
+def store_run_id(dag: str, airflow_run_id: str, clears: int) -> str:
+    """The truesync run id of one attempt of a DAG run: ``<flow>:[compare:]<run id>[#<clears>]``."""
+    flow, key = run_key(dag, airflow_run_id)
+    return f"{flow}:{key}" + (f"#{clears}" if clears else "")
+
+
+def pool_name(system: str) -> str:
+    return f"{DAG_PREFIX}{system}"
+
+
+def pool_slots(config: Config, flow: str, compare: bool) -> tuple[str, int]:
+    """The pool of a flow's tasks and the slots each takes: one for the incremental DAG, all for the compare."""
+    target = config.flows[flow].target
+    return pool_name(target), config.systems[target].max_parallel_tasks if compare else 1
+
+
+def target_pools(config: Config) -> dict[str, dict[str, Any]]:
+    """One pool per system some flow writes to, as ``airflow pools import`` reads them: name -> slots, description."""
+    targets = sorted({flow.target for flow in config.flows.values()})
+    return {
+        pool_name(system): {
+            "slots": config.systems[system].max_parallel_tasks,
+            "description": f"truesync tasks working on {system}; a compare task takes every slot",
+            "include_deferred": False,
+        }
+        for system in targets
+    }
