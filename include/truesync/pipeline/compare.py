@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.config import Config, DeletesConfig, EntityMapping
+from truesync.config import Config, EntityMapping
 from truesync.connectors.base import Source, Target
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import as_text, keys_of, to_canonical
@@ -80,7 +80,7 @@ def compare_entity(job: EntityJob) -> int:
     compared.clear(job.store, job.run_id, job.entity)
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
-    hidden = soft_mark(spec.compare.deletes_of(job.entity))
+    hidden = spec.compare.deletes_of(job.entity).mark
     size = spec.chunk_size
     scanned = {
         compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
@@ -93,11 +93,6 @@ def compare_entity(job: EntityJob) -> int:
     runs.record_counts(job.store, job.run_id, job.entity, "compare", counts)
     progress.compared(job, scanned, kept, staged, counts["extract_seconds"])
     return kept + staged
-
-
-def soft_mark(policy: DeletesConfig) -> tuple[str, str | None] | None:
-    """The ``(column, value)`` that marks a target row soft-deleted, or None when the policy does not soft delete."""
-    return (policy.column, policy.value) if policy.policy == "soft" and policy.column else None
 
 
 def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping, side: str) -> int:

@@ -73,11 +73,9 @@ class RestSystem:
     def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
         """Every item of the endpoint's listing, page by page (a full compare reads the whole listing).
 
-        An API deletes through its own rules, so it has no soft-delete mark to hide (``hidden``
-        must be None).
+        The kind cannot delete (``deletes: report`` only), so no row is marked deleted: ``hidden``
+        is always None.
         """
-        if hidden is not None:
-            raise ConfigurationProblem(f"{self.describe()}: a REST target takes 'deletes: report' only")
         items = (item for page in paging.pages(self.api, self._endpoint(mapping), {}) for item in page)
         keyed = (item for item in items if item.get(mapping.key) is not None)
         yield from _frames(keyed, mapping, size)
@@ -85,12 +83,6 @@ class RestSystem:
     def require_unique_key(self, mapping: EntityMapping) -> None:
         """An endpoint's lookup by key returns one item per key: nothing to check."""
         self._endpoint(mapping)
-
-    def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
-        raise ConfigurationProblem(f"{self.describe()}: a REST target takes 'deletes: report' only")
-
-    def mark_deleted(self, mapping: EntityMapping, keys: list[str], column: str, value: Any) -> int:
-        raise ConfigurationProblem(f"{self.describe()}: a REST target takes 'deletes: report' only")
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current items for ``keys``, found by the endpoint's lookup parameter."""
