@@ -39,7 +39,7 @@ from truesync.store import Store, runs
 from truesync.store.staging import Partition
 
 MAX_RETRY_DELAY = timedelta(minutes=30)
-# A ready compare task goes before waiting incremental tasks, so a started compare is rarely interleaved.
+# A compare task goes before incremental tasks waiting for the same pool.
 COMPARE_PRIORITY = 1000
 
 

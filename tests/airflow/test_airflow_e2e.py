@@ -2,9 +2,10 @@
 
 The sandbox flows run over the demo days as ``airflow backfill create`` runs; the test
 then checks classification against the sandbox's ground truth, the targets against the
-sources, the conservation law, and that reprocessing the same range writes nothing.
-The same test runs with PostgreSQL and MariaDB targets and a PostgreSQL store when the
-test database URLs are set.
+sources, the conservation law, and that reprocessing the same range writes nothing. Then
+runs triggered by hand: an incremental run and the flows' full compares at once, whose
+tasks the target's pool keeps apart. The same test runs with PostgreSQL and MariaDB
+targets and a PostgreSQL store when the test database URLs are set.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
 from truesync.core.classify import REPORTED_CLASSES
+from truesync.pipeline import dags
 from truesync.reporting.report import report_path
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.api import DEFAULT_TOKEN
@@ -66,9 +68,9 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
     """Backfill the flows (all by default), the REST ones against the sandbox APIs this process serves."""
     config, store = load_config(), Store()
     flows = flows or list(config.flows)
-    dag_ids = [f"truesync_{flow}" for flow in flows]
+    dag_ids = [dags.dag_id(flow) for flow in flows]
     airflow = LocalAirflow(state / "airflow")
-    airflow.prepare(dag_ids)
+    airflow.prepare(dag_ids + [dags.dag_id(flow, compare=True) for flow in SQL_FLOWS if flow in flows])
 
     first = _backfill_all(airflow, dag_ids, "none")
     for dag_runs in first.values():
@@ -139,32 +141,63 @@ def _check_task_logs(airflow: LocalAirflow, store: Store, flow: str, dag_run_id:
     assert DEFAULT_TOKEN not in text
 
 
-def _manual_dry_run(state: Path) -> None:
-    """A run triggered by hand, without a logical date, with ``dry_run``: it writes nothing."""
-    config, store = load_config(), Store()
-    flow = "erp_to_stockctl"
+def _manual_runs(state: Path, dry_run: bool) -> None:
+    """Runs triggered by hand, without a logical date, all at once: erp_to_stockctl's incremental run and
+    its compare, both with ``dry_run``, and webshop_to_crm's compare.
+
+    A dry run writes nothing and keeps the watermark. Each compare reports as one. The pool of
+    stockctl kept every task of erp_to_stockctl's compare off the tasks of its incremental run,
+    while both runs were running.
+    """
+    config, store, run, flow = load_config(), Store(), "manual__now", "erp_to_stockctl"
     watermark = runs.watermark(store, flow)
     before = _target_snapshot(config, [flow])
     airflow = LocalAirflow(state / "airflow")
-    airflow.trigger(f"truesync_{flow}", "manual__dry", '{"dry_run": true}')
+    compare_dags = {f: dags.dag_id(f, compare=True) for f in SQL_FLOWS}
+    conf = json.dumps({"dry_run": dry_run})
+    for dag in (dags.dag_id(flow), compare_dags[flow]):
+        airflow.trigger(dag, run, conf)
+    airflow.trigger(compare_dags["webshop_to_crm"], run)
     airflow.start()
     try:
-        assert airflow.wait_for_run(f"truesync_{flow}", "manual__dry") == "success"
+        states = {dag: airflow.wait_for_run(dag, run) for dag in (dags.dag_id(flow), *compare_dags.values())}
     finally:
         airflow.stop()
-    report = json.loads(runs.get(store, f"{flow}:manual__dry")["report"])
-    assert report["dry_run"] is True and "watermark" not in report
+    assert set(states.values()) == {"success"}, states
+    report = json.loads(runs.get(store, f"{flow}:{run}")["report"])
+    assert report["dry_run"] is dry_run and ("watermark" in report) is not dry_run
     assert report["window"]["start"] == (watermark - config.flows[flow].lookback).isoformat()
     assert report["totals"]["extracted"] > 0, "open exceptions are retried even by a manual run"
-    assert _target_snapshot(config, [flow]) == before
-    assert runs.watermark(store, flow) == watermark
+    if dry_run:
+        assert _target_snapshot(config, [flow]) == before, "neither dry run wrote"
+        assert runs.watermark(store, flow) == watermark
+    for compared, dag in compare_dags.items():
+        _check_compare_report(store, compared, dags.store_run_id(dag, run, 0), dry_run and compared == flow)
+    _check_apart(airflow, compare_dags[flow], dags.dag_id(flow), run)
+
+
+def _check_compare_report(store: Store, flow: str, run_id: str, dry_run: bool) -> None:
+    report = json.loads(runs.get(store, run_id)["report"])
+    assert (report["kind"], report["status"], report["dry_run"]) == ("compare", "success", dry_run), report
+    assert report_path(flow, run_id).is_file() and Path(report["html"]).is_file()
+    assert all(e["conserved"] for e in report["entities"].values()) and "watermark" not in report, report
+
+
+def _check_apart(airflow: LocalAirflow, compare_dag: str, incremental_dag: str, run: str) -> None:
+    """No task of the one DAG run ran while a task of the other did, though both runs were running together."""
+    compare, incremental = airflow.task_intervals(compare_dag, run), airflow.task_intervals(incremental_dag, run)
+    assert len(compare) >= 6 and len(incremental) >= 5, (compare, incremental)
+    overlaps = [(c, i) for c in compare for i in incremental if c[1] < i[2] and i[1] < c[2]]
+    assert not overlaps, f"a compare task and an incremental task ran at the same time: {overlaps}"
+    (compare_start, compare_end), (start, end) = (airflow.run_span(dag, run) for dag in (compare_dag, incremental_dag))
+    assert compare_start < end and start < compare_end, "the two DAG runs were running at the same time"
 
 
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
     assert truesync(["sandbox", "init", "--scale", "300"]) == 0
     with sandbox_apis(state):
         _run_sandbox_through_airflow(state)
-        _manual_dry_run(state)
+        _manual_runs(state, dry_run=True)
 
 
 def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(
@@ -205,4 +238,5 @@ def test_backfill_through_airflow_on_postgres_and_mariadb(
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", postgres_url.render_as_string(hide_password=False))
     assert truesync(["sandbox", "init", "--scale", "300"]) == 0
     _run_sandbox_through_airflow(state, list(SQL_FLOWS))  # the REST flows' targets are not databases
+    _manual_runs(state, dry_run=False)
     assert Store().engine.dialect.name == "postgresql"

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -37,6 +38,12 @@ def airflow_bin() -> str:
     """The ``airflow`` next to this interpreter: Airflow starts its children by that name."""
     candidate = Path(sys.executable).parent / "airflow"
     return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def _utc(value: datetime | str) -> datetime:
+    """A metadata DB timestamp (a string on SQLite) as naive UTC."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 @dataclass
@@ -161,6 +168,23 @@ class LocalAirflow:
             "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' ORDER BY id",
             d=dag_id,
         )
+
+    def task_intervals(self, dag_id: str, run_id: str) -> list[tuple[str, datetime, datetime]]:
+        """(task id with map index, start, end) of a DAG run's succeeded task instances, in naive UTC."""
+        rows = self._query(
+            "SELECT task_id, map_index, start_date, end_date FROM task_instance"
+            " WHERE dag_id = :d AND run_id = :r AND state = 'success'",
+            d=dag_id,
+            r=run_id,
+        )
+        return [(f"{task}[{index}]", _utc(start), _utc(end)) for task, index, start, end in rows]
+
+    def run_span(self, dag_id: str, run_id: str) -> tuple[datetime, datetime]:
+        """When a DAG run started running and when it ended, in naive UTC."""
+        ((start, end),) = self._query(
+            "SELECT start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
+        )
+        return _utc(start), _utc(end)
 
     def trigger(self, dag_id: str, run_id: str, conf: str = "{}") -> None:
         """A manual run without a logical date, as a person triggers it from the UI."""
