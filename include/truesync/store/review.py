@@ -6,12 +6,13 @@ A run can hold a million per-record results, so every query here aggregates in t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from truesync.store.core import Store
+from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, runs
 
 
@@ -113,3 +114,11 @@ def quiet_drift(store: Store, run_id: str, examples: int) -> dict[str, dict[str,
             first = select(*cols).where(quiet, results.c.entity == entity, klass == name).order_by(results.c.key)
             body["examples"] += [dict(r) for r in conn.execute(first.limit(examples)).mappings()]
     return drift
+
+
+def changes(store: Store, run_id: str, size: int) -> Iterator[list[Any]]:
+    """(key, entity, class, outcome, quiet) of every record the run changes or holds, ``size`` a page in key order."""
+    query = select(results.c.key, results.c.entity, results.c["class"], results.c.outcome, results.c.quiet).where(
+        results.c.run_id == run_id, results.c.outcome != "unchanged"
+    )
+    return row_pages(store, query, results.c.key, size)
