@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_runs import Page, page_of
 from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table, delete, func, insert, select, update
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -24,6 +25,7 @@ from truesync.config import Config, load_config
 from truesync.pipeline.compare import DeleteGuardError, run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
+from truesync.reporting import html as report_html
 from truesync.store import Store, queue, runs, staging
 from truesync.store.schema import ledger
 from truesync.support.sqldb import open_engine
@@ -408,4 +410,32 @@ def test_the_command_prints_a_summary_and_the_json_report(
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "compare" and report["entities"]["customer"]["classes"]["target_only"] == 1
     assert report["quiet_drift"]["customer"]["examples"][0]["key"] == "C99"
+    systems.close()
+
+
+def test_the_page_shows_the_counts_the_quiet_drift_and_the_plan_and_the_index_marks_a_compare(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    systems = open_systems(state, make_url(f"sqlite:///{state.parent / 'crm.db'}"), monkeypatch, "{}")
+    _orphan_and_deletes(systems)
+    report = systems.compare(dry_run=True)
+    html, page = page_of(report)
+    for entity, body in report["entities"].items():
+        assert page.number(entity=entity, count="extracted") == body["extracted"]
+        for klass, n in body["classes"].items():
+            assert page.number(entity=entity, **{"class": klass, "outcome": None}) == n, (entity, klass)
+        for outcome, n in body["outcomes"].items():
+            assert page.number(entity=entity, outcome=outcome, **{"class": None}) == n, (entity, outcome)
+    quiet = {(e.attrs["data-quiet-entity"], e.attrs["data-quiet-class"]): int(e.attrs["data-quiet-count"])
+             for e in page.elements if "data-quiet-class" in e.attrs}  # fmt: skip
+    assert quiet == {("customer", "deleted"): 3, ("customer", "target_only"): 1, ("order", "deleted"): 1}
+    examples = {e.attrs["data-quiet-key"] for e in page.elements if "data-quiet-key" in e.attrs}
+    assert examples == {"C05", "C06", "C15", "C99", "O05"}
+    assert "compared = created + updated + unchanged + quarantined + removed + soft_deleted + reported" in html
+    (plan,) = [e for e in page.elements if "data-plan" in e.attrs]
+    assert (report_html.html_path(FLOW, report["run_id"]).parent / plan.attrs["href"]).exists()
+
+    index = Page(report_html.render_index(systems.store).read_text())
+    marked = [e for e in index.elements if e.tag == "tr" and e.attrs.get("data-run") == report["run_id"]]
+    assert marked and any(e.attrs.get("data-kind") == "compare" for e in index.elements)
     systems.close()

@@ -68,11 +68,11 @@ def reason_examples(
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def runs_before(store: Store, flow: str, started_at: datetime, limit: int) -> list[dict[str, Any]]:
-    """The ``limit`` runs of a flow started before ``started_at``, newest first, with their reports."""
+def runs_before(store: Store, flow: str, started_at: datetime, limit: int, kind: str = "sync") -> list[dict[str, Any]]:
+    """The ``limit`` runs of ``kind`` of a flow started before ``started_at``, newest first, with their reports."""
     query = (
         select(runs.c.run_id, runs.c.status, runs.c.dry_run, runs.c.started_at, runs.c.report)
-        .where(runs.c.flow == flow, runs.c.started_at < started_at)
+        .where(runs.c.flow == flow, runs.c.started_at < started_at, runs.c.kind == kind)
         .order_by(runs.c.started_at.desc())
         .limit(limit)
     )
