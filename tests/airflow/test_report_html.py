@@ -24,6 +24,8 @@ from fastapi.testclient import TestClient
 from report_runs import DEMO_START, FLOW, Runs
 
 from truesync import cli
+from truesync.pipeline import dags
+from truesync.pipeline.compare import run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.reporting import html as report_html
@@ -129,6 +131,15 @@ def test_the_extra_link_leads_an_airflow_user_to_the_run_page(runs: Runs, served
     assert found.status_code == 303
     assert found.headers["location"] == f"/{FLOW}/{FLOW}_scheduled__2026-11-03T00_00_00_00_00_1.html"
     assert f"{FLOW}:{airflow_run}#1" in client.get(found.headers["location"]).text
+
+    # The flow's compare DAG can have a run of the same id: its link finds the compare's page.
+    compare = SimpleNamespace(dag_id=f"truesync_{FLOW}_compare", task_id="finalize")
+    compare_path = link.get_link(compare, ti_key=SimpleNamespace(run_id=airflow_run)).removeprefix(plugin.PREFIX)
+    assert client.get(compare_path, follow_redirects=False).status_code == 404, "not the incremental DAG's run"
+    run_compare(runs.config, runs.store, FLOW, dags.store_run_id(compare.dag_id, airflow_run, 0))
+    found = client.get(compare_path, follow_redirects=False)
+    assert found.headers["location"] == f"/{FLOW}/{FLOW}_compare_scheduled__2026-11-03T00_00_00_00_00.html"
+    assert client.get(path, follow_redirects=False).headers["location"].endswith("_1.html"), "and not the other way"
 
 
 @pytest.mark.usefixtures("shared_runs")

@@ -9,9 +9,10 @@ when the DAG run was cleared ``n`` times.
 ``truesync_<target>``, whose size is the target's ``max_parallel_tasks`` (N). An incremental task
 takes one slot, so up to N tasks of the incremental DAGs writing to that target run at once. A
 compare task takes all N: the scheduler starts it only when no task holds a slot of the pool, and
-starts no other task of the pool while it runs. So a compare and an incremental run never work on
-the same target at the same time, whichever flow into that target they belong to. Airflow enforces
-it, per task: running and queued tasks hold their slots; a task waiting for a retry holds none.
+starts no other task of the pool while it runs. So no task of a compare runs beside a task of an
+incremental run on the same target, whichever flow into that target they belong to. Airflow
+enforces it per task (running and queued tasks hold their slots; a task waiting for a retry or
+for its upstream holds none), so the two runs' tasks can alternate.
 
 Airflow never runs a task whose pool does not exist, or is smaller than its ``pool_slots`` (the
 scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_pools` lists the
