@@ -10,19 +10,23 @@ waiting for their customer), which the compare classifies again and leaves there
 
 After the repairs a second compare finds nothing new: every record is in sync or already
 queued, except what a compare reports and never touches (``target_only``, and ``deleted``
-under the sandbox's delete policy ``report``), which it reports again.
+under the sandbox's delete policy ``report``), which it reports again. Under ``deletes: delete``
+the deleted records are removed from the target, so only ``target_only`` is reported again.
 
 On SQLite always; with ``TRUESYNC_TEST_POSTGRES_URL`` and ``TRUESYNC_TEST_MYSQL_URL`` also
-with the CRM and the store on PostgreSQL and stock control on MariaDB.
+with the CRM and the store on PostgreSQL and stock control on MariaDB (``deletes: delete``:
+rows really removed there).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from sandbox_demo import FLOWS, Demo
 from sqlalchemy import select
 
@@ -33,22 +37,45 @@ from truesync.sandbox import DEMO_DAYS
 from truesync.sandbox import systems as sandbox
 from truesync.store import Store, queue
 from truesync.store.schema import results
+from truesync.support.paths import PROJECT_ROOT
 
 COLUMNS = ["entity", "key", "class", "quiet", "outcome"]
 
 
-@pytest.fixture(params=["sqlite", "servers"])
-def box(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
-    """A fresh sandbox at scale 200: SQLite systems, or the CRM and store on PostgreSQL and stock control on MariaDB."""
-    if request.param == "servers":
+@pytest.fixture(params=[("sqlite", "report"), ("sqlite", "delete"), ("servers", "delete")], ids="-".join)
+def box(request: pytest.FixtureRequest, state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
+    """A fresh sandbox at scale 200 on SQLite, or with the CRM and the store on PostgreSQL and stock control on
+    MariaDB; under the sandbox's delete policy (``report``) or with every entity's ``deletes: delete``.
+    """
+    systems, policy = request.param
+    if systems == "servers":
         postgres, mysql = request.getfixturevalue("postgres_databases"), request.getfixturevalue("mysql_url")
         for name, url in (("CRM", postgres.new()), ("STORE", postgres.new()), ("STOCKCTL", mysql)):
             monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{name}", url.render_as_string(hide_password=False))
+    if policy == "delete":
+        monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(_deleting(tmp_path / "config")))
     assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
     config = load_config()
     handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    if systems == "servers":
+        assert handle.store.engine.dialect.name == handle.engine("crm").dialect.name == "postgresql"
+        assert handle.engine("stockctl").dialect.name in ("mysql", "mariadb")
     yield handle
     handle.close()
+
+
+def _deleting(directory: Path) -> Path:
+    """The project's configuration with ``deletes: delete`` for every entity of the compared flows.
+
+    The share guard allows 2%: at scale 200 one stock item is more than 1% of stock control.
+    """
+    shutil.copytree(PROJECT_ROOT / "include" / "config", directory)
+    flows = yaml.safe_load((directory / "flows.yaml").read_text())
+    for flow in FLOWS:
+        spec = flows["flows"][flow]
+        spec["compare"] = {"max_delete_share": 0.02, "deletes": dict.fromkeys(spec["entities"], "delete")}
+    (directory / "flows.yaml").write_text(yaml.safe_dump(flows, sort_keys=False))
+    return directory
 
 
 def test_a_compare_finds_exactly_the_labelled_quiet_drift_then_nothing_new(

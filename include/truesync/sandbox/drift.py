@@ -8,7 +8,9 @@ SQL systems of the sandbox, ``QUIET_SHARE`` of the entity's records each (at lea
 chosen from the seed:
 
 * ``overwritten``: a target edit of a field the source owns, its change time left as it was;
-* ``deleted``: a source delete (outcome: the flow's ``compare.deletes`` policy);
+* ``deleted``: a source delete (outcome: the flow's ``compare.deletes`` policy), within the
+  flow's ``compare.max_delete_share`` of the target's rows (at least one, which a tiny
+  sandbox's guard refuses under a policy that deletes);
 * ``target_only``: a record created in the target only (``reported``, never touched);
 * ``delayed``: a source edit of a field it owns, its change time left as it was;
 * ``missing``: a source record inserted with a change time on a demo day, so before the
@@ -142,9 +144,10 @@ class _Entity:
         labelled = [lab for lab in self.rows.labels if lab["flow"] == self.flow and lab["entity"] == self.entity]
         synced = [lab["key"] for lab in labelled if lab["class"] in IN_SYNC_AFTER_DEMO and not lab["check"]]
         synced = [synced[i] for i in rng.permutation(len(synced))]
-        parents = self._referenced()
-        deleted = [k for k in synced if k not in parents][:n]
-        rest = [k for k in synced if k not in deleted]
+        parents, limit = self._referenced(), self.config.flows[self.flow].compare.max_delete_share
+        deleted = [k for k in synced if k not in parents][: max(1, min(n, int(limit * len(target))))]
+        gone = set(deleted)
+        rest = [k for k in synced if k not in gone]
         self._edit(rest[:n], OVERWRITTEN, self.target)
         self._edit(rest[n : 2 * n], DELAYED, self.source)
         for key in deleted:
