@@ -646,3 +646,74 @@ def test_reconcile_balance_must_be_mapped_by_the_target(cfg: Path) -> None:
 def test_reconcile_balance_needs_total_and_amount(cfg: Path) -> None:
     edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].pop("total"))
     expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "needs 'total' and 'amount'")
+
+
+# ---------------------------------------------------------------- the full compare
+
+
+def test_compare_defaults_to_a_weekly_report_only_compare_under_a_one_percent_guard() -> None:
+    compare = load_config(SHIPPED).flows["webshop_to_crm_api"].compare
+    assert (compare.schedule, compare.max_delete_share) == ("0 3 * * 0", 0.01)
+    assert compare.deletes_of("customer").policy == "report" and compare.deletes_of("customer").mark is None
+
+
+def test_a_delete_policy_alone_or_as_a_block(cfg: Path) -> None:
+    def policies(doc: dict[str, Any]) -> None:
+        doc["flows"]["webshop_to_crm"]["compare"] = {
+            "deletes": {"order": "delete", "customer": {"policy": "soft", "column": "deleted_at"}},
+            "max_delete_share": 0.05,
+        }
+
+    edit(cfg, "flows.yaml", policies)
+    compare = load_config(cfg).flows["webshop_to_crm"].compare
+    assert compare.deletes_of("order").policy == "delete" and compare.deletes_of("order").mark is None
+    assert compare.deletes_of("customer").mark == ("deleted_at", None)
+    assert compare.max_delete_share == 0.05
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        ({"policy": "soft"}, "a soft delete needs the target 'column'"),
+        ({"policy": "delete", "column": "deleted_at"}, "'column' and 'value' belong to policy 'soft'"),
+        ("purge", "Input should be 'report', 'soft' or 'delete'"),  # reported at .policy, the key it stands for
+        ({"policy": "soft", "column": "deleted at"}, "not a valid name"),
+    ],
+)
+def test_a_delete_policy_that_cannot_work_is_refused(cfg: Path, policy: Any, problem: str) -> None:
+    edit(cfg, "flows.yaml", lambda doc: doc["flows"]["webshop_to_crm"].update(compare={"deletes": {"order": policy}}))
+    where = "flows.webshop_to_crm.compare.deletes.order" + (".policy" if isinstance(policy, str) else "")
+    expect_error(cfg, "flows.yaml", where, problem)
+
+
+def test_a_delete_policy_for_an_entity_outside_the_flow(cfg: Path) -> None:
+    edit(
+        cfg,
+        "flows.yaml",
+        lambda doc: doc["flows"]["webshop_to_crm"].update(compare={"deletes": {"stock_item": "delete"}}),
+    )
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.compare.deletes.stock_item", "entity not in flow")
+
+
+def test_a_target_that_cannot_delete_takes_report_only(cfg: Path) -> None:
+    edit(
+        cfg, "flows.yaml", lambda doc: doc["flows"]["webshop_to_crm_api"].update(compare={"deletes": {"order": "soft"}})
+    )
+    with pytest.raises(ConfigError):
+        load_config(cfg)
+    edit(
+        cfg,
+        "flows.yaml",
+        lambda doc: doc["flows"]["webshop_to_crm_api"].update(compare={"deletes": {"order": "delete"}}),
+    )
+    expect_error(
+        cfg,
+        "flows.yaml",
+        "flows.webshop_to_crm_api.compare.deletes.order",
+        "target 'crm_api' (kind rest) cannot delete",
+    )
+
+
+def test_max_delete_share_is_a_share(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda doc: doc["flows"]["webshop_to_crm"].update(compare={"max_delete_share": 1.5}))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.compare.max_delete_share", "less than or equal to 1")

@@ -55,8 +55,8 @@ class Target(Protocol):
         """``system 'x' (url without password)``: the only form of the system that reaches a message."""
         ...
 
-    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
-        """The current records of ``keys``; a key the system does not hold is absent."""
+    def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
+        """The current records of ``keys``; a key the system does not hold, or ``hidden`` marks deleted, is absent."""
         ...
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:

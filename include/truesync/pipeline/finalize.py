@@ -35,7 +35,14 @@ from truesync.quality import health
 from truesync.quality.datadocs import build_site
 from truesync.reporting import html
 from truesync.reporting.masking import mask_examples, mask_field_reason
-from truesync.reporting.report import entity_report, report_path, reports_dir, run_document, write_report
+from truesync.reporting.report import (
+    entity_report,
+    report_path,
+    reports_dir,
+    run_document,
+    write_plan,
+    write_report,
+)
 from truesync.store import Store, checks, queue, review, runs, staging
 
 STAGING_RUNS_KEPT = 30
@@ -75,6 +82,8 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     report = run_document(run, spec, entities, quality, "failed" if failed else "success")
     if compare:
         report["quiet_drift"] = drift
+        if run["dry_run"]:
+            report["plan"] = str(write_plan(store, report))
     report["html"] = str(html.html_path(flow, run_id))
     if not broken and not run["dry_run"] and not compare:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()

@@ -128,7 +128,8 @@ def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[
     """Target records for the keys, canonical, one per key; ambiguous matches are held (``holds``)."""
     job = sync.job
     mapping = job.mapping("target")
-    canon = to_canonical(sync.target.fetch(mapping, keys), mapping, job.spec, [job.spec.key, *fields])
+    hidden = job.config.flows[job.flow].compare.deletes_of(job.entity).mark  # a soft-deleted row is missing
+    canon = to_canonical(sync.target.fetch(mapping, keys, hidden), mapping, job.spec, [job.spec.key, *fields])
     found = canon.records.assign(_ts=canon.source_ts)  # the key is canonical text already
     hold_ambiguous_matches(sync, keys, found[job.spec.key])
     found = found[found[job.spec.key].isin(set(keys))]

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.reporting.masking import mask_field_reason
-from truesync.reporting.report import OUTCOMES, SUCCESS_WITH_ALERTS, report_path, status_label
+from truesync.reporting.report import SUCCESS_WITH_ALERTS, classes_of, outcomes_of, report_path, status_label
 from truesync.store import Store, review, runs
 from truesync.support.paths import state_dir
 
@@ -40,6 +40,8 @@ CLASS_COLOURS = {
     "overwritten": "#d9534f",
     "mismatched": "#9b59b6",
     "invalid": "#555555",
+    "deleted": "#7a4b2a",
+    "target_only": "#2a9d8f",
 }
 SHARE_COLOURS = {
     "mismatched": CLASS_COLOURS["mismatched"],
@@ -79,16 +81,18 @@ def render_index(store: Store) -> Path:
 
 def run_context(config: Config, store: Store, report: dict[str, Any]) -> dict[str, Any]:
     """Everything the run page shows; the store is read with bounded queries only."""
-    run_id, entities = report["run_id"], report.get("entities", {})
+    run_id, entities, kind = report["run_id"], report.get("entities", {}), report.get("kind", "sync")
     trend = _trend(store, report)
     return {
         "report": report,
-        "classes": REPORTED_CLASSES,
-        "outcomes": OUTCOMES,
+        "kind": kind,
+        "classes": classes_of(kind),
+        "outcomes": outcomes_of(kind),
         "colours": CLASS_COLOURS,
         "share_colours": SHARE_COLOURS,
-        "chart": class_chart(entities),
-        "crosstab": _crosstab(store, run_id, entities),
+        "chart": class_chart(entities, classes_of(kind)),
+        "crosstab": _crosstab(store, run_id, entities, kind),
+        "quiet_drift": report.get("quiet_drift") or {},
         "overdue": review.overdue_records(store, run_id, OVERDUE_SHOWN),
         "overdue_total": sum(body.get("overdue", 0) for body in entities.values()),
         "overdue_shown": OVERDUE_SHOWN,
@@ -118,14 +122,14 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _crosstab(store: Store, run_id: str, entities: dict[str, Any]) -> list[dict[str, Any]]:
+def _crosstab(store: Store, run_id: str, entities: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """Rows entity x class with a count per outcome, for classes that have records."""
     counts = review.class_outcomes(store, run_id)
     rows = []
     for entity, body in entities.items():
-        for klass in REPORTED_CLASSES:
+        for klass in classes_of(kind):
             if body["classes"].get(klass):
-                cells = {o: counts.get((entity, klass, o), 0) for o in OUTCOMES}
+                cells = {o: counts.get((entity, klass, o), 0) for o in outcomes_of(kind)}
                 rows.append({"entity": entity, "class": klass, "cells": cells, "total": body["classes"][klass]})
     return rows
 
@@ -172,9 +176,9 @@ def trend_point(run_id: str, report: dict[str, Any], started_at: str, current: b
 
 
 def _trend(store: Store, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """This run and up to ``TREND_RUNS`` runs of the flow before it, oldest first."""
+    """This run and up to ``TREND_RUNS`` runs of the flow of the same kind (sync or compare) before it, oldest first."""
     started = datetime.fromisoformat(report["started_at"])
-    earlier = review.runs_before(store, report["flow"], started, TREND_RUNS)
+    earlier = review.runs_before(store, report["flow"], started, TREND_RUNS, report.get("kind", "sync"))
     points = [
         trend_point(r["run_id"], json.loads(r["report"]) if r["report"] else {"status": r["status"]}, _iso(r))
         for r in reversed(earlier)
@@ -186,13 +190,19 @@ def _iso(run: dict[str, Any]) -> str:
     return run["started_at"].isoformat(sep=" ", timespec="seconds")
 
 
-def class_chart(entities: dict[str, Any], width: int = 640, bar: int = 26, label: int = 110) -> dict[str, Any]:
+def class_chart(
+    entities: dict[str, Any],
+    classes: tuple[str, ...] = REPORTED_CLASSES,
+    width: int = 640,
+    bar: int = 26,
+    label: int = 110,
+) -> dict[str, Any]:
     """Geometry of a 100 % stacked bar per entity, one segment per class, for an inline SVG."""
     span = width - label - 70
     rows = []
     for i, (entity, body) in enumerate(entities.items()):
         total, x, segments = body["extracted"], float(label), []
-        for klass in REPORTED_CLASSES:
+        for klass in classes:
             n = body["classes"].get(klass, 0)
             if n and total:
                 w = span * n / total
@@ -246,6 +256,7 @@ def _index_row(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
         "flow": run["flow"],
+        "kind": run["kind"],
         "status": run["status"],
         "label": status_label(report, run["status"]),
         "dry_run": bool(run["dry_run"]),

@@ -6,6 +6,7 @@ it when a run ends; the HTML page (``reporting.html``) is rendered from it.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Any
 from truesync.config import FlowConfig
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.core.compare import COMPARE_CLASSES
+from truesync.store import Store, review
 from truesync.support.paths import state_dir
 
 OUTCOMES = ("created", "updated", "unchanged", "quarantined")
 COMPARE_OUTCOMES = ("removed", "soft_deleted", "reported")  # what a compare does to records only the target has
 SUCCESS_WITH_ALERTS = "success with alerts"
+PLAN_PAGE = 10_000
 
 
 def status_label(report: dict[str, Any] | None, status: str | None = None) -> str:
@@ -101,6 +104,25 @@ def report_path(flow: str, run_id: str) -> Path:
     """``state/reports/<flow>/<run id>.json``, the run id made safe as a file name."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
     return reports_dir(flow) / f"{safe}.json"
+
+
+def write_plan(store: Store, report: dict[str, Any]) -> Path:
+    """A dry-run compare's planned changes, one CSV line per record: ``<report>.plan.csv``; returns its path.
+
+    Every record it would create, update, delete, soft delete, report or hold, with its class
+    and quiet flag; records in sync are left out. Written page by page, so a large plan never
+    sits in memory.
+    """
+    path = report_path(report["flow"], report["run_id"]).with_suffix(".plan.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["entity", "key", "class", "outcome", "quiet"])
+        for page in review.changes(store, report["run_id"], PLAN_PAGE):
+            writer.writerows(
+                [entity, key, klass, outcome, str(bool(quiet)).lower()] for key, entity, klass, outcome, quiet in page
+            )
+    return path
 
 
 def write_report(report: dict[str, Any]) -> Path:

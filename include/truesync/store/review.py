@@ -6,12 +6,13 @@ A run can hold a million per-record results, so every query here aggregates in t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from truesync.store.core import Store
+from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, runs
 
 
@@ -67,11 +68,11 @@ def reason_examples(
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def runs_before(store: Store, flow: str, started_at: datetime, limit: int) -> list[dict[str, Any]]:
-    """The ``limit`` runs of a flow started before ``started_at``, newest first, with their reports."""
+def runs_before(store: Store, flow: str, started_at: datetime, limit: int, kind: str = "sync") -> list[dict[str, Any]]:
+    """The ``limit`` runs of ``kind`` of a flow started before ``started_at``, newest first, with their reports."""
     query = (
         select(runs.c.run_id, runs.c.status, runs.c.dry_run, runs.c.started_at, runs.c.report)
-        .where(runs.c.flow == flow, runs.c.started_at < started_at)
+        .where(runs.c.flow == flow, runs.c.started_at < started_at, runs.c.kind == kind)
         .order_by(runs.c.started_at.desc())
         .limit(limit)
     )
@@ -113,3 +114,11 @@ def quiet_drift(store: Store, run_id: str, examples: int) -> dict[str, dict[str,
             first = select(*cols).where(quiet, results.c.entity == entity, klass == name).order_by(results.c.key)
             body["examples"] += [dict(r) for r in conn.execute(first.limit(examples)).mappings()]
     return drift
+
+
+def changes(store: Store, run_id: str, size: int) -> Iterator[list[Any]]:
+    """(key, entity, class, outcome, quiet) of every record the run changes or holds, ``size`` a page in key order."""
+    query = select(results.c.key, results.c.entity, results.c["class"], results.c.outcome, results.c.quiet).where(
+        results.c.run_id == run_id, results.c.outcome != "unchanged"
+    )
+    return row_pages(store, query, results.c.key, size)

@@ -84,8 +84,8 @@ class RestSystem:
         """An endpoint's lookup by key returns one item per key: nothing to check."""
         self._endpoint(mapping)
 
-    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
-        """Current items for ``keys``, found by the endpoint's lookup parameter."""
+    def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
+        """Current items for ``keys``, found by the endpoint's lookup parameter (``hidden``: None, see ``scan``)."""
         return _frame(writes.lookup(self.api, self._endpoint(mapping), mapping, keys), mapping)
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:

@@ -200,11 +200,17 @@ class SqlSystem:
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
-    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
-        """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""
-        key = self._table(mapping).c[mapping.key]
+    def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
+        """Current rows for ``keys`` (at most a chunk of them): target matching and retries.
+
+        Rows ``hidden`` marks soft-deleted are left out, as ``scan`` leaves them out.
+        """
+        table = self._table(mapping)
+        key = table.c[mapping.key]
         typed = [_key_value(k, key.type) for k in keys]
         base = select(*self._columns(mapping))
+        if hidden is not None:
+            base = base.where(self._live(table, mapping, *hidden))
         return self._frames(lambda conn: select_by_keys(conn, base, key, typed), mapping)
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
