@@ -131,7 +131,11 @@ def _compare(demo: Demo, flow: str, name: str) -> pd.DataFrame:
     report = run_compare(demo.config, demo.store, flow, f"{flow}:{name}")
     found = _results(demo, report["run_id"])
     known = pd.Series([(e, k) in queued for e, k in zip(found["entity"], found["key"], strict=True)], dtype=bool)
-    return found[(found["class"] != "in_sync") & ~known.to_numpy()]
+    assert not found.loc[known.to_numpy(), "quiet"].any(), "a record the queue held already is not quiet drift"
+    fresh = found[(found["class"] != "in_sync") & ~known.to_numpy()]
+    drift = {e: sum(body["counts"].values()) for e, body in (report.get("quiet_drift") or {}).items()}
+    assert drift == fresh[fresh["quiet"]].groupby("entity").size().to_dict(), "the report counts what it flags"
+    return fresh
 
 
 def _results(demo: Demo, run_id: str) -> pd.DataFrame:

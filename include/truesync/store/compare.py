@@ -119,7 +119,7 @@ def _ledger_range(store: Store, flow: str, entity: str, after: str | None, upto:
 
 
 def record_diffs(store: Store, run_id: str, entity: str, rows: Rows) -> None:
-    """Store the decisions (``key``, ``action``, ``quiet_source``, ``quiet_target``) of keys that differ."""
+    """Store the decisions (``key``, ``action``, ``quiet_source``, ``quiet_target``, ``known``) of keys that differ."""
     if len(rows):
         with store.engine.begin() as conn:
             insert(conn, compare_diffs, with_constants(rows, run_id=run_id, entity=entity))
@@ -152,9 +152,13 @@ def quiet_counts(store: Store, run_id: str) -> dict[str, int]:
 
 
 def mark_quiet(store: Store, run_id: str) -> None:
-    """Set each result's ``quiet`` flag from its class and the flags its key got when compared."""
+    """Set each result's ``quiet`` flag from its class and the flags its key got when compared.
+
+    A record the exception queue held before the compare is known, so not quiet drift.
+    """
     d, klass = compare_diffs, results.c["class"]
     flag = case(
+        (d.c.known, false()),
         (klass.in_(SOURCE_SIDE_CLASSES), d.c.quiet_source),
         (klass == OVERWRITTEN, d.c.quiet_target),
         (klass.in_(ALWAYS_QUIET), true()),
