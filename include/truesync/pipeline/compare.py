@@ -86,6 +86,7 @@ def compare_entity(job: EntityJob) -> int:
         compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
         compared.TARGET: _scan(job, target.scan(target_mapping, size, hidden), target_mapping, compared.TARGET),
     }
+    compared.settle(job.store)
     kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
     staged = _stage(job, source, source_mapping)
     seconds = time.monotonic() - began
