@@ -79,6 +79,9 @@ def _sandbox_parser(sub: Any) -> None:
     init.add_argument("--start", type=date.fromisoformat, default=sandbox.DEMO_START, help="first demo day")
     init.add_argument("--days", type=int, default=sandbox.DEMO_DAYS)
     init.set_defaults(handler=_sandbox_init)
+    box.add_parser(
+        "drift", help="after the flows ran over the demo days: apply the quiet drift init planned, for a compare"
+    ).set_defaults(handler=_sandbox_drift)
     serve = box.add_parser("serve", help="serve the sandbox REST APIs (CRM, payment gateway) until interrupted")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--crm-port", type=int, default=8701, help="0 picks a free port")
@@ -198,18 +201,34 @@ def _config_check(args: argparse.Namespace) -> int:
 def _sandbox_init(args: argparse.Namespace) -> int:
     if not 1 <= args.scale <= 10_000_000:
         raise ValueError("--scale must be between 1 and 10,000,000")
-    from truesync.sandbox import rest, systems  # the demo's code, loaded only by the sandbox commands
+    from truesync.sandbox import drift, rest, systems  # the demo's code, loaded only by the sandbox commands
 
     config = load_config()
     rows = systems.build(args.scale, args.seed, args.start, args.days)
     rest.add_labels(rows)
     payments = rest.build_payments(rows, args.seed, args.start, args.days)
+    quiet = drift.plan(config, rows, args.seed, args.start, args.days)
     labels = state_dir() / "sandbox" / "labels.csv"
     counts = systems.write(rows, systems.system_urls(config), labels)
     counts |= rest.write_seeds(rows, payments, labels.parent)
+    compare_labels, _ = drift.write(quiet, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
+    print(f"quiet drift for a compare: {compare_labels} ({len(quiet.labels):,} labelled records; "
+          "'truesync sandbox drift' applies it once the flows ran over the demo days)")  # fmt: skip
+    return 0
+
+
+def _sandbox_drift(args: argparse.Namespace) -> int:
+    from truesync.sandbox import drift, systems  # the demo's code, loaded only by the sandbox commands
+
+    config = load_config()
+    directory = state_dir() / "sandbox"
+    counts = drift.apply(config, Store(), systems.system_urls(config), directory)
+    for (flow, entity, kind), n in sorted(counts.items()):
+        print(f"  {flow:<18} {entity:<11} {kind:<12} {n:>6,}")
+    print(f"ground truth of the next compare: {directory / 'compare_labels.csv'}")
     return 0
 
 

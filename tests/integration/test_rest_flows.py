@@ -25,6 +25,7 @@ from sandboxapis import sandbox_apis
 from truesync import cli
 from truesync.config import Config, load_config
 from truesync.connectors.rest.session import BadResponse
+from truesync.pipeline.compare import run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox import systems as sandbox
@@ -185,3 +186,31 @@ def test_a_record_the_api_refuses_is_quarantined_and_the_rest_are_written(rest_d
     assert held[0]["reason"] == "system 'crm_api' POST /contacts: unexpected status 422"
     contacts = {c["external_id"] for c in rest_demo.items("crm_api", "contacts")}
     assert refused not in contacts and set(created["key"]) - {refused} <= contacts
+
+
+# --- full compare through the REST CRM's listing ------------------------------------------------
+
+
+def test_a_compare_reads_the_rest_crm_whole_through_its_listing_and_a_second_writes_nothing(
+    rest_demo: RestDemo,
+) -> None:
+    for day in range(sandbox.DEMO_DAYS):
+        rest_demo.run(REST_FLOW, day)
+    held = {e["key"] for e in queue.list_exceptions(rest_demo.store, flow=REST_FLOW) if e["status"] in queue.ACTIVE}
+    rest_demo.faults("crm_api", rate_limit=2, server_error=2)
+    listed = sum(n for name, n in rest_demo.stats("crm_api").items() if name.startswith("GET /contacts"))
+    report = run_compare(rest_demo.config, rest_demo.store, REST_FLOW, f"{REST_FLOW}:compare")
+    assert report["status"] == "success" and all(body["conserved"] for body in report["entities"].values())
+    contacts = len(rest_demo.items("crm_api", "contacts"))
+    pages = sum(n for name, n in rest_demo.stats("crm_api").items() if name.startswith("GET /contacts")) - listed
+    assert pages >= contacts / 200, "every contact was read through the listing, page by page"
+    found = staging.run_results(rest_demo.store, f"{REST_FLOW}:compare")
+    differing = found[(found["class"] != "in_sync") & ~found["key"].isin(held)]
+    assert sorted(map(tuple, differing[["entity", "key", "class", "outcome"]].to_numpy())) == [
+        ("customer", "C0000051", "target_only", "reported"),  # its shop row has no key: someone else's to the CRM
+        ("order", "O0000051", "target_only", "reported"),
+    ]
+    writes = _writes(rest_demo.stats("crm_api"))
+    again = run_compare(rest_demo.config, rest_demo.store, REST_FLOW, f"{REST_FLOW}:compare-again")
+    assert all(body["outcomes"]["created"] == body["outcomes"]["updated"] == 0 for body in again["entities"].values())
+    assert _writes(rest_demo.stats("crm_api")) == writes

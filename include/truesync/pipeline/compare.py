@@ -86,6 +86,7 @@ def compare_entity(job: EntityJob) -> int:
         compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
         compared.TARGET: _scan(job, target.scan(target_mapping, size, hidden), target_mapping, compared.TARGET),
     }
+    compared.settle(job.store)
     kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
     staged = _stage(job, source, source_mapping)
     seconds = time.monotonic() - began
@@ -119,6 +120,9 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
 def _judge(job: EntityJob, dry_run: bool) -> int:
     """Decide per key (``core.compare.judge``); store the differences, refresh stale ledger entries
     of records in sync; returns how many records are in sync.
+
+    A difference whose key the exception queue holds already is ``known``: a problem reported
+    before, so never quiet drift again.
     """
     spec, version = job.config.flows[job.flow], job.mapping_version()
     watermark, kept = runs.watermark(job.store, job.flow), 0
@@ -126,8 +130,10 @@ def _judge(job: EntityJob, dry_run: bool) -> int:
         verdict = judge(page, version, watermark)
         keep = verdict["action"] == KEEP
         kept += int(keep.sum())
-        diffs = verdict.loc[~keep, ["action", "quiet_source", "quiet_target"]]
-        compared.record_diffs(job.store, job.run_id, job.entity, diffs.rename_axis("key").reset_index())
+        diffs = verdict.loc[~keep, ["action", "quiet_source", "quiet_target"]].rename_axis("key").reset_index()
+        queued = queue.active_ids(job.store, job.flow, job.entity, diffs["key"].tolist())
+        diffs["known"] = diffs["key"].isin(queued.keys())
+        compared.record_diffs(job.store, job.run_id, job.entity, diffs)
         fresh = page[verdict["refresh_ledger"].to_numpy()]
         if not dry_run and len(fresh):
             ledger.write(job.store, job.flow, job.entity, _ledger_rows(job, fresh, version))

@@ -5,6 +5,7 @@ a stock-control system are the targets. History before the demo dates is in sync
 the demo days records are created, changed, overwritten in the target, made to disagree
 without a timing explanation, or broken on purpose. ``labels.csv`` says, per record,
 which class, outcome and check the first run that sees it must report.
+The quiet drift only a full compare finds is planned and labelled by ``sandbox.drift``.
 
 Values come from small Faker pools combined with numpy, so a million customers take
 seconds, not minutes.

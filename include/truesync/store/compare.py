@@ -11,7 +11,6 @@ memory stays bounded by the page, and the order is the store's on all three.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import case, delete, false, func, select, true, update
@@ -46,6 +45,15 @@ def record_keys(store: Store, run_id: str, entity: str, side: str, rows: pd.Data
         )
 
 
+def settle(store: Store) -> None:
+    """Refresh PostgreSQL's statistics of the scanned keys: just after a bulk load it has none, and
+    would sort the rest of the table for every page instead of walking its index.
+    """
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {compare_keys.name}")
+
+
 def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
     """How many keys one side holds."""
     k = compare_keys
@@ -55,7 +63,7 @@ def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
 
 
 def joined_pages(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
-    """Every key of both sides and of the ledger, ``size`` keys of the sides a page, in key order.
+    """Every key of both sides and of the ledger, about ``size`` keys of the sides a page, in key order.
 
     A page covers the key range since the previous page, so the ledger entries in that range
     come with it, those of keys neither side holds included; entries past the last key of
@@ -63,41 +71,52 @@ def joined_pages(store: Store, flow: str, run_id: str, entity: str, size: int) -
     """
     last: str | None = None
     while True:
-        sides = _sides(store, run_id, entity, last, size)
-        high = sides.index[-1] if len(sides) == size else None
-        entries = _ledger_range(store, flow, entity, last, high)
-        yield sides.join(entries, how="outer").reindex(columns=list(PAGE_COLUMNS))
+        sides, high = _sides(store, run_id, entity, last, size)
+        yield sides.join(_ledger_range(store, flow, entity, last, high), how="outer").reindex(
+            columns=list(PAGE_COLUMNS)
+        )
         if high is None:
             return
         last = high
 
 
-def _sides(store: Store, run_id: str, entity: str, after: str | None, size: int) -> pd.DataFrame:
+def _sides(store: Store, run_id: str, entity: str, after: str | None, size: int) -> tuple[pd.DataFrame, str | None]:
+    """Both sides of the keys after ``after``, one row per key, and the last key (None: no more).
+
+    Rows are read in the order of the table's primary key (key, then side), so each page is
+    a range of its index that stops at the limit; the last key of a full page may lack its
+    second side, so it is left to the next page.
+    """
     k = compare_keys
-
-    def of(side: str, column: Any) -> Any:
-        return func.max(case((k.c.side == side, column)))
-
     query = (
-        select(
-            k.c.key,
-            of(SOURCE, 1).label("s_seen"),
-            of(SOURCE, k.c.hash).label("s_hash"),
-            of(SOURCE, k.c.ts).label("s_ts"),
-            of(TARGET, 1).label("t_seen"),
-            of(TARGET, k.c.hash).label("t_hash"),
-            of(TARGET, k.c.ts).label("t_ts"),
-        )
+        select(k.c.key, k.c.side, k.c.hash, k.c.ts)
         .where(k.c.run_id == run_id, k.c.entity == entity)
-        .group_by(k.c.key)
-        .order_by(k.c.key)
-        .limit(size)
+        .order_by(k.c.key, k.c.side)
+        .limit(2 * size)
     )
     if after is not None:
         query = query.where(k.c.key > after)
     with store.engine.connect() as conn:
-        result = conn.execute(query)
-        return from_rows(result.all(), list(result.keys())).set_index("key")
+        rows = from_rows(conn.execute(query).all(), ["key", "side", "hash", "ts"])
+    high = None
+    if len(rows) == 2 * size:
+        high = rows["key"].iloc[-1]
+        rows = rows[rows["key"] != high]
+        high = rows["key"].iloc[-1]
+    return _pivot(rows), high
+
+
+def _pivot(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per key: ``s_seen``, ``s_hash``, ``s_ts`` from the source row, ``t_*`` from the target's."""
+    frames = []
+    for side, prefix in ((SOURCE, "s"), (TARGET, "t")):
+        mine = rows[rows["side"] == side].set_index("key")
+        frames.append(
+            pd.DataFrame(
+                {f"{prefix}_seen": 1, f"{prefix}_hash": mine["hash"], f"{prefix}_ts": mine["ts"]}, index=mine.index
+            )
+        )
+    return frames[0].join(frames[1], how="outer")
 
 
 def _ledger_range(store: Store, flow: str, entity: str, after: str | None, upto: str | None) -> pd.DataFrame:
@@ -119,7 +138,7 @@ def _ledger_range(store: Store, flow: str, entity: str, after: str | None, upto:
 
 
 def record_diffs(store: Store, run_id: str, entity: str, rows: Rows) -> None:
-    """Store the decisions (``key``, ``action``, ``quiet_source``, ``quiet_target``) of keys that differ."""
+    """Store the decisions (``key``, ``action``, ``quiet_source``, ``quiet_target``, ``known``) of keys that differ."""
     if len(rows):
         with store.engine.begin() as conn:
             insert(conn, compare_diffs, with_constants(rows, run_id=run_id, entity=entity))
@@ -152,9 +171,13 @@ def quiet_counts(store: Store, run_id: str) -> dict[str, int]:
 
 
 def mark_quiet(store: Store, run_id: str) -> None:
-    """Set each result's ``quiet`` flag from its class and the flags its key got when compared."""
+    """Set each result's ``quiet`` flag from its class and the flags its key got when compared.
+
+    A record the exception queue held before the compare is known, so not quiet drift.
+    """
     d, klass = compare_diffs, results.c["class"]
     flag = case(
+        (d.c.known, false()),
         (klass.in_(SOURCE_SIDE_CLASSES), d.c.quiet_source),
         (klass == OVERWRITTEN, d.c.quiet_target),
         (klass.in_(ALWAYS_QUIET), true()),

@@ -124,6 +124,7 @@ compare_diffs = Table(
     Column("action", String(10), nullable=False),  # sync, delete, report, forget
     Column("quiet_source", Boolean, nullable=False),
     Column("quiet_target", Boolean, nullable=False),
+    Column("known", Boolean, nullable=False),  # in the exception queue before the compare: not news
 )
 
 ledger = Table(

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(10), nullable=False),
         sa.Column("quiet_source", sa.Boolean, nullable=False),
         sa.Column("quiet_target", sa.Boolean, nullable=False),
+        sa.Column("known", sa.Boolean, nullable=False),
     )
 
 
