@@ -21,14 +21,16 @@ from truesync.config import ConfigError, load_config
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.pipeline import progress
+from truesync.pipeline.compare import DeleteGuardError, run_compare
 from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
 from truesync.preflight import preflight
 from truesync.quality.checks import check_expectations
 from truesync.reporting.html import html_path, render_index, render_run
-from truesync.reporting.report import OUTCOMES, status_label
+from truesync.reporting.report import OUTCOMES, outcomes_of, status_label
 from truesync.store import Store, queue, runs
+from truesync.store.core import utcnow
 from truesync.support.connections import ConnectionNotFound, env_var
 from truesync.support.paths import state_dir
 
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _sandbox_parser(sub)
     _deploy_parsers(sub)
     _run_parser(sub)
+    _compare_parser(sub)
     _report_parsers(sub)
     _exceptions_parser(sub)
     return parser
@@ -115,6 +118,19 @@ def _run_parser(sub: Any) -> None:
     run.add_argument("--run-id", help="the whole run id (default: <flow>:manual__<start>)")
     run.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr, not the progress log")
     run.set_defaults(handler=_run)
+
+
+def _compare_parser(sub: Any) -> None:
+    compare = sub.add_parser(
+        "compare", help="compare every record of a flow's source, target and ledger; repair what the flow allows"
+    )
+    compare.add_argument("flow")
+    compare.add_argument("--entity", action="append", help="only this entity (repeatable; default: all of the flow)")
+    compare.add_argument("--dry-run", action="store_true", help="classify and list the planned changes; write nothing")
+    compare.add_argument("--json", action="store_true", help="print the JSON report instead of a summary")
+    compare.add_argument("--run-id", help="the whole run id (default: <flow>:compare__<now>)")
+    compare.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr, not the progress log")
+    compare.set_defaults(handler=_compare)
 
 
 def _report_parsers(sub: Any) -> None:
@@ -226,6 +242,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "success" else EXIT_FAILED
 
 
+def _compare(args: argparse.Namespace) -> int:
+    config = load_config()
+    if args.flow not in config.flows:
+        raise LookupError(f"unknown flow '{args.flow}': the flows are {', '.join(config.flows)}")
+    unknown = [e for e in args.entity or [] if e not in config.flows[args.flow].entities]
+    if unknown:
+        raise LookupError(f"flow '{args.flow}' has no entity {', '.join(unknown)}")
+    run_id = args.run_id or f"{args.flow}:compare__{utcnow().isoformat(timespec='seconds')}"
+    store = Store()
+    try:
+        with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
+            report = run_compare(config, store, args.flow, run_id, args.dry_run, args.entity)
+    except (ConservationError, QualityThresholdError, DeleteGuardError) as exc:
+        if runs.get(store, run_id)["report"]:
+            _print_report(json.loads(runs.get(store, run_id)["report"]))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0 if report["status"] == "success" else EXIT_FAILED
+
+
 def _report(args: argparse.Namespace) -> int:
     store = Store()
     run = runs.get(store, args.run) if args.run else next(iter(runs.latest(store, args.flow, finished=True)), None)
@@ -310,22 +350,18 @@ def _print_report(report: dict[str, Any]) -> None:
     dry = " (dry run: nothing written)" if report.get("dry_run") else ""
     print(f"run {report['run_id']}  flow {report.get('flow')}  {status_label(report)}{dry}")
     print(f"window [{window.get('start')}, {window.get('end')})")
-    header = ("entity", "extracted", "created", "updated", "unchanged", "quarantined", "overdue")
-    print("  ".join(f"{h:>11}" for h in header))
+    outcomes = outcomes_of(report.get("kind", "sync"))
+    header = ("entity", "compared" if report.get("kind") == "compare" else "extracted", *outcomes, "overdue")
+    print("  ".join(f"{h:>12}" for h in header))
     for entity, body in report.get("entities", {}).items():
-        o = body["outcomes"]
-        cells = (
-            entity,
-            body["extracted"],
-            o["created"],
-            o["updated"],
-            o["unchanged"],
-            o["quarantined"],
-            body["overdue"],
-        )
-        print("  ".join(f"{c:>11}" for c in cells))
-    if report.get("path"):
-        print(f"report: {report['path']}")
+        cells = (entity, body["extracted"], *(body["outcomes"][o] for o in outcomes), body["overdue"])
+        print("  ".join(f"{c:>12}" for c in cells))
+    for entity, drift in (report.get("quiet_drift") or {}).items():
+        found = ", ".join(f"{n} {klass}" for klass, n in drift["counts"].items())
+        print(f"quiet drift in {entity}: {found}")
+    for name in ("path", "plan"):
+        if report.get(name):
+            print(f"{'report' if name == 'path' else 'planned changes'}: {report[name]}")
 
 
 def _summary(args: argparse.Namespace) -> int:

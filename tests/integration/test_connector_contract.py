@@ -129,7 +129,9 @@ class SqlBackend(Backend):
             Column("display_name", String(40)),
             Column("email", String(60), nullable=False),
             Column("modified_at", DateTime),
+            Column("deleted_at", DateTime),
         )
+        Table("loose", table.metadata, Column("external_id", String(20)), Column("display_name", String(40)))
         table.metadata.create_all(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), list(reversed(records())))  # stored out of order: the system sorts
@@ -241,6 +243,18 @@ def test_describe_names_the_system_without_its_secret(backend: Backend) -> None:
         assert role.name == SYSTEM
 
 
+def test_a_scan_gives_every_record_once_in_frames_of_the_asked_size(backend: Backend) -> None:
+    for role in (backend.source(), backend.target()):
+        frames = list(role.scan(MAPPING, PAGE + 1))
+        assert sorted(keys(iter(frames))) == sorted(r["external_id"] for r in records())
+        assert all(len(frame) <= PAGE + 1 for frame in frames)
+        assert set(MAPPING.columns) <= set(frames[0].columns)
+
+
+def test_a_target_with_a_unique_key_passes_the_compare_check(backend: Backend) -> None:
+    backend.target().require_unique_key(MAPPING)
+
+
 # --- writing ------------------------------------------------------------------------------------
 
 
@@ -284,6 +298,7 @@ def test_an_unreachable_system_is_unavailable_and_never_shows_its_secret(backend
         "extract": lambda: list(source.extract(MAPPING, DAY, DAY + timedelta(days=1), PAGE)),
         "fetch": lambda: source.fetch(MAPPING, ["C001"]),
         "write": lambda: target.write(MAPPING, [_new("N001")], PAGE),
+        "scan": lambda: list(source.scan(MAPPING, PAGE)),
     }
     for call, run in calls.items():
         with pytest.raises(SystemUnavailable) as caught:
@@ -301,3 +316,44 @@ def test_a_missing_table_or_endpoint_is_a_configuration_problem(backend: Backend
     _assert_secret_free(caught.value)
     with pytest.raises(ConfigurationProblem):
         target.fetch(MISSING, ["C001"])
+
+
+# --- deleting (SQL only: a REST target takes 'deletes: report', see the configuration's check) ----------
+
+
+def _sql(backend: Backend) -> Target:
+    if backend.kind != "sql":
+        pytest.skip("a REST target cannot delete records; the configuration allows it 'deletes: report' only")
+    return backend.target()
+
+
+def test_a_delete_removes_exactly_the_given_keys_it_holds(backend: Backend) -> None:
+    target = _sql(backend)
+    assert target.delete(MAPPING, ["C003", "C004", "NOPE"]) == 2
+    assert sorted(_by_key(target, ["C002", "C003", "C004", "C005"])) == ["C002", "C005"]
+
+
+def test_a_soft_delete_marks_the_rows_and_a_scan_leaves_them_out(backend: Backend) -> None:
+    target = _sql(backend)
+    assert target.mark_deleted(MAPPING, ["C001", "C002", "NOPE"], "deleted_at", DAY) == 2
+    live = keys(target.scan(MAPPING, PAGE, ("deleted_at", None)))
+    assert sorted(live) == sorted(r["external_id"] for r in records() if r["external_id"] not in ("C001", "C002"))
+    assert len(target.fetch(MAPPING, ["C001"])) == 1, "a soft-deleted row stays in the table"
+    by_value = keys(target.scan(MAPPING, PAGE, ("display_name", "Contact 7")))
+    assert "C007" not in by_value and len(by_value) == N - 1
+
+
+def test_a_soft_delete_column_the_table_lacks_is_a_configuration_problem(backend: Backend) -> None:
+    target = _sql(backend)
+    with pytest.raises(ConfigurationProblem, match="no column gone_at"):
+        target.mark_deleted(MAPPING, ["C001"], "gone_at", DAY)
+
+
+def test_a_target_table_without_a_unique_key_is_refused_by_name(backend: Backend) -> None:
+    target = _sql(backend)
+    loose = EntityMapping(table="loose", key="external_id", fields={"customer_id": "external_id"})
+    with pytest.raises(ConfigurationProblem) as caught:
+        target.require_unique_key(loose)
+    message = str(caught.value)
+    assert f"system '{SYSTEM}'" in message and "table 'loose' has no unique key" in message
+    _assert_secret_free(caught.value)

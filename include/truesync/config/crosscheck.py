@@ -115,9 +115,7 @@ def _check_flows(config: Config) -> None:
             _check_flow_entity(config, file, name, entity)
         for entity, rules in flow.reconcile.items():
             _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
-        for entity in flow.compare.deletes:
-            if entity not in flow.entities:
-                raise ConfigError(file, f"flows.{name}.compare.deletes.{entity}", "entity not in flow")
+        _check_deletes(config, file, name, flow)
         for entity, rules in flow.ownership.items():
             if entity not in flow.entities:
                 raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
@@ -127,6 +125,19 @@ def _check_flows(config: Config) -> None:
                     raise ConfigError(file, where, f"not a field of '{entity}'")
                 if owner != SHARED and owner not in config.systems:
                     raise ConfigError(file, where, f"owner '{owner}' is neither a system nor 'shared'")
+
+
+def _check_deletes(config: Config, file: str, name: str, flow: FlowConfig) -> None:
+    """Delete policies name the flow's entities, and only a kind that can delete is asked to."""
+    kind = KINDS[config.systems[flow.target].kind]
+    for entity, policy in flow.compare.deletes.items():
+        where = f"flows.{name}.compare.deletes.{entity}"
+        if entity not in flow.entities:
+            raise ConfigError(file, where, "entity not in flow")
+        if policy.policy != "report" and not kind.deletes:
+            raise ConfigError(
+                file, where, f"target '{flow.target}' (kind {kind.name}) cannot delete records: use 'report'"
+            )
 
 
 def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> None:

@@ -258,6 +258,11 @@ class DeletesConfig(_Strict):
     column: str | None = Field(None, description="target column a soft delete sets, e.g. deleted_at")
     value: str | None = Field(None, description="value a soft delete writes; none: the time of the compare")
 
+    @property
+    def mark(self) -> tuple[str, str | None] | None:
+        """``(column, value)`` marking a target row soft-deleted (value None: any value), or None."""
+        return (self.column, self.value) if self.policy == "soft" and self.column else None
+
     @model_validator(mode="before")
     @classmethod
     def _policy_alone(cls, value: Any) -> Any:

@@ -17,6 +17,8 @@ import pandas as pd
 
 from truesync.config import EntityMapping
 
+SoftMark = tuple[str, str | None] | None  # (column, value) marking a soft-deleted row; value None: any value
+
 
 class Source(Protocol):
     """A system read by change time: the window of a run, records by key, and records no window can find."""
@@ -37,6 +39,10 @@ class Source(Protocol):
 
     def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
         """Records without key or change time, all of them on every call: they go to the exception queue."""
+        ...
+
+    def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
+        """Every record with a key, in any order, in frames of about ``size`` rows (a full compare)."""
         ...
 
 
@@ -63,6 +69,25 @@ class Target(Protocol):
         The first call reaches the system: unreachable is ``SystemUnavailable``; a missing table,
         column or endpoint is ``ConfigurationProblem``.
         """
+        ...
+
+    def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
+        """Every live record with a key, in any order, in frames of about ``size`` rows (a full compare).
+
+        ``hidden`` is a soft-delete mark ``(column, value)``: rows it marks are left out.
+        """
+        ...
+
+    def require_unique_key(self, mapping: EntityMapping) -> None:
+        """Raise ``ConfigurationProblem`` unless the key tells the target's records apart."""
+        ...
+
+    def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
+        """Remove the records of ``keys``; returns how many were removed."""
+        ...
+
+    def mark_deleted(self, mapping: EntityMapping, keys: list[str], column: str, value: Any) -> int:
+        """Soft delete: set ``column`` to ``value`` on the records of ``keys``; returns how many."""
         ...
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:

@@ -38,6 +38,7 @@ class Kind:
     connector: str  # "package.module:Class", a class with ``open(name, settings, connection)``
     docs: str
     settings: type[BaseModel] | None = None  # None: the kind takes no block
+    deletes: bool = False  # a compare may delete or soft delete its records (``deletes: soft | delete``)
     table_problem: Callable[[Any, str], str | None] = no_problem
     lookup_problem: Callable[[Any, str, str], str | None] = no_problem
 

@@ -53,6 +53,14 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
     return Canonical(records, to_utc_naive(ts), errors.dropna(subset=["check_name"]))
 
 
+def keys_of(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping, key: str) -> pd.Series:
+    """Each row's canonical key; a key the mapping cannot read keeps its own text, a null key stays null."""
+    keys = canon.records[key].copy()
+    unreadable = keys.isna() & raw[mapping.key].notna()
+    keys[unreadable] = raw.loc[unreadable, mapping.key].astype(str)
+    return keys
+
+
 def parse_utc_naive(value: Any) -> dt.datetime | None:
     """One ISO time as naive UTC (naive input is taken as UTC); None when absent or unreadable."""
     if value is None:

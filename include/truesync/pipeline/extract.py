@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pandas as pd
 
 from truesync.connectors.registry import open_source
-from truesync.core.canonical import Canonical, to_canonical
+from truesync.core.canonical import Canonical, keys_of, to_canonical
 from truesync.core.classify import row_hash
 from truesync.pipeline import progress
 from truesync.pipeline.job import EntityJob
@@ -93,9 +93,7 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
     verdict = suite(job).validate(validation_frame(raw, mapping, job.spec))
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
     canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
-    keys = canon.records[job.spec.key].copy()
-    unreadable = keys.isna() & raw[mapping.key].notna()
-    keys[unreadable] = raw.loc[unreadable, mapping.key].astype(str)  # a bad key is retried by its own text
+    keys = keys_of(raw, canon, mapping, job.spec.key)  # a bad key is retried by its own text
     null = raw[mapping.key].isna()
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))

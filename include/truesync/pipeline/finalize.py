@@ -34,12 +34,13 @@ from truesync.pipeline.job import EntityJob
 from truesync.quality import health
 from truesync.quality.datadocs import build_site
 from truesync.reporting import html
-from truesync.reporting.masking import mask_examples
+from truesync.reporting.masking import mask_examples, mask_field_reason
 from truesync.reporting.report import entity_report, report_path, reports_dir, run_document, write_report
-from truesync.store import Store, checks, queue, runs, staging
+from truesync.store import Store, checks, queue, review, runs, staging
 
 STAGING_RUNS_KEPT = 30
 DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
+QUIET_EXAMPLES = 5  # per entity and class of quiet drift in a compare's report
 
 
 class ConservationError(AssertionError):
@@ -53,21 +54,29 @@ class QualityThresholdError(AssertionError):
 def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str, Any]:
     """Run the steps of the module docstring; returns the report (with its ``path``)."""
     run, spec = runs.get(store, run_id), config.flows[flow]
-    jobs = [EntityJob(config, store, flow, entity, run_id) for entity in config.load_order(spec.entities)]
+    counts = runs.entity_counts(store, run_id)
+    compare = run["kind"] == "compare"
+    names = [e for e in config.load_order(spec.entities) if not compare or e in counts]  # --entity compares some
+    jobs = [EntityJob(config, store, flow, entity, run_id) for entity in names]
     progress.finalize_started(flow, run, [job.entity for job in jobs])
-    if not run["dry_run"]:
+    if not run["dry_run"] and not compare:  # a compare stages no keyless rows: it would resolve them all
         for job in jobs:
             resolved = resolve_vanished_keyless(job)
             runs.record_counts(store, run_id, job.entity, "final", {"exceptions_resolved": resolved})
-    counts = runs.entity_counts(store, run_id)
-    entities = {job.entity: entity_report(counts.get(job.entity, {})) for job in jobs}
+        counts = runs.entity_counts(store, run_id)
+    entities = {job.entity: entity_report(counts.get(job.entity, {}), run["kind"]) for job in jobs}
     broken = [e for e, r in entities.items() if not r["conserved"]]
     quality = judge_quality(jobs, run, entities)
+    drift = quiet_drift(config, store, flow, run) if compare else None
+    if drift:
+        quality["alerts"] += [health.quiet_alert(flow, entity, body["counts"]) for entity, body in drift.items()]
     fails_on_alerts = bool(spec.quality.fail_on_alert and quality["alerts"])
     failed = broken or quality["failed_thresholds"] or fails_on_alerts
     report = run_document(run, spec, entities, quality, "failed" if failed else "success")
+    if compare:
+        report["quiet_drift"] = drift
     report["html"] = str(html.html_path(flow, run_id))
-    if not broken and not run["dry_run"]:
+    if not broken and not run["dry_run"] and not compare:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
     runs.finish(store, run_id, report["status"], report)
     report["path"] = str(write_report(report))
@@ -76,6 +85,18 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     progress.finalize_finished(config, store, report)
     _raise_failures(run_id, entities, broken, quality, fails_on_alerts)
     return report
+
+
+def quiet_drift(config: Config, store: Store, flow: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Per entity with quiet drift: its count per class and a few examples, reasons masked as on the run page."""
+    drift = review.quiet_drift(store, run["run_id"], QUIET_EXAMPLES)
+    mask = config.flows[flow].quality.mask_pii
+    for entity, body in drift.items():
+        for example in body["examples"]:
+            value = example.pop("value")
+            if mask:
+                example["reason"] = mask_field_reason(config, entity, example["field"], example["reason"], value)
+    return drift
 
 
 def fail_run(store: Store, run_id: str, reason: str) -> None:
@@ -131,7 +152,7 @@ def judge_quality(jobs: list[EntityJob], run: dict[str, Any], entities: dict[str
     summary = checks.summary(store, run_id)
     for entity, items in summary.items():
         mask_examples(config, flow, entity, items)
-    history = health.recent_reports(store, flow, run_id, spec.quality.history_runs)
+    history = health.recent_reports(store, flow, run_id, spec.quality.history_runs, run["kind"])
     failed, alerts = health.assess(spec.quality, flow, entities, history)
     alerts += [
         health.post_load_alert(flow, entity, item)

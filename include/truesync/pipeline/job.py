@@ -52,10 +52,10 @@ class EntityJob:
         return f"{flow.source}@{source}->{flow.target}@{target}"
 
 
-def begin_run(store: Store, flow: str, run_id: str, window: Window, dry_run: bool) -> None:
-    """Record the run and its window in the store; every later task of the run finds it there."""
-    progress.run_started(flow, run_id, window, dry_run)
-    runs.begin(store, run_id, flow, window.start, window.end, dry_run)
+def begin_run(store: Store, flow: str, run_id: str, window: Window, dry_run: bool, kind: str = "sync") -> None:
+    """Record the run, its window and kind in the store; every later task of the run finds it there."""
+    progress.run_started(flow, run_id, window, dry_run, kind)
+    runs.begin(store, run_id, flow, window.start, window.end, dry_run, kind)
 
 
 @dataclass

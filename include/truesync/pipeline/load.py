@@ -152,9 +152,9 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
     blocked = set(errors.index)
     kept = [k for k in keys if k not in blocked]
     rows = [r for k, r in zip(keys, rows, strict=True) if k not in blocked]
-    if mapping.cursor and mapping.cursor not in mapping.fields.values():
-        for row in rows:
-            row[mapping.cursor] = now
+    stamps = _stamps(job, now)
+    for row in rows:
+        row.update(stamps)
     if not sync.dry_run:
         blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
         audit = verdict.audit[verdict.audit["key"].isin(set(keys) - blocked)]
@@ -163,6 +163,21 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
         ]
         runs.add_audit(job.store, entries)
     return now
+
+
+def _stamps(job: EntityJob, now: Any) -> dict[str, Any]:
+    """Columns every written row gets beside its fields: the target's change time (the write time),
+    unless mapped, and a cleared soft-delete time, since a record written again is live.
+
+    A soft delete by a status value is not cleared: the flow is expected to write that status.
+    """
+    mapping, stamps = job.mapping("target"), {}
+    if mapping.cursor and mapping.cursor not in mapping.fields.values():
+        stamps[mapping.cursor] = now
+    mark = job.config.flows[job.flow].compare.deletes_of(job.entity).mark
+    if mark and mark[1] is None and mark[0] not in mapping.fields.values():
+        stamps[mark[0]] = None
+    return stamps
 
 
 def _write_rows(sync: ChunkSync, verdict: Classification, rows: dict[str, dict[str, Any]]) -> set[str]:

@@ -73,6 +73,10 @@ def _pairs(counts: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return " ".join(f"{name}={int(counts.get(name, 0) or 0)}" for name in names)
 
 
+def _all(counts: Mapping[str, Any]) -> str:
+    return _pairs(counts, tuple(counts))
+
+
 def _seconds(value: Any) -> str:
     return f"{float(value or 0.0):.2f}s"
 
@@ -80,9 +84,10 @@ def _seconds(value: Any) -> str:
 # --- plan ----------------------------------------------------------------------------------------
 
 
-def run_started(flow: str, run_id: str, window: Window, dry_run: bool) -> None:
+def run_started(flow: str, run_id: str, window: Window, dry_run: bool, kind: str = "sync") -> None:
     dry = " (dry run: nothing written)" if dry_run else ""
-    _emit("plan", f"run started: flow {flow}, window {_window(window)}, run {run_id}{dry}")
+    what = "compare started: every record of" if kind == "compare" else "run started:"
+    _emit("plan", f"{what} flow {flow}, window {_window(window)}, run {run_id}{dry}")
 
 
 # --- extract -------------------------------------------------------------------------------------
@@ -118,6 +123,15 @@ class Extracting:
             f"records ({parts}) in {self.batches} batches, staged {int(staged)} distinct records "
             f"in {_seconds(seconds)}",
         )
+
+
+def compared(job: Task, scanned: Mapping[str, int], kept: int, staged: int, seconds: float) -> None:
+    """A compare's scan of one entity: rows read per side, records in sync, records staged to repair."""
+    _emit(
+        "compare",
+        f"compare {job.entity}: read {scanned.get('S', 0)} source and {scanned.get('T', 0)} target rows; "
+        f"{kept} in sync, {staged} staged to classify and repair, in {_seconds(seconds)}",
+    )
 
 
 # --- partition and sync --------------------------------------------------------------------------
@@ -213,8 +227,8 @@ def finalize_finished(config: Config, store: Store, report: Mapping[str, Any]) -
         broken = "" if body["conserved"] else " CONSERVATION BROKEN"
         _emit(
             "finalize",
-            f"finalize {entity}: extracted {body['extracted']}; classes {_pairs(body['classes'], REPORTED_CLASSES)}; "
-            f"outcomes {_pairs(body['outcomes'], OUTCOMES)}; overdue {body['overdue']}; "
+            f"finalize {entity}: extracted {body['extracted']}; classes {_all(body['classes'])}; "
+            f"outcomes {_all(body['outcomes'])}; overdue {body['overdue']}; "
             f"exceptions opened {ex['opened']}, resolved {ex['resolved']}{broken}",
             logging.INFO if body["conserved"] else logging.WARNING,
         )
@@ -234,7 +248,8 @@ def finalize_finished(config: Config, store: Store, report: Mapping[str, Any]) -
     _emit(
         "finalize",
         f"finalize finished: flow {flow}, run {run_id}: {report['status']}; extracted {totals.get('extracted', 0)}, "
-        f"{_pairs(totals, OUTCOMES)}; exceptions opened {opened}, resolved {resolved}; slowest stage {slow}; "
+        f"{_all({o: n for o, n in totals.items() if o != 'extracted'})}; "
+        f"exceptions opened {opened}, resolved {resolved}; slowest stage {slow}; "
         f"{watermark}; report {report.get('path')} (page {report.get('html')})",
         logging.INFO if report["status"] == "success" else logging.WARNING,
     )

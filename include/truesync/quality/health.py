@@ -91,6 +91,13 @@ def post_load_alert(flow: str, entity: str, item: dict[str, Any]) -> dict[str, A
     return _alert(entity, item["column"], float(item["unexpected"]), 0.0, POST_LOAD, message)
 
 
+def quiet_alert(flow: str, entity: str, counts: dict[str, int]) -> dict[str, Any]:
+    """Quiet drift found by a compare: differences no change time showed, so no incremental run would find them."""
+    found = ", ".join(f"{n} {klass}" for klass, n in counts.items())
+    message = f"{flow}.{entity}: quiet drift that no change time showed: {found}"
+    return _alert(entity, "quiet_drift", float(sum(counts.values())), 0.0, "quiet_drift", message)
+
+
 def crash_alert(flow: str, entity: str, what: str, error: str) -> dict[str, Any]:
     """A check that crashed after loading (or the Data Docs build): reported, the run goes on."""
     where = f"{flow}.{entity}" if entity else flow
@@ -102,12 +109,15 @@ def _alert(entity: str, metric: str, value: float, limit: float, kind: str, mess
             "message": message}  # fmt: skip
 
 
-def recent_reports(store: Any, flow: str, run_id: str, limit: int) -> list[dict[str, Any]]:
-    """Reports of the flow's previous real runs that finished, newest first."""
+def recent_reports(store: Any, flow: str, run_id: str, limit: int, kind: str = "sync") -> list[dict[str, Any]]:
+    """Reports of the flow's previous real runs of ``kind`` (sync or compare) that finished, newest first.
+
+    A compare counts every record, a sync run its window's: their shares do not compare.
+    """
     previous = runs.latest(store, flow, limit + 20, finished=True)  # room for dry runs, which are left out
     reports = []
     for run in previous:
-        if run["run_id"] == run_id or run["dry_run"]:
+        if run["run_id"] == run_id or run["dry_run"] or run["kind"] != kind:
             continue
         report = json.loads(run["report"])
         if "entities" in report:

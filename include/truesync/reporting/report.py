@@ -13,9 +13,11 @@ from typing import Any
 
 from truesync.config import FlowConfig
 from truesync.core.classify import REPORTED_CLASSES
+from truesync.core.compare import COMPARE_CLASSES
 from truesync.support.paths import state_dir
 
 OUTCOMES = ("created", "updated", "unchanged", "quarantined")
+COMPARE_OUTCOMES = ("removed", "soft_deleted", "reported")  # what a compare does to records only the target has
 SUCCESS_WITH_ALERTS = "success with alerts"
 
 
@@ -31,14 +33,24 @@ def status_label(report: dict[str, Any] | None, status: str | None = None) -> st
     return SUCCESS_WITH_ALERTS if status == "success" and alerts else status
 
 
-def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
+def outcomes_of(kind: str) -> tuple[str, ...]:
+    """The outcomes a run of ``kind`` (sync or compare) reports: the right-hand side of its conservation law."""
+    return OUTCOMES + COMPARE_OUTCOMES if kind == "compare" else OUTCOMES
+
+
+def classes_of(kind: str) -> tuple[str, ...]:
+    """The classes a run of ``kind`` reports."""
+    return REPORTED_CLASSES + COMPARE_CLASSES if kind == "compare" else REPORTED_CLASSES
+
+
+def entity_report(counts: dict[str, Any], kind: str = "sync") -> dict[str, Any]:
     """One entity's numbers from its summed counts; ``conserved`` checks the conservation law."""
     sync_seconds, load_seconds = float(counts.get("sync_seconds", 0.0)), float(counts.get("load_seconds", 0.0))
-    outcomes = {o: int(counts.get(o, 0)) for o in OUTCOMES}
-    return {
+    outcomes = {o: int(counts.get(o, 0)) for o in outcomes_of(kind)}
+    body = {
         "extracted": int(counts.get("extracted", 0)),
         "outcomes": outcomes,
-        "classes": {c: int(counts.get(c, 0)) for c in REPORTED_CLASSES},
+        "classes": {c: int(counts.get(c, 0)) for c in classes_of(kind)},
         "overdue": int(counts.get("overdue", 0)),
         "blocked_again": int(counts.get("blocked_again", 0)),
         "exceptions": {
@@ -52,16 +64,20 @@ def entity_report(counts: dict[str, Any]) -> dict[str, Any]:
         },
         "conserved": int(counts.get("extracted", 0)) == sum(outcomes.values()),
     }
+    if kind == "compare":
+        body["quiet"] = int(counts.get("quiet", 0))
+    return body
 
 
 def run_document(
     run: dict[str, Any], spec: FlowConfig, entities: dict[str, Any], quality: dict[str, Any], status: str
 ) -> dict[str, Any]:
     """The report of a finished run: window, entities, totals over them, data quality."""
-    totals = {o: sum(r["outcomes"][o] for r in entities.values()) for o in OUTCOMES}
+    totals = {o: sum(r["outcomes"][o] for r in entities.values()) for o in outcomes_of(run["kind"])}
     totals["extracted"] = sum(r["extracted"] for r in entities.values())
     return {
         "run_id": run["run_id"],
+        "kind": run["kind"],
         "flow": run["flow"],
         "source": spec.source,
         "target": spec.target,

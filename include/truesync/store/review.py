@@ -93,3 +93,23 @@ def latest_attempt(store: Store, flow: str, dag_run_id: str) -> dict[str, Any] |
     with store.engine.connect() as conn:
         row = conn.execute(query).mappings().first()
     return dict(row) if row else None
+
+
+def quiet_drift(store: Store, run_id: str, examples: int) -> dict[str, dict[str, Any]]:
+    """Entity -> ``counts`` per class of the run's quiet records and up to ``examples`` of each class.
+
+    An example is its key, class, outcome, and the check, field, reason and value that held it, if any.
+    """
+    quiet = (results.c.run_id == run_id) & results.c.quiet.is_(True)
+    klass = results.c["class"]
+    query = select(results.c.entity, klass, func.count()).where(quiet).group_by(results.c.entity, klass)
+    drift: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for entity, name, n in conn.execute(query.order_by(results.c.entity, klass)).all():
+            body = drift.setdefault(entity, {"counts": {}, "examples": []})
+            body["counts"][name] = int(n)
+            cols = [results.c.key, klass.label("class"), results.c.outcome, results.c.check_name, results.c.field,
+                    results.c.reason, results.c.value]  # fmt: skip
+            first = select(*cols).where(quiet, results.c.entity == entity, klass == name).order_by(results.c.key)
+            body["examples"] += [dict(r) for r in conn.execute(first.limit(examples)).mappings()]
+    return drift

@@ -17,9 +17,12 @@ class RunNotFound(LookupError):
     pass
 
 
-def begin(store: Store, run_id: str, flow: str, start: datetime, end: datetime, dry_run: bool) -> None:
-    """Register (or reset, when a run is cleared and re-run) a run and its window."""
+def begin(
+    store: Store, run_id: str, flow: str, start: datetime, end: datetime, dry_run: bool, kind: str = "sync"
+) -> None:
+    """Register (or reset, when a run is cleared and re-run) a run, its window and its kind (sync or compare)."""
     row = {
+        "kind": kind,
         "run_id": run_id,
         "flow": flow,
         "window_start": start,

@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import EntityMapping
+from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem
-from truesync.connectors.rest import changes, writes
+from truesync.connectors.rest import changes, paging, writes
 from truesync.connectors.rest.connection import HttpConnection, http_connection
 from truesync.connectors.rest.session import Api
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
@@ -68,6 +69,20 @@ class RestSystem:
         open until the item is fixed.
         """
         yield from _frames(changes.incomplete(self.api, self._endpoint(mapping), mapping), mapping, size)
+
+    def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
+        """Every item of the endpoint's listing, page by page (a full compare reads the whole listing).
+
+        The kind cannot delete (``deletes: report`` only), so no row is marked deleted: ``hidden``
+        is always None.
+        """
+        items = (item for page in paging.pages(self.api, self._endpoint(mapping), {}) for item in page)
+        keyed = (item for item in items if item.get(mapping.key) is not None)
+        yield from _frames(keyed, mapping, size)
+
+    def require_unique_key(self, mapping: EntityMapping) -> None:
+        """An endpoint's lookup by key returns one item per key: nothing to check."""
+        self._endpoint(mapping)
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current items for ``keys``, found by the endpoint's lookup parameter."""

@@ -6,4 +6,4 @@ mapping's table and columns are checked against the database when a system is fi
 
 from truesync.connectors.kind import Kind
 
-KIND = Kind(name="sql", connector="truesync.connectors.sql.system:SqlSystem", docs="sql-systems")
+KIND = Kind(name="sql", connector="truesync.connectors.sql.system:SqlSystem", docs="sql-systems", deletes=True)

@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import MetaData, Table, and_, or_, select
+from sqlalchemy import MetaData, Table, and_, delete, inspect, or_, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
+from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
-from truesync.support.bulk import select_by_keys, upsert, write_isolating
+from truesync.support.bulk import KEYS_PER_IN, select_by_keys, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
@@ -136,6 +137,68 @@ class SqlSystem:
                         yield from_rows(part, columns)
             except OperationalError as exc:
                 raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+
+    def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
+        """Every row with a key, in no particular order, streamed in frames of ``size`` (a full compare).
+
+        ``hidden`` is a soft-delete mark ``(column, value)``: rows whose column holds the value
+        (any value, when it is None) are deleted records and left out.
+        """
+        table = self._table(mapping)
+        query = select(*self._columns(mapping)).where(table.c[mapping.key].is_not(None))
+        if hidden is not None:
+            query = query.where(self._live(table, mapping, *hidden))
+        columns = [c.name for c in self._columns(mapping)]
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
+                for part in result.partitions(size):
+                    yield from_rows(part, columns)
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+
+    def _live(self, table: Table, mapping: EntityMapping, column: str, value: str | None) -> Any:
+        """Rows not marked deleted by ``column`` (null, or another value than ``value``)."""
+        if column not in table.c:
+            raise ConfigurationProblem(
+                f"{self.describe()}: table '{mapping.table}' has no column {column} for soft deletes"
+            )
+        mark = table.c[column]
+        return mark.is_(None) if value is None else or_(mark.is_(None), mark != value)
+
+    def require_unique_key(self, mapping: EntityMapping) -> None:
+        """A compare tells records apart by key: the key column must be a primary key or unique."""
+        table = self._table(mapping)
+        inspector = inspect(self.engine)
+        unique = [list(table.primary_key.columns.keys())]
+        unique += [c["column_names"] for c in inspector.get_unique_constraints(table.name, schema=table.schema)]
+        unique += [i["column_names"] for i in inspector.get_indexes(table.name, schema=table.schema) if i["unique"]]
+        if [mapping.key] not in unique:
+            raise ConfigurationProblem(
+                f"{self.describe()}: table '{mapping.table}' has no unique key on its key column {mapping.key}; "
+                "a compare needs one to tell records apart (add a unique constraint or index)"
+            )
+
+    def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
+        """Remove the rows of ``keys``, in one transaction; returns how many were removed."""
+        key = self._table(mapping).c[mapping.key]
+        return self._change(mapping, keys, lambda where: delete(key.table).where(where))
+
+    def mark_deleted(self, mapping: EntityMapping, keys: list[str], column: str, value: Any) -> int:
+        """Soft delete: set ``column`` to ``value`` on the rows of ``keys``; returns how many were marked."""
+        table = self._table(mapping)
+        self._live(table, mapping, column, None)  # names a missing column
+        return self._change(mapping, keys, lambda where: update(table).where(where).values({column: value}))
+
+    def _change(self, mapping: EntityMapping, keys: list[str], statement: Callable[[Any], Any]) -> int:
+        key = self._table(mapping).c[mapping.key]
+        typed = [_key_value(k, key.type) for k in keys]
+        try:
+            with self.engine.begin() as conn:
+                pages = range(0, len(typed), KEYS_PER_IN)
+                return sum(conn.execute(statement(key.in_(typed[i : i + KEYS_PER_IN]))).rowcount for i in pages)
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
         """Current rows for ``keys`` (at most a chunk of them): target matching and retries."""

@@ -1,0 +1,318 @@
+"""Full compare: every record of source, target and ledger, not only a window's (``docs/design.md``, "Full compare").
+
+Named steps, in this order:
+
+1. ``begin_compare``: a run of kind ``compare``, its window everything up to now.
+2. ``compare_entity``, per entity in dependency order: both sides are scanned whole, in
+   chunks, hashed on the synced fields and written to the store; one walk by key joins them
+   with the ledger (``store.compare``) and ``core.compare.judge`` decides per key. Records in
+   sync are counted (their ledger refreshed); source records that differ or are missing in
+   the target are fetched again by key and staged as an extract stages them.
+3. The staged records are classified and written by the incremental path
+   (``load.plan_partitions``, ``load.sync_entity``): same classes, holds, audit and ledger.
+4. ``apply_deletes``: records only the target holds, children before parents, under the
+   flow's delete policy and its share guard.
+5. ``finish_compare``: quiet flags, the report (JSON, HTML, index); the watermark stays.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from truesync.config import Config, EntityMapping
+from truesync.connectors.base import Source, Target
+from truesync.connectors.registry import open_source, open_target
+from truesync.core.canonical import as_text, keys_of, to_canonical
+from truesync.core.classify import side_hash
+from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
+from truesync.pipeline import progress
+from truesync.pipeline.extract import batched, prepare
+from truesync.pipeline.finalize import finish_run
+from truesync.pipeline.job import EntityJob, begin_run
+from truesync.pipeline.load import plan_partitions, sync_entity
+from truesync.pipeline.window import Window
+from truesync.store import Store, checks, ledger, queue, runs, staging
+from truesync.store import compare as compared
+from truesync.store.core import utcnow
+
+EPOCH = datetime(1970, 1, 1)
+CHILDREN_REMAIN = "children_remain"
+
+
+class DeleteGuardError(RuntimeError):
+    """A compare would delete more than ``compare.max_delete_share`` of an entity, or everything: nothing is deleted."""
+
+
+def begin_compare(store: Store, flow: str, run_id: str, dry_run: bool) -> Window:
+    """Register a compare run; its window is everything up to now (overdue is judged against now)."""
+    window = Window(EPOCH, utcnow())
+    begin_run(store, flow, run_id, window, dry_run, kind="compare")
+    return window
+
+
+def run_compare(
+    config: Config, store: Store, flow: str, run_id: str, dry_run: bool = False, entities: list[str] | None = None
+) -> dict[str, Any]:
+    """Every step of the module docstring in one process (the CLI, tests, the benchmark)."""
+    window = begin_compare(store, flow, run_id, dry_run)
+    for entity in config.load_order(entities or config.flows[flow].entities):
+        job = EntityJob(config, store, flow, entity, run_id)
+        compare_entity(job)
+        for part in plan_partitions(job):
+            sync_entity(job, window, dry_run, part)
+    apply_deletes(config, store, flow, run_id, dry_run)
+    return finish_compare(config, store, flow, run_id)
+
+
+def compare_entity(job: EntityJob) -> int:
+    """Scan both sides, judge every key, stage the source records to repair; returns keys compared."""
+    began = time.monotonic()
+    spec = job.config.flows[job.flow]
+    source, target = open_source(job.config, spec.source), open_target(job.config, spec.target)
+    source_mapping, target_mapping = job.mapping("source"), job.mapping("target")
+    target.require_unique_key(target_mapping)
+    compared.clear(job.store, job.run_id, job.entity)
+    staging.clear(job.store, job.run_id, job.entity)
+    checks.clear(job.store, job.run_id, job.entity, "extract")
+    hidden = spec.compare.deletes_of(job.entity).mark
+    size = spec.chunk_size
+    scanned = {
+        compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
+        compared.TARGET: _scan(job, target.scan(target_mapping, size, hidden), target_mapping, compared.TARGET),
+    }
+    kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
+    staged = _stage(job, source, source_mapping)
+    seconds = time.monotonic() - began
+    counts = {"extracted": kept + staged, "in_sync": kept, "unchanged": kept, "extract_seconds": seconds}
+    runs.record_counts(job.store, job.run_id, job.entity, "compare", counts)
+    progress.compared(job, scanned, kept, staged, counts["extract_seconds"])
+    return kept + staged
+
+
+def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping, side: str) -> int:
+    """Write one side's keys, hashes of the synced fields and change times to the store; returns rows read.
+
+    A row the mapping cannot read, or a key read twice in one chunk, gets no hash, so it is
+    always compared again (and its problem reported by the checks that stage it).
+    """
+    fields = job.config.synced_fields(job.flow, job.entity)
+    shared = job.config.shared_fields(job.flow, job.entity)
+    read = 0
+    for raw in frames:
+        read += len(raw)
+        canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
+        hashes = side_hash(canon.records[fields], shared)
+        frame = pd.DataFrame({"key": keys_of(raw, canon, mapping, job.spec.key), "hash": hashes, "ts": canon.source_ts})
+        unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
+        frame.loc[unsure, "hash"] = None
+        frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
+        compared.record_keys(job.store, job.run_id, job.entity, side, frame)
+    return read
+
+
+def _judge(job: EntityJob, dry_run: bool) -> int:
+    """Decide per key (``core.compare.judge``); store the differences, refresh stale ledger entries
+    of records in sync; returns how many records are in sync.
+    """
+    spec, version = job.config.flows[job.flow], job.mapping_version()
+    watermark, kept = runs.watermark(job.store, job.flow), 0
+    for page in compared.joined_pages(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
+        verdict = judge(page, version, watermark)
+        keep = verdict["action"] == KEEP
+        kept += int(keep.sum())
+        diffs = verdict.loc[~keep, ["action", "quiet_source", "quiet_target"]]
+        compared.record_diffs(job.store, job.run_id, job.entity, diffs.rename_axis("key").reset_index())
+        fresh = page[verdict["refresh_ledger"].to_numpy()]
+        if not dry_run and len(fresh):
+            ledger.write(job.store, job.flow, job.entity, _ledger_rows(job, fresh, version))
+    return kept
+
+
+def _ledger_rows(job: EntityJob, page: pd.DataFrame, version: str) -> pd.DataFrame:
+    """Ledger entries of records found in sync: what each side holds now."""
+    return pd.DataFrame(
+        {
+            "key": page.index,
+            "source_hash": page["s_hash"].to_numpy(),
+            "target_hash": page["t_hash"].to_numpy(),
+            "source_ts": pd.to_datetime(page["s_ts"]).to_numpy(),
+            "target_ts": pd.to_datetime(page["t_ts"]).to_numpy(),
+            "mapping_version": version,
+            "run_id": job.run_id,
+            "synced_at": utcnow(),
+        }
+    )
+
+
+def _stage(job: EntityJob, source: Source, mapping: EntityMapping) -> int:
+    """Fetch the source records to repair by key and stage them as an extract does; returns how many.
+
+    A record deleted at the source since the scan is not found, so not staged: it is left
+    for the next compare.
+    """
+    spec = job.config.flows[job.flow]
+    keys = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, spec.chunk_size)
+    fetched = (source.fetch(mapping, chunk) for chunk in keys)
+    for raw in batched(fetched, max(spec.chunk_size, spec.quality.batch_rows)):
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+    return staging.count(job.store, job.run_id, job.entity)
+
+
+def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run: bool) -> dict[str, int]:
+    """Records only the target holds, every compared entity, children first; returns counts over all.
+
+    The share guard of every entity is checked before anything is deleted, so a guard that
+    trips leaves every target as it was.
+    """
+    spec = config.flows[flow]
+    entities = [e for e in config.load_order(spec.entities) if e in runs.entity_counts(store, run_id)]
+    jobs = [EntityJob(config, store, flow, entity, run_id) for entity in entities]
+    for job in jobs:
+        _guard(job)
+    source, target = open_source(config, spec.source), open_target(config, spec.target)
+    removed: dict[str, set[str]] = {}
+    totals: dict[str, int] = {}
+    for job in reversed(jobs):
+        counts = _DeleteStep(job, source, target, dry_run, removed).run()
+        runs.record_counts(store, run_id, job.entity, "deletes", counts)
+        for name, n in counts.items():
+            totals[name] = totals.get(name, 0) + n
+    return totals
+
+
+def _guard(job: EntityJob) -> None:
+    """Refuse a compare that would delete more than the flow allows, or everything of an entity."""
+    spec = job.config.flows[job.flow]
+    if spec.compare.deletes_of(job.entity).policy == "report":
+        return
+    planned = compared.action_count(job.store, job.run_id, job.entity, DELETE)
+    rows = compared.side_count(job.store, job.run_id, job.entity, compared.TARGET)
+    where = f"flow '{job.flow}', entity '{job.entity}'"
+    if planned and compared.side_count(job.store, job.run_id, job.entity, compared.SOURCE) == 0:
+        raise DeleteGuardError(
+            f"{where}: source '{spec.source}' returned no rows, so all {planned} of {rows} rows in target "
+            f"'{spec.target}' would be deleted; nothing was deleted (an empty or unreachable table must not "
+            "empty the target)"
+        )
+    limit = spec.compare.max_delete_share
+    if planned and planned / rows > limit:
+        raise DeleteGuardError(
+            f"{where}: {planned} deletes are {planned / rows:.2%} of the {rows} rows in target '{spec.target}', "
+            f"above compare.max_delete_share = {limit:.2%}; nothing was deleted"
+        )
+
+
+class _DeleteStep:
+    """One entity's records deleted at the source (its policy), only in the target (reported), or gone (forgotten)."""
+
+    def __init__(self, job: EntityJob, source: Source, target: Target, dry_run: bool, removed: dict[str, set[str]]):
+        self.job, self.source, self.target, self.dry_run, self.removed = job, source, target, dry_run, removed
+        self.spec = job.config.flows[job.flow]
+        self.policy = self.spec.compare.deletes_of(job.entity)
+        self.counts: dict[str, int] = {}
+
+    def run(self) -> dict[str, int]:
+        store, run_id, entity, size = self.job.store, self.job.run_id, self.job.entity, self.spec.chunk_size
+        self.removed[entity] = set()
+        for keys in compared.diff_keys(store, run_id, entity, DELETE, size):
+            self._deleted(keys)
+        for keys in compared.diff_keys(store, run_id, entity, REPORT, size):
+            self._result(keys, TARGET_ONLY, "reported")
+        for keys in compared.diff_keys(store, run_id, entity, FORGET, size):
+            if not self.dry_run:
+                ledger.forget(store, self.job.flow, entity, keys)
+        return self.counts
+
+    def _add(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def _result(self, keys: list[str], klass: str, outcome: str, reasons: dict[str, str] | None = None) -> None:
+        """Record the class and outcome of ``keys``; ``reasons`` holds them in the queue (``children_remain``)."""
+        check, why = (CHILDREN_REMAIN, [(reasons or {}).get(k) for k in keys]) if reasons else (None, None)
+        rows = pd.DataFrame({"key": keys, "class": klass, "outcome": outcome, "overdue": False, "check_name": check,
+                             "field": None, "reason": why, "value": None})  # fmt: skip
+        staging.record_results(self.job.store, self.job.run_id, self.job.entity, rows)
+        for name in ("extracted", klass, outcome):
+            self._add(name, len(keys))
+
+    def _deleted(self, keys: list[str]) -> None:
+        """Keys the target and the ledger hold and the source no longer does: the flow's policy.
+
+        The source is asked again first: a record back since the scan is only reported.
+        """
+        if self.policy.policy == "report":
+            self._result(keys, DELETED, "reported")
+            return
+        mapping = self.job.mapping("source")
+        back = set(as_text(self.source.fetch(mapping.narrowed([]), keys)[mapping.key]))
+        self._result([k for k in keys if k in back], DELETED, "reported")
+        gone = [k for k in keys if k not in back]
+        holding = self._children(gone)
+        self._hold(holding)
+        remove = [k for k in gone if k not in holding]
+        if remove and not self.dry_run:
+            self._remove(remove)
+        self.removed[self.job.entity].update(remove)
+        self._result(remove, DELETED, "removed" if self.policy.policy == "delete" else "soft_deleted")
+
+    def _remove(self, keys: list[str]) -> None:
+        job, mapping = self.job, self.job.mapping("target")
+        if self.policy.policy == "delete":
+            self.target.delete(mapping, keys)
+        else:
+            column = str(self.policy.column)
+            self.target.mark_deleted(mapping, keys, column, self.policy.value or utcnow())
+        ledger.forget(job.store, job.flow, job.entity, keys)
+        self._add("exceptions_resolved", queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, keys))
+
+    def _children(self, keys: list[str]) -> dict[str, str]:
+        """Parents among ``keys`` that children in the target still reference (not removed by this compare)."""
+        config, target_name = self.job.config, self.spec.target
+        holding: dict[str, list[str]] = {}
+        for child in self.spec.entities:
+            for field, parent in config.entities[child].references.items():
+                if parent != self.job.entity:
+                    continue
+                mapping = config.entity_mapping(target_name, child)
+                found = self.target.fetch_by(mapping.narrowed([]), mapping.fields[field], keys)
+                column = mapping.fields[field]
+                refs = pd.DataFrame({"child": as_text(found[mapping.key]), "parent": as_text(found[column])})
+                refs = refs[~refs["child"].isin(self.removed.get(child, set()))]
+                for parent_key, n in refs.groupby("parent").size().items():
+                    holding.setdefault(str(parent_key), []).append(f"{n} {child}")
+        entity = self.job.entity
+        return {
+            key: f"{entity} '{key}' was deleted at the source, but {' and '.join(kids)} record(s) in '{target_name}' "
+            f"still reference it; it is deleted once they are gone"
+            for key, kids in holding.items()
+        }
+
+    def _hold(self, reasons: dict[str, str]) -> None:
+        """Parents whose children remain wait in the exception queue; a later compare deletes them."""
+        if not reasons:
+            return
+        self._result(list(reasons), DELETED, "quarantined", reasons)
+        if self.dry_run:
+            return
+        key = self.job.spec.key
+        rows = [{"key": k, "class": DELETED, "check_name": CHILDREN_REMAIN, "field": None, "reason": r,
+                 "payload": json.dumps({key: k})} for k, r in reasons.items()]  # fmt: skip
+        job = self.job
+        self._add("exceptions_opened", queue.quarantine(job.store, job.flow, job.entity, job.run_id, rows))
+
+
+def finish_compare(config: Config, store: Store, flow: str, run_id: str) -> dict[str, Any]:
+    """Quiet flags on the results, then the report as any run's (``finalize.finish_run``); the scanned keys go."""
+    compared.mark_quiet(store, run_id)
+    for entity, n in compared.quiet_counts(store, run_id).items():
+        runs.record_counts(store, run_id, entity, "quiet", {"quiet": n})
+    try:
+        return finish_run(config, store, flow, run_id)
+    finally:
+        compared.purge(store, run_id)
