@@ -366,6 +366,7 @@ def entity_figures(report: dict[str, Any]) -> dict[str, Any]:
             "outcomes": nonzero(entity["outcomes"]),
             "conserved": entity["conserved"],
             "quiet": nonzero((quiet.get(name) or {}).get("counts") or {}),
+            "durations": entity["durations"],
         }
         for name, entity in report["entities"].items()
     }
@@ -563,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child[0]](*args.child[1:])))
         return 0
+    if importlib.util.find_spec("reladiff") is None:
+        print("reladiff is not installed: .venv/bin/pip install -r bench/requirements.txt -c constraints.txt")
+        return 2
     databases = bench_databases(args.server)
     with tempfile.TemporaryDirectory(prefix="truesync-compare-") as tmp:
         work = Path(tmp)
