@@ -9,8 +9,9 @@ b. a compare after a sync, with a ledger: the tables are rebuilt, an incremental
    (``truesync.pipeline.runner.run_flow``, window 1970-01-01 .. the drift day) writes the
    ledger of every row, a fresh drift is made, then the same compare;
 c. before each truesync compare, reladiff's hashdiff (``reladiff.diff_tables``, algorithm
-   ``HASHDIFF``, its defaults: bisection factor 32, threshold 16,384 rows, ``--reladiff-threads``
-   connections per database) on the same two tables, same key, same compared columns; after
+   ``HASHDIFF``, its defaults: bisection factor 32, threshold 16,384 rows) on the same two
+   tables, same key, same compared columns, once per ``--reladiff-threads`` value (connections
+   per database and pool size; 1 is reladiff's default): the ratio is to the fastest; after
    each truesync compare, reladiff again, to check what the repair left;
 d. the SQLite sandbox at ``--sqlite-scale`` customers (``truesync sandbox init --scale N``):
    the ``webshop_to_crm`` compare on a fresh store, then on a restored sandbox after a sync
@@ -46,7 +47,7 @@ connections as ``AIRFLOW_CONN_<ID>`` variables.
 
     .venv/bin/pip install -r bench/requirements.txt -c constraints.txt   # reladiff (and dlt)
     python bench/compare.py [--rows 1500000] [--sqlite-scale 1000000] [--skip-sqlite-sandbox]
-                            [--reladiff-threads 1] [--profile PREFIX] [--server URL] [--seed N]
+                            [--reladiff-threads 1 2] [--profile PREFIX] [--server URL] [--seed N]
                             [--keep] [--json FILE]
 
 ``--profile PREFIX`` runs each truesync compare under cProfile and writes
@@ -420,12 +421,16 @@ def run_case(name: str, args: argparse.Namespace, databases: Any, rng: np.random
     case["drift"] = made.counts()
     print(f"  drift {case['drift']}", flush=True)
     urls = [anchor.dsn(url) for url in (databases.source, databases.target)]
-    case["reladiff"] = child("reladiff", *urls, str(args.reladiff_threads))
-    print(f"  reladiff: {brief(case['reladiff'])}, {case['reladiff']['differences']}", flush=True)
+    case["reladiff_runs"] = []
+    for threads in args.reladiff_threads:
+        case["reladiff_runs"].append(child("reladiff", *urls, str(threads)))
+        run = case["reladiff_runs"][-1]
+        print(f"  reladiff, {threads} thread(s): {brief(run)}, {run['differences']}", flush=True)
+    case["reladiff"] = min(case["reladiff_runs"], key=lambda run: run["wall_seconds"])
     profile = f"{args.profile}-{name}.prof" if args.profile else ""
     case["truesync"] = child("compare", FLOW, profile)
     print(f"  truesync: {brief(case['truesync'])}, {case['truesync']['entities'][ENTITY]}", flush=True)
-    case["after"] = child("reladiff", *urls, str(args.reladiff_threads))
+    case["after"] = child("reladiff", *urls, str(case["reladiff"]["threads"]))
     print(f"  reladiff after the repair: {brief(case['after'])}, {case['after']['differences']}", flush=True)
     case["checks"] = check_case(name, args.rows, made, case)
     for problem in case["checks"]:
@@ -510,7 +515,9 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         ts, rd = case["truesync"], case["reladiff"]
         keys = ts["entities"][ENTITY]["keys"]
         to_reladiff = anchor.ratio(ts["wall_seconds"], rd["wall_seconds"])
-        rows.append([f"{title}: reladiff hashdiff", keys, *figures(rd), None, ""])
+        for run in case["reladiff_runs"]:
+            fastest = "fastest" if run is rd else ""
+            rows.append([f"{title}: reladiff hashdiff, {run['threads']} thread(s)", keys, *figures(run), None, fastest])
         rows.append([f"{title}: truesync compare", keys, *figures(ts), to_reladiff, "<= 0.5; RSS < 400 MiB"])
         rows.append(
             [
@@ -549,7 +556,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=11)
     server = os.environ.get("TRUESYNC_BENCH_POSTGRES_URL") or anchor.DEFAULT_SERVER
     parser.add_argument("--server", default=server, help="PostgreSQL server URL (any database on it)")
-    parser.add_argument("--reladiff-threads", type=int, default=1, help="reladiff's connections per database")
+    parser.add_argument(
+        "--reladiff-threads", type=int, nargs="+", default=[1, 2], help="reladiff's connections per database, each run"
+    )
     parser.add_argument("--sqlite-scale", type=int, default=1_000_000, help="customers of the SQLite sandbox")
     parser.add_argument("--skip-sqlite-sandbox", action="store_true", help="leave out the sandbox (minutes)")
     parser.add_argument("--profile", help="run truesync's compares under cProfile, stats to PREFIX-<case>.prof")
