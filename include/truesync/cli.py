@@ -283,8 +283,9 @@ def _compare(args: argparse.Namespace) -> int:
         with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
             report = run_compare(config, store, args.flow, run_id, args.dry_run, args.entity)
     except (ConservationError, QualityThresholdError, DeleteGuardError) as exc:
-        if runs.get(store, run_id)["report"]:
-            _print_report(json.loads(runs.get(store, run_id)["report"]))
+        written = json.loads(runs.get(store, run_id)["report"] or "{}")
+        if "entities" in written:  # a guard that tripped leaves only the reason, printed below
+            _print_report(written)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:

@@ -297,6 +297,8 @@ def test_above_the_share_guard_nothing_is_deleted_and_the_run_fails_saying_why(
     assert len(systems.keys(systems.crm, "contacts")) == 20 and len(systems.keys(systems.crm, "deals")) == 10, (
         "the order was within its share, but nothing of the flow is deleted"
     )
+    failed = runs.get(systems.store, f"{FLOW}:compare")
+    assert failed["status"] == "failed" and "max_delete_share" in json.loads(failed["report"])["reason"]
     systems.close()
 
 

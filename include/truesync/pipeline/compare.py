@@ -33,7 +33,7 @@ from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.pipeline import progress
 from truesync.pipeline.extract import batched, prepare
-from truesync.pipeline.finalize import finish_run
+from truesync.pipeline.finalize import fail_run, finish_run
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.pipeline.window import Window
@@ -66,7 +66,11 @@ def run_compare(
         compare_entity(job)
         for part in plan_partitions(job):
             sync_entity(job, window, dry_run, part)
-    apply_deletes(config, store, flow, run_id, dry_run)
+    try:
+        apply_deletes(config, store, flow, run_id, dry_run)
+    except DeleteGuardError as exc:  # in Airflow, the DAG's record_failure task does this
+        fail_run(store, run_id, str(exc))
+        raise
     return finish_compare(config, store, flow, run_id)
 
 
