@@ -181,7 +181,8 @@ def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run:
     trips leaves every target as it was.
     """
     spec = config.flows[flow]
-    entities = [e for e in config.load_order(spec.entities) if e in runs.entity_counts(store, run_id)]
+    compared_entities = runs.entity_counts(store, run_id)
+    entities = [e for e in config.load_order(spec.entities) if e in compared_entities]
     jobs = [EntityJob(config, store, flow, entity, run_id) for entity in entities]
     for job in jobs:
         _guard(job)

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 
 from truesync.store.core import Store
 from truesync.store.schema import ledger
-from truesync.support.bulk import KEYS_PER_IN, Rows, select_by_keys, upsert, with_constants
+from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, with_constants
 from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
@@ -38,5 +38,4 @@ def forget(store: Store, flow: str, entity: str, keys: list[str]) -> int:
     """Drop the entries of ``keys``: records a compare found gone, or deleted in the target."""
     where = (ledger.c.flow == flow) & (ledger.c.entity == entity)
     with store.engine.begin() as conn:
-        pages = (keys[i : i + KEYS_PER_IN] for i in range(0, len(keys), KEYS_PER_IN))
-        return sum(conn.execute(delete(ledger).where(where, ledger.c.key.in_(page))).rowcount for page in pages)
+        return sum(conn.execute(delete(ledger).where(where, page)).rowcount for page in in_pages(ledger.c.key, keys))

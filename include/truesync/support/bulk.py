@@ -127,8 +127,13 @@ def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any
     if conn.dialect.name == "postgresql":
         keyed = [column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))]
     else:
-        keyed = [column.in_(keys[start : start + KEYS_PER_IN]) for start in range(0, len(keys), KEYS_PER_IN)]
+        keyed = in_pages(column, keys)
     return [row for clause in keyed for row in conn.execute(query.where(clause)).all()]
+
+
+def in_pages(column: Any, keys: Sequence[Any]) -> list[Any]:
+    """``column IN (…)`` clauses of at most ``KEYS_PER_IN`` keys each, together covering ``keys``."""
+    return [column.in_(keys[start : start + KEYS_PER_IN]) for start in range(0, len(keys), KEYS_PER_IN)]
 
 
 def write_isolating(engine: Engine, rows: Rows, write: Callable[[Connection, Rows], Any]) -> dict[int, str]:

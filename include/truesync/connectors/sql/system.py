@@ -27,7 +27,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 from truesync.config import EntityMapping
 from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
-from truesync.support.bulk import KEYS_PER_IN, select_by_keys, upsert, write_isolating
+from truesync.support.bulk import in_pages, select_by_keys, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
@@ -195,8 +195,7 @@ class SqlSystem:
         typed = [_key_value(k, key.type) for k in keys]
         try:
             with self.engine.begin() as conn:
-                pages = range(0, len(typed), KEYS_PER_IN)
-                return sum(conn.execute(statement(key.in_(typed[i : i + KEYS_PER_IN]))).rowcount for i in pages)
+                return sum(conn.execute(statement(page)).rowcount for page in in_pages(key, typed))
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
