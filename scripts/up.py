@@ -12,7 +12,7 @@ PORT = int(os.environ.get("TRUESYNC_UI_PORT", "8080"))
 
 
 def main() -> None:
-    airflow = LocalAirflow(state_dir() / "airflow", port=PORT)
+    airflow = LocalAirflow(state_dir() / "airflow", port=PORT, schedules=True)
     airflow.migrate()  # the metadata DB and the pools first: a task whose pool is missing never runs
     env = airflow.env
     passwords = airflow.home / "simple_auth_manager_passwords.json.generated"

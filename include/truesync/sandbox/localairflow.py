@@ -52,6 +52,10 @@ class LocalAirflow:
     port: int = field(default_factory=free_port)
     log_server_port: int = field(default_factory=free_port)
     executor: str = "LocalExecutor"
+    # False (the demo's backfill, the tests): the scheduler creates no runs from the DAGs' timetables
+    # (``scheduler.use_job_schedule``), so backfills and manual runs are alone, not raced by the latest
+    # interval's run that unpausing starts. ``make up`` turns them on.
+    schedules: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
@@ -78,6 +82,7 @@ class LocalAirflow:
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedules),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # task logs carry the engine's progress lines
                 "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "alembic=WARNING",  # the store's schema check, every task
