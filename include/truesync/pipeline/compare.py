@@ -138,10 +138,19 @@ def _judge(job: EntityJob, dry_run: bool) -> int:
         queued = queue.active_ids(job.store, job.flow, job.entity, diffs["key"].tolist())
         diffs["known"] = diffs["key"].isin(queued.keys())
         compared.record_diffs(job.store, job.run_id, job.entity, diffs)
-        fresh = page[verdict["refresh_ledger"].to_numpy()]
-        if not dry_run and len(fresh):
-            ledger.write(job.store, job.flow, job.entity, _ledger_rows(job, fresh, version))
+        if not dry_run:
+            _refresh_ledger(job, page[verdict["refresh_ledger"].to_numpy()], version)
     return kept
+
+
+def _refresh_ledger(job: EntityJob, fresh: pd.DataFrame, version: str) -> None:
+    """Write the entries of records found in sync: appended where the key had none (all of a
+    first compare's), merged where it had a stale one.
+    """
+    unknown = fresh["l_version"].isna().to_numpy()
+    for rows, new in ((fresh[unknown], True), (fresh[~unknown], False)):
+        if len(rows):
+            ledger.write(job.store, job.flow, job.entity, _ledger_rows(job, rows, version), new=new)
 
 
 def _ledger_rows(job: EntityJob, page: pd.DataFrame, version: str) -> pd.DataFrame:

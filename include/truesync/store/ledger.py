@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 
 from truesync.store.core import Store
 from truesync.store.schema import ledger
-from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, with_constants
+from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
@@ -26,10 +26,15 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
     return from_rows(rows, ["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
 
 
-def write(store: Store, flow: str, entity: str, rows: Rows) -> int:
-    """Record what was seen and written for each key (after the target commit)."""
+def write(store: Store, flow: str, entity: str, rows: Rows, new: bool = False) -> int:
+    """Record what was seen and written for each key (after the target commit).
+
+    ``new``: the keys had no entry when the caller looked (a first compare's records in sync),
+    so they are appended (``COPY`` on PostgreSQL), and merged only if one was written since.
+    """
+    write_rows = upsert_mostly_new if new else upsert
     with store.engine.begin() as conn:
-        return upsert(
+        return write_rows(
             conn, ledger, with_constants(rows, flow=flow, entity=entity), ("flow", "entity", "key"), LEDGER_COLUMNS
         )
 
