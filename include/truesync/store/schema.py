@@ -104,6 +104,7 @@ results = Table(
     Column("quiet", Boolean),  # compare runs: a difference no change time shows
 )
 
+# The compare tables are a run's scratch, emptied when it ends: UNLOGGED on PostgreSQL (``0003_compare``).
 compare_keys = Table(
     "ts_compare_key",
     metadata,

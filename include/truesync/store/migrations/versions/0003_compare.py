@@ -13,6 +13,11 @@ down_revision = "0002"
 _COUNTS = ("deleted", "target_only", "removed", "soft_deleted", "reported", "quiet")
 
 
+def _scratch() -> list[str]:
+    """A run's scratch tables, emptied when it ends, write no WAL on PostgreSQL."""
+    return ["UNLOGGED"] if op.get_bind().dialect.name == "postgresql" else []
+
+
 def upgrade() -> None:
     op.add_column("ts_run", sa.Column("kind", sa.String(20), nullable=False, server_default="sync"))
     for name in _COUNTS:
@@ -26,6 +31,7 @@ def upgrade() -> None:
         sa.Column("side", sa.String(1), primary_key=True),
         sa.Column("hash", sa.String(64)),
         sa.Column("ts", sa.DateTime),
+        prefixes=_scratch(),
     )
     op.create_table(
         "ts_compare_diff",
@@ -36,6 +42,7 @@ def upgrade() -> None:
         sa.Column("quiet_source", sa.Boolean, nullable=False),
         sa.Column("quiet_target", sa.Boolean, nullable=False),
         sa.Column("known", sa.Boolean, nullable=False),
+        prefixes=_scratch(),
     )
 
 
