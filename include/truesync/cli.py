@@ -30,6 +30,8 @@ from truesync.preflight import preflight
 from truesync.quality.checks import check_expectations
 from truesync.reporting.html import html_path, render_index, render_run
 from truesync.reporting.report import OUTCOMES, outcomes_of, status_label
+from truesync.reporting.trace import render_text as render_trace
+from truesync.reporting.trace import trace as trace_record
 from truesync.store import Store, queue, runs
 from truesync.store.core import utcnow
 from truesync.support.connections import ConnectionNotFound, env_var
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     _compare_parser(sub)
     _report_parsers(sub)
     _exceptions_parser(sub)
+    _trace_parser(sub)
     return parser
 
 
@@ -180,6 +183,23 @@ def _exceptions_parser(sub: Any) -> None:
         cmd.add_argument("ids", type=int, nargs="+")
         cmd.add_argument("--reason", required=True)
         cmd.set_defaults(handler=_decide(status))
+
+
+def _trace_parser(sub: Any) -> None:
+    trace = sub.add_parser(
+        "trace", help="one record's path: every run that saw it, ledger, overwrites, exceptions, live values"
+    )
+    trace.add_argument("flow")
+    trace.add_argument("entity")
+    trace.add_argument("key", help="the record's key as the flow's source holds it")
+    trace.add_argument("--json", action="store_true", help="the JSON document instead of text")
+    trace.set_defaults(handler=_trace)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    found = trace_record(load_config(), Store(), args.flow, args.entity, args.key)
+    print(json.dumps(found, indent=2, default=str) if args.json else render_trace(found))
+    return 0
 
 
 def _config_check(args: argparse.Namespace) -> int:

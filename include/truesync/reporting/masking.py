@@ -7,6 +7,7 @@ The store and the exception queue keep the real values: people fix records from 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -74,3 +75,34 @@ def mask_examples(config: Config, flow: str, entity: str, items: list[dict[str, 
         fmt = personal[0].format if len(columns) == 1 else None
         for example in item["examples"]:
             example["value"] = mask(example["value"], fmt)
+
+
+def personal_names(config: Config, flow: str, entity: str) -> dict[str, str | None]:
+    """Names that hold personal data in the flow's records, with their format: each personal field,
+    and its column in the source and in the target. Empty when the flow turns masking off.
+    """
+    spec = config.flows[flow]
+    if not spec.quality.mask_pii:
+        return {}
+    names: dict[str, str | None] = {}
+    for field, field_spec in config.entities[entity].fields.items():
+        if not field_spec.personal:
+            continue
+        for system in (spec.source, spec.target):
+            column = config.entity_mapping(system, entity).fields.get(field)
+            if column:
+                names[column] = field_spec.format
+        names[field] = field_spec.format
+    return names
+
+
+def mask_payload(payload: str, personal: dict[str, str | None]) -> str:
+    """A queued record's JSON payload with the values of ``personal`` names masked."""
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return payload if not personal else _HIDDEN  # unreadable: nothing personal may show through
+    if not isinstance(record, dict):
+        return payload
+    masked = {k: mask(v, personal[k]) if k in personal and v is not None else v for k, v in record.items()}
+    return json.dumps(masked, default=str)

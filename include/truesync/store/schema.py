@@ -102,6 +102,7 @@ results = Table(
     Column("reason", Text),
     Column("value", Text),
     Column("quiet", Boolean),  # compare runs: a difference no change time shows
+    Index("ix_ts_result_record", "entity", "key"),  # one record's path (store.history)
 )
 
 # The compare tables are a run's scratch, emptied when it ends: UNLOGGED on PostgreSQL (``0003_compare``).
@@ -186,6 +187,7 @@ audit = Table(
     Column("overwritten_value", Text),
     Column("restored_value", Text),
     Column("at", DateTime, nullable=False),
+    Index("ix_ts_audit_record", "flow", "entity", "key"),
 )
 
 checks = Table(

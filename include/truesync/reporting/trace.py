@@ -1,0 +1,196 @@
+"""The path of one record: what every run decided about it, its ledger entry, its overwritten
+values and exceptions from the store, and its current values read live from both systems, side by
+side (``truesync trace``; ``docs/operating.md``, "Following one record").
+
+Rules:
+
+* The live values are canonical (the form the flow compares), field by field for every field
+  both systems map; ``differs`` is set only for the fields the flow syncs, since a field the
+  target owns may differ by design. A value the mapping cannot read shows as ``unreadable:``
+  with the reason, which quotes it.
+* A soft-deleted target row (the compare's ``deletes: soft``) counts as absent, as it does for
+  a sync.
+* Values of personal fields are masked everywhere in the trace, as in the run reports, unless the
+  flow turns masking off (``quality.mask_pii: false``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from truesync.config import Config
+from truesync.connectors.registry import open_source, open_target
+from truesync.core.canonical import to_canonical
+from truesync.reporting.masking import mask, mask_field_reason, mask_payload, personal_names
+from truesync.store import Store, history
+
+NOT_FOUND = "not found"
+
+
+def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dict[str, Any]:
+    """Everything known about one record of a flow, as a JSON-ready document."""
+    _require(config, flow, entity)
+    personal = personal_names(config, flow, entity)
+    spec = config.flows[flow]
+    return {
+        "flow": flow,
+        "entity": entity,
+        "key": key,
+        "source": spec.source,
+        "target": spec.target,
+        "runs": [_masked_result(config, entity, r, personal) for r in history.record_runs(store, flow, entity, key)],
+        "ledger": history.ledger_entry(store, flow, entity, key),
+        "overwrites": [_masked_overwrite(r, personal) for r in history.overwrites(store, flow, entity, key)],
+        "exceptions": [
+            _masked_exception(config, entity, r, personal) for r in history.record_exceptions(store, flow, entity, key)
+        ],
+        "values": live_values(config, flow, entity, key, personal),
+    }
+
+
+def _require(config: Config, flow: str, entity: str) -> None:
+    if flow not in config.flows:
+        raise LookupError(f"no flow '{flow}'; flows: {', '.join(config.flows)}")
+    if entity not in config.flows[flow].entities:
+        raise LookupError(
+            f"flow '{flow}' has no entity '{entity}'; its entities: {', '.join(config.flows[flow].entities)}"
+        )
+
+
+def live_values(
+    config: Config, flow: str, entity: str, key: str, personal: dict[str, str | None]
+) -> list[dict[str, Any]]:
+    """One row per field both systems map: the source's and the target's value now, and whether they
+    differ; no rows when neither system holds the record.
+    """
+    spec = config.flows[flow]
+    synced = set(config.synced_fields(flow, entity))
+    hidden = spec.compare.deletes_of(entity).mark
+    source = _read(config, spec.source, entity, key, None, open_source)
+    target = _read(config, spec.target, entity, key, hidden, open_target)
+    rows: list[dict[str, Any]] = []
+    if not source and not target:
+        return rows
+    for field in [config.entities[entity].key, *config.mapped_fields(flow, entity)]:
+        mine, theirs = source.get(field, NOT_FOUND), target.get(field, NOT_FOUND)
+        rows.append(
+            {
+                "field": field,
+                "owner": config.owner(flow, entity, field),
+                "source": _masked_value(mine, field, personal),
+                "target": _masked_value(theirs, field, personal),
+                "differs": field in synced and mine != theirs,
+            }
+        )
+    return rows
+
+
+def _read(config: Config, system: str, entity: str, key: str, hidden: Any, opener: Any) -> dict[str, Any]:
+    """The record's canonical values in one system (empty when it holds no such record)."""
+    mapping = config.entity_mapping(system, entity)
+    fields = [f for f in config.entities[entity].fields if f in mapping.fields]
+    raw = opener(config, system).fetch(mapping, [key], hidden)
+    if raw.empty:
+        return {}
+    canon = to_canonical(raw.iloc[:1], mapping, config.entities[entity], fields)
+    values = canon.records.iloc[0].to_dict()
+    for _, problem in canon.errors.iterrows():  # a row's first problem (the reason quotes the value)
+        values[problem["field"]] = f"unreadable: {problem['reason']}"
+    return values
+
+
+def _masked_value(value: Any, field: str, personal: dict[str, str | None]) -> Any:
+    if value is None or value == NOT_FOUND or field not in personal:
+        return value
+    return mask(str(value), personal[field])
+
+
+def _masked_result(config: Config, entity: str, row: dict[str, Any], personal: dict[str, str | None]) -> dict[str, Any]:
+    if personal:
+        row["reason"] = mask_field_reason(config, entity, row["field"], row["reason"], row["value"])
+        row["value"] = _masked_value(row["value"], row["field"] or "", personal)
+    return row
+
+
+def _masked_overwrite(row: dict[str, Any], personal: dict[str, str | None]) -> dict[str, Any]:
+    for name in ("overwritten_value", "restored_value"):
+        row[name] = _masked_value(row[name], row["field"], personal)
+    return row
+
+
+def _masked_exception(
+    config: Config, entity: str, row: dict[str, Any], personal: dict[str, str | None]
+) -> dict[str, Any]:
+    if personal:
+        row["reason"] = mask_field_reason(config, entity, row["field"], row["reason"], _offending(row))
+        row["payload"] = mask_payload(row["payload"], personal)
+    return row
+
+
+def _offending(row: dict[str, Any]) -> str | None:
+    """The held value of the exception's field, from its payload (the queue keeps no value column)."""
+    try:
+        record = json.loads(row["payload"])
+    except ValueError:
+        return None
+    value = record.get(row["field"]) if isinstance(record, dict) and row["field"] else None
+    return None if value is None else str(value)
+
+
+def render_text(found: dict[str, Any]) -> str:
+    """The trace for a terminal: runs, ledger, overwrites, exceptions, then the values side by side."""
+    sections = [
+        f"{found['flow']} {found['entity']} {found['key']}: {found['source']} → {found['target']}",
+        _section("runs", [_run_line(r) for r in found["runs"]], "none saw this record"),
+        _section("ledger", [_ledger_line(found["ledger"])] if found["ledger"] else [], "none (never synced)"),
+        _section("overwritten in the target", [_overwrite_line(o) for o in found["overwrites"]], "nothing"),
+        _section("exceptions", [_exception_line(e) for e in found["exceptions"]], "none"),
+        _section(
+            "values now (! differs)",
+            [_value_line(v) for v in _VALUE_HEADER + found["values"]] if found["values"] else [],
+            f"in neither {found['source']} nor {found['target']}",
+        ),
+    ]
+    return "\n\n".join(sections)
+
+
+_VALUE_HEADER = [{"field": "field", "owner": "owner", "source": "source", "target": "target", "differs": False}]
+_TIME = "%Y-%m-%d %H:%M"
+
+
+def _section(title: str, lines: list[str], empty: str) -> str:
+    return "\n".join([f"{title}:", *(f"  {line}" for line in lines or [empty])])
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    kind = r["kind"] + (" dry run" if r["dry_run"] else "")
+    flags = (" overdue" if r["overdue"] else "") + (" quiet" if r["quiet"] else "")
+    why = f"; {r['reason']}" if r["reason"] else ""  # the reason names its check
+    window = f"{r['window_start']:{_TIME}} .. {r['window_end']:{_TIME}}"
+    return (
+        f"{r['started_at']:{_TIME}}  {r['run_id']} [{kind}] window {window}: {r['class']} → {r['outcome']}{flags}{why}"
+    )
+
+
+def _ledger_line(entry: dict[str, Any]) -> str:
+    return f"synced by {entry['run_id']} at {entry['synced_at']:{_TIME}} (mapping {entry['mapping_version']})"
+
+
+def _overwrite_line(o: dict[str, Any]) -> str:
+    return f"{o['at']:{_TIME}}  {o['field']}: {o['overwritten_value']!r} → {o['restored_value']!r} ({o['run_id']})"
+
+
+def _exception_line(e: dict[str, Any]) -> str:
+    seen = f"attempts {e['attempts']}, last seen {e['last_seen']:{_TIME}}"
+    return f"#{e['id']} {e['status']}: {e['class']}; {e['reason']} ({seen})"
+
+
+def _value_line(v: dict[str, Any]) -> str:
+    mark = "!" if v["differs"] else " "
+    return f"{mark} {v['field']:<20} {v['owner']:<12} {_cell(v['source']):<30} {_cell(v['target'])}"
+
+
+def _cell(value: Any) -> str:
+    text = "∅" if value is None else str(value)
+    return text if len(text) <= 30 else text[:29] + "…"
