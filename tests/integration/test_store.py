@@ -62,6 +62,8 @@ def test_migrations_create_every_declared_table_and_column(store: Store) -> None
     for name, table in metadata.tables.items():
         columns = {c["name"] for c in inspector.get_columns(name)}
         assert set(table.c.keys()) <= columns, name
+        indexes = {i["name"] for i in inspector.get_indexes(name)}
+        assert {i.name for i in table.indexes} <= indexes, name
     assert _versions(store) == [_head()]
     if store.engine.dialect.name == "postgresql":  # a compare's scratch tables write no WAL
         query = text("SELECT relpersistence FROM pg_class WHERE relname IN ('ts_compare_key', 'ts_compare_diff')")
