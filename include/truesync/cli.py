@@ -7,6 +7,7 @@ Every sub-command works on the same store and configuration the DAGs use, locate
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from truesync.reporting.html import html_path, render_index, render_run
 from truesync.reporting.report import OUTCOMES, outcomes_of, status_label
 from truesync.reporting.trace import render_text as render_trace
 from truesync.reporting.trace import trace as trace_record
-from truesync.store import Store, queue, runs
+from truesync.store import Store, queue, runs, triage
 from truesync.store.core import utcnow
 from truesync.support.connections import ConnectionNotFound, env_var
 from truesync.support.paths import state_dir
@@ -177,12 +178,12 @@ def _exceptions_parser(sub: Any) -> None:
     show.set_defaults(handler=_exceptions_show)
     retry = exc.add_parser("retry", help="send exceptions back to be retried by the next run")
     retry.add_argument("ids", type=int, nargs="+")
-    retry.set_defaults(handler=_decide("retrying", default_reason="sent back for retry"))
+    retry.set_defaults(handler=_decide("retry", default_reason="sent back for retry"))
     for action, status in (("resolve", "resolved"), ("ignore", "ignored")):
-        cmd = exc.add_parser(action, help=f"mark an exception {status}")
+        cmd = exc.add_parser(action, help=f"mark exceptions {status}")
         cmd.add_argument("ids", type=int, nargs="+")
         cmd.add_argument("--reason", required=True)
-        cmd.set_defaults(handler=_decide(status))
+        cmd.set_defaults(handler=_decide(action))
 
 
 def _trace_parser(sub: Any) -> None:
@@ -462,11 +463,16 @@ def _exceptions_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decide(status: str, default_reason: str = "") -> Callable[[argparse.Namespace], int]:
+def _decide(action: str, default_reason: str = "") -> Callable[[argparse.Namespace], int]:
+    """A person's decision from the shell, by the rules of ``store.triage``, recorded as the shell's user."""
+
     def handler(args: argparse.Namespace) -> int:
+        store = Store()
+        for exception_id in args.ids:
+            queue.get(store, exception_id)  # an unknown id is an error, before anything changes
         reason = getattr(args, "reason", None) or default_reason
-        changed = queue.set_status(Store(), args.ids, status, reason)
-        print(f"{changed} exception(s) marked {status}")
+        selection = triage.Selection(flows=None, ids=tuple(args.ids))
+        print(triage.describe(triage.decide(store, selection, action, reason, f"{getpass.getuser()} (shell)")))
         return 0
 
     return handler

@@ -108,6 +108,12 @@ def test_exception_queue_list_show_and_decisions(ran: Path, capsys: pytest.Captu
     assert truesync(["exceptions", "resolve", str(first["id"]), "--reason", "fixed by hand"]) == 0
     resolved = queue.get(Store(), first["id"])
     assert (resolved["status"], resolved["note"]) == ("resolved", "fixed by hand")
+    assert resolved["decided_by"].endswith("(shell)") and resolved["decided_at"] is not None
+    capsys.readouterr()
+    assert truesync(["exceptions", "retry", str(first["id"])]) == 0
+    assert capsys.readouterr().out.strip() == "0 marked retrying; left as they were: 1 resolved"
+    assert truesync(["exceptions", "resolve", str(first["id"]), "999999", "--reason", "x"]) == 1
+    assert "no exception with id 999999" in capsys.readouterr().err
 
     assert truesync(["exceptions", "show", "999999"]) == 1
     assert "no exception with id 999999" in capsys.readouterr().err

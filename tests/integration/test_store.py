@@ -18,8 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 
-from truesync.store import Store, ledger, queue, runs, staging
-from truesync.store.core import MIGRATIONS
+from truesync.store import Store, ledger, queue, runs, staging, triage
+from truesync.store.core import MIGRATIONS, utcnow
 from truesync.store.schema import metadata, watermarks
 
 FLOW, ENTITY = "webshop_to_crm", "customer"
@@ -219,7 +219,7 @@ def test_a_resolved_exception_that_reappears_is_reopened(store: Store) -> None:
 def test_an_ignored_exception_stays_ignored(store: Store) -> None:
     queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1")])
     ident = _one(store, "C1")["id"]
-    assert queue.set_status(store, [ident], "ignored", "known test customer") == 1
+    assert _decide(store, "ignore", "known test customer", ident)["changed"] == 1
     assert queue.quarantine(store, FLOW, ENTITY, "run-2", [_problem("C1")]) == 0
     row = _one(store, "C1")
     assert (row["status"], row["note"]) == ("ignored", "known test customer")
@@ -229,20 +229,56 @@ def test_an_ignored_exception_stays_ignored(store: Store) -> None:
     assert list(queue.active_keys(store, FLOW, ENTITY, 10)) == []
 
 
-def test_set_status_records_a_decision_and_rejects_unknown_ids_and_statuses(store: Store) -> None:
-    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem("C1"), _problem("C2")])
-    ids = sorted(r["id"] for r in queue.list_exceptions(store))
-    missing = max(ids) + 1000
-    with pytest.raises(queue.ExceptionNotFound, match=str(missing)):
-        queue.set_status(store, [ids[0], missing], "resolved", "typo fixed by hand")
-    assert {r["status"] for r in queue.list_exceptions(store)} == {"open"}, "nothing changes when one id is unknown"
-    with pytest.raises(queue.ExceptionNotFound):
-        queue.get(store, missing)
-    with pytest.raises(ValueError, match="unknown status"):
-        queue.set_status(store, ids, "closed", "no such status")
-    assert queue.set_status(store, ids, "resolved", "fixed by hand") == 2
-    assert {(r["status"], r["note"]) for r in queue.list_exceptions(store)} == {("resolved", "fixed by hand")}
-    assert queue.get(store, ids[0])["status"] == "resolved"
+def _decide(store: Store, action: str, note: str, *ids: int) -> dict:
+    return triage.decide(store, triage.Selection(flows=None, ids=ids), action, note, "tester")
+
+
+def test_decisions_follow_the_rule_table_record_who_and_when_and_repeat_as_no_ops(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem(k) for k in ("C1", "C2", "C3")])
+    c1, c2, c3 = (_one(store, k)["id"] for k in ("C1", "C2", "C3"))
+    with pytest.raises(ValueError, match="unknown action"):
+        _decide(store, "close", "no such action", c1)
+    with pytest.raises(ValueError, match="needs a reason"):
+        _decide(store, "resolve", " ", c1)
+    assert {r["status"] for r in queue.list_exceptions(store)} == {"open"}
+
+    before = utcnow()
+    done = _decide(store, "resolve", "typo fixed by hand", c1, c2)
+    assert (done["changed"], done["left"]) == (2, {})
+    row = queue.get(store, c1)
+    assert (row["status"], row["note"], row["decided_by"]) == ("resolved", "typo fixed by hand", "tester")
+    assert row["decided_at"] >= before
+
+    again = _decide(store, "retry", "try again", c1, c3)
+    assert (again["changed"], again["left"]) == (1, {"resolved": 1}), "a resolved exception is not sent back"
+    assert triage.describe(again) == "1 marked retrying; left as they were: 1 resolved"
+    assert queue.get(store, c3)["status"] == "retrying"
+    assert _decide(store, "ignore", "not ours", c3)["changed"] == 1
+    assert _decide(store, "ignore", "not ours", c3) == {"action": "ignore", "status": "ignored", "changed": 0,
+                                                        "left": {"ignored": 1}}  # fmt: skip
+    assert _decide(store, "retry", "back to the queue", c3)["changed"] == 1, "an ignored exception can be sent back"
+
+
+def test_the_queue_pages_filter_and_export_within_the_visible_flows(store: Store) -> None:
+    queue.quarantine(store, FLOW, ENTITY, "run-1", [_problem(f"C{i:02d}") for i in range(12)])
+    queue.quarantine(store, FLOW, "order", "run-1", [_problem("O01")])
+    queue.quarantine(store, "other_flow", ENTITY, "run-1", [_problem("C01")])
+    mine = triage.Selection(flows=(FLOW,))
+    rows, total = triage.page(store, mine, 0, 5)
+    assert (len(rows), total) == (5, 13)
+    second, _ = triage.page(store, mine, 5, 5)
+    assert not {r["id"] for r in rows} & {r["id"] for r in second}
+    assert triage.page(store, triage.Selection(flows=(FLOW,), entity="order"), 0, 50)[1] == 1
+    assert triage.page(store, triage.Selection(flows=(FLOW,), key="C0"), 0, 50)[1] == 10
+    assert triage.page(store, triage.Selection(flows=(FLOW,), key="%"), 0, 50)[1] == 0, "a key part is literal"
+    assert triage.page(store, triage.Selection(flows=(FLOW,), older_than_days=1), 0, 50)[1] == 0
+    assert triage.page(store, triage.Selection(flows=()), 0, 50)[1] == 0, "no visible flow, no exception"
+    exported = list(triage.every(store, mine))
+    assert len(exported) == 13 and len({r["id"] for r in exported}) == 13
+    assert {r["flow"] for r in exported} == {FLOW}
+    everything = triage.decide(store, triage.Selection(flows=(FLOW,), entity=ENTITY), "ignore", "bulk", "tester")
+    assert everything["changed"] == 12
+    assert queue.list_exceptions(store, flow="other_flow")[0]["status"] == "open", "another flow is untouched"
 
 
 def test_active_keys_pages_through_every_active_key_once(store: Store) -> None:
@@ -251,7 +287,7 @@ def test_active_keys_pages_through_every_active_key_once(store: Store) -> None:
     queue.quarantine(store, FLOW, "order", "run-1", [_problem("K999")])
     queue.resolve_synced(store, FLOW, ENTITY, "run-2", ["K005"])
     ignored = _one(store, "K006")["id"]
-    queue.set_status(store, [ignored], "ignored", "not ours")
+    _decide(store, "ignore", "not ours", ignored)
     pages = list(queue.active_keys(store, FLOW, ENTITY, 5))
     assert all(len(p) <= 5 for p in pages)
     seen = [k for p in pages for k in p]

@@ -190,14 +190,3 @@ def get(store: Store, exception_id: int) -> dict[str, Any]:
     if row is None:
         raise ExceptionNotFound(f"no exception with id {exception_id}")
     return dict(row)
-
-
-def set_status(store: Store, exception_ids: list[int], status: str, note: str) -> int:
-    """A person's decision: resolve, ignore, or send back for retry on the next run."""
-    if status not in STATUSES:
-        raise ValueError(f"unknown status '{status}'")
-    for exception_id in exception_ids:
-        get(store, exception_id)
-    stmt = update(exceptions).where(exceptions.c.id.in_(exception_ids)).values(status=status, note=note)
-    with store.engine.begin() as conn:
-        return conn.execute(stmt).rowcount

@@ -60,6 +60,7 @@ runs = Table(
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
     Column("report", Text),
+    Index("ix_ts_run_newest", "flow", "kind", "started_at"),  # each flow's newest runs (store.status)
 )
 
 run_entities = Table(
@@ -171,8 +172,11 @@ exceptions = Table(
     Column("status", String(20), nullable=False),
     Column("note", Text),
     Column("run_id", String(250), nullable=False),
+    Column("decided_by", String(250)),  # who made the last decision (dashboard user, or the shell's user)
+    Column("decided_at", DateTime),
     UniqueConstraint("flow", "entity", "key", name="uq_ts_exception_record"),
     Index("ix_ts_exception_status", "status", "flow", "entity"),
+    Index("ix_ts_exception_seen", "last_seen", "id"),  # the queue's pages, newest seen first
 )
 
 audit = Table(
