@@ -6,23 +6,22 @@
   API server (pages, JSON reports, Data Docs below it), because a ``file://`` link does not
   open from an ``http`` page.
 
-Airflow mounts plugin FastAPI apps without its authentication, so every request here checks
-the caller's Airflow token itself (the UI's ``_token`` cookie or an ``Authorization: Bearer``
-header) and the caller's right to read the runs of the DAG the file belongs to. Paths that
-leave the reports folder are refused.
+Every request checks the caller's Airflow token and right to read the runs of the DAG the file
+belongs to (``truesync_access``). Paths that leave the reports folder are refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
+from truesync_access import User, require
 
 from truesync.pipeline.dags import DAG_PREFIX, run_key
 from truesync.reporting.html import html_path
@@ -56,25 +55,6 @@ class RunReportLink(BaseOperatorLink):
         return f"{_base_path()}{PREFIX}/-/dag-run/{quote(operator.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
 
 
-async def _user(request: Request) -> Any:
-    """The caller, authenticated as Airflow's own API does it (imported here: only the API server needs it)."""
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
-
-    return await get_user(request, None, await bearer_scheme(request))
-
-
-def _authorize(user: Any, dag_id: str | None) -> None:
-    """Refuse unless the user may read the DAG's runs (``None``: the runs of every DAG)."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-
-    allowed = get_auth_manager().is_authorized_dag(
-        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-    )
-    if not allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to read these runs")
-
-
 def _reports_dir() -> Path:
     return (state_dir() / "reports").resolve()
 
@@ -92,14 +72,13 @@ def _inside_reports(path: str) -> tuple[Path, str | None]:
     return target, (DAG_PREFIX + parts[0] if len(parts) > 1 else None)
 
 
-User = Annotated[Any, Depends(_user)]
 app = FastAPI(title="truesync reports", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @app.get("/-/dag-run/{dag_id}/{run_id:path}")
 def dag_run_report(dag_id: str, run_id: str, request: Request, user: User) -> RedirectResponse:
     """Redirect to the page of the newest truesync run of a DAG run (a cleared DAG run is run again)."""
-    _authorize(user, dag_id)
+    require(user, dag_id)
     flow, key = run_key(dag_id, run_id)
     found = review.latest_attempt(Store(), flow, key) if dag_id.startswith(DAG_PREFIX) else None
     page = html_path(flow, found["run_id"]) if found else None
@@ -119,7 +98,7 @@ def index(user: User) -> FileResponse:
 def report_file(path: str, user: User) -> FileResponse:
     """A file below the reports folder, for a user who may read the runs of the flow it belongs to."""
     target, dag_id = _inside_reports(path)
-    _authorize(user, dag_id)
+    require(user, dag_id)
     if not target.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
     return FileResponse(target, headers=SERVED_HEADERS)

@@ -6,21 +6,16 @@ locally and fails under ``CI=true``. What the pages say is tested in the integra
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import struct
-import subprocess
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from plugin_client import plugin_client, screenshot
 from report_runs import DEMO_START, FLOW, Runs
 
 from truesync import cli
@@ -30,44 +25,11 @@ from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.reporting import html as report_html
 from truesync.sandbox.localairflow import LocalAirflow
-from truesync.support.paths import PROJECT_ROOT
-
-
-def _browser() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _png_pixels(png: bytes) -> tuple[int, int, bytes]:
-    """Width, height and the inflated scanlines of a PNG (filter bytes included)."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, width, height, data = 8, 0, 0, b""
-    while pos < len(png):
-        (length,), kind = struct.unpack(">I", png[pos : pos + 4]), png[pos + 4 : pos + 8]
-        body = png[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height = struct.unpack(">II", body[:8])
-        elif kind == b"IDAT":
-            data += body
-        pos += 12 + length
-    return width, height, zlib.decompress(data)
 
 
 def test_headless_chromium_renders_the_run_page(shared_runs: Runs, tmp_path: Path) -> None:
-    browser = _browser()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium")
-        pytest.skip("chromium not installed (apt-get install chromium)")
     page = report_html.html_path(FLOW, shared_runs.reports[-1]["run_id"])
-    shot = tmp_path / "run.png"
-    quiet = ("--disable-background-networking", "--disable-extensions", "--no-first-run", "--hide-scrollbars")
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *quiet,
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
-    width, height, pixels = _png_pixels(shot.read_bytes())
+    width, height, pixels = screenshot(page, tmp_path / "run.png", 1280, 2000)
     assert (width, height) == (1280, 2000)
     assert len(set(pixels)) > 16, "the screenshot is blank"
 
@@ -75,37 +37,15 @@ def test_headless_chromium_renders_the_run_page(shared_runs: Runs, tmp_path: Pat
 # --- the Airflow plugin: extra link and authenticated report server ------------------------------
 
 
-def _plugin() -> ModuleType:
-    """``plugins/truesync_reports.py`` as Airflow loads it from its plugins folder."""
-    spec = importlib.util.spec_from_file_location("truesync_reports", PROJECT_ROOT / "plugins" / "truesync_reports.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, TestClient, Callable]]:
-    """The plugin's app in-process, with Airflow's auth manager and a token factory per role.
+    """The reports plugin's app in-process, with Airflow's auth manager and a token factory per role.
 
     It serves the reports of the state directory the environment names at each request: the
     test takes ``runs`` or ``shared_runs`` as well.
     """
-    from airflow import settings
-    from airflow.api_fastapi.app import create_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.models.revoked_token import RevokedToken
-
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "truesync-test-secret-" + "0123456789abcdef" * 4)
-    RevokedToken.__table__.create(settings.engine, checkfirst=True)  # token checks look up revoked tokens
-    manager = create_auth_manager()
-    plugin = _plugin()
-
-    def token(role: str | None) -> str:
-        return manager.generate_jwt(SimpleAuthManagerUser(username="reviewer", role=role))
-
-    with TestClient(plugin.app) as client:
-        yield plugin, client, token
+    with plugin_client("truesync_reports", monkeypatch) as served:
+        yield served
 
 
 def test_the_extra_link_leads_an_airflow_user_to_the_run_page(runs: Runs, served: tuple) -> None:

@@ -86,12 +86,12 @@ def freshness(
 ) -> tuple[str, str]:
     """The flow's state by the rules of the module docstring, and why, in words."""
     if newest is not None and newest["status"] == "failed":
-        return FAILING, f"the newest run failed ({newest['started_at']:%Y-%m-%d %H:%M} UTC)"
+        return FAILING, f"newest run failed, {newest['started_at']:%Y-%m-%d %H:%M}"
     if watermark is None:
-        return LATE, "no run has committed a window yet"
+        return LATE, "nothing committed yet"
     if watermark < now - sla:
-        return LATE, f"nothing committed after {watermark:%Y-%m-%d %H:%M} UTC; the SLA is {_span(sla)}"
-    return ON_TIME, f"committed until {watermark:%Y-%m-%d %H:%M} UTC, within the SLA of {_span(sla)}"
+        return LATE, f"behind by more than the SLA of {_span(sla)}"
+    return ON_TIME, f"within the SLA of {_span(sla)}"
 
 
 def sparkline(history: list[dict[str, int]]) -> dict[str, Any]:
@@ -107,7 +107,9 @@ def sparkline(history: list[dict[str, int]]) -> dict[str, Any]:
             f"{round(i * step, 1)},{round(SPARK_HEIGHT - 2 - (SPARK_HEIGHT - 4) * v / top, 1)}"
             for i, v in enumerate(values)
         )
-        lines.append({"class": klass, "colour": CLASS_COLOURS[klass], "points": points, "last": values[-1]})
+        end = points.rsplit(" ", 1)[-1].split(",")
+        lines.append({"class": klass, "colour": CLASS_COLOURS[klass], "points": points, "last": values[-1],
+                      "x": end[0], "y": end[1]})  # fmt: skip
     title = "; ".join(f"{line['class']} {line['last']}" for line in lines) or "no runs yet"
     return {"width": SPARK_WIDTH, "height": SPARK_HEIGHT, "lines": lines, "runs": len(history), "title": title}
 
@@ -147,8 +149,10 @@ def _span(delta: timedelta) -> str:
     minutes = max(int(delta.total_seconds() // 60), 0)
     days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
     if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {mins}m" if hours else f"{mins}m"
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    return f"{mins}m"
 
 
 def board_json(rows: list[dict[str, Any]]) -> str:

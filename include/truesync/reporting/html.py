@@ -104,6 +104,12 @@ def run_context(config: Config, store: Store, report: dict[str, Any]) -> dict[st
     }
 
 
+def render_page(template: str, **context: Any) -> str:
+    """A page of ``templates/`` (the dashboard's), rendered with the reports' filters."""
+    return _env().get_template(template).render(**context)
+
+
+@functools.cache
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     env.filters["pct"] = lambda share: "–" if share is None else f"{100 * share:.1f} %"

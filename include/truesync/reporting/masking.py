@@ -106,3 +106,22 @@ def mask_payload(payload: str, personal: dict[str, str | None]) -> str:
         return payload
     masked = {k: mask(v, personal[k]) if k in personal and v is not None else v for k, v in record.items()}
     return json.dumps(masked, default=str)
+
+
+def mask_exception(config: Config, row: dict[str, Any], personal: dict[str, str | None]) -> dict[str, Any]:
+    """A queued record as people may see it: its reason and payload with ``personal`` names masked."""
+    if personal:
+        offending = _payload_value(row["payload"], row["field"])
+        row["reason"] = mask_field_reason(config, row["entity"], row["field"], row["reason"], offending)
+        row["payload"] = mask_payload(row["payload"], personal)
+    return row
+
+
+def _payload_value(payload: str, field: str | None) -> str | None:
+    """The held value of a field, from a queued record's payload (the queue keeps no value column)."""
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    value = record.get(field) if isinstance(record, dict) and field else None
+    return None if value is None else str(value)

@@ -16,13 +16,12 @@ Rules:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from truesync.config import Config
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import to_canonical
-from truesync.reporting.masking import mask, mask_field_reason, mask_payload, personal_names
+from truesync.reporting.masking import mask, mask_exception, mask_field_reason, personal_names
 from truesync.store import Store, history
 
 NOT_FOUND = "not found"
@@ -43,7 +42,7 @@ def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dic
         "ledger": history.ledger_entry(store, flow, entity, key),
         "overwrites": [_masked_overwrite(r, personal) for r in history.overwrites(store, flow, entity, key)],
         "exceptions": [
-            _masked_exception(config, entity, r, personal) for r in history.record_exceptions(store, flow, entity, key)
+            mask_exception(config, r, personal) for r in history.record_exceptions(store, flow, entity, key)
         ],
         "values": live_values(config, flow, entity, key, personal),
     }
@@ -117,25 +116,6 @@ def _masked_overwrite(row: dict[str, Any], personal: dict[str, str | None]) -> d
     for name in ("overwritten_value", "restored_value"):
         row[name] = _masked_value(row[name], row["field"], personal)
     return row
-
-
-def _masked_exception(
-    config: Config, entity: str, row: dict[str, Any], personal: dict[str, str | None]
-) -> dict[str, Any]:
-    if personal:
-        row["reason"] = mask_field_reason(config, entity, row["field"], row["reason"], _offending(row))
-        row["payload"] = mask_payload(row["payload"], personal)
-    return row
-
-
-def _offending(row: dict[str, Any]) -> str | None:
-    """The held value of the exception's field, from its payload (the queue keeps no value column)."""
-    try:
-        record = json.loads(row["payload"])
-    except ValueError:
-        return None
-    value = record.get(row["field"]) if isinstance(record, dict) and row["field"] else None
-    return None if value is None else str(value)
 
 
 def render_text(found: dict[str, Any]) -> str:
