@@ -7,7 +7,9 @@ locally and fails under ``CI=true``. What the pages say is tested in the integra
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +108,16 @@ def test_the_report_server_checks_the_airflow_token_and_stays_in_the_reports_fol
     assert client.get(f"/{FLOW}/no-such-page.html").status_code == 404
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hands back a redirect as it is, to read where it points."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def http_error_303(self, req: object, fp: object, code: int, msg: str, headers: object) -> object:
+        return fp
+
+
 class _KeepCookie(urllib.request.BaseHandler):
     """Sends the login cookie with every request, redirects included, as a browser does."""
 
@@ -118,14 +130,30 @@ class _KeepCookie(urllib.request.BaseHandler):
         return request
 
 
+def _login(base: str, user: str) -> dict[str, str]:
+    """The cookie the UI's browser holds after ``user`` logged in."""
+    login = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": user, "password": PASSWORDS[user]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login) as answer:
+        return {"Cookie": f"_token={json.load(answer)['access_token']}"}
+
+
+PASSWORDS = {"reviewer": "a-test-password", "operator": "another-test-password"}
+
+
 def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state: Path) -> None:
-    """A real api-server and scheduler: the task's extra link, then the page behind the UI's login cookie."""
+    """A real api-server and scheduler: the task's extra link, then the page behind the UI's login cookie;
+    the dashboard in the UI's navigation, and its *Sync now* through Airflow's API as the user.
+    """
     assert cli.main(["sandbox", "init", "--scale", "100"]) == 0
     flow, dag_run = "erp_to_stockctl", "manual__report_link"
     dag_id = f"truesync_{flow}"
     passwords = state / "airflow-passwords.json"
-    passwords.write_text(json.dumps({"reviewer": "a-test-password"}))
-    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:viewer",
+    passwords.write_text(json.dumps(PASSWORDS))
+    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:viewer,operator:op",
              "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}  # fmt: skip
     airflow = LocalAirflow(state / "airflow", extra_env=users)
     airflow.prepare([dag_id])
@@ -137,13 +165,7 @@ def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/truesync/reports/")
         assert refused.value.code == 401
-        login = urllib.request.Request(
-            f"{base}/auth/token",
-            data=json.dumps({"username": "reviewer", "password": "a-test-password"}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(login) as answer:
-            cookie = {"Cookie": f"_token={json.load(answer)['access_token']}"}  # what the UI's browser sends
+        cookie = _login(base, "reviewer")
         api = f"{base}/api/v2/dags/{dag_id}/dagRuns/{dag_run}/taskInstances/finalize/links"
         with urllib.request.urlopen(urllib.request.Request(api, headers=cookie)) as answer:
             link = json.load(answer)["extra_links"]["Run report"]
@@ -153,5 +175,39 @@ def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state:
             html = page.read().decode()
             assert page.url.endswith(report_html.html_path(flow, f"{flow}:{dag_run}").name)
         assert f"{flow}:{dag_run}" in html and 'data-status="success"' in html
+        _dashboard_in_the_ui(airflow, base, dag_id)
     finally:
         airflow.stop()
+
+
+def _dashboard_in_the_ui(airflow: LocalAirflow, base: str, dag_id: str) -> None:
+    """**truesync** in the navigation; its board behind the login; *Sync now* for an operator only."""
+    viewer, operator = _login(base, "reviewer"), _login(base, "operator")
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/v2/plugins", headers=viewer)) as answer:
+        plugins = {p["name"]: p for p in json.load(answer)["plugins"]}
+    (view,) = plugins["truesync_dashboard"]["external_views"]
+    assert (view["name"], view["href"], view["url_route"]) == ("truesync", "/truesync/dashboard/", "truesync")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/truesync/dashboard/")
+    assert refused.value.code == 401
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/truesync/dashboard/", headers=operator)) as page:
+        board = page.read().decode()
+    assert f'data-flow="{dag_id.removeprefix("truesync_")}"' in board
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', board).group(1)
+    sync = f"{base}/truesync/dashboard/sync/{dag_id.removeprefix('truesync_')}"
+    form = urllib.parse.urlencode({"csrf": csrf, "dry_run": "yes"}).encode()
+    origin = {"Origin": base}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/truesync/dashboard/", headers=viewer)) as page:
+        assert "Sync now" not in page.read().decode(), "a viewer is offered no action"
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/truesync/dashboard/queue", headers=viewer)) as page:
+        own = re.search(r'name="csrf" value="([0-9a-f]+)"', page.read().decode()).group(1)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the viewer's own form token: a right is missing
+        viewer_form = urllib.parse.urlencode({"csrf": own}).encode()
+        urllib.request.urlopen(urllib.request.Request(sync, data=viewer_form, headers={**viewer, **origin}))
+    assert refused.value.code == 403 and b"act on this flow" in refused.value.read()
+    before = len(airflow.dag_runs(dag_id))
+    request = urllib.request.Request(sync, data=form, headers={**operator, **origin})
+    answer = urllib.request.build_opener(_NoRedirect()).open(request)
+    location = answer.headers["location"]
+    assert answer.status == 303 and "queued" in urllib.parse.unquote_plus(location), location
+    assert len(airflow.dag_runs(dag_id)) == before + 1, "the operator's Sync now made a DAG run"

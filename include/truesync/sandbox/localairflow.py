@@ -167,6 +167,10 @@ class LocalAirflow:
         finally:
             engine.dispose()
 
+    def dag_runs(self, dag_id: str) -> list[tuple[str, str]]:
+        """(run id, state) of every run of the DAG, in the order they were created."""
+        return self._query("SELECT run_id, state FROM dag_run WHERE dag_id = :d ORDER BY id", d=dag_id)
+
     def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
         """(run id, state, clear number) of the DAG's backfill runs, in the order they were queued."""
         return self._query(
