@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from truesync.config import Config, load_config
+from truesync.pipeline.dags import dag_id
 from truesync.reporting.board import board
 from truesync.reporting.html import CLASS_COLOURS, render_page
 from truesync.store import Store, queue, triage
@@ -122,7 +123,7 @@ def measure(store: Store, config: Config) -> dict[str, Any]:
     one_flow = triage.Selection(flows=flows, flow=flows[-1], key="K0000")
 
     def board_page() -> int:
-        rows = board(config, store, lambda _: True, NOW)
+        rows = [{**row, "dag_id": dag_id(row["flow"])} for row in board(config, store, lambda _: True, NOW)]
         return len(render_page("dashboard_board.html", **page_context({"rows": rows, "editable": set(flows)})))
 
     def queue_page(selection: triage.Selection) -> Callable[[], int]:

@@ -82,20 +82,24 @@ def _page(template: str, request: Request, user: Any, **context: Any) -> HTMLRes
 # --- the status board -------------------------------------------------------------------------
 
 
+def _board(config: Config, user: Any) -> list[dict[str, Any]]:
+    """The board's rows of the flows the user may read, each with its flow's DAG."""
+    rows = board(config, Store(), set(_visible(config, user)).__contains__)
+    return [{**row, "dag_id": dag_id(row["flow"])} for row in rows]
+
+
 @app.get("/", response_class=HTMLResponse)
 def status_board(request: Request, user: User) -> HTMLResponse:
     """One row per flow × entity the user may read, worst first."""
     config = load_config()
-    visible = set(_visible(config, user))
-    rows = board(config, Store(), visible.__contains__)
-    editable = {flow for flow in visible if may(user, dag_id(flow), EDIT)}
+    rows = _board(config, user)
+    editable = {flow for flow in {row["flow"] for row in rows} if may(user, dag_id(flow), EDIT)}
     return _page("dashboard_board.html", request, user, rows=rows, editable=editable)
 
 
 @app.get("/board.json")
 def status_board_json(user: User) -> Response:
-    config = load_config()
-    rows = board(config, Store(), set(_visible(config, user)).__contains__)
+    rows = _board(load_config(), user)
     return Response(json.dumps(rows, default=str), media_type="application/json", headers=PAGE_HEADERS)
 
 

@@ -17,14 +17,12 @@ Rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from truesync.config import Config
 from truesync.core.classify import REPORTED_CLASSES
-from truesync.pipeline.dags import dag_id
 from truesync.reporting.html import CLASS_COLOURS, html_path
 from truesync.reporting.report import status_label
 from truesync.store import Store, status
@@ -63,7 +61,6 @@ def board(config: Config, store: Store, visible: Callable[[str], bool], now: dat
                     "entity": entity,
                     "source": spec.source,
                     "target": spec.target,
-                    "dag_id": dag_id(flow),
                     "state": state,
                     "state_reason": why,
                     "badge": BADGE[state],
@@ -153,8 +150,3 @@ def _span(delta: timedelta) -> str:
     if hours:
         return f"{hours}h {mins}m" if mins else f"{hours}h"
     return f"{mins}m"
-
-
-def board_json(rows: list[dict[str, Any]]) -> str:
-    """The board as JSON, for scripts and monitoring."""
-    return json.dumps(rows, default=str, indent=2)
