@@ -132,8 +132,10 @@ class QueueFilter:
 
 def _masked(config: Config, row: dict[str, Any], personal: dict[str, dict[str, str | None]]) -> dict[str, Any]:
     """A queued record as people may see it: personal data masked unless the flow turns masking off."""
-    names = personal.setdefault(f"{row['flow']}/{row['entity']}", personal_names(config, row["flow"], row["entity"]))
-    return mask_exception(config, row, names)
+    pair = f"{row['flow']}/{row['entity']}"
+    if pair not in personal:
+        personal[pair] = personal_names(config, row["flow"], row["entity"])
+    return mask_exception(config, row, personal[pair])
 
 
 @app.get("/queue", response_class=HTMLResponse)
