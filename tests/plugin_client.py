@@ -1,9 +1,7 @@
 """truesync's Airflow plugin apps in-process, behind Airflow's own auth manager, and a headless browser.
 
 Shared by the airflow tier's report and dashboard tests. The auth manager is Airflow's
-``SimpleAuthManager`` (roles, no per-DAG rights), extended with one kind of user it lacks, so the
-per-flow filtering of the pages can be proven: a user named ``only:<dag id>`` holds its role's
-rights on that DAG and on no other, as a per-DAG auth manager (FAB, Keycloak) grants them.
+``SimpleAuthManager`` with per-DAG users (``one_dag_auth``).
 """
 
 from __future__ import annotations
@@ -18,26 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
-from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
 from fastapi.testclient import TestClient
+from one_dag_auth import OneDagAuthManager
 
 from truesync.support.paths import PROJECT_ROOT
 
-ONLY = "only:"
 JWT_SECRET = "truesync-test-secret-" + "0123456789abcdef" * 4
-
-
-class OneDagAuthManager(SimpleAuthManager):
-    """``SimpleAuthManager``, except that a user named ``only:<dag id>`` may touch that DAG alone."""
-
-    def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
-        name = user.get_name()
-        if name.startswith(ONLY) and (details is None or details.id != name.removeprefix(ONLY)):
-            return False
-        return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
 
 
 Token = Callable[..., str]
@@ -61,7 +47,7 @@ def plugin_client(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     from airflow.models.revoked_token import RevokedToken
 
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
-    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.{OneDagAuthManager.__name__}")
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"one_dag_auth.{OneDagAuthManager.__name__}")
     RevokedToken.__table__.create(settings.engine, checkfirst=True)  # token checks look up revoked tokens
     manager = create_auth_manager()
     plugin = load_plugin(name)

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from plugin_client import ONLY, Token, plugin_client, screenshot
+from one_dag_auth import ONLY
+from plugin_client import Token, plugin_client, screenshot
 from report_runs import FLOW, Page, Runs
 
 from truesync.core.classify import REPORTED_CLASSES

@@ -7,6 +7,7 @@ locally and fails under ``CI=true``. What the pages say is tested in the integra
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -17,6 +18,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from one_dag_auth import ONLY
 from plugin_client import plugin_client, screenshot
 from report_runs import DEMO_START, FLOW, Runs
 
@@ -27,6 +29,7 @@ from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.reporting import html as report_html
 from truesync.sandbox.localairflow import LocalAirflow
+from truesync.support.paths import PROJECT_ROOT
 
 
 def test_headless_chromium_renders_the_run_page(shared_runs: Runs, tmp_path: Path) -> None:
@@ -141,7 +144,8 @@ def _login(base: str, user: str) -> dict[str, str]:
         return {"Cookie": f"_token={json.load(answer)['access_token']}"}
 
 
-PASSWORDS = {"reviewer": "a-test-password", "operator": "another-test-password"}
+ONE_FLOW = f"{ONLY}truesync_erp_to_stockctl"  # may read that flow's DAG, no other
+PASSWORDS = {"reviewer": "a-test-password", "operator": "another-test-password", ONE_FLOW: "a-third-password"}
 
 
 def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state: Path) -> None:
@@ -153,8 +157,10 @@ def test_one_click_from_the_finalize_task_in_a_real_airflow_to_the_report(state:
     dag_id = f"truesync_{flow}"
     passwords = state / "airflow-passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
-    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:viewer,operator:op",
-             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}  # fmt: skip
+    tests = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"reviewer:viewer,operator:op,{ONE_FLOW}:viewer",
+             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+             "AIRFLOW__CORE__AUTH_MANAGER": "one_dag_auth.OneDagAuthManager", "PYTHONPATH": tests}  # fmt: skip
     airflow = LocalAirflow(state / "airflow", extra_env=users)
     airflow.prepare([dag_id])
     airflow.trigger(dag_id, dag_run)
@@ -211,3 +217,13 @@ def _dashboard_in_the_ui(airflow: LocalAirflow, base: str, dag_id: str) -> None:
     location = answer.headers["location"]
     assert answer.status == 303 and "queued" in urllib.parse.unquote_plus(location), location
     assert len(airflow.dag_runs(dag_id)) == before + 1, "the operator's Sync now made a DAG run"
+    one_flow = _login(base, ONE_FLOW)
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{base}/truesync/dashboard/board.json", headers=one_flow)
+    ) as page:
+        assert {row["dag_id"] for row in json.load(page)} == {ONE_FLOW.removeprefix(ONLY)}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(
+            urllib.request.Request(f"{base}/truesync/dashboard/queue?flow=webshop_to_crm", headers=one_flow)
+        )
+    assert refused.value.code == 403
