@@ -52,7 +52,7 @@ def main() -> int:
         print(f"{dag_id}: " + ", ".join(f"{run_id} {state}" for run_id, state, _ in dag_runs))
     print("== summary over the backfill ==", flush=True)
     truesync(["summary"])
-    print("exception queue: truesync exceptions list    |    UI: make up")
+    print("exception queue: truesync exceptions list  |  UI and dashboard: make up, then truesync in the menu")
     failed = [run for runs in states.values() for run in runs if run[1] != "success"]
     return 1 if failed else 0
 
