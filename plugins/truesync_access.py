@@ -72,3 +72,22 @@ def check_csrf(request: Request, token: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused: wrong or missing Origin")
     if not token or not hmac.compare_digest(token, csrf_token(request)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused: missing or wrong form token")
+
+
+def said(request: Request, text: str) -> dict[str, str]:
+    """Query parameters carrying a message to the next page, signed for the caller, so a link
+    from elsewhere cannot put its own words in the dashboard's status line.
+    """
+    return {"done": text, "sig": _signature(request, text)}
+
+
+def said_here(request: Request) -> str | None:
+    """The message this request carries, if the caller's own earlier request signed it."""
+    text, sig = request.query_params.get("done"), request.query_params.get("sig")
+    if text is None or not sig or not hmac.compare_digest(sig, _signature(request, text)):
+        return None
+    return text
+
+
+def _signature(request: Request, text: str) -> str:
+    return hmac.new(credential(request).encode(), b"truesync-said:" + text.encode(), hashlib.sha256).hexdigest()

@@ -25,14 +25,14 @@ import io
 import json
 from collections.abc import Iterator
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from truesync_access import CSRF_FIELD, EDIT, User, check_csrf, credential, csrf_token, may, require
+from truesync_access import CSRF_FIELD, EDIT, User, check_csrf, credential, csrf_token, may, require, said, said_here
 
 from truesync.config import Config, load_config
 from truesync.pipeline.dags import dag_id
@@ -53,6 +53,8 @@ PAGE_HEADERS = {
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
 }
 TRIGGER_TIMEOUT = 30
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MAX_AGE_DAYS, MAX_ID = 36_500, 2**31 - 1
 
 app = FastAPI(title="truesync dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -72,7 +74,7 @@ def _page(template: str, request: Request, user: Any, **context: Any) -> HTMLRes
         user=user.get_name(),
         csrf=csrf_token(request),
         csrf_field=CSRF_FIELD,
-        done=request.query_params.get("done"),
+        done=said_here(request),
         colours=CLASS_COLOURS,
         **context,
     )
@@ -114,8 +116,8 @@ class QueueFilter:
     def __init__(self, values: dict[str, str]) -> None:
         self.values = {name: (values.get(name) or "").strip() for name in self.NAMES}
         age = self.values["older_than_days"]
-        if age and not age.isdigit():
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "older_than_days must be a whole number of days")
+        if age and not (age.isdecimal() and len(age) <= 5 and int(age) <= MAX_AGE_DAYS):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"older_than_days must be 0 to {MAX_AGE_DAYS}")
 
     def selection(self, flows: tuple[str, ...], ids: tuple[int, ...] | None = None) -> triage.Selection:
         v = self.values
@@ -149,17 +151,23 @@ def exception_queue(request: Request, user: User, page: Annotated[int, Query(ge=
     return _page(
         "dashboard_queue.html", request, user,
         rows=[_masked(config, r, personal) for r in rows], total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)),
-        filters=wanted.values, query=wanted.query, flows=flows, entities=sorted(config.entities),
+        filters=wanted.values, query=wanted.query, flows=flows,
+        entities=sorted({e for flow in flows for e in config.flows[flow].entities}),
         statuses=queue.STATUSES, actions=triage.ACTIONS,
         editable={flow for flow in flows if may(user, dag_id(flow), EDIT)},
     )  # fmt: skip
 
 
 def _exported(config: Config, user: Any, request: Request) -> Iterator[dict[str, Any]]:
+    """The rows of an export; the filters are checked now, before the response starts (403, 422)."""
     selection = QueueFilter(dict(request.query_params)).selection(_visible(config, user))
     personal: dict[str, dict[str, str | None]] = {}
-    for row in triage.every(Store(), selection):
-        yield _masked(config, row, personal)
+    return (_masked(config, row, personal) for row in triage.every(Store(), selection))
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
+    return f"'{value}" if isinstance(value, str) and value[:1] in FORMULA_STARTS else value
 
 
 @app.get("/queue.csv")
@@ -172,7 +180,7 @@ def export_csv(request: Request, user: User) -> StreamingResponse:
         writer = csv.DictWriter(buffer, EXPORT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow({c: _cell(row[c]) for c in EXPORT_COLUMNS})
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -209,20 +217,23 @@ async def decide(request: Request, user: User) -> RedirectResponse:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to act on any flow's exceptions")
     ids = None if form.get("everything") == "yes" else tuple(_ids(form.getlist("id")))
     if ids == ():
-        return _back(request, "/queue", wanted.query(done="nothing selected: tick exceptions, or all matching"))
+        return _back(
+            request, "/queue", wanted.query(**said(request, "nothing selected: tick exceptions, or all matching"))
+        )
     try:
         outcome = triage.decide(Store(), wanted.selection(editable, ids), str(form.get("action") or ""),
                                 str(form.get("reason") or ""), user.get_name())  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-    return _back(request, "/queue", wanted.query(done=triage.describe(outcome)))
+    return _back(request, "/queue", wanted.query(**said(request, triage.describe(outcome))))
 
 
 def _ids(values: list[Any]) -> Iterator[int]:
     for value in values:
-        if not str(value).isdigit():
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not an exception id: {str(value)[:40]!r}")
-        yield int(value)
+        text = str(value)
+        if not (text.isdecimal() and len(text) <= 10 and int(text) <= MAX_ID):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not an exception id: {text[:40]!r}")
+        yield int(text)
 
 
 def _back(request: Request, path: str, query: str) -> RedirectResponse:
@@ -234,9 +245,10 @@ def _back(request: Request, path: str, query: str) -> RedirectResponse:
 
 
 def _flow_for(config: Config, user: Any, flow: str, method: str = "GET") -> None:
+    """Refuse unless the user has the right on the flow's DAG; only then say whether the flow exists."""
+    require(user, dag_id(flow), method)
     if flow not in config.flows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such flow")
-    require(user, dag_id(flow), method)
 
 
 @app.get("/record")
@@ -265,22 +277,38 @@ def sync_now(flow: str, request: Request, user: User, csrf: Annotated[str, Form(
     check_csrf(request, csrf)
     config = load_config()
     _flow_for(config, user, flow, EDIT)
-    answer = _trigger(request, dag_id(flow), dry_run == "yes")
-    if answer.status_code >= 300:
-        said = f"Airflow refused the run of {dag_id(flow)} ({answer.status_code}): {answer.text[:200]}"
+    try:
+        answer = _trigger(request, dag_id(flow), dry_run == "yes")
+    except requests.RequestException as exc:
+        message = f"could not reach Airflow's API at {_api_root()} to trigger {dag_id(flow)}: {type(exc).__name__}"
     else:
-        said = f"{'dry run' if dry_run == 'yes' else 'run'} {answer.json().get('dag_run_id')} of {dag_id(flow)} queued"
-    return _back(request, "/", urlencode({"done": said}))
+        if answer.status_code >= 300:
+            message = f"Airflow refused the run of {dag_id(flow)} ({answer.status_code}): {answer.text[:200]}"
+        else:
+            kind = "dry run" if dry_run == "yes" else "run"
+            message = f"{kind} {answer.json().get('dag_run_id')} of {dag_id(flow)} queued"
+    return _back(request, "/", urlencode(said(request, message)))
 
 
 def _trigger(request: Request, dag: str, dry_run: bool) -> requests.Response:
-    base = conf.get("api", "base_url", fallback="").rstrip("/") or str(request.base_url).rstrip("/")
     return requests.post(
-        f"{base}/api/v2/dags/{quote(dag, safe='')}/dagRuns",
+        f"{_api_root()}/api/v2/dags/{quote(dag, safe='')}/dagRuns",
         json={"logical_date": None, "conf": {"dry_run": dry_run}},
         headers={"Authorization": f"Bearer {credential(request)}"},
         timeout=TRIGGER_TIMEOUT,
+        verify=False,  # noqa: S501 - this API server itself, over loopback: its certificate names another host
     )
+
+
+def _api_root() -> str:
+    """This API server as it listens ([api] host and port), never a host a request names: the
+    user's credential goes nowhere else.
+    """
+    host = conf.get("api", "host", fallback="0.0.0.0")  # noqa: S104 - Airflow's default, read, not bound
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    scheme = "https" if conf.get("api", "ssl_cert", fallback="") else "http"
+    path = urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
+    return f"{scheme}://{host}:{conf.getint('api', 'port', fallback=8080)}{path}"
 
 
 class TruesyncDashboardPlugin(AirflowPlugin):

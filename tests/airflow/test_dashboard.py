@@ -7,6 +7,8 @@ in ``test_report_html``'s end-to-end test, which starts one anyway.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -102,6 +104,10 @@ def test_a_user_sees_and_touches_only_the_flows_they_may_read(dash: tuple) -> No
     assert {e["flow"] for e in client.get("/queue.json", headers=one).json()} == {FLOW}
     assert client.get("/queue.csv", headers=one).text.count(OTHER) == 0
     assert client.get(f"/queue?flow={OTHER}", headers=one).status_code == 403
+    for export in ("/queue.csv", "/queue.json"):  # refused before the download starts
+        assert client.get(f"{export}?flow={OTHER}", headers=one).status_code == 403
+        assert client.get(f"{export}?older_than_days=abc", headers=one).status_code == 422
+    assert client.get("/record/no_such_flow/customer/C1", headers=one).status_code == 403, "no probing for flows"
     assert client.get(f"/record/{OTHER}/stock_item/S0000001", headers=one).status_code == 403
     csrf = _csrf(client, one)
     assert client.post(f"/sync/{OTHER}", data={"csrf": csrf}, headers={**one, **ORIGIN}).status_code == 403
@@ -173,7 +179,11 @@ def test_bad_input_and_injection_are_refused_or_escaped(dash: tuple) -> None:
     assert client.get(f"/record/{FLOW}/stock_item/C1", headers=operator).status_code == 404
     script = client.get(f"/record/{FLOW}/customer/%3Cscript%3Ealert(1)%3C%2Fscript%3E", headers=operator)
     assert script.status_code == 200 and "<script>" not in script.text and "&lt;script&gt;" in script.text
-    assert client.get("/queue?older_than_days=abc", headers=operator).status_code == 422
+    for age in ("abc", "²", "99999999", "-1"):
+        assert client.get(f"/queue?older_than_days={age}", headers=operator).status_code == 422, age
+    for bad_id in ("²", "99999999999"):
+        assert _decide(client, operator, csrf=csrf, action="retry", reason="x", id=bad_id).status_code == 422
+    assert 'role="status"' not in client.get("/?done=Session+expired,+sign+in+at+evil.example", headers=operator).text
     assert 'data-total="0"' in client.get("/queue?key=%25%27%20OR%201%3D1%20--", headers=operator).text
     assert _decide(client, operator, csrf=csrf, action="retry", reason="x", id="1 OR 1=1").status_code == 422
     assert _decide(client, operator, csrf=csrf, action="explode", reason="x", id="1").status_code == 422
@@ -181,6 +191,16 @@ def test_bad_input_and_injection_are_refused_or_escaped(dash: tuple) -> None:
     assert "nothing selected" in _done(_decide(client, operator, csrf=csrf, action="retry", reason="x"))
     found = client.get(f"/record?flow={FLOW}&entity=customer&key=C0000001", headers=operator, follow_redirects=False)
     assert found.headers["location"] == f"/record/{FLOW}/customer/C0000001"
+
+
+def test_a_csv_cell_never_starts_a_spreadsheet_formula(dash: tuple) -> None:
+    runs_, client, token = dash
+    problem = {"key": "=HYPERLINK(\"http://evil.example\")", "class": "invalid", "check_name": "c", "field": "f",
+               "reason": "+cmd|' /C calc'!A0", "payload": "{}"}  # fmt: skip
+    queue.quarantine(runs_.store, FLOW, "customer", f"{FLOW}:day1", [problem])
+    text = client.get(f"/queue.csv?flow={FLOW}&key=HYPERLINK", headers=_auth(token("viewer"))).text
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["key"].startswith("'=HYPERLINK(") and row["reason"].startswith("'+cmd|")
 
 
 def test_headless_chromium_renders_the_board_the_queue_and_a_record(dash: tuple, tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 Rules:
 
 * **Freshness** against the flow's ``freshness_sla``: ``failing`` when the flow's newest
-  incremental run failed; else ``late`` when no successful run committed a window ending within
-  the last SLA period (the watermark is older than now − SLA, or there is none); else ``on time``.
+  finished incremental run failed (a run still going does not hide it); else ``late`` when no
+  successful run committed a window ending within the last SLA period (the watermark is older
+  than now − SLA, or there is none); else ``on time``.
   Dry runs commit nothing and are left out.
 * **Counts** are the entity's classes in the newest finished incremental run; the **trend** is
   the same classes over the ``TREND_RUNS`` newest finished runs, oldest first.
@@ -49,8 +50,8 @@ def board(config: Config, store: Store, visible: Callable[[str], bool], now: dat
     rows = []
     for flow in flows:
         spec = config.flows[flow]
-        state, why = freshness(syncs[flow][0] if syncs[flow] else None, watermarks.get(flow), spec.freshness_sla, now)
         last = finished[flow][0] if finished[flow] else None
+        state, why = freshness(last, watermarks.get(flow), spec.freshness_sla, now)
         report = reports.get(last["run_id"]) if last else None
         compare = next((r for r in compares[flow] if r["status"] != "running"), None)
         for entity in config.load_order(spec.entities):

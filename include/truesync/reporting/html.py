@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -115,6 +116,7 @@ def _env() -> Environment:
     env.filters["pct"] = lambda share: "–" if share is None else f"{100 * share:.1f} %"
     env.filters["num"] = lambda n: "–" if n is None else f"{n:,}"
     env.filters["badge"] = lambda label: BADGES.get(label, "bad")
+    env.filters["segment"] = lambda text: quote(str(text), safe="")  # one URL path segment, '/' and '..' included
     return env
 
 

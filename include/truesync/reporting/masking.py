@@ -109,19 +109,33 @@ def mask_payload(payload: str, personal: dict[str, str | None]) -> str:
 
 
 def mask_exception(config: Config, row: dict[str, Any], personal: dict[str, str | None]) -> dict[str, Any]:
-    """A queued record as people may see it: its reason and payload with ``personal`` names masked."""
+    """A queued record as people may see it: its reason and payload with ``personal`` names masked.
+
+    A reason about a personal field has every quoted text in it masked except the names of
+    fields and columns: the value it quotes may be the source's raw text, not the payload's.
+    """
     if personal:
-        offending = _payload_value(row["payload"], row["field"])
-        row["reason"] = mask_field_reason(config, row["entity"], row["field"], row["reason"], offending)
+        if row["field"] in personal:
+            names = _names(config, row["flow"], row["entity"])
+            row["reason"] = _mask_quoted(row["reason"], personal[row["field"]], names)
         row["payload"] = mask_payload(row["payload"], personal)
     return row
 
 
-def _payload_value(payload: str, field: str | None) -> str | None:
-    """The held value of a field, from a queued record's payload (the queue keeps no value column)."""
-    try:
-        record = json.loads(payload)
-    except ValueError:
+def _names(config: Config, flow: str, entity: str) -> set[str]:
+    """Every field name of the entity and every column its flow's systems map it to."""
+    spec = config.flows[flow]
+    names = set(config.entities[entity].fields)
+    for system in (spec.source, spec.target):
+        mapping = config.entity_mapping(system, entity)
+        names |= set(mapping.fields.values()) | {mapping.table, mapping.key, mapping.cursor or ""}
+    return names
+
+
+def _mask_quoted(reason: str | None, fmt: str | None, names: set[str]) -> str | None:
+    if reason is None:
         return None
-    value = record.get(field) if isinstance(record, dict) and field else None
-    return None if value is None else str(value)
+    return _QUOTED.sub(lambda m: m.group(0) if m.group(1) in names else f"'{mask(m.group(1), fmt) or _HIDDEN}'", reason)
+
+
+_QUOTED = re.compile(r"'([^']*)'")
