@@ -33,6 +33,13 @@ async def _user(request: Request) -> Any:
 User = Annotated[Any, Depends(_user)]
 
 
+def base_path() -> str:
+    """The path part of ``[api] base_url``: the UI and the plugin apps live below it."""
+    from airflow.configuration import conf
+
+    return urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
+
+
 def may(user: Any, dag_id: str | None, method: str = READ) -> bool:
     """Whether the user may read the DAG's runs (``READ``) or change the DAG (``EDIT``); ``None``: every DAG."""
     from airflow.api_fastapi.app import get_auth_manager

@@ -23,22 +23,35 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import requests
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from truesync_access import CSRF_FIELD, EDIT, User, check_csrf, credential, csrf_token, may, require, said, said_here
+from truesync_access import (
+    CSRF_FIELD,
+    EDIT,
+    READ,
+    User,
+    base_path,
+    check_csrf,
+    credential,
+    csrf_token,
+    may,
+    require,
+    said,
+    said_here,
+)
 
 from truesync.config import Config, load_config
 from truesync.pipeline.dags import dag_id
 from truesync.reporting.board import board
 from truesync.reporting.html import CLASS_COLOURS, render_page
-from truesync.reporting.masking import mask_exception, personal_names
+from truesync.reporting.masking import mask_exception, personal_names, record_names
 from truesync.reporting.trace import trace
 from truesync.store import Store, queue, triage
 
@@ -62,6 +75,11 @@ app = FastAPI(title="truesync dashboard", docs_url=None, redoc_url=None, openapi
 def _visible(config: Config, user: Any) -> tuple[str, ...]:
     """The flows whose DAG runs the user may read."""
     return tuple(flow for flow in config.flows if may(user, dag_id(flow)))
+
+
+def _editable(user: Any, flows: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``flows`` whose DAG the user may edit: act on their exceptions, trigger their runs."""
+    return tuple(flow for flow in flows if may(user, dag_id(flow), EDIT))
 
 
 def _page(template: str, request: Request, user: Any, **context: Any) -> HTMLResponse:
@@ -95,7 +113,7 @@ def status_board(request: Request, user: User) -> HTMLResponse:
     """One row per flow × entity the user may read, worst first."""
     config = load_config()
     rows = _board(config, user)
-    editable = {flow for flow in {row["flow"] for row in rows} if may(user, dag_id(flow), EDIT)}
+    editable = set(_editable(user, {row["flow"] for row in rows}))
     return _page("dashboard_board.html", request, user, rows=rows, editable=editable)
 
 
@@ -132,12 +150,18 @@ class QueueFilter:
         return urlencode({**{k: v for k, v in self.values.items() if v}, **extra})
 
 
-def _masked(config: Config, row: dict[str, Any], personal: dict[str, dict[str, str | None]]) -> dict[str, Any]:
-    """A queued record as people may see it: personal data masked unless the flow turns masking off."""
-    pair = f"{row['flow']}/{row['entity']}"
-    if pair not in personal:
-        personal[pair] = personal_names(config, row["flow"], row["entity"])
-    return mask_exception(config, row, personal[pair])
+Masks = dict[tuple[str, str], tuple[dict[str, str | None], set[str]]]
+
+
+def _masked(config: Config, row: dict[str, Any], masks: Masks) -> dict[str, Any]:
+    """A queued record as people may see it: personal data masked unless the flow turns masking off.
+
+    ``masks`` keeps each flow and entity's personal names and record names, looked up once a page.
+    """
+    pair = (row["flow"], row["entity"])
+    if pair not in masks:
+        masks[pair] = personal_names(config, *pair), record_names(config, *pair)
+    return mask_exception(row, *masks[pair])
 
 
 @app.get("/queue", response_class=HTMLResponse)
@@ -147,22 +171,22 @@ def exception_queue(request: Request, user: User, page: Annotated[int, Query(ge=
     flows = _visible(config, user)
     wanted = QueueFilter(dict(request.query_params))
     rows, total = triage.page(Store(), wanted.selection(flows), (page - 1) * PAGE_SIZE, PAGE_SIZE)
-    personal: dict[str, dict[str, str | None]] = {}
+    masks: Masks = {}
     return _page(
         "dashboard_queue.html", request, user,
-        rows=[_masked(config, r, personal) for r in rows], total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)),
+        rows=[_masked(config, r, masks) for r in rows], total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)),
         filters=wanted.values, query=wanted.query, flows=flows,
         entities=sorted({e for flow in flows for e in config.flows[flow].entities}),
         statuses=queue.STATUSES, actions=triage.ACTIONS,
-        editable={flow for flow in flows if may(user, dag_id(flow), EDIT)},
+        editable=set(_editable(user, flows)),
     )  # fmt: skip
 
 
 def _exported(config: Config, user: Any, request: Request) -> Iterator[dict[str, Any]]:
     """The rows of an export; the filters are checked now, before the response starts (403, 422)."""
     selection = QueueFilter(dict(request.query_params)).selection(_visible(config, user))
-    personal: dict[str, dict[str, str | None]] = {}
-    return (_masked(config, row, personal) for row in triage.every(Store(), selection))
+    masks: Masks = {}
+    return (_masked(config, row, masks) for row in triage.every(Store(), selection))
 
 
 def _cell(value: Any) -> Any:
@@ -212,7 +236,7 @@ async def decide(request: Request, user: User) -> RedirectResponse:
     check_csrf(request, str(form.get(CSRF_FIELD) or ""))
     config = load_config()
     wanted = QueueFilter({k: str(v) for k, v in form.items()})
-    editable = tuple(flow for flow in _visible(config, user) if may(user, dag_id(flow), EDIT))
+    editable = _editable(user, _visible(config, user))
     if not editable:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to act on any flow's exceptions")
     ids = None if form.get("everything") == "yes" else tuple(_ids(form.getlist("id")))
@@ -244,7 +268,7 @@ def _back(request: Request, path: str, query: str) -> RedirectResponse:
 # --- one record, and Sync now -----------------------------------------------------------------
 
 
-def _flow_for(config: Config, user: Any, flow: str, method: str = "GET") -> None:
+def _flow_for(config: Config, user: Any, flow: str, method: str = READ) -> None:
     """Refuse unless the user has the right on the flow's DAG; only then say whether the flow exists."""
     require(user, dag_id(flow), method)
     if flow not in config.flows:
@@ -307,8 +331,7 @@ def _api_root() -> str:
     host = conf.get("api", "host", fallback="0.0.0.0")  # noqa: S104 - Airflow's default, read, not bound
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     scheme = "https" if conf.get("api", "ssl_cert", fallback="") else "http"
-    path = urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
-    return f"{scheme}://{host}:{conf.getint('api', 'port', fallback=8080)}{path}"
+    return f"{scheme}://{host}:{conf.getint('api', 'port', fallback=8080)}{base_path()}"
 
 
 class TruesyncDashboardPlugin(AirflowPlugin):

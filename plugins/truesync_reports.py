@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse
-from truesync_access import User, require
+from truesync_access import User, base_path, require
 
 from truesync.pipeline.dags import DAG_PREFIX, run_key
 from truesync.reporting.html import html_path
@@ -39,11 +38,6 @@ SERVED_HEADERS = {
 }
 
 
-def _base_path() -> str:
-    """The path part of ``[api] base_url``: the UI and this app live below it."""
-    return urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
-
-
 class RunReportLink(BaseOperatorLink):
     """The run's report page, on the ``finalize`` task of truesync DAGs; no link anywhere else."""
 
@@ -52,7 +46,7 @@ class RunReportLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if not operator.dag_id.startswith(DAG_PREFIX) or operator.task_id != LINKED_TASK:
             return ""
-        return f"{_base_path()}{PREFIX}/-/dag-run/{quote(operator.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
+        return f"{base_path()}{PREFIX}/-/dag-run/{quote(operator.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
 
 
 def _reports_dir() -> Path:

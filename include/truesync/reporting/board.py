@@ -119,7 +119,7 @@ def _worst_first(row: dict[str, Any]) -> tuple:
 def _run_summary(run: dict[str, Any] | None, report: dict[str, Any] | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    label = status_label(report, run["status"]) if report is not None or run["status"] == "running" else run["status"]
+    label = status_label(report, run["status"])  # the report's alerts count only for a success
     return {"run_id": run["run_id"], "status": run["status"], "label": label, "started_at": run["started_at"]}
 
 

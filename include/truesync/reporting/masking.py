@@ -108,21 +108,21 @@ def mask_payload(payload: str, personal: dict[str, str | None]) -> str:
     return json.dumps(masked, default=str)
 
 
-def mask_exception(config: Config, row: dict[str, Any], personal: dict[str, str | None]) -> dict[str, Any]:
+def mask_exception(row: dict[str, Any], personal: dict[str, str | None], names: set[str]) -> dict[str, Any]:
     """A queued record as people may see it: its reason and payload with ``personal`` names masked.
 
-    A reason about a personal field has every quoted text in it masked except the names of
-    fields and columns: the value it quotes may be the source's raw text, not the payload's.
+    A reason about a personal field has every quoted text in it masked except ``names`` (those
+    of fields and columns, ``record_names``): the value it quotes may be the source's raw text,
+    not the payload's.
     """
     if personal:
         if row["field"] in personal:
-            names = _names(config, row["flow"], row["entity"])
             row["reason"] = _mask_quoted(row["reason"], personal[row["field"]], names)
         row["payload"] = mask_payload(row["payload"], personal)
     return row
 
 
-def _names(config: Config, flow: str, entity: str) -> set[str]:
+def record_names(config: Config, flow: str, entity: str) -> set[str]:
     """Every field name of the entity and every column its flow's systems map it to."""
     spec = config.flows[flow]
     names = set(config.entities[entity].fields)

@@ -21,7 +21,7 @@ from typing import Any
 from truesync.config import Config
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import to_canonical
-from truesync.reporting.masking import mask, mask_exception, mask_field_reason, personal_names
+from truesync.reporting.masking import mask, mask_exception, mask_field_reason, personal_names, record_names
 from truesync.store import Store, history
 
 NOT_FOUND = "not found"
@@ -30,7 +30,7 @@ NOT_FOUND = "not found"
 def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dict[str, Any]:
     """Everything known about one record of a flow, as a JSON-ready document."""
     _require(config, flow, entity)
-    personal = personal_names(config, flow, entity)
+    personal, names = personal_names(config, flow, entity), record_names(config, flow, entity)
     spec = config.flows[flow]
     return {
         "flow": flow,
@@ -41,9 +41,7 @@ def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dic
         "runs": [_masked_result(config, entity, r, personal) for r in history.record_runs(store, flow, entity, key)],
         "ledger": history.ledger_entry(store, flow, entity, key),
         "overwrites": [_masked_overwrite(r, personal) for r in history.overwrites(store, flow, entity, key)],
-        "exceptions": [
-            mask_exception(config, r, personal) for r in history.record_exceptions(store, flow, entity, key)
-        ],
+        "exceptions": [mask_exception(r, personal, names) for r in history.record_exceptions(store, flow, entity, key)],
         "values": live_values(config, flow, entity, key, personal),
     }
 

@@ -1,7 +1,7 @@
 """The path of one record through the store: every run that saw it, its ledger entry, the values
 the flow overwrote in its target, and its exceptions (``docs/operating.md``, "Following one record").
 
-Each read is by the record's flow, entity and key, on indexes made for it (``0004_record_path``),
+Each read is by the record's flow, entity and key, on indexes made for it (``0004_dashboard``),
 so a record's path costs the same in a store of one run or of a million results.
 """
 

@@ -115,7 +115,7 @@ def decide(store: Store, selection: Selection, action: str, note: str, by: str) 
 
 
 def describe(outcome: dict[str, Any]) -> str:
-    """A decision's outcome in one sentence: ``2 marked resolved; 1 already resolved, left as it was``."""
+    """A decision's outcome in one sentence: ``2 marked resolved; left as they were: 1 resolved``."""
     said = f"{outcome['changed']} marked {outcome['status']}"
     left = [f"{n} {status}" for status, n in sorted(outcome["left"].items())]
     return said + (f"; left as they were: {', '.join(left)}" if left else "")
