@@ -20,8 +20,8 @@ import requests
 
 from truesync.config import EntityMapping, load_config
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
-from truesync.connectors.rest.changes import _iso
 from truesync.connectors.rest.connection import HttpConnection, http_connection
+from truesync.connectors.rest.members import time_param
 from truesync.connectors.rest.paging import check_same_origin, listing
 from truesync.connectors.rest.session import BadResponse, RateLimiter
 from truesync.connectors.rest.settings import RestConfig
@@ -440,8 +440,10 @@ def test_an_item_without_the_update_id_fails_with_system_endpoint_and_status(crm
 
 
 def test_window_bounds_are_sent_as_utc_with_an_offset() -> None:
-    assert _iso(DAY) == "2026-11-01T00:00:00+00:00"
-    assert _iso(datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == "2026-11-01T00:00:00+00:00"
+    assert time_param(DAY, "iso") == "2026-11-01T00:00:00+00:00"
+    assert (
+        time_param(datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=1))), "iso") == "2026-11-01T00:00:00+00:00"
+    )
 
 
 # --- connections --------------------------------------------------------------------------------

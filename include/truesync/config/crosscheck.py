@@ -14,6 +14,7 @@ from truesync.config.models import (
     Config,
     ConfigError,
     EntityConfig,
+    EntityMapping,
     FlowConfig,
     ReconcileConfig,
     SystemMapping,
@@ -100,6 +101,20 @@ def _check_mappings(config: Config) -> None:
             for field in [*em.fields, *em.codes]:
                 if field not in spec.fields:
                     raise ConfigError(file, f"{where}.fields.{field}", f"not a field of '{entity}'")
+            if em.paths and not KINDS[system_config.kind].paths:
+                problem = f"'{em.paths[0]}' is a member path; systems of kind '{system_config.kind}' have flat records"
+                raise ConfigError(file, where, problem)
+            _check_minor_units(file, where, em, spec)
+
+
+def _check_minor_units(file: str, where: str, em: EntityMapping, spec: EntityConfig) -> None:
+    """An amount in minor units is a mapped decimal field, and its currency is mapped too."""
+    for field, units in em.minor_units.items():
+        at = f"{where}.minor_units.{field}"
+        if field not in em.fields or spec.fields[field].type != "decimal":
+            raise ConfigError(file, at, "must be a decimal field this mapping maps")
+        if units.currency not in em.fields:
+            raise ConfigError(file, f"{at}.currency", f"'{units.currency}' is not a field this mapping maps")
 
 
 def _check_flows(config: Config) -> None:
@@ -150,6 +165,10 @@ def _check_flow_entity(config: Config, file: str, flow: str, entity: str) -> Non
             raise ConfigError(file, where, f"system '{system}' has no mapping for '{entity}'")
     if config.entity_mapping(spec.source, entity).cursor is None:
         raise ConfigError(file, where, f"source mapping of '{entity}' needs a cursor column")
+    paths = config.entity_mapping(spec.target, entity).paths
+    if paths:
+        problem = f"target '{spec.target}' maps '{entity}' to member path '{paths[0]}': paths are read, not written"
+        raise ConfigError(file, where, problem)
     source_fields = config.entity_mapping(spec.source, entity).fields
     for position, user in enumerate(config.entities[entity].expectations):
         unmapped = [c for c in check_columns(None, user.kwargs) if c not in source_fields and c != CHANGE_TIME]

@@ -15,12 +15,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from truesync.connectors.kinds import KINDS
+from truesync.support.names import check_member, check_name, is_path
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
 Severity = Literal["block", "warn"]
 SHARED = "shared"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -47,12 +47,6 @@ def parse_duration(value: Any) -> timedelta:
     if duration < timedelta(0):
         raise ValueError(f"'{value}' is a negative duration")
     return duration
-
-
-def check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(f"'{value}' is not a valid name (letters, digits, underscore)")
-    return value
 
 
 class _Strict(BaseModel):
@@ -151,6 +145,26 @@ class EntityConfig(_Strict):
         return value
 
 
+class MinorUnits(_Strict):
+    """A decimal amount the system writes as an integer count of its currency's minor units (1200 = 12.00).
+
+    The scale is the currency's ISO 4217 minor unit (USD 2, JPY 0, KWD 3), read from the
+    record's own ``currency`` field; ``exponents`` overrides it for currencies a system
+    treats its own way.
+    """
+
+    currency: str = Field(description="canonical field holding the record's ISO 4217 currency code")
+    exponents: dict[str, int] = Field(default_factory=dict, description="currency code -> minor-unit digits")
+
+    @field_validator("exponents")
+    @classmethod
+    def _digits(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [code for code, digits in value.items() if not 0 <= digits <= 6]
+        if bad:
+            raise ValueError(f"minor-unit digits of '{bad[0]}' must be between 0 and 6")
+        return {code.upper(): digits for code, digits in value.items()}
+
+
 class EntityMapping(_Strict):
     """Where an entity lives in one system and how its columns become canonical fields."""
 
@@ -162,6 +176,9 @@ class EntityMapping(_Strict):
     codes: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="canonical field -> {system code: canonical value}"
     )
+    minor_units: dict[str, MinorUnits] = Field(
+        default_factory=dict, description="decimal field -> how the system writes it as an integer of minor units"
+    )
 
     @property
     def columns(self) -> list[str]:
@@ -172,16 +189,26 @@ class EntityMapping(_Strict):
         """This mapping with only ``fields`` of its canonical fields: a read of just what a check needs."""
         return self.model_copy(update={"fields": {f: c for f, c in self.fields.items() if f in fields}})
 
-    @field_validator("table", "key", "cursor")
+    @property
+    def paths(self) -> list[str]:
+        """The columns that are member paths into nested records (kinds with nested records only)."""
+        return [c for c in self.columns if is_path(c)]
+
+    @field_validator("table")
     @classmethod
-    def _identifier(cls, value: str | None) -> str | None:
-        return value if value is None else check_name(value)
+    def _identifier(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("key", "cursor")
+    @classmethod
+    def _member(cls, value: str | None) -> str | None:
+        return value if value is None else check_member(value)
 
     @field_validator("fields")
     @classmethod
     def _columns(cls, value: dict[str, str]) -> dict[str, str]:
         for column in value.values():
-            check_name(column)
+            check_member(column)
         return value
 
 

@@ -31,7 +31,8 @@ class Kind:
     ``table_problem(settings, table)`` says why a mapping's table does not fit the system, or
     None; ``lookup_problem(settings, table, member)`` says why the system cannot find records
     of that table by that member, or None. ``docs`` is the anchor of the kind's section in
-    ``docs/configuration.md``.
+    ``docs/configuration.md``. ``paths``: its records nest, so a mapping may read a member
+    path (``metadata.invoice_id``) as a column.
     """
 
     name: str
@@ -39,6 +40,7 @@ class Kind:
     docs: str
     settings: type[BaseModel] | None = None  # None: the kind takes no block
     deletes: bool = False  # a compare may delete or soft delete its records (``deletes: soft | delete``)
+    paths: bool = False  # a mapping may read member paths into nested records
     table_problem: Callable[[Any, str], str | None] = no_problem
     lookup_problem: Callable[[Any, str, str], str | None] = no_problem
 

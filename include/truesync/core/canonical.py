@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.core import money
 from truesync.support.frames import iso_text, map_values, records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
@@ -46,6 +47,8 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
         values = raw[column] if column in raw else blank(index)
         if field in mapping.codes:
             values = _decode(values, mapping.codes[field], field, column, errors)
+        if field in mapping.minor_units:
+            values = _from_minor(values, raw, mapping, field, errors)
         spec = entity.fields[field]
         records[field] = _cast(values, spec, field, column, errors)
         _require(records[field], values, spec.required or field == entity.key, field, column, errors)
@@ -129,6 +132,44 @@ def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, e
     unknown = text.notna() & decoded.isna()
     _flag(errors, unknown, "known_code", field, _literal("unknown code '{value}' in column '", column, "'"), text)
     return decoded.where(~unknown, None)
+
+
+def _currencies(frame: pd.DataFrame, mapping: EntityMapping, field: str) -> pd.Series:
+    """The currency of each row, as the system writes it (decoded when the mapping has codes for it)."""
+    currency = mapping.minor_units[field].currency
+    column = mapping.fields[currency]
+    text = as_text(frame[column] if column in frame else blank(frame.index))
+    return map_values(text, mapping.codes[currency].get) if currency in mapping.codes else text
+
+
+def _from_minor(
+    values: pd.Series, raw: pd.DataFrame, mapping: EntityMapping, field: str, errors: pd.DataFrame
+) -> pd.Series:
+    """Integer counts of minor units as decimal amounts, scaled by each row's currency."""
+    units, column = mapping.minor_units[field], mapping.fields[field]
+    currencies = _currencies(raw, mapping, field)
+    places = map_values(currencies, functools.partial(money.digits, units))
+    unknown = values.notna() & places.isna()
+    reason = _literal("column '", column, "' counts minor units of currency '{value}', which ISO 4217 does not list")
+    _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
+    amounts = pd.Series(
+        [
+            None if v is None or p is None else money.from_minor(v, p)
+            for v, p in zip(as_text(values), places, strict=True)
+        ],
+        index=values.index,
+        dtype=object,
+    )
+    bad = values.notna() & places.notna() & amounts.isna()
+    _flag(
+        errors,
+        bad,
+        "valid_decimal",
+        field,
+        _literal("cannot read column '", column, "' as minor units: '{value}'"),
+        values,
+    )
+    return amounts.where(~bad, values)
 
 
 def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
@@ -234,8 +275,26 @@ def to_system(
             reason = _literal("value '{value}' has no code in the target's map for '", field, "'")
             _flag(errors, unknown, "known_code", field, reason, values)
             values = encoded
+        if field in mapping.minor_units:
+            values = _to_minor(values, canon, mapping, field, errors)
         out[column] = _to_python(values, types[column])
     return records(out), errors.dropna(subset=["check_name"])
+
+
+def _to_minor(
+    values: pd.Series, canon: pd.DataFrame, mapping: EntityMapping, field: str, errors: pd.DataFrame
+) -> pd.Series:
+    """Canonical amounts as the integer counts of minor units the system stores, by each row's currency."""
+    units = mapping.minor_units[field]
+    currencies = canon[units.currency] if units.currency in canon else blank(canon.index)
+    places = map_values(currencies, functools.partial(money.digits, units))
+    unknown = values.notna() & places.isna()
+    reason = _literal("'", field, "' is written in minor units of its currency, which ISO 4217 does not list")
+    _flag(errors, unknown, "known_code", field, reason, currencies)
+    counts = [
+        None if v is None or p is None else str(money.to_minor(v, p)) for v, p in zip(values, places, strict=True)
+    ]
+    return pd.Series(counts, index=values.index, dtype=object)
 
 
 def _to_python(values: pd.Series, python_type: type | None) -> pd.Series:

@@ -28,6 +28,7 @@ from truesync.config import (
     check_columns,
 )
 from truesync.core.canonical import as_text, to_utc_naive
+from truesync.core.money import iso_currencies
 from truesync.support.frames import iso_text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -172,14 +173,6 @@ def _range_rule(spec: FieldSpec) -> str:
     if spec.min is not None and spec.max is not None:
         return f"must be between {spec.min:g} and {spec.max:g}"
     return f"must be at least {spec.min:g}" if spec.min is not None else f"must be at most {spec.max:g}"
-
-
-@cache
-def iso_currencies() -> frozenset[str]:
-    """Active ISO 4217 codes, from Babel's CLDR data rather than a list kept by hand."""
-    from babel.numbers import list_currencies
-
-    return frozenset(list_currencies())
 
 
 def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConfig) -> pd.DataFrame:

@@ -29,4 +29,5 @@ KIND = Kind(
     settings=RestConfig,
     table_problem=table_problem,
     lookup_problem=lookup_problem,
+    paths=True,
 )

@@ -1,9 +1,12 @@
-"""Listing an endpoint page by page, in its pagination style: ``page``, ``offset``, ``cursor`` or ``link``.
+"""Listing an endpoint page by page in its pagination style: page, offset, cursor, link or after_id.
 
 Page and offset listings end on an empty page or when the total (``total_field``) is
 reached, never on a short page: an API may cap the page size below ours. Cursor and link
 listings end when no next token is given, whatever the page held; an empty page pointing
-at itself as next is an error, not an endless loop. A next link must keep the base URL's
+at itself as next is an error, not an endless loop. An ``after_id`` listing (Stripe's
+``starting_after``) asks for the items after the last one read, by its ``id_field``, while
+the body's ``more_field`` says more follow; a body without that flag, or an item without
+an id to page after, is an answer not as configured. A next link must keep the base URL's
 scheme and host, or it would carry the credentials elsewhere. Every page must hold a list
 of objects (in ``items_field``, or as the body when that is ``''``).
 """
@@ -62,10 +65,16 @@ def pages(api: Api, endpoint: EndpointConfig, params: dict[str, Any], need: str 
             query[paging.page_param] = number
         elif paging.style == "offset":
             query[paging.offset_param] = offset
-        elif paging.style == "cursor" and token is not None:
-            query[paging.cursor_param] = token
+        elif paging.style in ("cursor", "after_id") and token is not None:
+            query[paging.cursor_param if paging.style == "cursor" else paging.after_param] = token
         response = api.request("GET", endpoint.path, url=url, params=None if url else query)
         page, body = items(api, endpoint, response, need)
+        if paging.style == "after_id":
+            yield page
+            token = _after(api, endpoint, page, body, response)
+            if token is None:
+                return
+            continue
         if paging.style in ("page", "offset"):
             if not page:
                 return
@@ -93,6 +102,23 @@ def listing(
     """Every item of a listing, page after page."""
     for page in pages(api, endpoint, params, need):
         yield from page
+
+
+def _after(api: Api, endpoint: EndpointConfig, page: Items, body: Any, response: requests.Response) -> str | None:
+    """The id to list after, or None when the body says no more items follow."""
+    where = f"{api.where('GET', endpoint.path)}: status {response.status_code}"
+    more = body.get(endpoint.pagination.more_field) if isinstance(body, dict) else None
+    if not isinstance(more, bool):
+        raise BadResponse(
+            f"{where}, field '{endpoint.pagination.more_field}' is not true or false", response.status_code
+        )
+    if not more:
+        return None
+    last = page[-1].get(endpoint.id_field) if page else None
+    if last is None or last == "":
+        problem = "the page is empty" if not page else f"its last item has no '{endpoint.id_field}'"
+        raise BadResponse(f"{where}, more items follow but {problem} to list after", response.status_code)
+    return str(last)
 
 
 def _next(api: Api, endpoint: EndpointConfig, body: Any, response: requests.Response) -> str | None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-PaginationStyle = Literal["page", "offset", "cursor", "link"]
+from truesync.support.names import check_member
+
+PaginationStyle = Literal["page", "offset", "cursor", "link", "after_id"]
+TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
 
 
 class _Strict(BaseModel):
@@ -33,6 +36,8 @@ class PaginationConfig(_Strict):
     offset_param: str = Field("offset", description="style offset: items to skip")
     cursor_param: str = Field("cursor", description="style cursor: the token of the next page")
     next_field: str = Field("next_cursor", description="style cursor: body field holding the next token")
+    after_param: str = Field("starting_after", description="style after_id: the id of the last item read")
+    more_field: str = Field("has_more", description="style after_id: body field, true while more items follow")
 
 
 class LookupConfig(_Strict):
@@ -61,30 +66,56 @@ class EndpointConfig(_Strict):
     """One collection resource: how to list it by change time, find records by key, and write them."""
 
     path: str = Field(pattern=r"^/")
+    pagination: PaginationConfig = Field(default_factory=PaginationConfig)
     items_field: str = Field("items", description="body field holding the list; '' when the body is the list")
-    since_param: str = Field("updated_since", description="window start, inclusive, ISO-8601")
-    until_param: str = Field("updated_before", description="window end, exclusive; required (tie groups need it)")
+    record_path: str | None = Field(
+        None, description="envelopes: member path of the record inside each item (events: data.object)"
+    )
+    order: Literal["asc", "desc"] = Field("asc", description="the listing's order by change time")
+    time_format: TimeFormat = Field("iso", description="change times and window bounds: ISO 8601 or epoch numbers")
+    since_param: str | None = Field("updated_since", description="window start, inclusive (created[gte])")
+    since_exclusive: bool = Field(False, description="since_param reads 'after' (created[gt]): sent one unit early")
+    until_param: str | None = Field("updated_before", description="window end, exclusive (created[lt])")
     key_after_param: str | None = Field(
         None, description="items whose key sorts after this value, ties on change time ordered by key"
     )
     total_field: str | None = Field(None, description="body field holding the listing's total item count")
-    params: dict[str, str] = Field(default_factory=dict, description="extra query parameters on every listing")
+    params: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="extra query parameters on every listing; a list repeats the parameter"
+    )
     incomplete_params: dict[str, str] | None = Field(
         None, description="query parameters listing records lacking key or change time (read on every run)"
     )
-    pagination: PaginationConfig = Field(default_factory=PaginationConfig)
     lookup: LookupConfig | None = None
     id_field: str = Field("id", description="the API's own record id, used in update URLs")
     update_method: Literal["PATCH", "PUT"] = "PATCH"
     upsert: UpsertConfig | None = None
     read_only: list[str] = Field(default_factory=list, description="fields the API sets itself; never sent")
 
-    @field_validator("until_param", mode="before")
+    @field_validator("record_path")
     @classmethod
-    def _has_until(cls, value: Any) -> Any:
-        """Without a window end no tie group can be read on its own, and items sharing a change time get lost."""
+    def _path(cls, value: str | None) -> str | None:
+        return value if value is None else check_member(value)
+
+    @field_validator("order", "since_param", "until_param")
+    @classmethod
+    def _readable_window(cls, value: Any, info: ValidationInfo) -> Any:
+        """Keyset styles page by change time: they need both window bounds and an ascending listing.
+
+        A listing paged by the last item's id (``after_id``) reads a window in either order
+        and with either bound missing: the window is cut here, and the read stops at the
+        first item past it.
+        """
+        paging = info.data.get("pagination")
+        if paging is None or paging.style == "after_id":
+            return value
         if value is None:
-            raise ValueError("until_param is required: truesync reads items sharing one change time with it")
+            raise ValueError(
+                f"{info.field_name} is required unless pagination is after_id: "
+                "truesync reads items sharing one change time with it"
+            )
+        if value == "desc":
+            raise ValueError("order desc needs pagination style after_id: other styles page by change time")
         return value
 
 

@@ -22,6 +22,7 @@ from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem
 from truesync.connectors.rest import changes, paging, writes
 from truesync.connectors.rest.connection import HttpConnection, http_connection
+from truesync.connectors.rest.members import ItemReader
 from truesync.connectors.rest.session import Api
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 
@@ -57,10 +58,14 @@ class RestSystem:
             self._reached.add(mapping.table)
         return dict.fromkeys(mapping.columns, str)
 
+    def _reader(self, mapping: EntityMapping, envelope: bool = True) -> ItemReader:
+        endpoint = self._endpoint(mapping)
+        return ItemReader(endpoint, mapping, self.api.where("GET", endpoint.path), envelope)
+
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Items changed in ``[start, end)``, each once (see ``changes``), in frames of ``size``."""
         pages = changes.changed(self.api, self._endpoint(mapping), mapping, start, end)
-        yield from _frames((item for page in pages for item in page), mapping, size)
+        yield from _frames((item for page in pages for item in page), self._reader(mapping), size)
 
     def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
         """Items lacking key or change time, when the API can list them (``incomplete_params``).
@@ -68,17 +73,24 @@ class RestSystem:
         Read on every run, like the SQL connector's rows without key, so their exceptions stay
         open until the item is fixed.
         """
-        yield from _frames(changes.incomplete(self.api, self._endpoint(mapping), mapping), mapping, size)
+        yield from _frames(changes.incomplete(self.api, self._endpoint(mapping), mapping), self._reader(mapping), size)
 
     def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
         """Every item of the endpoint's listing, page by page (a full compare reads the whole listing).
 
         The kind cannot delete (``deletes: report`` only), so no row is marked deleted: ``hidden``
-        is always None.
+        is always None. An endpoint of envelopes (events) lists changes, not records: it has no
+        whole set of records to compare.
         """
-        items = (item for page in paging.pages(self.api, self._endpoint(mapping), {}) for item in page)
-        keyed = (item for item in items if item.get(mapping.key) is not None)
-        yield from _frames(keyed, mapping, size)
+        endpoint, reader = self._endpoint(mapping), self._reader(mapping)
+        if endpoint.record_path is not None:
+            raise ConfigurationProblem(
+                f"{self.describe()}: endpoint '{mapping.table}' lists envelopes ({endpoint.record_path}), "
+                "not records: a full compare needs an endpoint listing the records themselves"
+            )
+        items = (item for page in paging.pages(self.api, endpoint, {}) for item in page)
+        keyed = (item for item in items if reader.key(item) is not None)
+        yield from _frames(keyed, reader, size)
 
     def require_unique_key(self, mapping: EntityMapping) -> None:
         """An endpoint's lookup by key returns one item per key: nothing to check."""
@@ -86,24 +98,26 @@ class RestSystem:
 
     def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
         """Current items for ``keys``, found by the endpoint's lookup parameter (``hidden``: None, see ``scan``)."""
-        return _frame(writes.lookup(self.api, self._endpoint(mapping), mapping, keys), mapping)
+        return _frame(writes.lookup(self.api, self._endpoint(mapping), mapping, keys), self._reader(mapping, False))
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current items whose ``column`` holds one of ``values`` (``lookup.by`` names the parameter)."""
-        return _frame(writes.lookup(self.api, self._endpoint(mapping), mapping, values, column), mapping, [column])
+        found = writes.lookup(self.api, self._endpoint(mapping), mapping, values, column)
+        return _frame(found, self._reader(mapping, False), [column])
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
         """Create-or-update each row by its external key (see ``writes``); returns how many rows were written."""
         return writes.write(self.api, self._endpoint(mapping), mapping, rows, batch_size, run_id)
 
 
-def _frames(items: Iterable[dict[str, Any]], mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
+def _frames(items: Iterable[dict[str, Any]], reader: ItemReader, size: int) -> Iterator[pd.DataFrame]:
     """Items in frames of ``size`` (the last one shorter)."""
     stream = iter(items)
     while chunk := list(islice(stream, size)):
-        yield _frame(chunk, mapping)
+        yield _frame(chunk, reader)
 
 
-def _frame(items: list[dict[str, Any]], mapping: EntityMapping, extra: list[str] | None = None) -> pd.DataFrame:
-    columns = list(dict.fromkeys(mapping.columns + (extra or [])))
-    return pd.DataFrame([[item.get(c) for c in columns] for item in items], columns=columns, dtype=object)
+def _frame(items: list[dict[str, Any]], reader: ItemReader, extra: list[str] | None = None) -> pd.DataFrame:
+    """Items as a frame of the mapping's columns, each read by its member path (see ``members``)."""
+    columns = list(dict.fromkeys(reader.mapping.columns + (extra or [])))
+    return pd.DataFrame([reader.row(item, columns) for item in items], columns=columns, dtype=object)
