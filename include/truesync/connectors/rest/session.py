@@ -101,7 +101,9 @@ def _auth(config: RestConfig, conn: HttpConnection) -> AuthBase | None:
     kind = config.auth.type
     if kind == "none":
         return None
-    if not conn.password:
+    if kind == "basic" and not (conn.login or conn.password):
+        raise ConfigurationProblem("auth type 'basic' needs a login or a password in the connection")
+    if kind != "basic" and not conn.password:
         raise ConfigurationProblem(f"auth type '{kind}' needs a password (the secret) in the connection")
     url = urlsplit(conn.base_url)
     if url.scheme != "https" and url.hostname not in LOOPBACK:
@@ -110,7 +112,7 @@ def _auth(config: RestConfig, conn: HttpConnection) -> AuthBase | None:
             "(or to a loopback host)"
         )
     if kind == "basic":
-        return HTTPBasicAuth(conn.login or "", conn.password)
+        return HTTPBasicAuth(conn.login or "", conn.password or "")  # Stripe: the secret key is the login
     if kind == "bearer":
         return _HeaderAuth("Authorization", f"Bearer {conn.password}")
     return _HeaderAuth(config.auth.header, conn.password)

@@ -41,11 +41,25 @@ class PaginationConfig(_Strict):
 
 
 class LookupConfig(_Strict):
-    """How records are found by their external key: ``GET path?<param>=k1&<param>=k2``."""
+    """How records are found by their external key.
 
-    param: str
+    ``param``: ``GET path?<param>=k1&<param>=k2``, ``max_keys`` keys a request. ``path``: one
+    ``GET`` a key, ``{key}`` replaced by it (``/v1/charges/{key}``); a 404 means no such record.
+    """
+
+    param: str | None = None
+    path: str | None = Field(None, pattern=r"^/", description="retrieve one record: a path holding '{key}'")
+    params: dict[str, str | list[str]] = Field(default_factory=dict, description="extra query parameters on lookups")
     max_keys: int = Field(50, ge=1, le=1000, description="keys per lookup request")
     by: dict[str, str] = Field(default_factory=dict, description="other member -> query parameter finding by it")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LookupConfig:
+        if (self.param is None) == (self.path is None):
+            raise ValueError("a lookup needs exactly one of param and path")
+        if self.path is not None and "{key}" not in self.path:
+            raise ValueError("lookup path must contain '{key}'")
+        return self
 
 
 class UpsertConfig(_Strict):

@@ -88,7 +88,7 @@ class RestSystem:
                 f"{self.describe()}: endpoint '{mapping.table}' lists envelopes ({endpoint.record_path}), "
                 "not records: a full compare needs an endpoint listing the records themselves"
             )
-        items = (item for page in paging.pages(self.api, endpoint, {}) for item in page)
+        items = (item for page in paging.pages(self.api, endpoint, dict(endpoint.params)) for item in page)
         keyed = (item for item in items if reader.key(item) is not None)
         yield from _frames(keyed, reader, size)
 

@@ -1,7 +1,8 @@
 """Finding records by external key and writing them: create-or-update, native upsert, idempotency keys.
 
 Records are found with the endpoint's ``lookup`` (``GET path?<param>=k1&<param>=k2``,
-``max_keys`` keys a request; ``lookup.by`` names the parameter of another member). A write
+``max_keys`` keys a request, or one ``GET`` of ``lookup.path`` a key, where 404 means no
+such record; ``lookup.by`` names the parameter of another member). A write
 goes one request per record. With a native ``upsert`` call the record is sent to it; else
 the batch is looked up by key and each record is created (POST) or updated (PATCH of the
 fields that differ, or PUT of the whole record), and nothing is sent when nothing differs.
@@ -54,11 +55,27 @@ def lookup(
     if config is None or (column is not None and column not in config.by):
         by = f" by '{column}'" if column else ""
         raise ConfigurationProblem(f"{api.describe()}: endpoint '{mapping.table}' has no lookup{by} configured")
+    if column is None and config.path is not None:
+        return [item for value in values if (item := _retrieve(api, config.path, value, config.params)) is not None]
     param = config.param if column is None else config.by[column]
     items: Items = []
     for start in range(0, len(values), config.max_keys):
-        items += listing(api, endpoint, {param: values[start : start + config.max_keys]}, need)
+        items += listing(api, endpoint, {**config.params, param: values[start : start + config.max_keys]}, need)
     return items
+
+
+def _retrieve(api: Api, path: str, key: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """One record by its key, or None when the API answers 404."""
+    try:
+        response = api.request("GET", path, url=api.base_url + path.format(key=quote(key, safe="")), params=params)
+    except BadResponse as exc:
+        if exc.status == 404:
+            return None
+        raise
+    found = api.json(response, "GET", path)
+    if not isinstance(found, dict):
+        raise BadResponse(f"{api.where('GET', path)}: status {response.status_code}, the body is not an object")
+    return found
 
 
 def write(

@@ -1,0 +1,168 @@
+"""Stripe as a payment source, configured in YAML only, proven against localstripe (a third-party fake).
+
+The configuration is the worked example in ``docs/examples/stripe/``, merged into the
+sandbox's, with the differences localstripe 1.15.10 has from Stripe applied on top (listed
+in ``LOCALSTRIPE`` and in docs/configuration.md, "Stripe"). Charges, captures and refunds
+are created through localstripe's own API; the CRM is the sandbox's REST CRM. The run is the
+engine's; ``tests/airflow/test_stripe_dag.py`` runs the same flow through Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sandbox_demo import assert_conserved
+from stripe_server import SECRET_KEY, Stripe, localstripe, stripe_config
+
+from truesync.config import Config
+from truesync.pipeline.runner import run_flow
+from truesync.pipeline.window import Window
+from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread, crm_app, seed
+from truesync.store import Store, queue, staging
+
+FLOW = "stripe_to_crm_api"
+
+
+def _deal(ref: str, total: str, currency: str = "USD") -> dict[str, Any]:
+    number = ref[1:]
+    return {"order_ref": ref, "contact_ref": f"C{number}", "invoice_ref": f"INV-{number}", "stage": "new",
+            "amount": total, "balance": total, "currency": currency, "ordered_on": "2026-11-30"}  # fmt: skip
+
+
+DEALS = [_deal("O1", "120.00"), _deal("O2", "200.00"), _deal("O3", "80.00"), _deal("O4", "50.00"),
+         _deal("O5", "1200.00", "JPY")]  # fmt: skip
+
+
+@dataclass
+class StripeFlow:
+    config: Config
+    store: Store
+    stripe: Stripe
+    crm: ServerThread
+
+    def run(self, run_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return run_flow(self.config, self.store, FLOW, run_id, Window(start, end))
+
+    def crm_items(self, collection: str) -> dict[str, dict[str, Any]]:
+        items = requests.get(f"{self.crm.url}/_items/{collection}", timeout=5).json()
+        key = "order_ref" if collection == "deals" else "payment_ref"
+        return {i[key]: i for i in items}
+
+    def crm_writes(self) -> int:
+        stats = requests.get(f"{self.crm.url}/_stats", timeout=5).json()
+        return sum(n for name, n in stats.items() if name.split(" ")[0] in ("POST", "PUT", "PATCH", "DELETE"))
+
+
+@pytest.fixture
+def stripe_flow(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeFlow]:
+    app = crm_app(DEFAULT_TOKEN)
+    seed(app, {"deals": DEALS})
+    crm = ServerThread(app).start()
+    with localstripe(tmp_path) as stripe:
+        config = stripe_config(tmp_path / "config", stripe.url, crm.url, monkeypatch)
+        handle = StripeFlow(config, Store(), stripe, crm)
+        yield handle
+        handle.store.engine.dispose()
+    crm.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _next_second() -> datetime:
+    """The next whole second: localstripe stamps ``created`` in whole seconds of the wall clock."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+    return _now().replace(microsecond=0)
+
+
+def _scenario(stripe: Stripe) -> dict[str, tuple[str, str]]:
+    """Charges, captures and refunds, each labelled (entity, class) by the id Stripe gave it."""
+    card = stripe.card("shopper@example.com")
+    refs = {f"O{n}": {"order_id": f"O{n}", "invoice_id": f"INV-{n}", "customer_id": f"C{n}"} for n in range(1, 6)}
+    paid = stripe.charge(card, 12000, "usd", **refs["O1"])
+    later = stripe.charge(card, 20000, "usd", capture=False, **refs["O2"])
+    stripe.capture(later)
+    refunded = stripe.charge(card, 8000, "usd", **refs["O3"])
+    wrong_invoice = stripe.charge(card, 5000, "usd", **{**refs["O4"], "invoice_id": "INV-3"})
+    yen = stripe.charge(card, 1200, "jpy", **refs["O5"])
+    no_invoice = stripe.charge(card, 4000, "usd", order_id="O2", customer_id="C2")
+    authorised = stripe.charge(card, 1000, "usd", capture=False, **refs["O4"])
+    partial = stripe.refund(later, 3000)
+    full = stripe.refund(refunded)
+    unpaid = stripe.refund(authorised)  # paid back in finance while the CRM still shows the deal open
+    labels = {key: ("payment", "missing") for key in (paid, later, refunded, yen, authorised)}
+    labels |= {wrong_invoice: ("payment", "mismatched"), no_invoice: ("payment", "invalid")}
+    labels |= {partial: ("refund", "missing"), full: ("refund", "missing"), unpaid: ("refund", "mismatched")}
+    return labels
+
+
+def _classes(store: Store, run_id: str) -> dict[str, tuple[str, str]]:
+    results = staging.run_results(store, run_id)
+    return {row.key: (row.entity, row["class"]) for _, row in results.iterrows()}
+
+
+def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes_nothing(
+    stripe_flow: StripeFlow, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    start = _next_second() - timedelta(seconds=1)
+    labels = _scenario(stripe_flow.stripe)
+    end = _next_second()
+
+    report = stripe_flow.run("stripe:1", start, end)
+    assert _classes(stripe_flow.store, "stripe:1") == labels
+    assert_conserved(stripe_flow, report)  # type: ignore[arg-type]
+
+    payments = stripe_flow.crm_items("payments")
+    by_label = {key: payments.get(key) for key in labels}
+    written = {key: (p["kind"], p["state"], p["amount"], p["currency"]) for key, p in by_label.items() if p}
+    assert sorted(written.values()) == sorted([
+        ("payment", "captured", "120.00", "USD"), ("payment", "captured", "200.00", "USD"),
+        ("payment", "captured", "80.00", "USD"), ("payment", "captured", "1200.00", "JPY"),
+        ("payment", "authorised", "10.00", "USD"), ("refund", "refunded", "30.00", "USD"),
+        ("refund", "refunded", "80.00", "USD"),
+    ])  # fmt: skip
+    balances = {ref: deal["balance"] for ref, deal in stripe_flow.crm_items("deals").items()}
+    assert balances == {"O1": "0.00", "O2": "30.00", "O3": "80.00", "O4": "50.00", "O5": "0.00"}
+
+    held = queue.list_exceptions(stripe_flow.store, flow=FLOW, status="open")
+    reasons = {row["key"]: (row["check_name"], row["field"], row["reason"]) for row in held}
+    mismatched = next(k for k, label in labels.items() if label == ("payment", "mismatched"))
+    over_refund = next(k for k, label in labels.items() if label == ("refund", "mismatched"))
+    invalid = next(k for k, (_, c) in labels.items() if c == "invalid")
+    assert reasons[mismatched][0] == "reference_match" and "INV-3" in reasons[mismatched][2]
+    assert reasons[over_refund][0] == "open_balance" and "open balance of 50.00" in reasons[over_refund][2]
+    assert (
+        reasons[invalid][:2] == ("expect_column_values_to_not_be_null", "invoice_id")
+        and "must not be null" in reasons[invalid][2]
+    )
+    assert set(reasons) == {mismatched, over_refund, invalid}
+
+    writes = stripe_flow.crm_writes()
+    rerun = stripe_flow.run("stripe:1-again", start, end)
+    assert rerun["status"] == "success"
+    assert stripe_flow.crm_writes() == writes, "a rerun of the same window wrote to the CRM"
+    again = _classes(stripe_flow.store, "stripe:1-again")
+    held_again = {k: c for k, (_, c) in again.items() if c != "in_sync"}
+    assert held_again == {mismatched: "mismatched", over_refund: "mismatched", invalid: "invalid"}
+
+    first_charge = next(k for k, (e, _) in labels.items() if e == "payment")
+    late_refund = stripe_flow.stripe.refund(first_charge, 2000)
+    final = _next_second()
+    stripe_flow.run("stripe:2", end, final)
+    retried = {key: labels[key] for key in (mismatched, over_refund, invalid)}  # open exceptions, fetched by key
+    assert _classes(stripe_flow.store, "stripe:2") == {late_refund: ("refund", "missing"), **retried}
+    assert stripe_flow.crm_items("deals")["O1"]["balance"] == "20.00"
+
+    shown = caplog.text + json.dumps([report, held], default=str)
+    assert SECRET_KEY not in shown

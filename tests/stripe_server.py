@@ -1,0 +1,148 @@
+"""localstripe, a third-party fake Stripe server, run on a free port for a test.
+
+Data is created through localstripe's own Stripe-style API (form-encoded POSTs with
+bracketed keys, basic auth with the secret key as the username), never written into it
+behind its back. localstripe keeps its objects in memory (``--from-scratch``: nothing is
+loaded from an earlier run) and stamps ``created`` with the wall clock in whole seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from truesync.config import Config, load_config
+from truesync.sandbox.api import DEFAULT_TOKEN
+from truesync.sandbox.localairflow import free_port
+
+SECRET_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+class Stripe:
+    """A client of one localstripe server, for creating the scenario's customers, charges and refunds."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.auth = (SECRET_KEY, "")
+
+    def post(self, path: str, **data: Any) -> dict[str, Any]:
+        response = self.session.post(f"{self.url}{path}", data=_form(data), timeout=10)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self.session.get(f"{self.url}{path}", params=params, timeout=10)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        return response.json()
+
+    def card(self, email: str) -> str:
+        """A customer with a card that charges succeed on; returns the card's payment method id."""
+        customer = self.post("/v1/customers", email=email)["id"]
+        method = self.post(
+            "/v1/payment_methods", type="card", card={"number": "4242424242424242", "exp_month": 12,
+                                                      "exp_year": 2034, "cvc": "123"},
+        )["id"]  # fmt: skip
+        self.post(f"/v1/payment_methods/{method}/attach", customer=customer)
+        return method
+
+    def charge(self, card: str, amount: int, currency: str, capture: bool = True, **metadata: str) -> str:
+        return self.post(
+            "/v1/charges", amount=amount, currency=currency, source=card, capture=str(capture).lower(),
+            metadata=metadata,
+        )["id"]  # fmt: skip
+
+    def capture(self, charge: str) -> None:
+        self.post(f"/v1/charges/{charge}/capture")
+
+    def refund(self, charge: str, amount: int | None = None) -> str:
+        return self.post("/v1/refunds", charge=charge, **({"amount": amount} if amount else {}))["id"]
+
+
+def _form(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Stripe's form encoding: nested members as ``card[number]``."""
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}[{name}]" if prefix else name
+        if isinstance(value, dict):
+            flat.update(_form(value, key))
+        else:
+            flat[key] = value
+    return flat
+
+
+@contextmanager
+def localstripe(workdir: Path) -> Iterator[Stripe]:
+    """A localstripe server on a free loopback port, stopped afterwards."""
+    port = free_port()
+    log = (workdir / "localstripe.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stripe = Stripe(f"http://127.0.0.1:{port}")
+    try:
+        _wait_for(stripe, process)
+        yield stripe
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _wait_for(stripe: Stripe, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"localstripe exited with {process.returncode}")
+        try:
+            stripe.session.get(f"{stripe.url}/v1/charges", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("localstripe did not answer within 30 s")
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "stripe"
+SANDBOX_CONFIG = Path(__file__).resolve().parents[1] / "include" / "config"
+# What localstripe 1.15.10 serves differently from Stripe (docs/configuration.md, "Stripe"):
+# charges come oldest first and take one bound, created[gt]; refunds take no created filter.
+LOCALSTRIPE = {
+    "charges": {"order": "asc", "since_param": "created[gt]", "since_exclusive": True, "until_param": None},
+    "refunds": {"since_param": None, "until_param": None},
+}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` added into ``base``, nested mappings merged member by member."""
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(name), dict):
+            _merge(base[name], value)
+        else:
+            base[name] = value
+    return base
+
+
+def stripe_config(directory: Path, stripe_url: str, crm_url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The sandbox configuration with the Stripe example added, in localstripe's dialect, connections set."""
+    directory.mkdir(parents=True)
+    for section in ("systems", "entities", "mappings", "flows"):
+        document = yaml.safe_load((SANDBOX_CONFIG / f"{section}.yaml").read_text())
+        _merge(document, yaml.safe_load((EXAMPLE / f"{section}.yaml").read_text()))
+        if section == "systems":
+            for endpoint, dialect in LOCALSTRIPE.items():
+                document["systems"]["payments_stripe"]["rest"]["endpoints"][endpoint].update(dialect)
+        (directory / f"{section}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_PAYMENTS_STRIPE", stripe_url.replace("//", f"//{SECRET_KEY}:@", 1))
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM_API", crm_url.replace("//", f"//:{DEFAULT_TOKEN}@", 1))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(directory))
+    return load_config(directory)
