@@ -1,0 +1,248 @@
+"""REST listings paged by the last item's id (Stripe's shape), against a Stripe-shaped server on localhost.
+
+The server lists newest first (or oldest first), pages with ``starting_after`` and
+``has_more``, filters on ``created[gte]``, ``created[gt]`` and ``created[lt]`` in epoch
+seconds, and can wrap records in events. Its switches break the answers the ways a real
+API can. localstripe itself is used in ``test_stripe.py``; this server makes ties, orders
+and broken answers exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi import FastAPI, Request
+
+from truesync.config import EntityMapping
+from truesync.connectors.errors import ConfigurationProblem
+from truesync.connectors.rest.connection import HttpConnection
+from truesync.connectors.rest.session import BadResponse
+from truesync.connectors.rest.settings import EndpointConfig, RestConfig
+from truesync.connectors.rest.system import RestSystem
+from truesync.sandbox.api import ServerThread
+
+T0 = datetime(2026, 11, 2, 9, 0, 0)
+EPOCH = datetime(1970, 1, 1)
+
+
+def epoch(ts: datetime) -> int:
+    return int((ts - EPOCH).total_seconds())
+
+
+class Listing:
+    """The served items and how they are served; every request's query is kept."""
+
+    def __init__(self, items: list[dict[str, Any]], order: str = "desc") -> None:
+        self.items, self.order = items, order
+        self.omit_has_more = False
+        self.requests: list[dict[str, str]] = []
+
+    def page(self, query: dict[str, str]) -> dict[str, Any]:
+        self.requests.append(query)
+        rows = sorted(enumerate(self.items), key=lambda p: (p[1]["created"], p[0]), reverse=self.order == "desc")
+        chosen = [item for _, item in rows if _in(item["created"], query)]
+        after = query.get("starting_after")
+        if after is not None:
+            chosen = chosen[[i.get("id") for i in chosen].index(after) + 1 :]
+        limit = int(query.get("limit", 10))
+        body: dict[str, Any] = {"object": "list", "data": chosen[:limit]}
+        if not self.omit_has_more:
+            body["has_more"] = len(chosen) > limit
+        return body
+
+
+def _in(created: int, query: dict[str, str]) -> bool:
+    bounds = {"created[gte]": created.__ge__, "created[gt]": created.__gt__, "created[lt]": created.__lt__}
+    return all(test(int(query[name])) for name, test in bounds.items() if name in query)
+
+
+def serve(listing: Listing) -> ServerThread:
+    app = FastAPI()
+
+    @app.get("/v1/things")
+    def things(request: Request) -> dict[str, Any]:
+        return listing.page(dict(request.query_params))
+
+    return ServerThread(app).start()
+
+
+@pytest.fixture
+def server() -> Iterator[dict[str, Any]]:
+    holder: dict[str, Any] = {}
+    yield holder
+    if "thread" in holder:
+        holder["thread"].stop()
+
+
+MAPPING = EntityMapping(
+    table="things", key="id", cursor="created",
+    fields={"thing_id": "id", "invoice": "metadata.invoice_id", "first_amount": "refunds.data[0].amount"},
+)  # fmt: skip
+
+
+def connector(holder: dict[str, Any], listing: Listing, **endpoint: Any) -> RestSystem:
+    holder["thread"] = thread = serve(listing)
+    settings = {"path": "/v1/things", "items_field": "data", "time_format": "epoch_s",
+                "pagination": {"style": "after_id", "page_size": 2}, "since_param": "created[gte]",
+                "until_param": "created[lt]", "order": "desc"}  # fmt: skip
+    config = RestConfig(
+        auth={"type": "none"}, retries=0, endpoints={"things": EndpointConfig(**{**settings, **endpoint})}
+    )
+    return RestSystem("stripe_like", config, HttpConnection(thread.url, None, None))
+
+
+def extract(system: RestSystem, start: datetime, end: datetime, mapping: EntityMapping = MAPPING) -> pd.DataFrame:
+    frames = list(system.extract(mapping, start, end, 1000))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=mapping.columns)
+
+
+def _things(groups: int = 3, size: int = 3) -> list[dict[str, Any]]:
+    """Items in tie groups: ``size`` items share each second, so two-item pages split every group."""
+    return [
+        {"id": f"th_{g}{i}", "created": epoch(T0) + g, "metadata": {"invoice_id": f"INV-{g}{i}"},
+         "refunds": {"data": [{"amount": 100 * i}]}}
+        for g in range(groups) for i in range(size)
+    ]  # fmt: skip
+
+
+def test_a_newest_first_listing_paged_after_the_last_id_reads_ties_split_by_pages_once(server: dict) -> None:
+    listing = Listing(_things())
+    system = connector(server, listing)
+    frame = extract(system, T0, T0 + timedelta(seconds=3))
+    assert sorted(frame["id"]) == sorted(i["id"] for i in listing.items)
+    assert frame.columns.tolist() == MAPPING.columns
+    assert frame.loc[frame["id"] == "th_12", "metadata.invoice_id"].item() == "INV-12"
+    assert frame.loc[frame["id"] == "th_12", "refunds.data[0].amount"].item() == 200
+    assert frame.loc[frame["id"] == "th_12", "created"].item() == (T0 + timedelta(seconds=1)).isoformat()
+    first = listing.requests[0]
+    assert (first["created[gte]"], first["created[lt]"]) == (str(epoch(T0)), str(epoch(T0) + 3))
+    assert [r.get("starting_after") for r in listing.requests] == [None, "th_21", "th_12", "th_10", "th_01"]
+
+
+def test_a_window_cuts_the_listing_on_both_sides(server: dict) -> None:
+    system = connector(server, Listing(_things()))
+    frame = extract(system, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))
+    assert sorted(frame["id"]) == ["th_10", "th_11", "th_12"]
+
+
+def test_without_a_start_parameter_a_newest_first_read_stops_past_the_window(server: dict) -> None:
+    listing = Listing(_things(groups=6))
+    system = connector(server, listing, since_param=None, until_param=None)
+    frame = extract(system, T0 + timedelta(seconds=3), T0 + timedelta(seconds=4))
+    assert sorted(frame["id"]) == ["th_30", "th_31", "th_32"]
+    assert len(listing.requests) == 5, "read on past the first page older than the window"
+    assert all("created[gte]" not in r for r in listing.requests)
+
+
+def test_an_oldest_first_listing_with_an_exclusive_start_stops_at_the_window_end(server: dict) -> None:
+    listing = Listing(_things(groups=6), order="asc")
+    system = connector(server, listing, order="asc", since_param="created[gt]", since_exclusive=True, until_param=None)
+    frame = extract(system, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))
+    assert sorted(frame["id"]) == ["th_10", "th_11", "th_12"]
+    assert listing.requests[0]["created[gt]"] == str(epoch(T0))
+    assert len(listing.requests) == 2
+
+
+def test_a_start_between_whole_seconds_is_rounded_up_never_down(server: dict) -> None:
+    listing = Listing(_things())
+    system = connector(server, listing)
+    frame = extract(system, T0 + timedelta(milliseconds=500), T0 + timedelta(seconds=3))
+    assert listing.requests[0]["created[gte]"] == str(epoch(T0) + 1)
+    assert sorted(frame["id"]) == [f"th_{g}{i}" for g in (1, 2) for i in range(3)]
+
+
+def test_epoch_milliseconds(server: dict) -> None:
+    items = [{"id": f"ms_{n}", "created": epoch(T0) * 1000 + 250 * n} for n in range(8)]
+    listing = Listing(items)
+    system = connector(server, listing, time_format="epoch_ms", since_param=None, until_param=None)
+    frame = extract(system, T0 + timedelta(milliseconds=500), T0 + timedelta(milliseconds=1500))
+    assert sorted(frame["id"]) == ["ms_2", "ms_3", "ms_4", "ms_5"]
+    assert frame.loc[frame["id"] == "ms_3", "created"].item() == (T0 + timedelta(milliseconds=750)).isoformat()
+
+
+def test_member_paths_that_lead_nowhere_read_as_null_and_the_item_is_kept(server: dict) -> None:
+    items = [{"id": "th_a", "created": epoch(T0)}, {"id": "th_b", "created": epoch(T0), "metadata": None},
+             {"id": "th_c", "created": epoch(T0), "refunds": {"data": []}}, {"created": epoch(T0)}]  # fmt: skip
+    frame = extract(connector(server, Listing(items)), T0, T0 + timedelta(seconds=1))
+    assert len(frame) == 4
+    assert frame["metadata.invoice_id"].isna().all() and frame["refunds.data[0].amount"].isna().all()
+    assert frame["id"].isna().sum() == 1, "an item without its key is kept, to be quarantined"
+
+
+def test_a_body_without_has_more_fails_naming_system_endpoint_and_field(server: dict) -> None:
+    listing = Listing(_things())
+    listing.omit_has_more = True
+    system = connector(server, listing)
+    with pytest.raises(BadResponse, match=r"system 'stripe_like' GET /v1/things: status 200, field 'has_more'"):
+        extract(system, T0, T0 + timedelta(seconds=3))
+
+
+def test_more_items_after_one_without_an_id_fail_rather_than_restart(server: dict) -> None:
+    items = _things()
+    del items[7]["id"]  # the last item of the first page, newest first
+    with pytest.raises(BadResponse, match=r"more items follow but its last item has no 'id' to list after"):
+        extract(connector(server, Listing(items)), T0, T0 + timedelta(seconds=3))
+
+
+def test_a_listing_out_of_its_order_fails(server: dict) -> None:
+    system = connector(server, Listing(_things(), order="asc"))
+    with pytest.raises(BadResponse, match=r"not ordered by 'created', newest first"):
+        extract(system, T0, T0 + timedelta(seconds=3))
+
+
+def test_desc_needs_a_listing_paged_by_the_last_id() -> None:
+    with pytest.raises(ValueError, match="order desc needs pagination style after_id"):
+        EndpointConfig(path="/v1/things", order="desc")
+
+
+# --- envelopes (events) -------------------------------------------------------------------------
+
+
+def _event(number: int, created: int, record: Any, kind: str = "thing.updated") -> dict[str, Any]:
+    return {"id": f"evt_{number}", "object": "event", "type": kind, "created": created, "data": {"object": record}}
+
+
+def test_envelopes_give_the_record_and_the_events_own_change_time(server: dict) -> None:
+    made = epoch(T0) - 86_400
+    events = [
+        _event(1, epoch(T0), {"id": "th_1", "created": made, "metadata": {"invoice_id": "INV-1"}}),
+        _event(2, epoch(T0) + 1, {"id": "th_1", "created": made, "metadata": {"invoice_id": "INV-1b"}}),
+        _event(3, epoch(T0) + 1, {"id": "th_2", "created": made, "metadata": {"invoice_id": "INV-2"}}),
+        _event(4, epoch(T0) + 2, {"id": "th_2", "created": made, "metadata": {"invoice_id": "INV-2"}}),
+    ]
+    system = connector(server, Listing(events), record_path="data.object")
+    frame = extract(system, T0, T0 + timedelta(seconds=3))
+    rows = sorted(zip(frame["id"], frame["metadata.invoice_id"], frame["created"], strict=True))
+    assert rows == [
+        ("th_1", "INV-1b", (T0 + timedelta(seconds=1)).isoformat()),
+        ("th_2", "INV-2", (T0 + timedelta(seconds=2)).isoformat()),
+    ], "newest first: a record's older events are dropped, its newest state wins"
+
+
+def test_same_instant_events_with_other_content_are_both_kept_for_the_duplicate_check(server: dict) -> None:
+    events = [
+        _event(1, epoch(T0), {"id": "th_1", "metadata": {"invoice_id": "A"}}),
+        _event(2, epoch(T0), {"id": "th_1", "metadata": {"invoice_id": "B"}}),
+        _event(3, epoch(T0), {"id": "th_2", "metadata": {"invoice_id": "C"}}),
+        _event(4, epoch(T0), {"id": "th_2", "metadata": {"invoice_id": "C"}}),
+    ]
+    frame = extract(connector(server, Listing(events), record_path="data.object"), T0, T0 + timedelta(seconds=1))
+    assert sorted(zip(frame["id"], frame["metadata.invoice_id"], strict=True)) == [
+        ("th_1", "A"), ("th_1", "B"), ("th_2", "C"),
+    ]  # fmt: skip
+
+
+def test_an_envelope_without_its_record_fails_naming_the_event(server: dict) -> None:
+    events = [_event(1, epoch(T0), {"id": "th_1"}), {"id": "evt_2", "created": epoch(T0), "data": {}}]
+    with pytest.raises(BadResponse, match=r"GET /v1/things: item 'evt_2' holds no object at 'data.object'"):
+        extract(connector(server, Listing(events), record_path="data.object"), T0, T0 + timedelta(seconds=1))
+
+
+def test_a_full_compare_refuses_an_endpoint_of_envelopes(server: dict) -> None:
+    system = connector(server, Listing([]), record_path="data.object")
+    with pytest.raises(ConfigurationProblem, match="lists envelopes .* not records"):
+        list(system.scan(MAPPING, 100))
