@@ -132,13 +132,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def stripe_config(directory: Path, stripe_url: str, crm_url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
-    """The sandbox configuration with the Stripe example added, in localstripe's dialect, connections set."""
+def stripe_config(
+    directory: Path, stripe_url: str, crm_url: str, monkeypatch: pytest.MonkeyPatch, dialect: bool = True
+) -> Config:
+    """The sandbox configuration with the Stripe example added (in localstripe's dialect), connections set."""
     directory.mkdir(parents=True)
     for section in ("systems", "entities", "mappings", "flows"):
         document = yaml.safe_load((SANDBOX_CONFIG / f"{section}.yaml").read_text())
         _merge(document, yaml.safe_load((EXAMPLE / f"{section}.yaml").read_text()))
-        if section == "systems":
+        if section == "systems" and dialect:
             for endpoint, dialect in LOCALSTRIPE.items():
                 document["systems"]["payments_stripe"]["rest"]["endpoints"][endpoint].update(dialect)
         (directory / f"{section}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))

@@ -8,7 +8,7 @@ import decimal
 import pandas as pd
 import pytest
 
-from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.config import EntityConfig, EntityMapping, FieldSpec, MinorUnits
 from truesync.core.canonical import to_canonical, to_system
 
 ENTITY = EntityConfig(
@@ -472,3 +472,55 @@ def test_to_system_keeps_integers_next_to_nulls() -> None:
 def test_to_system_sends_the_canonical_text_to_a_column_of_any_type() -> None:
     rows, _ = to_system(canonical_frame([FULL]), MAPPING, {**TYPES, "amount": None, "unit_price": str}, ALL)
     assert (rows[0]["amount"], rows[0]["unit_price"]) == ("3", "12.50")
+
+
+# ---------------------------------------------------------------- amounts in minor units
+
+PAYMENT = EntityConfig(
+    key="payment_id",
+    fields={"payment_id": FieldSpec(type="string"), "amount": FieldSpec(type="decimal", scale=2),
+            "currency": FieldSpec(type="string")},
+)  # fmt: skip
+IN_MINOR_UNITS = EntityMapping(
+    table="charges", key="id", fields={"payment_id": "id", "amount": "amount", "currency": "currency"},
+    codes={"currency": {"usd": "USD", "jpy": "JPY", "kwd": "KWD", "isk": "ISK", "abc": "ABC"}},
+    minor_units={"amount": MinorUnits(currency="currency", exponents={"isk": 2})},
+)  # fmt: skip
+
+
+def payments(amounts: list[object], currencies: list[object]) -> pd.DataFrame:
+    ids = [f"ch_{n}" for n in range(len(amounts))]
+    return pd.DataFrame({"id": ids, "amount": amounts, "currency": currencies}, dtype=object)
+
+
+def test_minor_units_take_the_scale_of_each_rows_currency() -> None:
+    raw = payments([1200, "1200", 1200, 12345, 199900, None], ["usd", "jpy", "kwd", "isk", "usd", "usd"])
+    result = to_canonical(raw, IN_MINOR_UNITS, PAYMENT, list(PAYMENT.fields))
+    assert result.errors.empty, result.errors.to_dict("records")
+    assert result.records["amount"].tolist() == ["12.00", "1200.00", "1.20", "123.45", "1999.00", None]
+    assert result.records["currency"].tolist() == ["USD", "JPY", "KWD", "ISK", "USD", "USD"]
+
+
+def test_a_fraction_of_a_minor_unit_or_an_unlisted_currency_is_an_error_naming_field_and_value() -> None:
+    raw = payments([12.5, 1200, 1200, "12x"], ["usd", "abc", None, "usd"])
+    result = to_canonical(raw, IN_MINOR_UNITS, PAYMENT, list(PAYMENT.fields))
+    errors = result.errors.sort_index()
+    assert errors["check_name"].tolist() == ["valid_decimal"] * 4
+    assert errors["field"].tolist() == ["amount"] * 4
+    assert errors["reason"].tolist() == [
+        "cannot read column 'amount' as minor units: '12.5'",
+        "column 'amount' counts minor units of currency 'ABC', which ISO 4217 does not list",
+        "column 'amount' counts minor units of currency '(none)', which ISO 4217 does not list",
+        "cannot read column 'amount' as minor units: '12x'",
+    ]
+    assert result.records["amount"].isna().all()
+
+
+def test_amounts_are_written_back_in_minor_units() -> None:
+    canon_rows = pd.DataFrame({"payment_id": ["a", "b", "c"], "amount": ["12.00", "1200.00", "1.20"],
+                               "currency": ["USD", "JPY", "KWD"]}, dtype=object)  # fmt: skip
+    rows, errors = to_system(
+        canon_rows, IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str}, ["payment_id", "amount", "currency"]
+    )
+    assert errors.empty
+    assert [(r["amount"], r["currency"]) for r in rows] == [(1200, "usd"), (1200, "jpy"), (1200, "kwd")]

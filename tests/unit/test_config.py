@@ -743,3 +743,68 @@ def test_a_target_that_cannot_delete_takes_report_only(cfg: Path) -> None:
 def test_max_delete_share_is_a_share(cfg: Path) -> None:
     edit(cfg, "flows.yaml", lambda doc: doc["flows"]["webshop_to_crm"].update(compare={"max_delete_share": 1.5}))
     expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.compare.max_delete_share", "less than or equal to 1")
+
+
+def test_member_paths_are_refused_for_flat_systems(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm"]["entities"]["customer"]["fields"].update(email="a.b"))
+    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.customer", "'a.b' is a member path", "kind 'sql'")
+
+
+def test_a_malformed_member_path_is_refused(cfg: Path) -> None:
+    edit(
+        cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["customer"]["fields"].update(email="a..b")
+    )
+    expect_error(cfg, "mappings.yaml", "mappings.crm_api.entities.customer.fields", "not a valid name or member path")
+
+
+def test_a_target_is_written_by_plain_member_names(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["crm_api"]["entities"]["customer"]["fields"].update(email="e.v"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm_api.entities", "member path 'e.v'", "read, not written")
+
+
+def test_minor_units_name_a_mapped_decimal_and_its_currency(cfg: Path) -> None:
+    def amount_in(field: str, currency: str) -> Callable[[dict[str, Any]], None]:
+        def change(d: dict[str, Any]) -> None:
+            d["mappings"]["payments"]["entities"]["payment"]["minor_units"] = {field: {"currency": currency}}
+
+        return change
+
+    edit(cfg, "mappings.yaml", amount_in("state", "currency"))
+    expect_error(cfg, "mappings.yaml", "mappings.payments.entities.payment.minor_units.state", "decimal field")
+    edit(cfg, "mappings.yaml", amount_in("amount", "customer"))
+    where = "mappings.payments.entities.payment.minor_units.amount.currency"
+    expect_error(cfg, "mappings.yaml", where, "'customer' is not a field this mapping maps")
+
+
+def test_a_listing_paged_by_the_last_id_may_leave_out_window_bounds(cfg: Path) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["systems"]["payments"]["rest"]["endpoints"]["transactions"].update(
+            pagination={"style": "after_id"}, order="desc", since_param=None, until_param=None
+        )
+
+    edit(cfg, "systems.yaml", change)
+    endpoint = load_config(cfg).systems["payments"].settings.endpoints["transactions"]
+    assert (endpoint.order, endpoint.since_param, endpoint.until_param) == ("desc", None, None)
+
+
+def test_a_lookup_has_one_way_to_find_a_record(cfg: Path) -> None:
+    lookup = {"param": "txn_id", "path": "/transactions/{key}"}
+    edit(
+        cfg,
+        "systems.yaml",
+        lambda d: d["systems"]["payments"]["rest"]["endpoints"]["transactions"].update(lookup=lookup),
+    )
+    expect_error(
+        cfg, "systems.yaml", "systems.payments.rest.endpoints.transactions.lookup", "exactly one of param and path"
+    )
+
+
+def test_the_stripe_example_loads_beside_the_sandbox(tmp_path: Path) -> None:
+    """docs/examples/stripe is the worked example of docs/configuration.md: it must stay valid as shipped."""
+    from stripe_server import stripe_config
+
+    with pytest.MonkeyPatch.context() as patch:
+        config = stripe_config(tmp_path / "config", "http://127.0.0.1:1", "http://127.0.0.1:2", patch, dialect=False)
+    assert config.load_order(config.flows["stripe_to_crm_api"].entities) == ["payment", "refund"]
+    events = config.systems["payments_stripe"].settings.endpoints["charge_events"]
+    assert (events.record_path, events.order, events.time_format) == ("data.object", "desc", "epoch_s")

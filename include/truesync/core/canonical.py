@@ -169,7 +169,7 @@ def _from_minor(
         _literal("cannot read column '", column, "' as minor units: '{value}'"),
         values,
     )
-    return amounts.where(~bad, values)
+    return amounts
 
 
 def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
