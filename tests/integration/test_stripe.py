@@ -18,12 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 from sandbox_demo import assert_conserved
 from stripe_server import SECRET_KEY, Stripe, localstripe, stripe_config
 
-from truesync.config import Config
+from truesync.config import Config, EntityMapping
+from truesync.connectors.rest.connection import HttpConnection
+from truesync.connectors.rest.settings import EndpointConfig, RestConfig
+from truesync.connectors.rest.system import RestSystem
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread, crm_app, seed
@@ -166,3 +170,27 @@ def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes
 
     shown = caplog.text + json.dumps([report, held], default=str)
     assert SECRET_KEY not in shown
+
+
+def test_localstripes_events_are_read_as_envelopes_with_the_events_own_time(tmp_path: Path) -> None:
+    """localstripe emits customer events only (no charge or refund events): they prove the envelope shape."""
+    events = EndpointConfig(
+        path="/v1/events", items_field="data", record_path="data.object", time_format="epoch_s",
+        pagination={"style": "after_id", "page_size": 1}, since_param="created[gte]", until_param="created[lt]",
+        params={"type": "customer.updated"},
+    )  # fmt: skip
+    mapping = EntityMapping(table="events", key="id", cursor="created", fields={"customer_id": "id", "email": "email"})
+    with localstripe(tmp_path) as stripe:
+        start = _next_second()
+        first = stripe.post("/v1/customers", email="old@example.com")["id"]
+        second = stripe.post("/v1/customers", email="two@example.com")["id"]
+        changed = _next_second()
+        stripe.post(f"/v1/customers/{first}", email="new@example.com")
+        stripe.post(f"/v1/customers/{second}", email="two.b@example.com")
+        end = _next_second()
+        config = RestConfig(auth={"type": "basic"}, endpoints={"events": events})
+        system = RestSystem("stripe", config, HttpConnection(stripe.url, SECRET_KEY, None))
+        frame = pd.concat(system.extract(mapping, start, end, 100), ignore_index=True)
+    assert sorted(zip(frame["id"], frame["email"], frame["created"], strict=True)) == sorted([
+        (first, "new@example.com", changed.isoformat()), (second, "two.b@example.com", changed.isoformat()),
+    ])  # fmt: skip
