@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import requests
 import yaml
 
 from truesync.config import Config, load_config
-from truesync.sandbox.api import DEFAULT_TOKEN
+from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread, crm_app, seed
 from truesync.sandbox.localairflow import free_port
 
 SECRET_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
@@ -148,3 +149,65 @@ def stripe_config(
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM_API", crm_url.replace("//", f"//:{DEFAULT_TOKEN}@", 1))
     monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(directory))
     return load_config(directory)
+
+
+def _deal(ref: str, total: str, currency: str = "USD") -> dict[str, Any]:
+    number = ref[1:]
+    return {"order_ref": ref, "contact_ref": f"C{number}", "invoice_ref": f"INV-{number}", "stage": "new",
+            "amount": total, "balance": total, "currency": currency, "ordered_on": "2026-11-30"}  # fmt: skip
+
+
+DEALS = [_deal("O1", "120.00"), _deal("O2", "200.00"), _deal("O3", "80.00"), _deal("O4", "50.00"),
+         _deal("O5", "1200.00", "JPY")]  # fmt: skip
+
+
+def next_second() -> datetime:
+    """The next whole second (naive UTC): localstripe stamps ``created`` in whole seconds of the wall clock."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def scenario(stripe: Stripe) -> dict[str, tuple[str, str]]:
+    """Charges, captures and refunds, each labelled (entity, class) by the id Stripe gave it."""
+    card = stripe.card("shopper@example.com")
+    refs = {f"O{n}": {"order_id": f"O{n}", "invoice_id": f"INV-{n}", "customer_id": f"C{n}"} for n in range(1, 6)}
+    paid = stripe.charge(card, 12000, "usd", **refs["O1"])
+    later = stripe.charge(card, 20000, "usd", capture=False, **refs["O2"])
+    stripe.capture(later)
+    refunded = stripe.charge(card, 8000, "usd", **refs["O3"])
+    wrong_invoice = stripe.charge(card, 5000, "usd", **{**refs["O4"], "invoice_id": "INV-3"})
+    yen = stripe.charge(card, 1200, "jpy", **refs["O5"])
+    no_invoice = stripe.charge(card, 4000, "usd", order_id="O2", customer_id="C2")
+    authorised = stripe.charge(card, 1000, "usd", capture=False, **refs["O4"])
+    partial = stripe.refund(later, 3000)
+    full = stripe.refund(refunded)
+    unpaid = stripe.refund(authorised)  # paid back in finance while the CRM still shows the deal open
+    labels = {key: ("payment", "missing") for key in (paid, later, refunded, yen, authorised)}
+    labels |= {wrong_invoice: ("payment", "mismatched"), no_invoice: ("payment", "invalid")}
+    labels |= {partial: ("refund", "missing"), full: ("refund", "missing"), unpaid: ("refund", "mismatched")}
+    return labels
+
+
+@contextmanager
+def sandbox_crm() -> Iterator[ServerThread]:
+    """The sandbox's REST CRM holding the scenario's deals, on a free loopback port."""
+    app = crm_app(DEFAULT_TOKEN)
+    seed(app, {"deals": DEALS})
+    crm = ServerThread(app).start()
+    try:
+        yield crm
+    finally:
+        crm.stop()
+
+
+def crm_items(crm: ServerThread, collection: str) -> dict[str, dict[str, Any]]:
+    """A CRM collection by key, read past the API (no auth, no faults)."""
+    items = requests.get(f"{crm.url}/_items/{collection}", timeout=5).json()
+    key = "order_ref" if collection == "deals" else "payment_ref"
+    return {i[key]: i for i in items}
+
+
+def crm_writes(crm: ServerThread) -> int:
+    """How many writing requests the CRM has answered."""
+    stats = requests.get(f"{crm.url}/_stats", timeout=5).json()
+    return sum(n for name, n in stats.items() if name.split(" ")[0] in ("POST", "PUT", "PATCH", "DELETE"))

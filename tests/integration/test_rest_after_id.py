@@ -23,10 +23,10 @@ from truesync.connectors.rest.connection import HttpConnection
 from truesync.connectors.rest.session import BadResponse
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 from truesync.connectors.rest.system import RestSystem
+from truesync.core.canonical import EPOCH
 from truesync.sandbox.api import ServerThread
 
 T0 = datetime(2026, 11, 2, 9, 0, 0)
-EPOCH = datetime(1970, 1, 1)
 
 
 def epoch(ts: datetime) -> int:
@@ -246,3 +246,10 @@ def test_a_full_compare_refuses_an_endpoint_of_envelopes(server: dict) -> None:
     system = connector(server, Listing([]), record_path="data.object")
     with pytest.raises(ConfigurationProblem, match="lists envelopes .* not records"):
         list(system.scan(MAPPING, 100))
+
+
+def test_a_full_load_sends_no_start_and_reads_the_listing_from_its_beginning(server: dict) -> None:
+    listing = Listing(_things())
+    frame = extract(connector(server, listing), EPOCH, T0 + timedelta(seconds=3))
+    assert len(frame) == 9
+    assert "created[gte]" not in listing.requests[0] and listing.requests[0]["created[lt]"] == str(epoch(T0) + 3)

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import requests
 from sandbox_demo import assert_conserved
-from stripe_server import SECRET_KEY, Stripe, localstripe, stripe_config
+from stripe_server import (
+    SECRET_KEY,
+    Stripe,
+    crm_items,
+    crm_writes,
+    localstripe,
+    next_second,
+    sandbox_crm,
+    scenario,
+    stripe_config,
+)
 
 from truesync.config import Config, EntityMapping
 from truesync.connectors.rest.connection import HttpConnection
@@ -30,20 +38,10 @@ from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 from truesync.connectors.rest.system import RestSystem
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
-from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread, crm_app, seed
+from truesync.sandbox.api import ServerThread
 from truesync.store import Store, queue, staging
 
 FLOW = "stripe_to_crm_api"
-
-
-def _deal(ref: str, total: str, currency: str = "USD") -> dict[str, Any]:
-    number = ref[1:]
-    return {"order_ref": ref, "contact_ref": f"C{number}", "invoice_ref": f"INV-{number}", "stage": "new",
-            "amount": total, "balance": total, "currency": currency, "ordered_on": "2026-11-30"}  # fmt: skip
-
-
-DEALS = [_deal("O1", "120.00"), _deal("O2", "200.00"), _deal("O3", "80.00"), _deal("O4", "50.00"),
-         _deal("O5", "1200.00", "JPY")]  # fmt: skip
 
 
 @dataclass
@@ -57,57 +55,19 @@ class StripeFlow:
         return run_flow(self.config, self.store, FLOW, run_id, Window(start, end))
 
     def crm_items(self, collection: str) -> dict[str, dict[str, Any]]:
-        items = requests.get(f"{self.crm.url}/_items/{collection}", timeout=5).json()
-        key = "order_ref" if collection == "deals" else "payment_ref"
-        return {i[key]: i for i in items}
+        return crm_items(self.crm, collection)
 
     def crm_writes(self) -> int:
-        stats = requests.get(f"{self.crm.url}/_stats", timeout=5).json()
-        return sum(n for name, n in stats.items() if name.split(" ")[0] in ("POST", "PUT", "PATCH", "DELETE"))
+        return crm_writes(self.crm)
 
 
 @pytest.fixture
 def stripe_flow(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeFlow]:
-    app = crm_app(DEFAULT_TOKEN)
-    seed(app, {"deals": DEALS})
-    crm = ServerThread(app).start()
-    with localstripe(tmp_path) as stripe:
+    with sandbox_crm() as crm, localstripe(tmp_path) as stripe:
         config = stripe_config(tmp_path / "config", stripe.url, crm.url, monkeypatch)
         handle = StripeFlow(config, Store(), stripe, crm)
         yield handle
         handle.store.engine.dispose()
-    crm.stop()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _next_second() -> datetime:
-    """The next whole second: localstripe stamps ``created`` in whole seconds of the wall clock."""
-    time.sleep(1 - time.time() % 1 + 0.01)
-    return _now().replace(microsecond=0)
-
-
-def _scenario(stripe: Stripe) -> dict[str, tuple[str, str]]:
-    """Charges, captures and refunds, each labelled (entity, class) by the id Stripe gave it."""
-    card = stripe.card("shopper@example.com")
-    refs = {f"O{n}": {"order_id": f"O{n}", "invoice_id": f"INV-{n}", "customer_id": f"C{n}"} for n in range(1, 6)}
-    paid = stripe.charge(card, 12000, "usd", **refs["O1"])
-    later = stripe.charge(card, 20000, "usd", capture=False, **refs["O2"])
-    stripe.capture(later)
-    refunded = stripe.charge(card, 8000, "usd", **refs["O3"])
-    wrong_invoice = stripe.charge(card, 5000, "usd", **{**refs["O4"], "invoice_id": "INV-3"})
-    yen = stripe.charge(card, 1200, "jpy", **refs["O5"])
-    no_invoice = stripe.charge(card, 4000, "usd", order_id="O2", customer_id="C2")
-    authorised = stripe.charge(card, 1000, "usd", capture=False, **refs["O4"])
-    partial = stripe.refund(later, 3000)
-    full = stripe.refund(refunded)
-    unpaid = stripe.refund(authorised)  # paid back in finance while the CRM still shows the deal open
-    labels = {key: ("payment", "missing") for key in (paid, later, refunded, yen, authorised)}
-    labels |= {wrong_invoice: ("payment", "mismatched"), no_invoice: ("payment", "invalid")}
-    labels |= {partial: ("refund", "missing"), full: ("refund", "missing"), unpaid: ("refund", "mismatched")}
-    return labels
 
 
 def _classes(store: Store, run_id: str) -> dict[str, tuple[str, str]]:
@@ -119,9 +79,9 @@ def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes
     stripe_flow: StripeFlow, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    start = _next_second() - timedelta(seconds=1)
-    labels = _scenario(stripe_flow.stripe)
-    end = _next_second()
+    start = next_second() - timedelta(seconds=1)
+    labels = scenario(stripe_flow.stripe)
+    end = next_second()
 
     report = stripe_flow.run("stripe:1", start, end)
     assert _classes(stripe_flow.store, "stripe:1") == labels
@@ -162,7 +122,7 @@ def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes
 
     first_charge = next(k for k, (e, _) in labels.items() if e == "payment")
     late_refund = stripe_flow.stripe.refund(first_charge, 2000)
-    final = _next_second()
+    final = next_second()
     stripe_flow.run("stripe:2", end, final)
     retried = {key: labels[key] for key in (mismatched, over_refund, invalid)}  # open exceptions, fetched by key
     assert _classes(stripe_flow.store, "stripe:2") == {late_refund: ("refund", "missing"), **retried}
@@ -181,13 +141,13 @@ def test_localstripes_events_are_read_as_envelopes_with_the_events_own_time(tmp_
     )  # fmt: skip
     mapping = EntityMapping(table="events", key="id", cursor="created", fields={"customer_id": "id", "email": "email"})
     with localstripe(tmp_path) as stripe:
-        start = _next_second()
+        start = next_second()
         first = stripe.post("/v1/customers", email="old@example.com")["id"]
         second = stripe.post("/v1/customers", email="two@example.com")["id"]
-        changed = _next_second()
+        changed = next_second()
         stripe.post(f"/v1/customers/{first}", email="new@example.com")
         stripe.post(f"/v1/customers/{second}", email="two.b@example.com")
-        end = _next_second()
+        end = next_second()
         config = RestConfig(auth={"type": "basic"}, endpoints={"events": events})
         system = RestSystem("stripe", config, HttpConnection(stripe.url, SECRET_KEY, None))
         frame = pd.concat(system.extract(mapping, start, end, 100), ignore_index=True)

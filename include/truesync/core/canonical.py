@@ -20,6 +20,7 @@ from truesync.core import money
 from truesync.support.frames import iso_text, map_values, records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+EPOCH = dt.datetime(1970, 1, 1)  # naive UTC, as every time in the engine; where a first window starts
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 

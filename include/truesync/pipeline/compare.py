@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -28,7 +27,7 @@ import pandas as pd
 from truesync.config import Config, EntityMapping
 from truesync.connectors.base import Source, Target
 from truesync.connectors.registry import open_source, open_target
-from truesync.core.canonical import as_text, keys_of, to_canonical
+from truesync.core.canonical import EPOCH, as_text, keys_of, to_canonical
 from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.pipeline import progress
@@ -41,7 +40,6 @@ from truesync.store import Store, checks, ledger, queue, runs, staging
 from truesync.store import compare as compared
 from truesync.store.core import utcnow
 
-EPOCH = datetime(1970, 1, 1)
 CHILDREN_REMAIN = "children_remain"
 
 

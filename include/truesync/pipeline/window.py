@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1)
+from truesync.core.canonical import EPOCH
 
 
 @dataclass(frozen=True)

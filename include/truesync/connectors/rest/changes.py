@@ -37,6 +37,7 @@ from truesync.connectors.rest.members import UNIT, ItemReader, time_param
 from truesync.connectors.rest.paging import Items, first_page, listing, pages
 from truesync.connectors.rest.session import Api, BadResponse
 from truesync.connectors.rest.settings import EndpointConfig
+from truesync.core.canonical import EPOCH
 
 TIE = UNIT["iso"]
 
@@ -63,9 +64,12 @@ def incomplete(api: Api, endpoint: EndpointConfig, mapping: EntityMapping) -> It
 
 
 def _bounds(endpoint: EndpointConfig, start: datetime | None, end: datetime | None) -> dict[str, Any]:
-    """The listing's parameters for a window, each bound sent only where the endpoint names its parameter."""
+    """The listing's parameters for a window, each bound sent only where the endpoint names its parameter.
+
+    A window starting at the epoch (a full load) sends no start: the listing reads from its beginning.
+    """
     params: dict[str, Any] = dict(endpoint.params)
-    if start is not None and endpoint.since_param is not None:
+    if start is not None and start > EPOCH and endpoint.since_param is not None:
         early = UNIT[endpoint.time_format] if endpoint.since_exclusive else timedelta(0)
         params[endpoint.since_param] = time_param(start - early, endpoint.time_format)
     if end is not None and endpoint.until_param is not None:

@@ -26,10 +26,9 @@ from typing import Any
 from truesync.config import EntityMapping
 from truesync.connectors.rest.session import BadResponse
 from truesync.connectors.rest.settings import EndpointConfig, TimeFormat
-from truesync.core.canonical import parse_utc_naive
+from truesync.core.canonical import EPOCH, parse_utc_naive
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_EPOCH = datetime(1970, 1, 1)
 UNIT = {"iso": timedelta(microseconds=1), "epoch_s": timedelta(seconds=1), "epoch_ms": timedelta(milliseconds=1)}
 
 
@@ -63,7 +62,7 @@ def parse_time(value: Any, time_format: TimeFormat) -> datetime | None:
         return None
     scale = 1 if time_format == "epoch_s" else 1000
     try:
-        return _EPOCH + timedelta(seconds=number / scale)
+        return EPOCH + timedelta(seconds=number / scale)
     except OverflowError:
         return None
 
@@ -74,7 +73,7 @@ def time_param(value: datetime, time_format: TimeFormat) -> str:
     if time_format == "iso":
         return aware.isoformat()
     naive = aware.replace(tzinfo=None)
-    units, rest = divmod(naive - _EPOCH, UNIT[time_format])
+    units, rest = divmod(naive - EPOCH, UNIT[time_format])
     return str(units + (1 if rest else 0))
 
 
