@@ -182,8 +182,8 @@ def scenario(stripe: Stripe) -> dict[str, tuple[str, str]]:
     partial = stripe.refund(later, 3000)
     full = stripe.refund(refunded)
     unpaid = stripe.refund(authorised)  # paid back in finance while the CRM still shows the deal open
-    labels = {key: ("payment", "missing") for key in (paid, later, refunded, yen, authorised)}
-    labels |= {wrong_invoice: ("payment", "mismatched"), no_invoice: ("payment", "invalid")}
+    labels = {key: ("charge", "missing") for key in (paid, later, refunded, yen, authorised)}
+    labels |= {wrong_invoice: ("charge", "mismatched"), no_invoice: ("charge", "invalid")}
     labels |= {partial: ("refund", "missing"), full: ("refund", "missing"), unpaid: ("refund", "mismatched")}
     return labels
 

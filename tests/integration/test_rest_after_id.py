@@ -242,10 +242,22 @@ def test_an_envelope_without_its_record_fails_naming_the_event(server: dict) -> 
         extract(connector(server, Listing(events), record_path="data.object"), T0, T0 + timedelta(seconds=1))
 
 
-def test_a_full_compare_refuses_an_endpoint_of_envelopes(server: dict) -> None:
-    system = connector(server, Listing([]), record_path="data.object")
-    with pytest.raises(ConfigurationProblem, match="lists envelopes .* not records"):
+def test_a_full_compare_reads_the_records_listing_of_an_endpoint_of_envelopes(server: dict) -> None:
+    system = connector(server, Listing(_things()), record_path="data.object")
+    with pytest.raises(ConfigurationProblem, match="lists envelopes .* not records: name the endpoint"):
         list(system.scan(MAPPING, 100))
+    plain = system.api.config.endpoints["things"].model_copy(update={"record_path": None})
+    system.api.config.endpoints.update(records=plain)
+    system.api.config.endpoints["things"].records_endpoint = "records"
+    frame = pd.concat(system.scan(MAPPING, 4), ignore_index=True)
+    assert sorted(frame["id"]) == sorted(i["id"] for i in _things())
+    assert frame["metadata.invoice_id"].notna().all()
+
+
+def test_records_endpoint_must_list_records() -> None:
+    envelope = {"path": "/v1/events", "record_path": "data.object", "records_endpoint": "events"}
+    with pytest.raises(ValueError, match="'events' is not an endpoint listing records"):
+        RestConfig(endpoints={"events": envelope})
 
 
 def test_a_full_load_sends_no_start_and_reads_the_listing_from_its_beginning(server: dict) -> None:

@@ -36,6 +36,7 @@ from truesync.config import Config, EntityMapping
 from truesync.connectors.rest.connection import HttpConnection
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 from truesync.connectors.rest.system import RestSystem
+from truesync.pipeline.compare import run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox.api import ServerThread
@@ -101,7 +102,7 @@ def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes
 
     held = queue.list_exceptions(stripe_flow.store, flow=FLOW, status="open")
     reasons = {row["key"]: (row["check_name"], row["field"], row["reason"]) for row in held}
-    mismatched = next(k for k, label in labels.items() if label == ("payment", "mismatched"))
+    mismatched = next(k for k, label in labels.items() if label == ("charge", "mismatched"))
     over_refund = next(k for k, label in labels.items() if label == ("refund", "mismatched"))
     invalid = next(k for k, (_, c) in labels.items() if c == "invalid")
     assert reasons[mismatched][0] == "reference_match" and "INV-3" in reasons[mismatched][2]
@@ -120,7 +121,11 @@ def test_stripe_charges_and_refunds_are_classified_reconciled_and_a_rerun_writes
     held_again = {k: c for k, (_, c) in again.items() if c != "in_sync"}
     assert held_again == {mismatched: "mismatched", over_refund: "mismatched", invalid: "invalid"}
 
-    first_charge = next(k for k, (e, _) in labels.items() if e == "payment")
+    compared = run_compare(stripe_flow.config, stripe_flow.store, FLOW, "stripe:compare")
+    assert {entity: body["quiet"] for entity, body in compared["entities"].items()} == {"charge": 0, "refund": 0}
+    assert stripe_flow.crm_writes() == writes, "a full compare right after a sync found something to repair"
+
+    first_charge = next(k for k, (e, _) in labels.items() if e == "charge")
     late_refund = stripe_flow.stripe.refund(first_charge, 2000)
     final = next_second()
     stripe_flow.run("stripe:2", end, final)

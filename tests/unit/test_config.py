@@ -805,6 +805,6 @@ def test_the_stripe_example_loads_beside_the_sandbox(tmp_path: Path) -> None:
 
     with pytest.MonkeyPatch.context() as patch:
         config = stripe_config(tmp_path / "config", "http://127.0.0.1:1", "http://127.0.0.1:2", patch, dialect=False)
-    assert config.load_order(config.flows["stripe_to_crm_api"].entities) == ["payment", "refund"]
+    assert config.load_order(config.flows["stripe_to_crm_api"].entities) == ["charge", "refund"]
     events = config.systems["payments_stripe"].settings.endpoints["charge_events"]
     assert (events.record_path, events.order, events.time_format) == ("data.object", "desc", "epoch_s")

@@ -72,7 +72,8 @@ class Collection:
     key: str
     cursor: str
     writable: bool = True
-    filters: tuple[str, ...] = ()  # other members a listing can be filtered by (?member=value)
+    filters: tuple[str, ...] = ()  # other members records are looked up by (?member=value), windows aside
+    narrows: tuple[str, ...] = ()  # members any listing can be narrowed by (?member=value), windows kept
 
 
 @dataclass
@@ -301,6 +302,10 @@ def _update(
 def _selected(state: _State, collection: str, spec: Collection, request: Request) -> list[dict[str, Any]]:
     query = request.query_params
     items = list(state.items[collection].values())
+    for member in spec.narrows:
+        wanted = set(query.getlist(member))
+        if wanted:
+            items = [i for i in items if str(i.get(member)) in wanted]
     if query.get("incomplete") == "true":
         return [i for i in items if i.get(spec.key) is None or parse_utc_naive(i.get(spec.cursor)) is None]
     for member in (spec.key, *spec.filters):
@@ -371,7 +376,7 @@ def _token(offset: int | None, empty: bool = False) -> str | None:
 CRM_COLLECTIONS = {
     "contacts": Collection(key="external_id", cursor="modified_at"),
     "deals": Collection(key="order_ref", cursor="modified_at", filters=("invoice_ref",)),
-    "payments": Collection(key="payment_ref", cursor="modified_at", filters=("deal_ref",)),
+    "payments": Collection(key="payment_ref", cursor="modified_at", filters=("deal_ref",), narrows=("kind",)),
 }
 PAYMENT_COLLECTIONS = {"transactions": Collection(key="txn_id", cursor="updated_at", writable=False)}
 CENT = Decimal("0.01")

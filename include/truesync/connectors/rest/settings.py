@@ -85,6 +85,9 @@ class EndpointConfig(_Strict):
     record_path: str | None = Field(
         None, description="envelopes: member path of the record inside each item (events: data.object)"
     )
+    records_endpoint: str | None = Field(
+        None, description="envelopes: the endpoint listing the records themselves, which a full compare reads"
+    )
     order: Literal["asc", "desc"] = Field("asc", description="the listing's order by change time")
     time_format: TimeFormat = Field("iso", description="change times and window bounds: ISO 8601 or epoch numbers")
     since_param: str | None = Field("updated_since", description="window start, inclusive (created[gte])")
@@ -144,6 +147,18 @@ class RestConfig(_Strict):
     rate_limit: float | None = Field(None, gt=0, description="requests per second ceiling for this system")
     headers: dict[str, str] = Field(default_factory=dict, description="extra non-secret headers")
     endpoints: dict[str, EndpointConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _records_endpoints(self) -> RestConfig:
+        """An envelope endpoint's ``records_endpoint`` is another endpoint, listing records, not envelopes."""
+        for name, endpoint in self.endpoints.items():
+            other = self.endpoints.get(endpoint.records_endpoint or "")
+            if endpoint.records_endpoint is not None and (other is None or other.record_path is not None):
+                raise ValueError(
+                    f"endpoints.{name}.records_endpoint: '{endpoint.records_endpoint}' is not an endpoint "
+                    "listing records (one without record_path)"
+                )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -79,15 +79,18 @@ class RestSystem:
         """Every item of the endpoint's listing, page by page (a full compare reads the whole listing).
 
         The kind cannot delete (``deletes: report`` only), so no row is marked deleted: ``hidden``
-        is always None. An endpoint of envelopes (events) lists changes, not records: it has no
-        whole set of records to compare.
+        is always None. An endpoint of envelopes (events) lists changes, not records: the
+        compare reads its ``records_endpoint`` instead, the listing of the records themselves.
         """
-        endpoint, reader = self._endpoint(mapping), self._reader(mapping)
+        endpoint = self._endpoint(mapping)
         if endpoint.record_path is not None:
-            raise ConfigurationProblem(
-                f"{self.describe()}: endpoint '{mapping.table}' lists envelopes ({endpoint.record_path}), "
-                "not records: a full compare needs an endpoint listing the records themselves"
-            )
+            if endpoint.records_endpoint is None:
+                raise ConfigurationProblem(
+                    f"{self.describe()}: endpoint '{mapping.table}' lists envelopes ({endpoint.record_path}), "
+                    "not records: name the endpoint listing the records in its records_endpoint for a full compare"
+                )
+            endpoint = self.api.config.endpoints[endpoint.records_endpoint]
+        reader = ItemReader(endpoint, mapping, self.api.where("GET", endpoint.path))
         items = (item for page in paging.pages(self.api, endpoint, dict(endpoint.params)) for item in page)
         keyed = (item for item in items if reader.key(item) is not None)
         yield from _frames(keyed, reader, size)
