@@ -15,15 +15,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from fastapi import FastAPI, Request
+from stripe_server import EXAMPLE
 
-from truesync.config import EntityMapping
+from truesync.config import EntityConfig, EntityMapping
 from truesync.connectors.errors import ConfigurationProblem
 from truesync.connectors.rest.connection import HttpConnection
 from truesync.connectors.rest.session import BadResponse
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 from truesync.connectors.rest.system import RestSystem
-from truesync.core.canonical import EPOCH
+from truesync.core.canonical import EPOCH, to_canonical
 from truesync.sandbox.api import ServerThread
 
 T0 = datetime(2026, 11, 2, 9, 0, 0)
@@ -265,3 +267,23 @@ def test_a_full_load_sends_no_start_and_reads_the_listing_from_its_beginning(ser
     frame = extract(connector(server, listing), EPOCH, T0 + timedelta(seconds=3))
     assert len(frame) == 9
     assert "created[gte]" not in listing.requests[0] and listing.requests[0]["created[lt]"] == str(epoch(T0) + 3)
+
+
+def test_an_event_of_an_unexpected_object_is_quarantined_by_the_stripe_examples_codes(server: dict) -> None:
+    """The example maps ``kind`` from ``object`` with codes for ``charge`` only: a customer in the feed is held."""
+    config = yaml.safe_load((EXAMPLE / "mappings.yaml").read_text())["mappings"]["payments_stripe"]
+    mapping = EntityMapping(**{**config["entities"]["charge"], "table": "things"})
+    entity = EntityConfig(**yaml.safe_load((EXAMPLE / "entities.yaml").read_text())["entities"]["charge"])
+    charge = {"id": "ch_1", "object": "charge", "amount": 1200, "currency": "usd", "captured": True,
+              "metadata": {"order_id": "O1", "invoice_id": "INV-1"}}  # fmt: skip
+    customer = {"id": "cus_1", "object": "customer", "email": "x@example.com"}
+    events = [_event(1, epoch(T0), charge, "charge.succeeded"), _event(2, epoch(T0), customer, "customer.created")]
+    frame = extract(
+        connector(server, Listing(events), record_path="data.object"), T0, T0 + timedelta(seconds=1), mapping
+    )
+    canon = to_canonical(frame, mapping, entity, ["charge_id", "kind", "state", "amount", "currency"])
+    held = canon.errors.loc[frame.index[frame["id"] == "cus_1"]].iloc[0]
+    assert (held["check_name"], held["field"], held["value"]) == ("known_code", "kind", "customer")
+    good = canon.records.loc[frame.index[frame["id"] == "ch_1"]].iloc[0]
+    assert (good["kind"], good["state"], good["amount"], good["currency"]) == ("payment", "captured", "12.00", "USD")
+    assert len(canon.errors) == 1
