@@ -41,13 +41,14 @@ class Listing:
     def __init__(self, items: list[dict[str, Any]], order: str = "desc") -> None:
         self.items, self.order = items, order
         self.omit_has_more = False
+        self.ignore_after = False
         self.requests: list[dict[str, str]] = []
 
     def page(self, query: dict[str, str]) -> dict[str, Any]:
         self.requests.append(query)
         rows = sorted(enumerate(self.items), key=lambda p: (p[1]["created"], p[0]), reverse=self.order == "desc")
         chosen = [item for _, item in rows if _in(item["created"], query)]
-        after = query.get("starting_after")
+        after = None if self.ignore_after else query.get("starting_after")
         if after is not None:
             chosen = chosen[[i.get("id") for i in chosen].index(after) + 1 :]
         limit = int(query.get("limit", 10))
@@ -131,6 +132,12 @@ def test_a_window_cuts_the_listing_on_both_sides(server: dict) -> None:
     assert sorted(frame["id"]) == ["th_10", "th_11", "th_12"]
 
 
+def test_a_window_is_cut_by_truesync_when_the_api_ignores_its_bounds(server: dict) -> None:
+    system = connector(server, Listing(_things()), since_param="from", until_param="to")
+    frame = extract(system, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))
+    assert sorted(frame["id"]) == ["th_10", "th_11", "th_12"]
+
+
 def test_without_a_start_parameter_a_newest_first_read_stops_past_the_window(server: dict) -> None:
     listing = Listing(_things(groups=6))
     system = connector(server, listing, since_param=None, until_param=None)
@@ -188,6 +195,13 @@ def test_more_items_after_one_without_an_id_fail_rather_than_restart(server: dic
     del items[7]["id"]  # the last item of the first page, newest first
     with pytest.raises(BadResponse, match=r"more items follow but its last item has no 'id' to list after"):
         extract(connector(server, Listing(items)), T0, T0 + timedelta(seconds=3))
+
+
+def test_an_api_ignoring_the_last_id_fails_instead_of_reading_one_page_forever(server: dict) -> None:
+    listing = Listing([{"id": f"th_{n}", "created": epoch(T0)} for n in range(5)])
+    listing.ignore_after = True
+    with pytest.raises(BadResponse, match=r"GET /v1/things: 'starting_after' did not move the listing on"):
+        list(connector(server, listing).scan(MAPPING, 100))
 
 
 def test_a_listing_out_of_its_order_fails(server: dict) -> None:
@@ -254,6 +268,12 @@ def test_a_full_compare_reads_the_records_listing_of_an_endpoint_of_envelopes(se
     frame = pd.concat(system.scan(MAPPING, 4), ignore_index=True)
     assert sorted(frame["id"]) == sorted(i["id"] for i in _things())
     assert frame["metadata.invoice_id"].notna().all()
+
+
+def test_an_endpoint_of_envelopes_finds_records_by_a_retrieve_path_only() -> None:
+    with pytest.raises(ValueError, match="finds records by key with lookup.path only"):
+        EndpointConfig(path="/v1/events", record_path="data.object", lookup={"param": "id"})
+    EndpointConfig(path="/v1/events", record_path="data.object", lookup={"path": "/v1/charges/{key}"})
 
 
 def test_records_endpoint_must_list_records() -> None:

@@ -483,7 +483,7 @@ PAYMENT = EntityConfig(
 )  # fmt: skip
 IN_MINOR_UNITS = EntityMapping(
     table="charges", key="id", fields={"payment_id": "id", "amount": "amount", "currency": "currency"},
-    codes={"currency": {"usd": "USD", "jpy": "JPY", "kwd": "KWD", "isk": "ISK", "abc": "ABC"}},
+    codes={"currency": {"usd": "USD", "jpy": "JPY", "kwd": "KWD", "isk": "ISK", "abc": "ABC", "xxx": "XXX"}},
     minor_units={"amount": MinorUnits(currency="currency", exponents={"isk": 2})},
 )  # fmt: skip
 
@@ -502,16 +502,18 @@ def test_minor_units_take_the_scale_of_each_rows_currency() -> None:
 
 
 def test_a_fraction_of_a_minor_unit_or_an_unlisted_currency_is_an_error_naming_field_and_value() -> None:
-    raw = payments([12.5, 1200, 1200, "12x"], ["usd", "abc", None, "usd"])
+    raw = payments([12.5, 1200, 1200, "12x", 1234, 5], ["usd", "abc", None, "usd", "kwd", "xxx"])
     result = to_canonical(raw, IN_MINOR_UNITS, PAYMENT, list(PAYMENT.fields))
     errors = result.errors.sort_index()
-    assert errors["check_name"].tolist() == ["valid_decimal"] * 4
-    assert errors["field"].tolist() == ["amount"] * 4
+    assert errors["check_name"].tolist() == ["valid_decimal"] * 6
+    assert errors["field"].tolist() == ["amount"] * 6
     assert errors["reason"].tolist() == [
-        "cannot read column 'amount' as minor units: '12.5'",
-        "column 'amount' counts minor units of currency 'ABC', which ISO 4217 does not list",
-        "column 'amount' counts minor units of currency '(none)', which ISO 4217 does not list",
-        "cannot read column 'amount' as minor units: '12x'",
+        "cannot read column 'amount' as minor units at scale 2: '12.5'",
+        "column 'amount' counts minor units of currency 'ABC', which has none in ISO 4217",
+        "column 'amount' counts minor units of currency '(none)', which has none in ISO 4217",
+        "cannot read column 'amount' as minor units at scale 2: '12x'",
+        "cannot read column 'amount' as minor units at scale 2: '1234'",
+        "column 'amount' counts minor units of currency 'XXX', which has none in ISO 4217",
     ]
     assert result.records["amount"].isna().all()
 
@@ -524,3 +526,14 @@ def test_amounts_are_written_back_in_minor_units() -> None:
     )
     assert errors.empty
     assert [(r["amount"], r["currency"]) for r in rows] == [(1200, "usd"), (1200, "jpy"), (1200, "kwd")]
+
+
+def test_an_amount_that_is_not_a_whole_number_of_minor_units_is_not_written() -> None:
+    canon_rows = pd.DataFrame({"payment_id": ["a", "b"], "amount": ["1200.50", "3.00"], "currency": ["JPY", "JPY"]},
+                              dtype=object)  # fmt: skip
+    fields = ["payment_id", "amount", "currency"]
+    rows, errors = to_system(canon_rows, IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str}, fields)
+    assert errors.loc[0, ["check_name", "field", "reason"]].tolist() == [
+        "valid_decimal", "amount", "'amount' is not a whole number of minor units: '1200.50'",
+    ]  # fmt: skip
+    assert errors.index.tolist() == [0] and rows[1]["amount"] == 3

@@ -34,7 +34,7 @@ def test_change_times_in_each_format_become_naive_utc() -> None:
     assert parse_time("1793610000", "epoch_s") == when
     assert parse_time(1793610000250, "epoch_ms") == when + timedelta(milliseconds=250)
     assert parse_time("2026-11-02T10:00:00+01:00", "iso") == when
-    for bad in (None, True, "soon", [1], {"t": 1}, 1e300):
+    for bad in (None, True, "soon", [1], {"t": 1}, 1e300, float("nan"), "nan", "inf"):
         assert parse_time(bad, "epoch_s") is None
 
 

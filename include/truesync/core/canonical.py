@@ -49,7 +49,7 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
         if field in mapping.codes:
             values = _decode(values, mapping.codes[field], field, column, errors)
         if field in mapping.minor_units:
-            values = _from_minor(values, raw, mapping, field, errors)
+            values = _from_minor(values, raw, mapping, entity, field, errors)
         spec = entity.fields[field]
         records[field] = _cast(values, spec, field, column, errors)
         _require(records[field], values, spec.required or field == entity.key, field, column, errors)
@@ -144,33 +144,39 @@ def _currencies(frame: pd.DataFrame, mapping: EntityMapping, field: str) -> pd.S
 
 
 def _from_minor(
-    values: pd.Series, raw: pd.DataFrame, mapping: EntityMapping, field: str, errors: pd.DataFrame
+    values: pd.Series, raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig, field: str, errors: pd.DataFrame
 ) -> pd.Series:
-    """Integer counts of minor units as decimal amounts, scaled by each row's currency."""
+    """Integer counts of minor units as decimal amounts, scaled by each row's currency.
+
+    A currency without an ISO 4217 minor unit, a count that is not whole, and an amount
+    with more digits than the field's scale (KWD's third) are errors: nothing is rounded.
+    """
     units, column = mapping.minor_units[field], mapping.fields[field]
     currencies = _currencies(raw, mapping, field)
     places = map_values(currencies, functools.partial(money.digits, units))
     unknown = values.notna() & places.isna()
-    reason = _literal("column '", column, "' counts minor units of currency '{value}', which ISO 4217 does not list")
+    reason = _literal("column '", column, "' counts minor units of currency '{value}', which has none in ISO 4217")
     _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
+    scale = decimal.Decimal(1).scaleb(-entity.fields[field].scale)
     amounts = pd.Series(
         [
-            None if v is None or p is None else money.from_minor(v, p)
+            None if v is None or p is None else _exact(money.from_minor(v, p), scale)
             for v, p in zip(as_text(values), places, strict=True)
         ],
         index=values.index,
         dtype=object,
     )
     bad = values.notna() & places.notna() & amounts.isna()
-    _flag(
-        errors,
-        bad,
-        "valid_decimal",
-        field,
-        _literal("cannot read column '", column, "' as minor units: '{value}'"),
-        values,
+    reason = _literal(
+        "cannot read column '", column, f"' as minor units at scale {entity.fields[field].scale}: '{{value}}'"
     )
+    _flag(errors, bad, "valid_decimal", field, reason, values)
     return amounts
+
+
+def _exact(amount: decimal.Decimal | None, quantum: decimal.Decimal) -> decimal.Decimal | None:
+    """The amount when the field's scale holds it exactly, else None."""
+    return amount if amount is not None and amount == amount.quantize(quantum) else None
 
 
 def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
@@ -285,17 +291,38 @@ def to_system(
 def _to_minor(
     values: pd.Series, canon: pd.DataFrame, mapping: EntityMapping, field: str, errors: pd.DataFrame
 ) -> pd.Series:
-    """Canonical amounts as the integer counts of minor units the system stores, by each row's currency."""
+    """Canonical amounts as the integer counts of minor units the system stores, by each row's currency.
+
+    An amount is written only with its currency, and only when it is a whole number of the
+    currency's minor units: 1200.50 JPY is an error, never rounded to 1201.
+    """
     units = mapping.minor_units[field]
-    currencies = canon[units.currency] if units.currency in canon else blank(canon.index)
+    if units.currency not in canon:
+        reason = _literal(
+            "'", field, f"' is written in minor units of '{units.currency}', which is not written with it"
+        )
+        _flag(errors, values.notna(), "valid_decimal", field, reason)
+        return blank(values.index)
+    currencies = canon[units.currency]
     places = map_values(currencies, functools.partial(money.digits, units))
+    counts = pd.Series(
+        [None if v is None or p is None else money.to_minor(v, p) for v, p in zip(values, places, strict=True)],
+        index=values.index,
+        dtype=object,
+    )
     unknown = values.notna() & places.isna()
-    reason = _literal("'", field, "' is written in minor units of its currency, which ISO 4217 does not list")
-    _flag(errors, unknown, "known_code", field, reason, currencies)
-    counts = [
-        None if v is None or p is None else str(money.to_minor(v, p)) for v, p in zip(values, places, strict=True)
-    ]
-    return pd.Series(counts, index=values.index, dtype=object)
+    reason = _literal("'", field, "' is written in minor units of currency '{value}', which has none in ISO 4217")
+    _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
+    fraction = values.notna() & places.notna() & counts.isna()
+    _flag(
+        errors,
+        fraction,
+        "valid_decimal",
+        field,
+        _literal("'", field, "' is not a whole number of minor units: '{value}'"),
+        values,
+    )
+    return map_values(counts, str)
 
 
 def _to_python(values: pd.Series, python_type: type | None) -> pd.Series:

@@ -1,10 +1,12 @@
-"""Currencies and amounts in minor units: ISO 4217 from Babel's CLDR data, not a list kept by hand.
+"""Currencies and amounts in minor units, by ISO 4217 itself (the ``iso4217`` package ships its table).
 
 A payment API such as Stripe writes 12.00 USD as ``1200`` and 1200 JPY as ``1200``: the
 number of minor-unit digits is the currency's, not the field's. A mapping's ``minor_units``
-names the field holding the currency; its digits come from ISO 4217 unless the mapping's
-``exponents`` overrides them. Currency codes are read case-insensitively (Stripe writes
-``usd``).
+names the field holding the currency; its digits are ISO 4217's minor unit (USD 2, JPY 0,
+KWD 3) unless the mapping's ``exponents`` overrides them, for a system that writes a
+currency its own way (Stripe writes ISK with two decimals, ISO gives it none). A code
+without a minor unit (gold, XXX) or outside ISO 4217 has no digits. Codes are read
+case-insensitively (Stripe writes ``usd``).
 """
 
 from __future__ import annotations
@@ -12,25 +14,25 @@ from __future__ import annotations
 import decimal
 from functools import cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from iso4217 import Currency
 
 from truesync.config import MinorUnits
 
 
 @cache
 def iso_currencies() -> frozenset[str]:
-    """Active ISO 4217 codes."""
-    return frozenset(list_currencies())
+    """The codes of ISO 4217's current list."""
+    return frozenset(Currency.__members__)
 
 
 def digits(units: MinorUnits, currency: str | None) -> int | None:
-    """Minor-unit digits of ``currency`` (USD 2, JPY 0, KWD 3), or None for a code ISO 4217 lacks."""
+    """Minor-unit digits of ``currency`` (USD 2, JPY 0, KWD 3), or None when it has none or is unknown."""
     if currency is None:
         return None
     code = currency.strip().upper()
     if code in units.exponents:
         return units.exponents[code]
-    return get_currency_precision(code) if code in iso_currencies() else None
+    return Currency[code].exponent if code in iso_currencies() else None
 
 
 def from_minor(count: object, places: int) -> decimal.Decimal | None:
@@ -44,6 +46,7 @@ def from_minor(count: object, places: int) -> decimal.Decimal | None:
     return number.scaleb(-places)
 
 
-def to_minor(amount: str, places: int) -> int:
-    """A canonical amount as the integer count of minor units a system stores."""
-    return int(decimal.Decimal(amount).scaleb(places).to_integral_value(rounding=decimal.ROUND_HALF_UP))
+def to_minor(amount: str, places: int) -> int | None:
+    """A canonical amount as the integer count of minor units a system stores; None for a fraction of one."""
+    count = decimal.Decimal(amount).scaleb(places)
+    return int(count) if count == count.to_integral_value() else None

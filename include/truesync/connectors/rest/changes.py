@@ -27,12 +27,12 @@ check queues the conflict; an item without a readable change time is kept, to be
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from truesync.config import EntityMapping
 from truesync.connectors.rest.members import UNIT, ItemReader, time_param
 from truesync.connectors.rest.paging import Items, first_page, listing, pages
 from truesync.connectors.rest.session import Api, BadResponse
@@ -42,22 +42,18 @@ from truesync.core.canonical import EPOCH
 TIE = UNIT["iso"]
 
 
-def changed(
-    api: Api, endpoint: EndpointConfig, mapping: EntityMapping, start: datetime, end: datetime
-) -> Iterator[Items]:
+def changed(api: Api, endpoint: EndpointConfig, reader: ItemReader, start: datetime, end: datetime) -> Iterator[Items]:
     """The items changed in ``[start, end)``, page by page, each once."""
-    reader = ItemReader(endpoint, mapping, api.where("GET", endpoint.path))
-    seen: dict[str, tuple[datetime | None, str]] = {}
+    seen: dict[str, tuple[datetime | None, bytes]] = {}
     read = _by_last_id if endpoint.pagination.style == "after_id" else _by_change_time
     for page in read(api, endpoint, reader, start, end):
         yield [i for i in page if _in_window(reader.change_time(i), start, end) and _first_sight(i, reader, seen)]
 
 
-def incomplete(api: Api, endpoint: EndpointConfig, mapping: EntityMapping) -> Iterator[dict[str, Any]]:
+def incomplete(api: Api, endpoint: EndpointConfig, reader: ItemReader) -> Iterator[dict[str, Any]]:
     """The items lacking key or change time, when the endpoint can list them (``incomplete_params``)."""
     if endpoint.incomplete_params is None:
         return
-    reader = ItemReader(endpoint, mapping, api.where("GET", endpoint.path))
     for item in listing(api, endpoint, dict(endpoint.incomplete_params)):
         if reader.key(item) is None or reader.change_time(item) is None:
             yield item
@@ -84,7 +80,7 @@ def _by_last_id(
     descending = endpoint.order == "desc"
     previous: datetime | None = None
     for page in pages(api, endpoint, _bounds(endpoint, start, end)):
-        times = _change_times(api, endpoint, reader, page, previous, descending)
+        times = _change_times(reader, page, previous, descending)
         yield page
         if not times:
             continue
@@ -102,7 +98,7 @@ def _by_change_time(
         page, _ = first_page(api, endpoint, _bounds(endpoint, since, end))
         if not page:
             return
-        times = _change_times(api, endpoint, reader, page)
+        times = _change_times(reader, page)
         if not times:
             raise BadResponse(
                 f"{reader.where}: no item of the page has a readable '{reader.mapping.cursor}' to page by"
@@ -116,12 +112,7 @@ def _by_change_time(
 
 
 def _change_times(
-    api: Api,
-    endpoint: EndpointConfig,
-    reader: ItemReader,
-    page: Items,
-    previous: datetime | None = None,
-    descending: bool = False,
+    reader: ItemReader, page: Items, previous: datetime | None = None, descending: bool = False
 ) -> list[datetime]:
     """The readable change times of a page, which must come in the listing's order, after ``previous``."""
     times = [t for t in (reader.change_time(i) for i in page) if t is not None]
@@ -141,7 +132,7 @@ def _tie_group(api: Api, endpoint: EndpointConfig, reader: ItemReader, ts: datet
     for number, page in enumerate(pages(api, endpoint, params)):
         if number and page:
             raise BadResponse(
-                f"{api.where('GET', endpoint.path)}: more than {len(group)} items share change time "
+                f"{reader.where}: more than {len(group)} items share change time "
                 f"{time_param(ts, 'iso')}, more than a page, and the endpoint has no key ordering (key_after_param)"
             )
         group += page
@@ -158,7 +149,7 @@ def _by_key(api: Api, endpoint: EndpointConfig, after_param: str, reader: ItemRe
             return found
         last = reader.key(page[-1])
         if last is None or (after is not None and str(last) <= after):
-            raise BadResponse(f"{api.where('GET', endpoint.path)}: '{after_param}' does not page by key")
+            raise BadResponse(f"{reader.where}: '{after_param}' does not page by key")
         found += page
         after = str(last)
 
@@ -168,12 +159,16 @@ def _in_window(ts: datetime | None, start: datetime, end: datetime) -> bool:
     return ts is None or start <= ts < end
 
 
-def _first_sight(item: dict[str, Any], reader: ItemReader, seen: dict[str, tuple[datetime | None, str]]) -> bool:
-    """False for a repeat of a key already taken with a newer change time, or the same time and content."""
+def _first_sight(item: dict[str, Any], reader: ItemReader, seen: dict[str, tuple[datetime | None, bytes]]) -> bool:
+    """False for a repeat of a key already taken: without a readable change time, with an older one,
+    or with the same time and content. Content is remembered by a 16-byte digest, not the record.
+    """
     key = reader.key(item)
     if key is None:
         return True
-    ts, content = reader.change_time(item), json.dumps(reader.record(item), sort_keys=True, default=str)
+    ts = reader.change_time(item)
+    content = hashlib.blake2b(json.dumps(reader.record(item), sort_keys=True, default=str).encode(), digest_size=16)
+    content = content.digest()
     text = str(key)
     if text in seen:
         before, taken = seen[text]

@@ -63,7 +63,7 @@ def parse_time(value: Any, time_format: TimeFormat) -> datetime | None:
     scale = 1 if time_format == "epoch_s" else 1000
     try:
         return EPOCH + timedelta(seconds=number / scale)
-    except OverflowError:
+    except (OverflowError, ValueError):  # out of range, or not a number (NaN)
         return None
 
 

@@ -71,9 +71,14 @@ def pages(api: Api, endpoint: EndpointConfig, params: dict[str, Any], need: str 
         page, body = items(api, endpoint, response, need)
         if paging.style == "after_id":
             yield page
-            token = _after(api, endpoint, page, body, response)
-            if token is None:
+            following = _after(api, endpoint, page, body, response)
+            if following is None:
                 return
+            if following == token:
+                raise BadResponse(
+                    f"{api.where('GET', endpoint.path)}: '{paging.after_param}' did not move the listing on"
+                )
+            token = following
             continue
         if paging.style in ("page", "offset"):
             if not page:

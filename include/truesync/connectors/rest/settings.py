@@ -114,6 +114,13 @@ class EndpointConfig(_Strict):
     def _path(cls, value: str | None) -> str | None:
         return value if value is None else check_member(value)
 
+    @model_validator(mode="after")
+    def _records_by_path(self) -> EndpointConfig:
+        """A lookup by query parameter lists envelopes on an endpoint of envelopes: records come by ``path``."""
+        if self.record_path is not None and self.lookup is not None and (self.lookup.param or self.lookup.by):
+            raise ValueError("an endpoint of envelopes (record_path) finds records by key with lookup.path only")
+        return self
+
     @field_validator("order", "since_param", "until_param")
     @classmethod
     def _readable_window(cls, value: Any, info: ValidationInfo) -> Any:

@@ -64,8 +64,9 @@ class RestSystem:
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
         """Items changed in ``[start, end)``, each once (see ``changes``), in frames of ``size``."""
-        pages = changes.changed(self.api, self._endpoint(mapping), mapping, start, end)
-        yield from _frames((item for page in pages for item in page), self._reader(mapping), size)
+        reader = self._reader(mapping)
+        pages = changes.changed(self.api, self._endpoint(mapping), reader, start, end)
+        yield from _frames((item for page in pages for item in page), reader, size)
 
     def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
         """Items lacking key or change time, when the API can list them (``incomplete_params``).
@@ -73,7 +74,8 @@ class RestSystem:
         Read on every run, like the SQL connector's rows without key, so their exceptions stay
         open until the item is fixed.
         """
-        yield from _frames(changes.incomplete(self.api, self._endpoint(mapping), mapping), self._reader(mapping), size)
+        reader = self._reader(mapping)
+        yield from _frames(changes.incomplete(self.api, self._endpoint(mapping), reader), reader, size)
 
     def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
         """Every item of the endpoint's listing, page by page (a full compare reads the whole listing).
