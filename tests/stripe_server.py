@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from truesync.config import Config, load_config
 from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread, crm_app, seed
@@ -211,3 +213,84 @@ def crm_writes(crm: ServerThread) -> int:
     """How many writing requests the CRM has answered."""
     stats = requests.get(f"{crm.url}/_stats", timeout=5).json()
     return sum(n for name, n in stats.items() if name.split(" ")[0] in ("POST", "PUT", "PATCH", "DELETE"))
+
+
+class Listing:
+    """A Stripe-shaped listing: newest first (or oldest), ``starting_after`` and ``has_more``, ``created`` bounds.
+
+    Switches break its answers the ways a real API can; every request's query is kept.
+    """
+
+    def __init__(self, items: list[dict[str, Any]], order: str = "desc") -> None:
+        self.items, self.order = items, order
+        self.omit_has_more = False
+        self.ignore_after = False
+        self.requests: list[dict[str, str]] = []
+
+    def page(self, query: dict[str, str]) -> dict[str, Any]:
+        self.requests.append(query)
+        rows = sorted(enumerate(self.items), key=lambda p: (p[1]["created"], p[0]), reverse=self.order == "desc")
+        chosen = [item for _, item in rows if _in(item["created"], query)]
+        after = None if self.ignore_after else query.get("starting_after")
+        if after is not None:
+            chosen = chosen[[i.get("id") for i in chosen].index(after) + 1 :]
+        limit = int(query.get("limit", 10))
+        body: dict[str, Any] = {"object": "list", "data": chosen[:limit]}
+        if not self.omit_has_more:
+            body["has_more"] = len(chosen) > limit
+        return body
+
+
+def _in(created: int, query: dict[str, str]) -> bool:
+    bounds = {"created[gte]": created.__ge__, "created[gt]": created.__gt__, "created[lt]": created.__lt__}
+    return all(test(int(query[name])) for name, test in bounds.items() if name in query)
+
+
+class ChargeEvents:
+    """What localstripe lacks: Stripe's charges with their events, at times a test chooses.
+
+    ``/v1/events`` (filtered by ``types[]``), ``/v1/charges`` and ``/v1/charges/{id}`` answer
+    as Stripe does; refunds are an empty listing.
+    """
+
+    def __init__(self) -> None:
+        self.charges: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def charge(self, charge: str, at: int, amount: int, currency: str, captured: bool, **metadata: str) -> None:
+        record = {"id": charge, "object": "charge", "created": at, "amount": amount, "currency": currency,
+                  "captured": captured, "status": "succeeded", "metadata": metadata}  # fmt: skip
+        self._changed("charge.succeeded", at, record)
+
+    def capture(self, charge: str, at: int) -> None:
+        self._changed("charge.captured", at, {**self.charges[charge], "captured": True})
+
+    def _changed(self, kind: str, at: int, record: dict[str, Any]) -> None:
+        self.charges[record["id"]] = record
+        number = len(self.events) + 1
+        self.events.append({"id": f"evt_{number}", "object": "event", "type": kind, "created": at,
+                            "data": {"object": record}})  # fmt: skip
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/events")
+        def events(request: Request) -> dict[str, Any]:
+            types = set(request.query_params.getlist("types[]"))
+            chosen = [e for e in self.events if not types or e["type"] in types]
+            return Listing(chosen).page(dict(request.query_params))
+
+        @app.get("/v1/charges")
+        def charges(request: Request) -> dict[str, Any]:
+            return Listing(list(self.charges.values())).page(dict(request.query_params))
+
+        @app.get("/v1/charges/{charge}")
+        def one(charge: str) -> Any:
+            found = self.charges.get(charge)
+            return found if found is not None else JSONResponse({"error": {"type": "invalid_request_error"}}, 404)
+
+        @app.get("/v1/refunds")
+        def refunds(request: Request) -> dict[str, Any]:
+            return Listing([]).page(dict(request.query_params))
+
+        return app

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from fastapi import FastAPI, Request
-from stripe_server import EXAMPLE
+from stripe_server import EXAMPLE, Listing
 
 from truesync.config import EntityConfig, EntityMapping
 from truesync.connectors.errors import ConfigurationProblem
@@ -33,34 +33,6 @@ T0 = datetime(2026, 11, 2, 9, 0, 0)
 
 def epoch(ts: datetime) -> int:
     return int((ts - EPOCH).total_seconds())
-
-
-class Listing:
-    """The served items and how they are served; every request's query is kept."""
-
-    def __init__(self, items: list[dict[str, Any]], order: str = "desc") -> None:
-        self.items, self.order = items, order
-        self.omit_has_more = False
-        self.ignore_after = False
-        self.requests: list[dict[str, str]] = []
-
-    def page(self, query: dict[str, str]) -> dict[str, Any]:
-        self.requests.append(query)
-        rows = sorted(enumerate(self.items), key=lambda p: (p[1]["created"], p[0]), reverse=self.order == "desc")
-        chosen = [item for _, item in rows if _in(item["created"], query)]
-        after = None if self.ignore_after else query.get("starting_after")
-        if after is not None:
-            chosen = chosen[[i.get("id") for i in chosen].index(after) + 1 :]
-        limit = int(query.get("limit", 10))
-        body: dict[str, Any] = {"object": "list", "data": chosen[:limit]}
-        if not self.omit_has_more:
-            body["has_more"] = len(chosen) > limit
-        return body
-
-
-def _in(created: int, query: dict[str, str]) -> bool:
-    bounds = {"created[gte]": created.__ge__, "created[gt]": created.__gt__, "created[lt]": created.__lt__}
-    return all(test(int(query[name])) for name, test in bounds.items() if name in query)
 
 
 def serve(listing: Listing) -> ServerThread:

@@ -22,6 +22,7 @@ import pytest
 from sandbox_demo import assert_conserved
 from stripe_server import (
     SECRET_KEY,
+    ChargeEvents,
     Stripe,
     crm_items,
     crm_writes,
@@ -36,6 +37,7 @@ from truesync.config import Config, EntityMapping
 from truesync.connectors.rest.connection import HttpConnection
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
 from truesync.connectors.rest.system import RestSystem
+from truesync.core.canonical import EPOCH
 from truesync.pipeline.compare import run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
@@ -159,3 +161,40 @@ def test_localstripes_events_are_read_as_envelopes_with_the_events_own_time(tmp_
     assert sorted(zip(frame["id"], frame["email"], frame["created"], strict=True)) == sorted([
         (first, "new@example.com", changed.isoformat()), (second, "two.b@example.com", changed.isoformat()),
     ])  # fmt: skip
+
+
+def test_the_events_feed_finds_a_capture_after_the_charges_own_window(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example as shipped for Stripe, charges read through ``charge_events``, on a Stripe-shaped server.
+
+    A charge authorised in the first hour and captured in the second keeps its ``created``:
+    only its ``charge.captured`` event, in the second hour's window, says it changed.
+    """
+    hour = datetime(2026, 11, 2, 9)
+    at = int((hour - EPOCH).total_seconds())
+    stripe = ChargeEvents()
+    stripe.charge("ch_late", at + 300, 12000, "usd", False, order_id="O1", invoice_id="INV-1", customer_id="C1")
+    stripe.charge("ch_paid", at + 600, 20000, "usd", True, order_id="O2", invoice_id="INV-2", customer_id="C2")
+    with sandbox_crm() as crm:
+        api = ServerThread(stripe.app()).start()
+        try:
+            config = stripe_config(tmp_path / "config", api.url, crm.url, monkeypatch, dialect=False)
+            config.mappings["payments_stripe"].entities["charge"].table = "charge_events"
+            store = Store()
+            run_flow(config, store, FLOW, "events:1", Window(hour, hour + timedelta(hours=1)))
+            assert _classes(store, "events:1") == {"ch_late": ("charge", "missing"), "ch_paid": ("charge", "missing")}
+            assert crm_items(crm, "payments")["ch_late"]["state"] == "authorised"
+            stripe.capture("ch_late", at + 4200)
+            second = run_flow(
+                config, store, FLOW, "events:2", Window(hour + timedelta(hours=1), hour + timedelta(hours=2))
+            )
+            compared = run_compare(config, store, FLOW, "events:compare")
+        finally:
+            api.stop()
+        assert _classes(store, "events:2") == {"ch_late": ("charge", "delayed")}
+        assert second["entities"]["charge"]["extracted"] == 1
+        assert second["entities"]["charge"]["outcomes"]["updated"] == 1
+        assert crm_items(crm, "payments")["ch_late"]["state"] == "captured"
+        assert crm_items(crm, "deals")["O1"]["balance"] == "0.00"
+        assert {entity: body["quiet"] for entity, body in compared["entities"].items()} == {"charge": 0, "refund": 0}
