@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.config import EntityConfig, EntityMapping, FieldSpec
+from truesync.config import EntityConfig, EntityMapping, FieldSpec, MinorUnits
 from truesync.core import money
 from truesync.support.frames import iso_text, map_values, records
 
@@ -152,11 +152,8 @@ def _from_minor(
     with more digits than the field's scale (KWD's third) are errors: nothing is rounded.
     """
     units, column = mapping.minor_units[field], mapping.fields[field]
-    currencies = _currencies(raw, mapping, field)
-    places = map_values(currencies, functools.partial(money.digits, units))
-    unknown = values.notna() & places.isna()
     reason = _literal("column '", column, "' counts minor units of currency '{value}', which has none in ISO 4217")
-    _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
+    places = _minor_digits(values, _currencies(raw, mapping, field), units, field, reason, errors)
     scale = decimal.Decimal(1).scaleb(-entity.fields[field].scale)
     amounts = pd.Series(
         [
@@ -172,6 +169,16 @@ def _from_minor(
     )
     _flag(errors, bad, "valid_decimal", field, reason, values)
     return amounts
+
+
+def _minor_digits(
+    values: pd.Series, currencies: pd.Series, units: MinorUnits, field: str, reason: str, errors: pd.DataFrame
+) -> pd.Series:
+    """Each row's minor-unit digits by its currency; a value whose currency has none is flagged with ``reason``."""
+    places = map_values(currencies, functools.partial(money.digits, units))
+    unknown = values.notna() & places.isna()
+    _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
+    return places
 
 
 def _exact(amount: decimal.Decimal | None, quantum: decimal.Decimal) -> decimal.Decimal | None:
@@ -303,16 +310,13 @@ def _to_minor(
         )
         _flag(errors, values.notna(), "valid_decimal", field, reason)
         return blank(values.index)
-    currencies = canon[units.currency]
-    places = map_values(currencies, functools.partial(money.digits, units))
+    reason = _literal("'", field, "' is written in minor units of currency '{value}', which has none in ISO 4217")
+    places = _minor_digits(values, canon[units.currency], units, field, reason, errors)
     counts = pd.Series(
         [None if v is None or p is None else money.to_minor(v, p) for v, p in zip(values, places, strict=True)],
         index=values.index,
         dtype=object,
     )
-    unknown = values.notna() & places.isna()
-    reason = _literal("'", field, "' is written in minor units of currency '{value}', which has none in ISO 4217")
-    _flag(errors, unknown, "valid_decimal", field, reason, currencies.where(currencies.notna(), "(none)"))
     fraction = values.notna() & places.notna() & counts.isna()
     _flag(
         errors,

@@ -301,19 +301,12 @@ def _update(
 
 def _selected(state: _State, collection: str, spec: Collection, request: Request) -> list[dict[str, Any]]:
     query = request.query_params
-    items = list(state.items[collection].values())
-    for member in spec.narrows:
-        wanted = set(query.getlist(member))
-        if wanted:
-            items = [i for i in items if str(i.get(member)) in wanted]
+    items = _matching(list(state.items[collection].values()), spec.narrows, query)
     if query.get("incomplete") == "true":
         return [i for i in items if i.get(spec.key) is None or parse_utc_naive(i.get(spec.cursor)) is None]
-    for member in (spec.key, *spec.filters):
-        wanted = set(query.getlist(member))
-        if wanted:
-            items = [i for i in items if str(i.get(member)) in wanted]
-    if any(query.getlist(member) for member in (spec.key, *spec.filters)):
-        return items
+    lookups = (spec.key, *spec.filters)
+    if any(query.getlist(member) for member in lookups):
+        return _matching(items, lookups, query)
     after = query.get("key_after")
     if after is not None:
         items = [i for i in items if i.get(spec.key) is not None and str(i[spec.key]) > after]
@@ -322,6 +315,15 @@ def _selected(state: _State, collection: str, spec: Collection, request: Request
         return items
     timed = [(ts, i) for i in items if (ts := parse_utc_naive(i.get(spec.cursor))) is not None]
     return [i for ts, i in timed if (since is None or ts >= since) and (until is None or ts < until)]
+
+
+def _matching(items: list[dict[str, Any]], members: tuple[str, ...], query: Any) -> list[dict[str, Any]]:
+    """The items whose members hold one of the values the query gives for them (``?member=v1&member=v2``)."""
+    for member in members:
+        wanted = set(query.getlist(member))
+        if wanted:
+            items = [i for i in items if str(i.get(member)) in wanted]
+    return items
 
 
 def _order(items: list[dict[str, Any]], spec: Collection, descending_ties: bool) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from truesync.connectors.rest.members import UNIT, ItemReader, time_param
+from truesync.connectors.rest.members import UNIT, ItemReader, member, time_param
 from truesync.connectors.rest.paging import Items, first_page, listing, pages
 from truesync.connectors.rest.session import Api, BadResponse
 from truesync.connectors.rest.settings import EndpointConfig
@@ -47,7 +47,8 @@ def changed(api: Api, endpoint: EndpointConfig, reader: ItemReader, start: datet
     seen: dict[str, tuple[datetime | None, bytes]] = {}
     read = _by_last_id if endpoint.pagination.style == "after_id" else _by_change_time
     for page in read(api, endpoint, reader, start, end):
-        yield [i for i in page if _in_window(reader.change_time(i), start, end) and _first_sight(i, reader, seen)]
+        timed = ((item, reader.change_time(item)) for item in page)
+        yield [item for item, ts in timed if _in_window(ts, start, end) and _first_sight(item, ts, reader, seen)]
 
 
 def incomplete(api: Api, endpoint: EndpointConfig, reader: ItemReader) -> Iterator[dict[str, Any]]:
@@ -159,16 +160,17 @@ def _in_window(ts: datetime | None, start: datetime, end: datetime) -> bool:
     return ts is None or start <= ts < end
 
 
-def _first_sight(item: dict[str, Any], reader: ItemReader, seen: dict[str, tuple[datetime | None, bytes]]) -> bool:
-    """False for a repeat of a key already taken: without a readable change time, with an older one,
-    or with the same time and content. Content is remembered by a 16-byte digest, not the record.
+def _first_sight(
+    item: dict[str, Any], ts: datetime | None, reader: ItemReader, seen: dict[str, tuple[datetime | None, bytes]]
+) -> bool:
+    """False for a repeat of a key already taken: without a readable change time (``ts``), with an
+    older one, or with the same time and content. Content is remembered by a 16-byte digest, not the record.
     """
-    key = reader.key(item)
+    record = reader.record(item)
+    key = member(record, reader.mapping.key)
     if key is None:
         return True
-    ts = reader.change_time(item)
-    content = hashlib.blake2b(json.dumps(reader.record(item), sort_keys=True, default=str).encode(), digest_size=16)
-    content = content.digest()
+    content = hashlib.blake2b(json.dumps(record, sort_keys=True, default=str).encode(), digest_size=16).digest()
     text = str(key)
     if text in seen:
         before, taken = seen[text]

@@ -111,6 +111,6 @@ class ItemReader:
         cursor = self.mapping.cursor
         if cursor in columns:
             raw = member(item, cursor)
-            ts = self.change_time(item)
-            values[columns.index(cursor)] = raw if ts is None or self.time_format == "iso" else ts.isoformat()
+            ts = None if self.time_format == "iso" else parse_time(raw, self.time_format)
+            values[columns.index(cursor)] = raw if ts is None else ts.isoformat()
         return values
