@@ -126,6 +126,9 @@ def _check_flows(config: Config) -> None:
                 raise ConfigError(file, f"flows.{name}.{role}", f"unknown system '{system}'")
         if flow.source == flow.target:
             raise ConfigError(file, f"flows.{name}.target", "source and target are the same system")
+        kind = KINDS[config.systems[flow.target].kind]
+        if not kind.writes:
+            raise ConfigError(file, f"flows.{name}.target", f"systems of kind '{kind.name}' are read, never written")
         for entity in flow.entities:
             _check_flow_entity(config, file, name, entity)
         for entity, rules in flow.reconcile.items():

@@ -7,7 +7,6 @@ the fields a flow syncs, the load order).
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -15,14 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from truesync.connectors.kinds import KINDS
+from truesync.support.durations import parse_duration
 from truesync.support.names import check_member, check_name, is_path
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
 Severity = Literal["block", "warn"]
 SHARED = "shared"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class ConfigError(Exception):
@@ -31,22 +29,6 @@ class ConfigError(Exception):
     def __init__(self, file: str, path: str, problem: str) -> None:
         self.file, self.path, self.problem = file, path, problem
         super().__init__(f"{file}: {path or '<document>'}: {problem}")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Accept ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        duration = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        duration = timedelta(seconds=value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"'{value}' is not a duration such as 30m, 2h or 1d")
-        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    if duration < timedelta(0):
-        raise ValueError(f"'{value}' is a negative duration")
-    return duration
 
 
 class _Strict(BaseModel):

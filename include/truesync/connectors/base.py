@@ -5,19 +5,25 @@ Keys travel as text; rows come back as pandas frames with one object column per 
 column (and the extra column of ``fetch_by``). A failure is one of ``errors``: transient
 (``SystemUnavailable``), a mismatch with the configuration (``ConfigurationProblem``) or
 records the target refused (``RecordsRejected``).
+
+A source read file by file (kind ``file``) also keeps a ledger of the files it read
+(``FileLedger``): the extract hands it one for the flow, entity and run (``KeepsFiles``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from truesync.config import EntityMapping
 
 SoftMark = tuple[str, str | None] | None  # (column, value) marking a soft-deleted row; value None: any value
+ORIGIN = "_origin"  # column a source may add to its frames: where a record was read (file and line)
+PROBLEM = "_problem"  # column a source may add: why a row could not be read at all (the row is quarantined)
 
 
 class Source(Protocol):
@@ -96,3 +102,41 @@ class Target(Protocol):
         ``run_id`` scopes idempotency keys where the system uses them.
         """
         ...
+
+
+@dataclass(frozen=True)
+class FileMark:
+    """What a run read of one file: its signature, and how far in change time its records were taken.
+
+    Records changed before ``read_until`` were taken; a file whose ``latest`` change time is
+    at or after it still holds records for a later window. ``unkeyed`` counts rows without
+    a key or a readable change time, read again on every run (they stay in the queue).
+    """
+
+    path: str  # relative to the system's base URL
+    size: int
+    modified: datetime | None  # None where the storage keeps no modification time
+    checksum: str  # SHA-256 of the content
+    rows: int
+    latest: datetime | None
+    unkeyed: int
+    read_until: datetime
+
+
+class FileLedger(Protocol):
+    """The files one flow read for one entity: those of committed runs, and this run's."""
+
+    def committed(self) -> dict[str, FileMark]:
+        """Path -> the mark of the last committed run that read it."""
+        ...
+
+    def record(self, marks: list[FileMark]) -> None:
+        """This run's marks, replacing any it recorded before (a retried extract)."""
+        ...
+
+
+@runtime_checkable
+class KeepsFiles(Protocol):
+    """A source that reads new and changed files only, by a ledger the extract hands it."""
+
+    def remember(self, ledger: FileLedger) -> None: ...

@@ -32,7 +32,7 @@ class Kind:
     None; ``lookup_problem(settings, table, member)`` says why the system cannot find records
     of that table by that member, or None. ``docs`` is the anchor of the kind's section in
     ``docs/configuration.md``. ``paths``: its records nest, so a mapping may read a member
-    path (``metadata.invoice_id``) as a column.
+    path (``metadata.invoice_id``) as a column. ``writes``: a flow may have it as its target.
     """
 
     name: str
@@ -41,6 +41,7 @@ class Kind:
     settings: type[BaseModel] | None = None  # None: the kind takes no block
     deletes: bool = False  # a compare may delete or soft delete its records (``deletes: soft | delete``)
     paths: bool = False  # a mapping may read member paths into nested records
+    writes: bool = True  # it can be a flow's target
     table_problem: Callable[[Any, str], str | None] = no_problem
     lookup_problem: Callable[[Any, str, str], str | None] = no_problem
 

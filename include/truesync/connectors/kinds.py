@@ -8,7 +8,7 @@ as the kind specs it lists (see ``connectors/kind.py``).
 
 from __future__ import annotations
 
-from truesync.connectors import rest, sql
+from truesync.connectors import file, rest, sql
 from truesync.connectors.kind import Kind
 
-KINDS: dict[str, Kind] = {package.KIND.name: package.KIND for package in (sql, rest)}
+KINDS: dict[str, Kind] = {package.KIND.name: package.KIND for package in (sql, rest, file)}

@@ -3,7 +3,8 @@
 Each chunk is mapped to canonical form right away, so a bad record is recognised once,
 at the door, with the field and the reason; deduplication by key happens here too.
 Open exceptions are fetched again by key on every run, so they are retried and resolve
-themselves once their cause is gone.
+themselves once their cause is gone. A source that reads files is handed the flow's file
+ledger first, so it reads only files that are new or changed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from truesync.connectors.base import ORIGIN, PROBLEM, KeepsFiles
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, keys_of, to_canonical
 from truesync.core.classify import row_hash
@@ -21,7 +23,7 @@ from truesync.pipeline import progress
 from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
 from truesync.quality.checks import Suite, suite_for, validation_frame
-from truesync.store import checks, queue, runs, staging
+from truesync.store import checks, files, queue, runs, staging
 from truesync.support.frames import records
 
 
@@ -40,6 +42,8 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     shown = progress.Extracting(job, window)
     flow = job.config.flows[job.flow]
     source = open_source(job.config, flow.source)
+    if isinstance(source, KeepsFiles):
+        source.remember(files.Ledger(job.store, job.flow, job.entity, job.run_id))
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
@@ -98,13 +102,33 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
-    frame = frame.join(verdict.failures.combine_first(canon.errors))
+    frame = frame.join(_unreadable(raw).combine_first(verdict.failures).combine_first(canon.errors))
     untimed = frame["source_ts"].isna() & frame["check_name"].isna()
     if untimed.any():
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]
         frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') cannot be read as a time"
+    _say_where(frame, raw)
     frame["payload"] = _payloads(raw, canon)
     return _settle_duplicates(frame)
+
+
+def _unreadable(raw: pd.DataFrame) -> pd.DataFrame:
+    """Rows the source could not read at all (its ``PROBLEM`` column): they fail check ``readable_row``."""
+    columns = ["check_name", "field", "reason", "value"]
+    if PROBLEM not in raw:
+        return pd.DataFrame(columns=columns, dtype=object)
+    reasons = raw[PROBLEM].dropna()
+    unread = {"check_name": "readable_row", "field": None, "reason": reasons, "value": None}
+    return pd.DataFrame(unread, columns=columns)
+
+
+def _say_where(frame: pd.DataFrame, raw: pd.DataFrame) -> None:
+    """A flagged row's reason ends with where the source read it (file and line), when the source says."""
+    if ORIGIN not in raw:
+        return
+    flagged = frame["check_name"].notna() & frame["check_name"].ne("readable_row") & raw[ORIGIN].notna()
+    if flagged.any():
+        frame.loc[flagged, "reason"] = frame.loc[flagged, "reason"] + " (" + raw.loc[flagged, ORIGIN] + ")"
 
 
 def _payloads(raw: pd.DataFrame, canon: Canonical) -> list[str]:

@@ -8,7 +8,8 @@
    with the check statistics and a Data Docs site.
 4. ``advance_watermark``: only when every entity's numbers add up (conservation) and the run
    wrote (not a dry run). Held records wait in the queue: the window is done either way,
-   so a threshold failure still moves the watermark (``docs/design.md``, "Decisions").
+   so a threshold failure still moves the watermark (``docs/design.md``, "Decisions"). The
+   files the run read count as read from then on (``store.files``).
 5. ``purge``: staging of old runs and Data Docs beyond the newest few.
 6. ``publish``: the JSON report, the HTML page and the index; then a broken conservation
    law or a crossed threshold fails the task.
@@ -43,7 +44,7 @@ from truesync.reporting.report import (
     write_plan,
     write_report,
 )
-from truesync.store import Store, checks, queue, review, runs, staging
+from truesync.store import Store, checks, files, queue, review, runs, staging
 
 STAGING_RUNS_KEPT = 30
 DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
@@ -87,6 +88,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     report["html"] = str(html.html_path(flow, run_id))
     if not broken and not run["dry_run"] and not compare:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
+        files.commit(store, flow, run_id)
     runs.finish(store, run_id, report["status"], report)
     report["path"] = str(write_report(report))
     purge(store, flow)

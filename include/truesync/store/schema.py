@@ -8,6 +8,7 @@ and the run reports.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -213,4 +214,22 @@ checks = Table(
     Column("error", Text),
     Column("observed", Text),
     Index("ix_ts_check_run", "run_id", "entity", "phase"),
+)
+
+files = Table(
+    "ts_file",
+    metadata,
+    Column("flow", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("path", String(1000), primary_key=True),  # relative to the file system's base URL
+    Column("run_id", String(250), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("modified", DateTime),
+    Column("checksum", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("latest", DateTime),  # the newest readable change time in the file
+    Column("unkeyed", Integer, nullable=False),  # rows without key or change time: read again every run
+    Column("read_until", DateTime, nullable=False),  # records changed before it were taken
+    Column("committed", Boolean, nullable=False),  # the run that read it committed its watermark
+    Column("read_at", DateTime, nullable=False),
 )
