@@ -161,10 +161,10 @@ class FileSystem:
         """The base URL as an ``ObjectStoragePath``; a scheme nobody registered, or a missing folder, is named."""
         from airflow.sdk import ObjectStoragePath  # the task SDK: imported when a file system is reached
 
-        root = ObjectStoragePath(self.location.url, conn_id=self.location.conn_id)
         try:
+            root = ObjectStoragePath(self.location.url, conn_id=self.location.conn_id)
             exists = root.exists()
-        except ValueError as exc:  # Airflow: "No filesystem registered for scheme …"
+        except ValueError as exc:  # fsspec: "Unsupported filesystem"; Airflow: "No filesystem registered for scheme"
             raise ConfigurationProblem(
                 f"{self.describe()}: {exc}; install the Airflow provider of that storage (see docs/configuration.md)"
             ) from exc
@@ -198,7 +198,7 @@ class FileSystem:
         changed = [s.modified for s in first.values() if s.modified is not None and now - s.modified < settle]
         if not changed:
             return first
-        time.sleep((settle - (now - max(changed))).total_seconds())
+        time.sleep(min(settle, settle - (now - max(changed))).total_seconds())  # a time ahead of ours: one settle
         second = self._listing(root, dataset)
         return {p: s for p, s in first.items() if p in second and second[p].signature() == s.signature()}
 
