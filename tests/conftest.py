@@ -18,6 +18,7 @@ changed them); a test that changes the systems, the store or the files takes ``d
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="truesync-airflow-home-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
+from config_edits import SHIPPED  # noqa: E402
 from report_runs import Runs  # noqa: E402 - after AIRFLOW_HOME is set
 from sandbox_demo import Demo, DemoDays  # noqa: E402
 from shared_setup import left_as_is, module_state, point_at_state  # noqa: E402
@@ -187,3 +189,11 @@ def shared_runs(module_runs: tuple[Runs, Demo]) -> Iterator[Runs]:
     handle, demo = module_runs
     with left_as_is(demo, "the report runs"):
         yield handle
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """A private copy of the shipped configuration, free to break."""
+    target = tmp_path / "config"
+    shutil.copytree(SHIPPED, target)
+    return target

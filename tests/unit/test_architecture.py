@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "truesync.connectors.kinds",
             "truesync.connectors.sql",
             "truesync.connectors.rest",
+            "truesync.connectors.file",
             "truesync.connectors.*.settings",
         ),
     ),

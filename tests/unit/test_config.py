@@ -4,51 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from config_edits import SHIPPED, edit, expect_error
 
 from truesync.cli import main
 from truesync.config import ConfigError, load_config, parse_duration
 from truesync.connectors.kinds import KINDS
 from truesync.connectors.rest.settings import RestConfig
-
-SHIPPED = Path(__file__).resolve().parents[2] / "include" / "config"
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    """A private copy of the shipped configuration, free to break."""
-    target = tmp_path / "config"
-    shutil.copytree(SHIPPED, target)
-    return target
-
-
-def edit(directory: Path, filename: str, change: Callable[[dict[str, Any]], None]) -> None:
-    path = directory / filename
-    document = yaml.safe_load(path.read_text())
-    change(document)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def expect_error(directory: Path, filename: str, where: str, *problem: str) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        load_config(directory)
-    error = caught.value
-    assert Path(error.file) == directory / filename
-    assert error.path == where
-    for fragment in problem:
-        assert fragment in error.problem
-    message = str(error)
-    assert filename in message
-    assert (where or "<document>") in message
-    return error
-
 
 # ---------------------------------------------------------------- the shipped configuration
 

@@ -1,0 +1,96 @@
+"""Systems of kind ``file`` as the configuration sees them: the ``file:`` block, the location, the roles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from config_edits import edit, expect_error
+
+from truesync.connectors.file.location import Location, file_location
+from truesync.connectors.file.reading import read_rows
+from truesync.connectors.file.settings import DatasetConfig, FileConfig
+from truesync.support.connections import ConnectionNotFound
+
+POS = {"kind": "file", "connection": "truesync_pos", "file": {"datasets": {"events": {"glob": "*/*.csv"}}}}
+EVENT = {"table": "events", "key": "order_ref", "cursor": "event_time", "fields": {"order_id": "order_ref"}}
+
+
+def with_pos(directory: Path, **block: object) -> None:
+    edit(directory, "systems.yaml", lambda d: d["systems"].update(pos={**POS, "file": {**POS["file"], **block}}))
+    edit(directory, "mappings.yaml", lambda d: d["mappings"].update(pos={"version": 1, "entities": {"order": EVENT}}))
+
+
+def test_a_file_block_loads_with_its_defaults(cfg: Path) -> None:
+    with_pos(cfg, settle="30s")
+    from truesync.config import load_config
+
+    settings = load_config(cfg).systems["pos"].settings
+    assert isinstance(settings, FileConfig)
+    assert settings.settle == timedelta(seconds=30) and settings.partial_suffixes == [".part", ".tmp"]
+    assert settings.datasets["events"] == DatasetConfig(glob="*/*.csv", format="csv", delimiter=",", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "key", "problem"),
+    [
+        ({"glob": "/srv/*.csv"}, "glob", "must be a glob relative to the base URL"),
+        ({"glob": "../other/*.csv"}, "glob", "without '..'"),
+        ({"glob": "*.csv", "encoding": "klingon"}, "encoding", "not a text encoding"),
+        ({"glob": "*.csv", "format": "xlsx"}, "format", "'csv' or 'jsonl'"),
+        ({"glob": "*.csv", "delimiter": ";;"}, "delimiter", "at most 1 character"),
+    ],
+)
+def test_a_dataset_is_checked(cfg: Path, dataset: dict[str, str], key: str, problem: str) -> None:
+    with_pos(cfg, datasets={"events": dataset})
+    expect_error(cfg, "systems.yaml", f"systems.pos.file.datasets.events.{key}", problem)
+
+
+def test_a_mapping_table_must_be_a_dataset(cfg: Path) -> None:
+    with_pos(cfg)
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(table="tills"))
+    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.table", "'tills' is not a dataset")
+
+
+def test_a_file_system_is_never_a_target(cfg: Path) -> None:
+    with_pos(cfg)
+    flow = {"source": "webshop", "target": "pos", "entities": ["order"]}
+    edit(cfg, "flows.yaml", lambda d: d["flows"].update(shop_to_pos=flow))
+    expect_error(cfg, "flows.yaml", "flows.shop_to_pos.target", "kind 'file' are read, never written")
+
+
+def test_the_location_is_a_url_in_the_environment_or_a_connection_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_POS", "file:///srv/pos-drop/")
+    assert file_location("pos") == Location("file:///srv/pos-drop", None)
+    monkeypatch.setenv("AIRFLOW_CONN_POS", '{"conn_type": "aws", "login": "AKIA", "password": "s", '
+                       '"extra": {"url": "s3://bucket/pos"}}')  # fmt: skip
+    assert file_location("pos") == Location("s3://bucket/pos", "pos")
+    assert Location("sftp://user:secret@host/drop", "pos").shown() == "sftp://host/drop"
+    monkeypatch.setenv("AIRFLOW_CONN_POS", '{"conn_type": "aws"}')
+    with pytest.raises(ConnectionNotFound, match="no extra 'url'"):
+        file_location("pos")
+    monkeypatch.setenv("AIRFLOW_CONN_POS", "/srv/pos-drop")
+    with pytest.raises(ConnectionNotFound, match="a URL such as file:///"):
+        file_location("pos")
+
+
+def test_csv_rows_keep_their_line_and_unreadable_rows_say_why() -> None:
+    data = b'id,ts,note\n1,2026-11-02T09:00:00,"two\nlines"\n\n2,,\n3,x\n'
+    rows = read_rows(data, "T1/a.csv", DatasetConfig(glob="*.csv"), ["id", "ts"]).to_dict("records")
+    assert rows == [
+        {"id": "1", "ts": "2026-11-02T09:00:00", "_origin": "T1/a.csv line 2", "_problem": None},
+        {"id": "2", "ts": None, "_origin": "T1/a.csv line 5", "_problem": None},
+        {"id": None, "ts": None, "_origin": "T1/a.csv line 6",
+         "_problem": "T1/a.csv line 6 has 2 fields where the header has 3"},
+    ]  # fmt: skip
+
+
+def test_a_whole_file_that_cannot_be_read_is_one_row() -> None:
+    latin = DatasetConfig(glob="*.csv", delimiter=";")
+    assert read_rows(b"id;ts\n1;2\n", "a.csv", latin, ["id", "ts"])["id"].tolist() == ["1"]
+    (row,) = read_rows(b"\xff\xfeid", "a.csv", DatasetConfig(glob="*.csv"), ["id"]).to_dict("records")
+    assert row["_problem"] == "a.csv is not utf-8 text (byte 0)"
+    assert read_rows(b"", "a.csv", DatasetConfig(glob="*.csv"), ["id"]).empty
+    yaml.safe_dump(row)  # a queue payload: plain values only
