@@ -8,6 +8,7 @@ from truesync.config.loader import load_config
 from truesync.config.models import (
     CHANGE_TIME,
     SHARED,
+    CodeTable,
     CompareConfig,
     Config,
     ConfigError,
@@ -28,6 +29,7 @@ from truesync.config.models import (
 __all__ = [
     "CHANGE_TIME",
     "SHARED",
+    "CodeTable",
     "Config",
     "CompareConfig",
     "ConfigError",

@@ -101,10 +101,23 @@ def _check_mappings(config: Config) -> None:
             for field in [*em.fields, *em.codes]:
                 if field not in spec.fields:
                     raise ConfigError(file, f"{where}.fields.{field}", f"not a field of '{entity}'")
+            _check_code_tables(config, file, where, em)
             if em.paths and not KINDS[system_config.kind].paths:
                 problem = f"'{em.paths[0]}' is a member path; systems of kind '{system_config.kind}' have flat records"
                 raise ConfigError(file, where, problem)
             _check_minor_units(file, where, em, spec)
+
+
+def _check_code_tables(config: Config, file: str, where: str, em: EntityMapping) -> None:
+    """A code table translates a mapped field that has no inline codes, and exists as ``codes/<name>.yaml``."""
+    for field, name in em.code_tables.items():
+        at = f"{where}.code_tables.{field}"
+        if field not in em.fields:
+            raise ConfigError(file, at, f"'{field}' is not a mapped field")
+        if field in em.codes:
+            raise ConfigError(file, at, f"'{field}' has inline codes too: use one or the other")
+        if name not in config.code_tables:
+            raise ConfigError(file, at, f"no code table '{name}' (expected {config.directory / 'codes' / name}.yaml)")
 
 
 def _check_minor_units(file: str, where: str, em: EntityMapping, spec: EntityConfig) -> None:

@@ -7,11 +7,13 @@ the fields a flow syncs, the load order).
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from truesync.connectors.kinds import KINDS
 from truesync.support.durations import parse_duration
@@ -147,6 +149,53 @@ class MinorUnits(_Strict):
         return {code.upper(): digits for code, digits in value.items()}
 
 
+class CodeEntry(_Strict):
+    """What one system code means, and from when (records changed earlier do not know it)."""
+
+    value: str = Field(description="the canonical value the code stands for")
+    valid_from: datetime | None = Field(None, description="naive UTC; records changed before it find the code unknown")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _value_alone(cls, value: Any) -> Any:
+        """``A00: payment_completed`` is short for ``A00: {value: payment_completed}``."""
+        return {"value": value} if isinstance(value, str) else value
+
+    @field_validator("valid_from")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC).replace(tzinfo=None) if value is not None and value.tzinfo else value
+
+
+class CodeTable(_Strict):
+    """A versioned table of system codes (``codes/<name>.yaml``): every record it translates remembers
+    ``name@version``, and a table whose content changed keeps no version (``content_hash``).
+    """
+
+    name: str
+    version: str = Field(description="bumped whenever a code is added, changed or removed")
+    description: str = ""
+    codes: dict[str, CodeEntry] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> str:
+        return str(value)
+
+    @property
+    def label(self) -> str:
+        """``name@version``: what a translated record remembers."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the codes, their values and times, in code order: the table's content."""
+        content = {
+            code: [e.value, e.valid_from.isoformat() if e.valid_from else None] for code, e in self.codes.items()
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 class EntityMapping(_Strict):
     """Where an entity lives in one system and how its columns become canonical fields."""
 
@@ -161,6 +210,24 @@ class EntityMapping(_Strict):
     minor_units: dict[str, MinorUnits] = Field(
         default_factory=dict, description="decimal field -> how the system writes it as an integer of minor units"
     )
+    code_tables: dict[str, str] = Field(
+        default_factory=dict, description="canonical field -> code table (codes/<name>.yaml) translating it"
+    )
+    _tables: dict[str, CodeTable] = PrivateAttr(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, CodeTable]:
+        """Canonical field -> its code table, as the loader resolved ``code_tables``."""
+        return self._tables
+
+    def use_tables(self, tables: dict[str, CodeTable]) -> None:
+        """Resolve ``code_tables`` by name (the loader does, once every file is read)."""
+        self._tables = {field: tables[name] for field, name in self.code_tables.items() if name in tables}
+
+    @property
+    def code_versions(self) -> list[str]:
+        """``name@version`` of each code table this mapping translates through."""
+        return sorted({table.label for table in self._tables.values()})
 
     @property
     def columns(self) -> list[str]:
@@ -342,6 +409,7 @@ class Config(BaseModel):
     entities: dict[str, EntityConfig]
     mappings: dict[str, SystemMapping]
     flows: dict[str, FlowConfig]
+    code_tables: dict[str, CodeTable] = {}
 
     def entity_mapping(self, system: str, entity: str) -> EntityMapping:
         return self.mappings[system].entities[entity]

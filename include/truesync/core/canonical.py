@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.config import EntityConfig, EntityMapping, FieldSpec, MinorUnits
+from truesync.config import CodeTable, EntityConfig, EntityMapping, FieldSpec, MinorUnits
 from truesync.core import money
 from truesync.support.frames import iso_text, map_values, records
 
@@ -43,18 +43,20 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
     index = raw.index
     errors = _no_errors(index)
     records = pd.DataFrame(index=index)
+    ts = to_utc_naive(raw[mapping.cursor] if mapping.cursor and mapping.cursor in raw else blank(index))
     for field in fields:
         column = mapping.fields[field]
         values = raw[column] if column in raw else blank(index)
         if field in mapping.codes:
             values = _decode(values, mapping.codes[field], field, column, errors)
+        if field in mapping.tables:
+            values = _decode_table(values, mapping.tables[field], ts, field, column, errors)
         if field in mapping.minor_units:
             values = _from_minor(values, raw, mapping, entity, field, errors)
         spec = entity.fields[field]
         records[field] = _cast(values, spec, field, column, errors)
         _require(records[field], values, spec.required or field == entity.key, field, column, errors)
-    ts = raw[mapping.cursor] if mapping.cursor and mapping.cursor in raw else blank(index)
-    return Canonical(records, to_utc_naive(ts), errors.dropna(subset=["check_name"]))
+    return Canonical(records, ts, errors.dropna(subset=["check_name"]))
 
 
 def keys_of(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping, key: str) -> pd.Series:
@@ -132,6 +134,26 @@ def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, e
     decoded = map_values(text, codes.get)
     unknown = text.notna() & decoded.isna()
     _flag(errors, unknown, "known_code", field, _literal("unknown code '{value}' in column '", column, "'"), text)
+    return decoded.where(~unknown, None)
+
+
+def _decode_table(
+    values: pd.Series, table: CodeTable, ts: pd.Series, field: str, column: str, errors: pd.DataFrame
+) -> pd.Series:
+    """Codes through a versioned table: a code is unknown to a record changed before its ``valid_from``."""
+    text = as_text(values)
+    decoded = map_values(text, {code: entry.value for code, entry in table.codes.items()}.get)
+    unknown = text.notna() & decoded.isna()
+    where = _literal("' in column '", column, f"' (code table {table.label})")
+    _flag(errors, unknown, "known_code", field, "unknown code '{value}" + where, text)
+    starts = {code: entry.valid_from for code, entry in table.codes.items() if entry.valid_from is not None}
+    if starts:
+        since = pd.to_datetime(map_values(text, starts.get))
+        early = since.notna() & ~(ts >= since)
+        _flag(
+            errors, early, "known_code", field, "code '{value}" + where + " is not valid yet at the change time", text
+        )
+        unknown |= early
     return decoded.where(~unknown, None)
 
 
@@ -282,8 +304,9 @@ def to_system(
     for field in fields:
         column = mapping.fields[field]
         values = canon[field]
-        if field in mapping.codes:
-            inverse = {v: k for k, v in mapping.codes[field].items()}
+        codes = mapping.codes.get(field) or _table_codes(mapping, field)
+        if codes:
+            inverse = {v: k for k, v in codes.items()}
             encoded = map_values(values, inverse.get)
             unknown = values.notna() & encoded.isna()
             reason = _literal("value '{value}' has no code in the target's map for '", field, "'")
@@ -293,6 +316,12 @@ def to_system(
             values = _to_minor(values, canon, mapping, field, errors)
         out[column] = _to_python(values, types[column])
     return records(out), errors.dropna(subset=["check_name"])
+
+
+def _table_codes(mapping: EntityMapping, field: str) -> dict[str, str]:
+    """Code -> value of the field's code table, or nothing."""
+    table = mapping.tables.get(field)
+    return {code: entry.value for code, entry in table.codes.items()} if table else {}
 
 
 def _to_minor(
