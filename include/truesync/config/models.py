@@ -225,11 +225,6 @@ class EntityMapping(_Strict):
         self._tables = {field: tables[name] for field, name in self.code_tables.items() if name in tables}
 
     @property
-    def code_versions(self) -> list[str]:
-        """``name@version`` of each code table this mapping translates through."""
-        return sorted({table.label for table in self._tables.values()})
-
-    @property
     def columns(self) -> list[str]:
         """The columns truesync reads: key, mapped fields and cursor, each once."""
         return list(dict.fromkeys([self.key, *self.fields.values(), *([self.cursor] if self.cursor else [])]))

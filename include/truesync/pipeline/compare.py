@@ -163,6 +163,7 @@ def _ledger_rows(job: EntityJob, page: pd.DataFrame, version: str) -> pd.DataFra
             "mapping_version": version,
             "run_id": job.run_id,
             "synced_at": utcnow(),
+            "code_versions": job.code_versions(),
         }
     )
 
@@ -255,7 +256,7 @@ class _DeleteStep:
         check, why = (CHILDREN_REMAIN, [(reasons or {}).get(k) for k in keys]) if reasons else (None, None)
         rows = pd.DataFrame({"key": keys, "class": klass, "outcome": outcome, "overdue": False, "check_name": check,
                              "field": None, "reason": why, "value": None})  # fmt: skip
-        staging.record_results(self.job.store, self.job.run_id, self.job.entity, rows)
+        staging.record_results(self.job.store, self.job.run_id, self.job.entity, rows, self.job.code_versions())
         for name in ("extracted", klass, outcome):
             self._add(name, len(keys))
 

@@ -23,7 +23,7 @@ from truesync.pipeline import progress
 from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
 from truesync.quality.checks import Suite, suite_for, validation_frame
-from truesync.store import checks, files, queue, runs, staging
+from truesync.store import checks, code_tables, files, queue, runs, staging
 from truesync.support.frames import records
 
 
@@ -41,6 +41,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     began = time.monotonic()
     shown = progress.Extracting(job, window)
     flow = job.config.flows[job.flow]
+    code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))
     source = open_source(job.config, flow.source)
     if isinstance(source, KeepsFiles):
         source.remember(files.Ledger(job.store, job.flow, job.entity, job.run_id))

@@ -171,6 +171,9 @@ def judge_quality(jobs: list[EntityJob], run: dict[str, Any], entities: dict[str
         for item in items
         if item["phase"] == health.POST_LOAD and not item["success"]
     ]
+    alerts += [
+        health.new_codes_alert(flow, entity, codes) for entity, codes in review.new_codes(store, flow, run_id).items()
+    ]
     docs, index = report_path(flow, run_id).with_suffix(".datadocs"), None
     with _reported(crashes, "", "Data Docs"):
         index = build_site(docs, flow, spec.source, run_id, run["started_at"], summary)

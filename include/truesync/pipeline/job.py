@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from truesync.config import Config, EntityConfig, EntityMapping
+from truesync.config import CodeTable, Config, EntityConfig, EntityMapping
 from truesync.connectors.base import Target
 from truesync.pipeline import progress
 from truesync.pipeline.window import Window
@@ -38,6 +38,15 @@ class EntityJob:
     def mapping(self, role: str) -> EntityMapping:
         """The entity's mapping in the flow's ``source`` or ``target`` system."""
         return self.config.entity_mapping(getattr(self.config.flows[self.flow], role), self.entity)
+
+    def code_tables(self) -> list[CodeTable]:
+        """The code tables the flow translates this entity through, on either side."""
+        tables = {t.name: t for role in ("source", "target") for t in self.mapping(role).tables.values()}
+        return [tables[name] for name in sorted(tables)]
+
+    def code_versions(self) -> str | None:
+        """``name@version`` of every code table the flow translates this entity through, or None."""
+        return ",".join(table.label for table in self.code_tables()) or None
 
     def payload_fields(self) -> list[str]:
         """Key, the fields the flow syncs, and references (needed for the parent check)."""

@@ -78,7 +78,7 @@ def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame) -> None:
         tally.add("exceptions_opened", queue.quarantine(job.store, job.flow, job.entity, job.run_id, sync.held.rows))
         synced = results["key"][results["outcome"] != "quarantined"].tolist()
         tally.add("exceptions_resolved", queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, synced))
-    staging.record_results(job.store, job.run_id, job.entity, results)
+    staging.record_results(job.store, job.run_id, job.entity, results, job.code_versions())
 
 
 def _invalid_results(bad: pd.DataFrame) -> pd.DataFrame:
@@ -219,6 +219,7 @@ def _remember(
             "mapping_version": job.mapping_version(),
             "run_id": job.run_id,
             "synced_at": utcnow(),
+            "code_versions": job.code_versions(),
         }
     )
     ledger.write(job.store, job.flow, job.entity, frame)

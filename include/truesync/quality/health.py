@@ -98,6 +98,17 @@ def quiet_alert(flow: str, entity: str, counts: dict[str, int]) -> dict[str, Any
     return _alert(entity, "quiet_drift", float(sum(counts.values())), 0.0, "quiet_drift", message)
 
 
+def new_codes_alert(flow: str, entity: str, codes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Codes no code map knows: their records wait in the queue until someone adds the code (then reprocess)."""
+    listed = "; ".join(
+        f"{c['field']} '{c['code']}' ({c['records']} records, first seen {c['first_seen']:%Y-%m-%d %H:%M})"
+        for c in codes
+    )
+    message = f"{flow}.{entity}: new codes, held until a code map knows them: {listed}"
+    alert = _alert(entity, "new_codes", float(sum(c["records"] for c in codes)), 0.0, "new_codes", message)
+    return {**alert, "codes": [{**c, "first_seen": c["first_seen"].isoformat()} for c in codes]}
+
+
 def crash_alert(flow: str, entity: str, what: str, error: str) -> dict[str, Any]:
     """A check that crashed after loading (or the Data Docs build): reported, the run goes on."""
     where = f"{flow}.{entity}" if entity else flow

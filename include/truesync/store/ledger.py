@@ -13,7 +13,9 @@ from truesync.store.schema import ledger
 from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
-LEDGER_COLUMNS = ("source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at")
+LEDGER_COLUMNS = (
+    "source_hash", "target_hash", "source_ts", "target_ts", "mapping_version", "run_id", "synced_at", "code_versions",
+)  # fmt: skip
 
 
 def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from truesync.store.core import Store, row_pages
-from truesync.store.schema import results, runs
+from truesync.store.schema import exceptions, results, runs
 
 
 def class_outcomes(store: Store, run_id: str) -> dict[tuple[str, str, str], int]:
@@ -122,3 +122,27 @@ def changes(store: Store, run_id: str, size: int) -> Iterator[list[Any]]:
         results.c.run_id == run_id, results.c.outcome != "unchanged"
     )
     return row_pages(store, query, results.c.key, size)
+
+
+def new_codes(store: Store, flow: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Entity -> the codes no code map knew in this run: field, code, records, and when the queue first saw one."""
+    held = exceptions.c
+    query = (
+        select(
+            results.c.entity,
+            results.c.field,
+            results.c.value,
+            func.count().label("n"),
+            func.min(held.first_seen).label("first_seen"),
+        )  # fmt: skip
+        .join(exceptions, (held.flow == flow) & (held.entity == results.c.entity) & (held.key == results.c.key))
+        .where(results.c.run_id == run_id, results.c.check_name == "known_code")
+        .group_by(results.c.entity, results.c.field, results.c.value)
+        .order_by(results.c.entity, func.count().desc(), results.c.value)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            code = {"field": row.field, "code": row.value, "records": int(row.n), "first_seen": row.first_seen}
+            found.setdefault(row.entity, []).append(code)
+    return found

@@ -104,6 +104,7 @@ results = Table(
     Column("reason", Text),
     Column("value", Text),
     Column("quiet", Boolean),  # compare runs: a difference no change time shows
+    Column("code_versions", String(500)),  # name@version of each code table that translated the record
     Index("ix_ts_result_record", "entity", "key"),  # one record's path (store.history)
 )
 
@@ -144,6 +145,7 @@ ledger = Table(
     Column("mapping_version", String(100), nullable=False),
     Column("run_id", String(250), nullable=False),
     Column("synced_at", DateTime, nullable=False),
+    Column("code_versions", String(500)),  # name@version of each code table that translated the record
 )
 
 watermarks = Table(
@@ -232,4 +234,14 @@ files = Table(
     Column("read_until", DateTime, nullable=False),  # records changed before it were taken
     Column("committed", Boolean, nullable=False),  # the run that read it committed its watermark
     Column("read_at", DateTime, nullable=False),
+)
+
+code_tables = Table(
+    "ts_code_table",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", String(100), primary_key=True),
+    Column("content_hash", String(64), nullable=False),  # a version's content, fixed by its first use
+    Column("first_used", DateTime, nullable=False),
+    Column("run_id", String(250), nullable=False),
 )

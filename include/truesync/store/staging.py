@@ -120,14 +120,15 @@ def keys_with_prefix(store: Store, run_id: str, entity: str, prefix: str) -> set
         return set(conn.execute(query).scalars())
 
 
-def record_results(store: Store, run_id: str, entity: str, rows: Rows) -> None:
-    """Each record's class, outcome, overdue flag and failing check, in their own narrow table.
+def record_results(store: Store, run_id: str, entity: str, rows: Rows, code_versions: str | None = None) -> None:
+    """Each record's class, outcome, overdue flag and failing check, in their own narrow table, with the
+    code tables that translated it.
 
     Inserting small rows here is much cheaper than rewriting the staged rows with their payload.
     """
     if len(rows):
         with store.engine.begin() as conn:
-            insert(conn, results, with_constants(rows, run_id=run_id, entity=entity))
+            insert(conn, results, with_constants(rows, run_id=run_id, entity=entity, code_versions=code_versions))
 
 
 def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:
