@@ -25,6 +25,7 @@ from truesync.pipeline import progress
 from truesync.pipeline.compare import DeleteGuardError, run_compare
 from truesync.pipeline.dags import target_pools
 from truesync.pipeline.finalize import ConservationError, QualityThresholdError
+from truesync.pipeline.reprocess import run_reprocess
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window, naive_utc
 from truesync.preflight import preflight
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     _deploy_parsers(sub)
     _run_parser(sub)
     _compare_parser(sub)
+    _reprocess_parser(sub)
     _report_parsers(sub)
     _exceptions_parser(sub)
     _trace_parser(sub)
@@ -147,6 +149,22 @@ def _compare_parser(sub: Any) -> None:
     compare.add_argument("--run-id", help="the whole run id (default: <flow>:compare__<now>)")
     compare.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr, not the progress log")
     compare.set_defaults(handler=_compare)
+
+
+def _reprocess_parser(sub: Any) -> None:
+    reprocess = sub.add_parser(
+        "reprocess", help="translate again the records behind a code table's current version, and write what changed"
+    )
+    reprocess.add_argument("flow")
+    reprocess.add_argument("--entity", action="append", help="only this entity (repeatable; default: all translated)")
+    reprocess.add_argument("--code-table", help="only records behind this table (default: every table of the flow)")
+    reprocess.add_argument(
+        "--dry-run", action="store_true", help="classify and report what would change; write nothing"
+    )
+    reprocess.add_argument("--json", action="store_true", help="print the JSON report instead of a summary")
+    reprocess.add_argument("--run-id", help="the whole run id (default: <flow>:reprocess__<now>)")
+    reprocess.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr, not the progress log")
+    reprocess.set_defaults(handler=_reprocess)
 
 
 def _report_parsers(sub: Any) -> None:
@@ -291,13 +309,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "success" else EXIT_FAILED
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _flow_and_entities(args: argparse.Namespace) -> Any:
+    """The configuration, after checking the command's flow and ``--entity`` names against it."""
     config = load_config()
     if args.flow not in config.flows:
         raise LookupError(f"unknown flow '{args.flow}': the flows are {', '.join(config.flows)}")
     unknown = [e for e in args.entity or [] if e not in config.flows[args.flow].entities]
     if unknown:
         raise LookupError(f"flow '{args.flow}' has no entity {', '.join(unknown)}")
+    return config
+
+
+def _compare(args: argparse.Namespace) -> int:
+    config = _flow_and_entities(args)
     run_id = args.run_id or f"{args.flow}:compare__{utcnow().isoformat(timespec='seconds')}"
     store = Store()
     try:
@@ -307,6 +331,24 @@ def _compare(args: argparse.Namespace) -> int:
         written = json.loads(runs.get(store, run_id)["report"] or "{}")
         if "entities" in written:  # a guard that tripped leaves only the reason, printed below
             _print_report(written)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0 if report["status"] == "success" else EXIT_FAILED
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    config = _flow_and_entities(args)
+    run_id = args.run_id or f"{args.flow}:reprocess__{utcnow().isoformat(timespec='seconds')}"
+    store = Store()
+    try:
+        with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
+            report = run_reprocess(config, store, args.flow, run_id, args.entity, args.code_table, args.dry_run)
+    except (ConservationError, QualityThresholdError) as exc:
+        _print_report(json.loads(runs.get(store, run_id)["report"]))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:

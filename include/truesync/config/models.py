@@ -409,6 +409,13 @@ class Config(BaseModel):
     def entity_mapping(self, system: str, entity: str) -> EntityMapping:
         return self.mappings[system].entities[entity]
 
+    def code_tables_of(self, flow: str, entity: str) -> list[CodeTable]:
+        """The code tables a flow translates an entity through, on either side, by name."""
+        spec = self.flows[flow]
+        mappings = (self.entity_mapping(system, entity) for system in (spec.source, spec.target))
+        tables = {table.name: table for mapping in mappings for table in mapping.tables.values()}
+        return [tables[name] for name in sorted(tables)]
+
     def owner(self, flow: str, entity: str, field: str) -> str:
         rules = self.flows[flow].ownership.get(entity, {})
         return rules.get(field, rules.get("*", self.flows[flow].source))

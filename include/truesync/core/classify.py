@@ -33,6 +33,13 @@ class Classification:
     result: pd.DataFrame  # index key: class, write, overdue, conflict, source_hash, target_hash
     desired: pd.DataFrame  # index key: the synced fields as the target should hold them
     audit: pd.DataFrame  # key, field, overwritten_value, restored_value (class overwritten)
+    target: pd.DataFrame  # index key: the synced fields as the target holds them (null where absent)
+
+    def changes(self, keys: list[str]) -> pd.DataFrame:
+        """Every value a write of ``keys`` replaces in the target, as ``audit`` rows (a reprocess audits all)."""
+        present = self.result.index.isin(keys) & (self.result["class"] != MISSING).to_numpy()
+        rows = self.result.index[present]
+        return _changed(self.target.loc[rows], self.desired.loc[rows])
 
 
 def row_hash(frame: pd.DataFrame) -> pd.Series:
@@ -140,7 +147,7 @@ def classify(
         },
         index=source.index,
     )
-    return Classification(result, desired, _audit(t, desired, result, shared))
+    return Classification(result, desired, _audit(t, desired, result, shared), t)
 
 
 def _resolve_shared(
@@ -174,9 +181,13 @@ def _audit(t: pd.DataFrame, desired: pd.DataFrame, result: pd.DataFrame, shared:
     """Values an ``overwritten`` record held on owned fields before truesync restored them."""
     rows = result.index[result["class"] == OVERWRITTEN]
     owned = [f for f in t.columns if f not in shared]
-    if len(rows) == 0 or not owned:
+    return _changed(t.loc[rows, owned], desired.loc[rows, owned])
+
+
+def _changed(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """One row per key and field whose value differs: the value before, and the one written over it."""
+    if before.empty or before.shape[1] == 0:
         return pd.DataFrame(columns=["key", "field", "overwritten_value", "restored_value"])
-    before, after = t.loc[rows, owned], desired.loc[rows, owned]
     differs = ~_equal(before, after)
     stacked = differs.stack()
     stacked = stacked[stacked]

@@ -31,7 +31,7 @@ from truesync.core.canonical import EPOCH, as_text, keys_of, to_canonical
 from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.pipeline import progress
-from truesync.pipeline.extract import batched, prepare
+from truesync.pipeline.extract import stage_fetched
 from truesync.pipeline.finalize import fail_run, finish_run
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
@@ -90,7 +90,8 @@ def compare_entity(job: EntityJob) -> int:
     }
     compared.settle(job.store)
     kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
-    staged = _stage(job, source, source_mapping)
+    repairs = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, size)
+    staged = stage_fetched(job, source, repairs)  # a record deleted at the source since its scan waits for the next
     seconds = time.monotonic() - began
     counts = {"extracted": kept + staged, "in_sync": kept, "unchanged": kept, "extract_seconds": seconds}
     runs.record_counts(job.store, job.run_id, job.entity, "compare", counts)
@@ -166,20 +167,6 @@ def _ledger_rows(job: EntityJob, page: pd.DataFrame, version: str) -> pd.DataFra
             "code_versions": job.code_versions(),
         }
     )
-
-
-def _stage(job: EntityJob, source: Source, mapping: EntityMapping) -> int:
-    """Fetch the source records to repair by key and stage them as an extract does; returns how many.
-
-    A record deleted at the source since the scan is not found, so not staged: it is left
-    for the next compare.
-    """
-    spec = job.config.flows[job.flow]
-    keys = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, spec.chunk_size)
-    fetched = (source.fetch(mapping, chunk) for chunk in keys)
-    for raw in batched(fetched, max(spec.chunk_size, spec.quality.batch_rows)):
-        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
-    return staging.count(job.store, job.run_id, job.entity)
 
 
 def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run: bool) -> dict[str, int]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from truesync.connectors.base import ORIGIN, PROBLEM, KeepsFiles
+from truesync.connectors.base import ORIGIN, PROBLEM, KeepsFiles, Source
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, keys_of, to_canonical
 from truesync.core.classify import row_hash
@@ -68,6 +68,17 @@ def extract_entity(job: EntityJob, window: Window) -> int:
 
 
 NULL_KEY_PREFIX = "null-key:"
+
+
+def stage_fetched(job: EntityJob, source: Source, keys: Iterator[list[str]]) -> int:
+    """Fetch records by key, page after page of ``keys``, and stage them as the window's are; returns how
+    many distinct records are staged. A key the source no longer holds is not staged.
+    """
+    flow = job.config.flows[job.flow]
+    fetched = (source.fetch(job.mapping("source"), page) for page in keys)
+    for raw in batched(fetched, max(flow.chunk_size, flow.quality.batch_rows)):
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+    return staging.count(job.store, job.run_id, job.entity)
 
 
 def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:

@@ -6,10 +6,11 @@
    record is there exactly once, every synced child finds its parent.
 3. ``judge_quality``: data-quality thresholds (which fail the run) and alerts (which report),
    with the check statistics and a Data Docs site.
-4. ``advance_watermark``: only when every entity's numbers add up (conservation) and the run
-   wrote (not a dry run). Held records wait in the queue: the window is done either way,
-   so a threshold failure still moves the watermark (``docs/design.md``, "Decisions"). The
-   files the run read count as read from then on (``store.files``).
+4. ``advance_watermark``: only when every entity's numbers add up (conservation) and an
+   incremental run wrote (not a dry run, a compare or a reprocess). Held records wait in the
+   queue: the window is done either way, so a threshold failure still moves the watermark
+   (``docs/design.md``, "Decisions"). The files the run read count as read from then on
+   (``store.files``).
 5. ``purge``: staging of old runs and Data Docs beyond the newest few.
 6. ``publish``: the JSON report, the HTML page and the index; then a broken conservation
    law or a crossed threshold fails the task.
@@ -63,11 +64,11 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     """Run the steps of the module docstring; returns the report (with its ``path``)."""
     run, spec = runs.get(store, run_id), config.flows[flow]
     counts = runs.entity_counts(store, run_id)
-    compare = run["kind"] == "compare"
-    names = [e for e in config.load_order(spec.entities) if not compare or e in counts]  # --entity compares some
+    compare, incremental = run["kind"] == "compare", run["kind"] == "sync"
+    names = [e for e in config.load_order(spec.entities) if incremental or e in counts]  # --entity picks some
     jobs = [EntityJob(config, store, flow, entity, run_id) for entity in names]
     progress.finalize_started(flow, run, [job.entity for job in jobs])
-    if not run["dry_run"] and not compare:  # a compare stages no keyless rows: it would resolve them all
+    if not run["dry_run"] and incremental:  # a compare or a reprocess stages no keyless rows
         for job in jobs:
             resolved = resolve_vanished_keyless(job)
             runs.record_counts(store, run_id, job.entity, "final", {"exceptions_resolved": resolved})
@@ -86,7 +87,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
         if run["dry_run"]:
             report["plan"] = str(write_plan(store, report))
     report["html"] = str(html.html_path(flow, run_id))
-    if not broken and not run["dry_run"] and not compare:
+    if not broken and not run["dry_run"] and incremental:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
         files.commit(store, flow, run_id)
     runs.finish(store, run_id, report["status"], report)

@@ -41,8 +41,7 @@ class EntityJob:
 
     def code_tables(self) -> list[CodeTable]:
         """The code tables the flow translates this entity through, on either side."""
-        tables = {t.name: t for role in ("source", "target") for t in self.mapping(role).tables.values()}
-        return [tables[name] for name in sorted(tables)]
+        return self.config.code_tables_of(self.flow, self.entity)
 
     def code_versions(self) -> str | None:
         """``name@version`` of every code table the flow translates this entity through, or None."""
@@ -59,6 +58,9 @@ class EntityJob:
         flow = self.config.flows[self.flow]
         source, target = self.config.mappings[flow.source].version, self.config.mappings[flow.target].version
         return f"{flow.source}@{source}->{flow.target}@{target}"
+
+
+REPROCESS = "reprocess"  # the kind of a run translating records again (``pipeline.reprocess``)
 
 
 def begin_run(store: Store, flow: str, run_id: str, window: Window, dry_run: bool, kind: str = "sync") -> None:
@@ -118,6 +120,7 @@ class ChunkSync:
     tally: Tally
     held: Quarantine = field(default_factory=Quarantine)
     payload: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    audit_all: bool = False  # audit every value a write replaces, not only those of overwritten records
 
     def hold(self, key: str, klass: str, check: str, column: str | None, reason: str) -> None:
         """Send a good record to the exception queue with the check that stopped it."""

@@ -4,6 +4,7 @@ Per chunk: bad records go to the exception queue; the rest are matched by key wi
 target and the ledger, classified, held where they must wait (``holds``, ``reconcile``),
 written with the target's create-or-update, and only then recorded in the ledger. Counts
 obey the conservation law: ``extracted = created + updated + unchanged + quarantined``.
+A reprocess run (``pipeline.reprocess``) marks nothing overdue and audits every value it replaces.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import pandas as pd
 
 from truesync.connectors.errors import RecordsRejected
 from truesync.connectors.registry import open_target
-from truesync.core.canonical import to_canonical, to_system
+from truesync.core.canonical import EPOCH, to_canonical, to_system
 from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
 from truesync.pipeline import progress, reconcile
 from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
-from truesync.pipeline.job import ChunkSync, EntityJob, Tally
+from truesync.pipeline.job import REPROCESS, ChunkSync, EntityJob, Tally
 from truesync.pipeline.window import Window
 from truesync.store import ledger, queue, runs, staging
 from truesync.store.core import utcnow
@@ -44,8 +45,10 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     target.columns(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
     tally = Tally()
     staging.clear_results(job.store, job.run_id, job.entity, part)
+    reprocess = runs.get(job.store, job.run_id)["kind"] == REPROCESS  # nothing is late, every change audited
+    overdue_before = EPOCH if reprocess else window.end - flow.freshness_sla
     for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part):
-        _sync_chunk(ChunkSync(job, target, dry_run, window.end - flow.freshness_sla, tally), chunk)
+        _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk)
         shown.chunk(tally.counts)
     counts: dict[str, Any] = dict(tally.counts)
     counts["sync_seconds"] = time.monotonic() - began
@@ -158,7 +161,9 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
         row.update(stamps)
     if not sync.dry_run:
         blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
-        audit = verdict.audit[verdict.audit["key"].isin(set(keys) - blocked)]
+        written = set(keys) - blocked
+        audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
+        audit = audit[audit["key"].isin(written)]
         entries = [
             {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)
         ]

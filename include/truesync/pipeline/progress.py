@@ -134,6 +134,15 @@ def compared(job: Task, scanned: Mapping[str, int], kept: int, staged: int, seco
     )
 
 
+def reprocess_staged(job: Task, tables: list[str], staged: int, seconds: float) -> None:
+    """A reprocess found the records behind the current code tables and staged them."""
+    _emit(
+        "extract",
+        f"reprocess {job.entity}: staged {staged} records synced under other versions than "
+        f"{', '.join(tables)} or held for a code they translate, in {_seconds(seconds)}",
+    )
+
+
 # --- partition and sync --------------------------------------------------------------------------
 
 

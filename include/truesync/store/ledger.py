@@ -5,10 +5,12 @@ It is what lets the classifier tell *who* changed since last time.
 
 from __future__ import annotations
 
-import pandas as pd
-from sqlalchemy import delete, select
+from collections.abc import Iterator
 
-from truesync.store.core import Store
+import pandas as pd
+from sqlalchemy import delete, literal, or_, select
+
+from truesync.store.core import Store, key_pages
 from truesync.store.schema import ledger
 from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
@@ -46,3 +48,14 @@ def forget(store: Store, flow: str, entity: str, keys: list[str]) -> int:
     where = (ledger.c.flow == flow) & (ledger.c.entity == entity)
     with store.engine.begin() as conn:
         return sum(conn.execute(delete(ledger).where(where, page)).rowcount for page in in_pages(ledger.c.key, keys))
+
+
+def translated_otherwise(store: Store, flow: str, entity: str, labels: list[str], size: int) -> Iterator[list[str]]:
+    """Keys whose entry was not translated by each of the code tables ``labels`` (``name@version``):
+    an older version, or before the table was used. ``size`` keys at a time.
+    """
+    listed = literal(",") + ledger.c.code_versions + literal(",")
+    missing = [~listed.contains(f",{label},", autoescape=True) for label in labels]
+    stale = or_(ledger.c.code_versions.is_(None), *missing)
+    query = select(ledger.c.key).where(ledger.c.flow == flow, ledger.c.entity == entity, stale)
+    return key_pages(store, query, ledger.c.key, size)

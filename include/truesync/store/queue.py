@@ -50,6 +50,18 @@ def active_keys(store: Store, flow: str, entity: str, size: int) -> Iterator[lis
     return key_pages(store, query, exceptions.c.key, size)
 
 
+def held_for_codes(store: Store, flow: str, entity: str, fields: list[str], size: int) -> Iterator[list[str]]:
+    """Keys of active exceptions held for an unknown code in one of ``fields``, ``size`` at a time."""
+    query = select(exceptions.c.key).where(
+        exceptions.c.flow == flow,
+        exceptions.c.entity == entity,
+        exceptions.c.status.in_(ACTIVE),
+        exceptions.c.check_name == "known_code",
+        exceptions.c.field.in_(fields),
+    )
+    return key_pages(store, query, exceptions.c.key, size)
+
+
 def quarantine(store: Store, flow: str, entity: str, run_id: str, rows: list[dict[str, Any]]) -> int:
     """Add or refresh exceptions; returns how many were newly opened (or reopened).
 
