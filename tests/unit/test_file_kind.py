@@ -9,6 +9,7 @@ import pytest
 import yaml
 from config_edits import edit, expect_error
 
+from truesync.config import load_config
 from truesync.connectors.file.location import Location, file_location
 from truesync.connectors.file.reading import read_rows
 from truesync.connectors.file.settings import DatasetConfig, FileConfig
@@ -25,8 +26,6 @@ def with_pos(directory: Path, **block: object) -> None:
 
 def test_a_file_block_loads_with_its_defaults(cfg: Path) -> None:
     with_pos(cfg, settle="30s")
-    from truesync.config import load_config
-
     settings = load_config(cfg).systems["pos"].settings
     assert isinstance(settings, FileConfig)
     assert settings.settle == timedelta(seconds=30) and settings.partial_suffixes == [".part", ".tmp"]
@@ -94,3 +93,57 @@ def test_a_whole_file_that_cannot_be_read_is_one_row() -> None:
     assert row["_problem"] == "a.csv is not utf-8 text (byte 0)"
     assert read_rows(b"", "a.csv", DatasetConfig(glob="*.csv"), ["id"]).empty
     yaml.safe_dump(row)  # a queue payload: plain values only
+
+
+# ---------------------------------------------------------------- code tables
+
+
+def with_code_table(directory: Path, body: str, name: str = "pos_states") -> None:
+    with_pos(directory)
+    (directory / "codes").mkdir(exist_ok=True)
+    (directory / "codes" / f"{name}.yaml").write_text(body)
+    edit(directory, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(
+        fields={"order_id": "order_ref", "status": "code"}, code_tables={"status": "pos_states"}))  # fmt: skip
+
+
+def test_a_code_table_loads_with_its_version_and_times(cfg: Path) -> None:
+    with_code_table(
+        cfg, "version: 3\ncodes:\n  A00: completed\n  X9: {value: offline, valid_from: 2026-11-05T00:00:00+01:00}\n"
+    )
+    from truesync.config import load_config
+
+    config = load_config(cfg)
+    table = config.entity_mapping("pos", "order").tables["status"]
+    assert table.label == "pos_states@3" and table.codes["A00"].value == "completed"
+    assert str(table.codes["X9"].valid_from) == "2026-11-04 23:00:00"  # naive UTC
+    assert config.code_tables_of("webshop_to_crm", "order") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "problem"),
+    [
+        ("version: 1\ncodes:\n  A00: completed\n  A00: failed\n", "codes", "'A00' is written twice (again on line 4)"),
+        ("codes:\n  A00: completed\n", "version", "Field required"),
+        ("version: 1\ncodes: {}\n", "codes", "at least 1 item"),
+        ("version: 1\ncodes:\n  A00: {value: x, since: 2026}\n", "codes.A00.since", "Extra inputs"),
+    ],
+)
+def test_a_bad_code_table_is_named_by_file_and_path(cfg: Path, body: str, where: str, problem: str) -> None:
+    with_code_table(cfg, body)
+    expect_error(cfg, "codes/pos_states.yaml", where, problem)
+
+
+def test_a_mapping_names_an_existing_table_for_a_mapped_field(cfg: Path) -> None:
+    with_code_table(cfg, "version: 1\ncodes: {A00: completed}\n", name="other")
+    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.code_tables.status", "no code table 'pos_states'")
+    (cfg / "codes" / "pos_states.yaml").write_text("version: 1\ncodes: {A00: completed}\n")
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(codes={"status": {"A": "a"}}))
+    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.code_tables.status", "inline codes too")
+
+
+def test_a_key_written_twice_in_any_configuration_file_is_refused(cfg: Path) -> None:
+    text = (cfg / "flows.yaml").read_text()
+    (cfg / "flows.yaml").write_text(
+        text.replace("  webshop_to_crm:\n", "  webshop_to_crm:\n    schedule: '@hourly'\n", 1)
+    )
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm", "'schedule' is written twice")
