@@ -1,4 +1,4 @@
-"""Two DAGs per flow in ``include/config/flows.yaml``: thin wiring of the truesync engine.
+"""Two DAGs per flow in ``include/config/flows.yaml`` (three with code tables): thin wiring of the engine.
 
 The incremental DAG ``truesync_<flow>``: ``plan`` (window from the data interval) -> one
 TaskGroup per entity in dependency order (``extract`` -> ``partition`` -> ``sync`` mapped
@@ -10,8 +10,13 @@ now) -> one TaskGroup per entity in dependency order (``compare`` both sides and
 -> ``partition`` -> ``sync`` the repairs, mapped) -> ``deletes`` (the flow's delete policy,
 children first, under the share guard) -> ``finalize`` (report; the watermark stays).
 
-Both DAGs' tasks run in their target's pool, a compare task taking every slot, so the two
-never work on one target at once (``truesync.pipeline.dags``). Data moves through the
+The reprocess DAG ``truesync_<flow>_reprocess``, for a flow that translates codes through code
+tables, is triggered by hand: ``plan`` (a reprocess run; params ``code_table``, ``dry_run``) ->
+one TaskGroup per translated entity (``stage`` the records behind the tables' current versions
+-> ``partition`` -> ``sync``) -> ``finalize`` (report; the watermark stays).
+
+The DAGs' tasks run in their target's pool, a compare task taking every slot, so a compare
+never works on a target beside another task (``truesync.pipeline.dags``). Data moves through the
 store; XCom carries only ids, key bounds and counts.
 
 The stage modules (``truesync.pipeline.extract``, ``load``, ``finalize``) import Great
@@ -32,8 +37,8 @@ from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
 from truesync.connectors.errors import SystemUnavailable
-from truesync.pipeline.dags import dag_id, pool_slots, store_run_id
-from truesync.pipeline.job import EntityJob, begin_run
+from truesync.pipeline.dags import dag_id, pool_slots, reprocess_dag_id, store_run_id, translated_entities
+from truesync.pipeline.job import REPROCESS, EntityJob, begin_run
 from truesync.pipeline.window import Window, plan_window
 from truesync.store import Store, runs
 from truesync.store.staging import Partition
@@ -125,15 +130,19 @@ def _pool_doc(config: Config, flow: str) -> str:
 """
 
 
-def _dag_args(config: Config, flow: str, compare: bool) -> dict[str, Any]:
-    """What both DAGs of a flow share; each task runs in the target's pool, a compare task holding all of it."""
+def _dag_args(config: Config, flow: str, kind: str) -> dict[str, Any]:
+    """What a flow's DAGs share; each task runs in the target's pool, a compare task holding all of it.
+
+    ``kind`` is the DAG's: ``sync`` (incremental), ``compare`` or ``reprocess``.
+    """
     spec = config.flows[flow]
+    compare = kind == "compare"
     pool, slots = pool_slots(config, flow, compare)
     ordering = {"priority_weight": COMPARE_PRIORITY, "weight_rule": "absolute"} if compare else {}
     return {
-        "dag_id": dag_id(flow, compare),
+        "dag_id": reprocess_dag_id(flow) if kind == REPROCESS else dag_id(flow, compare),
         "catchup": False,
-        "tags": ["truesync", spec.source, spec.target, *spec.tags, *(["compare"] if compare else [])],
+        "tags": ["truesync", spec.source, spec.target, *spec.tags, *([kind] if kind != "sync" else [])],
         "params": {"dry_run": Param(False, type="boolean", description="classify and report, write nothing")},
         "default_args": {
             "retries": spec.retries,
@@ -160,7 +169,7 @@ def build_dag(config: Config, flow: str) -> DAG:
         start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
         max_active_runs=spec.max_active_runs,
         doc_md=_doc(config, flow),
-        **_dag_args(config, flow, compare=False),
+        **_dag_args(config, flow, "sync"),
     ) as dag:
 
         @task
@@ -179,7 +188,7 @@ def build_dag(config: Config, flow: str) -> DAG:
                 return {"run_id": run_id, "dry_run": dry_run, **window.as_dict()}
 
         planned = plan()
-        groups = [_entity_group(config, flow, entity, planned, False) for entity in config.load_order(spec.entities)]
+        groups = [_entity_group(config, flow, e, planned, "extract") for e in config.load_order(spec.entities)]
         chain(planned, *groups, _finalize(config, flow, planned, compare=False))
         _record_failure(planned) << groups
     return dag
@@ -195,7 +204,7 @@ def build_compare_dag(config: Config, flow: str) -> DAG:
         schedule=CronTriggerTimetable(spec.compare.schedule, timezone="UTC", run_immediately=False),
         max_active_runs=1,
         doc_md=_compare_doc(config, flow),
-        **_dag_args(config, flow, compare=True),
+        **_dag_args(config, flow, "compare"),
     ) as dag:
 
         @task
@@ -215,11 +224,62 @@ def build_compare_dag(config: Config, flow: str) -> DAG:
                 return apply_deletes(config, Store(), flow, plan["run_id"], plan["dry_run"])
 
         planned = plan()
-        groups = [_entity_group(config, flow, entity, planned, True) for entity in config.load_order(spec.entities)]
+        groups = [_entity_group(config, flow, e, planned, "compare") for e in config.load_order(spec.entities)]
         removed = deletes(planned)
         chain(planned, *groups, removed, _finalize(config, flow, planned, compare=True))
         _record_failure(planned) << [*groups, removed]
     return dag
+
+
+def build_reprocess_dag(config: Config, flow: str) -> DAG:
+    """Translate again what the current versions of the flow's code tables translate differently.
+
+    Run by hand from the UI (no schedule); ``code_table`` narrows it to one table.
+    """
+    spec = config.flows[flow]
+    tables = sorted({t.label for entity in spec.entities for t in config.code_tables_of(flow, entity)})
+    args = _dag_args(config, flow, REPROCESS)
+    args["params"] = {
+        **args["params"],
+        "code_table": Param("", type="string", enum=["", *(label.split("@")[0] for label in tables)],
+                            description="only records behind this code table; empty: every table of the flow"),
+    }  # fmt: skip
+    with DAG(
+        description=f"Reprocess {spec.source} → {spec.target} through code tables {', '.join(tables)}",
+        schedule=None,
+        max_active_runs=1,
+        doc_md=_reprocess_doc(config, flow, tables),
+        **args,
+    ) as dag:
+
+        @task
+        def plan(**context: Any) -> dict[str, Any]:
+            from truesync.pipeline.reprocess import begin_reprocess
+
+            with _only_transient_retries():
+                run_id, dry_run = _run_id(context), bool(context["params"].get("dry_run"))
+                table = context["params"].get("code_table") or None
+                window = begin_reprocess(config, Store(), flow, run_id, dry_run, table)
+                return {"run_id": run_id, "dry_run": dry_run, "code_table": table, **window.as_dict()}
+
+        planned = plan()
+        groups = [_entity_group(config, flow, e, planned, REPROCESS) for e in translated_entities(config, flow)]
+        chain(planned, *groups, _finalize(config, flow, planned, compare=False))
+        _record_failure(planned) << groups
+    return dag
+
+
+def _reprocess_doc(config: Config, flow: str, tables: list[str]) -> str:
+    spec = config.flows[flow]
+    return f"""### truesync reprocess of flow `{flow}`: {spec.source} → {spec.target}
+
+Finds the records translated with an older version of a code table ({", ".join(f"`{t}`" for t in tables)}
+now), and those held in the exception queue for a code the table now knows; re-reads them from
+`{spec.source}` by key, translates them again and writes only what changed, with an audit row for
+every value it replaces. Records translated the same are left alone. Trigger it after committing
+a new version of a table; `dry_run` reports what would change. The watermark is not moved.
+Entities: {" → ".join(translated_entities(config, flow))}. Same as `truesync reprocess {flow}`.
+"""
 
 
 def _finalize(config: Config, flow: str, planned: Any, compare: bool) -> Any:
@@ -255,23 +315,30 @@ def _record_failure(planned: Any) -> Any:
     return record_failure(planned)
 
 
-def _entity_group(config: Config, flow: str, entity: str, planned: Any, compare: bool) -> TaskGroup:
-    """``extract`` (the window's changes) or ``compare`` (every record) -> ``partition`` -> ``sync`` mapped."""
+def _entity_group(config: Config, flow: str, entity: str, planned: Any, step: str) -> TaskGroup:
+    """``extract`` (the window's changes), ``compare`` (every record) or ``stage`` (a reprocess: the
+    records behind the code tables) -> ``partition`` -> ``sync`` mapped.
+    """
     target = config.flows[flow].target
     asset = Asset(name=f"{target}.{entity}", uri=f"truesync://{target}/{entity}")
 
     def job(plan: dict[str, Any]) -> EntityJob:
         return EntityJob(config, Store(), flow, entity, plan["run_id"])
 
-    with TaskGroup(group_id=entity, tooltip=f"{'compare' if compare else 'extract'} and sync {entity}") as group:
+    first = "stage" if step == REPROCESS else step
+    with TaskGroup(group_id=entity, tooltip=f"{first} and sync {entity}") as group:
 
-        @task(task_id="compare" if compare else "extract")
+        @task(task_id=first)
         def scan(plan: dict[str, Any]) -> int:
             with _only_transient_retries():
-                if compare:
+                if step == "compare":
                     from truesync.pipeline.compare import compare_entity
 
                     return compare_entity(job(plan))
+                if step == REPROCESS:
+                    from truesync.pipeline.reprocess import stage_translated_otherwise
+
+                    return stage_translated_otherwise(job(plan), plan["code_table"])
                 from truesync.pipeline.extract import extract_entity
 
                 return extract_entity(job(plan), _window(plan))
@@ -300,3 +367,5 @@ _config = load_config()
 for _flow in _config.flows:
     globals()[dag_id(_flow)] = build_dag(_config, _flow)
     globals()[dag_id(_flow, compare=True)] = build_compare_dag(_config, _flow)
+    if translated_entities(_config, _flow):
+        globals()[reprocess_dag_id(_flow)] = build_reprocess_dag(_config, _flow)

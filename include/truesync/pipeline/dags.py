@@ -1,9 +1,11 @@
-"""How a flow appears in Airflow: its two DAGs, the store run id of a DAG run, and its target's pool.
+"""How a flow appears in Airflow: its DAGs, the store run id of a DAG run, and its target's pool.
 
-Each flow has an incremental DAG ``truesync_<flow>`` and a compare DAG ``truesync_<flow>_compare``.
-A DAG run's truesync run id is ``<flow>:<Airflow run id>``, with ``compare:`` before the Airflow
-run id for the compare DAG (the two DAGs' scheduled run ids can be equal), and ``#<n>`` after it
-when the DAG run was cleared ``n`` times.
+Each flow has an incremental DAG ``truesync_<flow>`` and a compare DAG ``truesync_<flow>_compare``;
+a flow that translates codes through a code table also has ``truesync_<flow>_reprocess``, run by
+hand. A DAG run's truesync run id is ``<flow>:<Airflow run id>``, with ``compare:`` or
+``reprocess:`` before the Airflow run id for those DAGs (the DAGs' run ids can be equal), and
+``#<n>`` after it when the DAG run was cleared ``n`` times. A reprocess task takes one slot of the
+pool, as an incremental task does.
 
 **Pools.** Every task of both DAGs runs in the Airflow pool of the flow's target system,
 ``truesync_<target>``, whose size is the target's ``max_parallel_tasks`` (N). An incremental task
@@ -28,20 +30,28 @@ from truesync.config import Config
 DAG_PREFIX = "truesync_"
 COMPARE_SUFFIX = "_compare"
 COMPARE_RUN = "compare:"
+REPROCESS_SUFFIX = "_reprocess"
+REPROCESS_RUN = "reprocess:"
 
 
 def dag_id(flow: str, compare: bool = False) -> str:
     return f"{DAG_PREFIX}{flow}{COMPARE_SUFFIX if compare else ''}"
 
 
+def reprocess_dag_id(flow: str) -> str:
+    return f"{DAG_PREFIX}{flow}{REPROCESS_SUFFIX}"
+
+
 def run_key(dag: str, airflow_run_id: str) -> tuple[str, str]:
     """The flow of a truesync DAG, and what follows ``<flow>:`` in the run id of its DAG run (before ``#<n>``).
 
-    A flow named like another flow's compare DAG (``x_compare`` beside ``x``) is not told apart here.
+    A flow named like another flow's compare or reprocess DAG (``x_compare`` beside ``x``) is not
+    told apart here.
     """
     flow = dag.removeprefix(DAG_PREFIX)
-    if flow.endswith(COMPARE_SUFFIX):
-        return flow.removesuffix(COMPARE_SUFFIX), f"{COMPARE_RUN}{airflow_run_id}"
+    for suffix, marker in ((COMPARE_SUFFIX, COMPARE_RUN), (REPROCESS_SUFFIX, REPROCESS_RUN)):
+        if flow.endswith(suffix):
+            return flow.removesuffix(suffix), f"{marker}{airflow_run_id}"
     return flow, airflow_run_id
 
 
@@ -49,6 +59,12 @@ def store_run_id(dag: str, airflow_run_id: str, clears: int) -> str:
     """The truesync run id of one attempt of a DAG run: ``<flow>:[compare:]<run id>[#<clears>]``."""
     flow, key = run_key(dag, airflow_run_id)
     return f"{flow}:{key}" + (f"#{clears}" if clears else "")
+
+
+def translated_entities(config: Config, flow: str, table: str | None = None) -> list[str]:
+    """The flow's entities, in load order, that some code table translates (``table``: that one)."""
+    tables = {entity: config.code_tables_of(flow, entity) for entity in config.flows[flow].entities}
+    return [e for e in config.load_order(list(tables)) if any(table in (None, t.name) for t in tables[e])]
 
 
 def pool_name(system: str) -> str:

@@ -26,6 +26,7 @@ from truesync.connectors.errors import ConfigurationProblem
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import EPOCH
 from truesync.pipeline import progress
+from truesync.pipeline.dags import translated_entities
 from truesync.pipeline.extract import stage_fetched
 from truesync.pipeline.finalize import finish_run
 from truesync.pipeline.job import REPROCESS, EntityJob, begin_run
@@ -33,12 +34,6 @@ from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.pipeline.window import Window
 from truesync.store import Store, code_tables, ledger, queue, runs, staging
 from truesync.store.core import utcnow
-
-
-def translated_entities(config: Config, flow: str, table: str | None = None) -> list[str]:
-    """The flow's entities, in load order, that some code table translates (``table``: that one)."""
-    tables = {entity: config.code_tables_of(flow, entity) for entity in config.flows[flow].entities}
-    return [e for e in config.load_order(list(tables)) if any(table in (None, t.name) for t in tables[e])]
 
 
 def begin_reprocess(config: Config, store: Store, flow: str, run_id: str, dry_run: bool, table: str | None) -> Window:
@@ -59,7 +54,8 @@ def stage_translated_otherwise(job: EntityJob, table: str | None) -> int:
     tables = [t for t in job.code_tables() if table is None or t.name == table]
     code_tables.register(job.store, tables, job.run_id, str(job.config.directory))
     staging.clear(job.store, job.run_id, job.entity)
-    staged = stage_fetched(job, open_source(job.config, job.config.flows[job.flow].source), _keys(job, tables))
+    source = open_source(job.config, job.config.flows[job.flow].source)
+    staged = stage_fetched(job, source, _keys(job, tables)) if tables else 0
     counts = {"extracted": staged, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     progress.reprocess_staged(job, [t.label for t in tables], staged, counts["extract_seconds"])
