@@ -76,6 +76,7 @@ class Drop:
         self.backoffice = f"sqlite:///{tmp / 'backoffice.db'}"
         monkeypatch.setenv("AIRFLOW_CONN_TEST_POS", url or self.folder.as_uri())
         monkeypatch.setenv("AIRFLOW_CONN_TEST_BACKOFFICE", self.backoffice)
+        monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(self.directory))
         self.table = Table(
             "pos_event", MetaData(), Column("event_id", String(40), primary_key=True), Column("terminal", String(20)),
             Column("state", String(30)), Column("amount", Numeric(12, 2)), Column("event_time", DateTime),
@@ -84,7 +85,7 @@ class Drop:
         engine = create_engine(self.backoffice)
         self.table.metadata.create_all(engine)
         engine.dispose()
-        self.store = Store(f"sqlite:///{tmp / 'store.db'}")
+        self.store = Store()  # the state directory's, as Airflow's tasks open it
         self.runs = 0
 
     def codes(self, version: int, codes: dict[str, Any]) -> None:
