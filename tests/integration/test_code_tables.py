@@ -17,6 +17,8 @@ from sqlalchemy import select
 from truesync.cli import main
 from truesync.connectors.errors import ConfigurationProblem
 from truesync.pipeline.reprocess import run_reprocess
+from truesync.reporting.trace import render_text as render_trace
+from truesync.reporting.trace import trace
 from truesync.store.schema import audit, ledger, results
 
 
@@ -83,6 +85,9 @@ def test_reprocess_writes_only_what_the_new_version_changes_and_audits_it(drop: 
 
     again = run_reprocess(drop.config, drop.store, FLOW, drop.run_id())
     assert counts(again)["extracted"] == 0 and len(audits(drop)) == 1
+    path = render_trace(trace(drop.config, drop.store, FLOW, "pos_event", "E2"))
+    assert "codes pos_states@1" in path and "codes pos_states@2" in path  # each run's version, and the ledger's
+    assert "(mapping pos@1->backoffice@1, codes pos_states@2)" in path
 
 
 def test_reprocess_from_the_command_line_for_one_table(drop: Drop, capsys: pytest.CaptureFixture[str]) -> None:

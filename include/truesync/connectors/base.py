@@ -36,7 +36,11 @@ class Source(Protocol):
         ...
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
-        """Records changed in ``[start, end)``, each once, in frames of about ``size`` rows."""
+        """Records changed in ``[start, end)``, each once, in frames of about ``size`` rows.
+
+        A file source reads by files instead: every record changed before ``end`` in the files
+        its ledger has not seen (``connectors/file/system.py``).
+        """
         ...
 
     def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:

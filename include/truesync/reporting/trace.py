@@ -145,14 +145,15 @@ def _run_line(r: dict[str, Any]) -> str:
     kind = r["kind"] + (" dry run" if r["dry_run"] else "")
     flags = (" overdue" if r["overdue"] else "") + (" quiet" if r["quiet"] else "")
     why = f"; {r['reason']}" if r["reason"] else ""  # the reason names its check
+    codes = f"; codes {r['code_versions']}" if r.get("code_versions") else ""
     window = f"{r['window_start']:{_TIME}} .. {r['window_end']:{_TIME}}"
-    return (
-        f"{r['started_at']:{_TIME}}  {r['run_id']} [{kind}] window {window}: {r['class']} → {r['outcome']}{flags}{why}"
-    )
+    decided = f"{r['class']} → {r['outcome']}{flags}{why}{codes}"
+    return f"{r['started_at']:{_TIME}}  {r['run_id']} [{kind}] window {window}: {decided}"
 
 
 def _ledger_line(entry: dict[str, Any]) -> str:
-    return f"synced by {entry['run_id']} at {entry['synced_at']:{_TIME}} (mapping {entry['mapping_version']})"
+    codes = f", codes {entry['code_versions']}" if entry.get("code_versions") else ""
+    return f"synced by {entry['run_id']} at {entry['synced_at']:{_TIME}} (mapping {entry['mapping_version']}{codes})"
 
 
 def _overwrite_line(o: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from truesync.store.core import Store
 from truesync.store.schema import audit, exceptions, ledger, results, runs
 
 RUN_COLUMNS = ("run_id", "kind", "dry_run", "status", "window_start", "window_end", "started_at")
-RESULT_COLUMNS = ("class", "outcome", "overdue", "quiet", "check_name", "field", "reason", "value")
+RESULT_COLUMNS = ("class", "outcome", "overdue", "quiet", "check_name", "field", "reason", "value", "code_versions")
 
 
 def record_runs(store: Store, flow: str, entity: str, key: str) -> list[dict[str, Any]]:

@@ -131,8 +131,11 @@ class FileSystem:
         for at in range(0, len(frame), size):
             yield frame.iloc[at : at + size].reset_index(drop=True)
 
-    def fetch(self, mapping: EntityMapping, keys: list[str]) -> pd.DataFrame:
-        """The newest version of each of ``keys`` in any file: retries of the exception queue read every file."""
+    def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
+        """The newest version of each of ``keys`` in any file: retries of the exception queue read every file.
+
+        Files have no soft deletes: ``hidden`` (asked of every system by a trace) changes nothing.
+        """
         frame = self._newest(mapping)
         return frame[frame[mapping.key].astype(str).isin(set(keys))].reset_index(drop=True)
 
