@@ -322,33 +322,45 @@ def _flow_and_entities(args: argparse.Namespace) -> Any:
 
 def _compare(args: argparse.Namespace) -> int:
     config = _flow_and_entities(args)
-    run_id = args.run_id or f"{args.flow}:compare__{utcnow().isoformat(timespec='seconds')}"
-    store = Store()
-    try:
-        with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
-            report = run_compare(config, store, args.flow, run_id, args.dry_run, args.entity)
-    except (ConservationError, QualityThresholdError, DeleteGuardError) as exc:
-        written = json.loads(runs.get(store, run_id)["report"] or "{}")
-        if "entities" in written:  # a guard that tripped leaves only the reason, printed below
-            _print_report(written)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_report(report)
-    return 0 if report["status"] == "success" else EXIT_FAILED
+    return _whole_run(
+        args,
+        "compare",
+        lambda store, run_id: run_compare(config, store, args.flow, run_id, args.dry_run, args.entity),
+        (ConservationError, QualityThresholdError, DeleteGuardError),
+    )
 
 
 def _reprocess(args: argparse.Namespace) -> int:
     config = _flow_and_entities(args)
-    run_id = args.run_id or f"{args.flow}:reprocess__{utcnow().isoformat(timespec='seconds')}"
+    return _whole_run(
+        args,
+        "reprocess",
+        lambda store, run_id: run_reprocess(
+            config, store, args.flow, run_id, args.entity, args.code_table, args.dry_run
+        ),
+        (ConservationError, QualityThresholdError),
+    )
+
+
+def _whole_run(
+    args: argparse.Namespace,
+    kind: str,
+    run: Callable[[Store, str], dict[str, Any]],
+    failures: tuple[type[Exception], ...],
+) -> int:
+    """Run a compare or reprocess in this process with the progress log, then print its report.
+
+    A failure the run reports (``failures``) prints the report it left, then why.
+    """
+    run_id = args.run_id or f"{args.flow}:{kind}__{utcnow().isoformat(timespec='seconds')}"
     store = Store()
     try:
         with progress.printed(sys.stderr, logging.WARNING if args.quiet else logging.INFO):
-            report = run_reprocess(config, store, args.flow, run_id, args.entity, args.code_table, args.dry_run)
-    except (ConservationError, QualityThresholdError) as exc:
-        _print_report(json.loads(runs.get(store, run_id)["report"]))
+            report = run(store, run_id)
+    except failures as exc:
+        written = json.loads(runs.get(store, run_id)["report"] or "{}")
+        if "entities" in written:  # a guard that tripped leaves only the reason, printed below
+            _print_report(written)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
