@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sandbox_demo import Demo
 
-SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
+SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl", "pos")
 
 
 def sqlite_url(path: Path) -> str:
@@ -28,6 +28,7 @@ def point_at_state(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
     for system in SANDBOX_SYSTEMS:
         url = sqlite_url(root / "state" / "sandbox" / f"{system}.db")
         monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", url)
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_POS_EVENTS", (root / "state" / "sandbox" / "pos").as_uri())
     return root / "state"
 
 

@@ -240,16 +240,18 @@ def _config_check(args: argparse.Namespace) -> int:
 def _sandbox_init(args: argparse.Namespace) -> int:
     if not 1 <= args.scale <= 10_000_000:
         raise ValueError("--scale must be between 1 and 10,000,000")
-    from truesync.sandbox import drift, rest, systems  # the demo's code, loaded only by the sandbox commands
+    from truesync.sandbox import drift, pos, rest, systems  # the demo's code, loaded only by the sandbox commands
 
     config = load_config()
     rows = systems.build(args.scale, args.seed, args.start, args.days)
+    exports = pos.build(rows, args.seed, args.start, args.days)
     rest.add_labels(rows)
     payments = rest.build_payments(rows, args.seed, args.start, args.days)
     quiet = drift.plan(config, rows, args.seed, args.start, args.days)
     labels = state_dir() / "sandbox" / "labels.csv"
     counts = systems.write(rows, systems.system_urls(config), labels)
     counts |= rest.write_seeds(rows, payments, labels.parent)
+    counts["pos_events files"] = pos.write_exports(exports, pos.events_folder(config))
     compare_labels, _ = drift.write(quiet, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")

@@ -1,7 +1,8 @@
 """The sandbox: demo systems with realistic data, every kind of drift, and ground truth.
 
 A web shop (customers, orders) and an ERP (stock items, prices) are the sources; a CRM and
-a stock-control system are the targets. History before the demo dates is in sync; during
+a stock-control system are the targets. The point of sale (``sandbox.pos``) adds terminal
+exports as a source and the back office's price list as a target. History before the demo dates is in sync; during
 the demo days records are created, changed, overwritten in the target, made to disagree
 without a timing explanation, or broken on purpose. ``labels.csv`` says, per record,
 which class, outcome and check the first run that sees it must report.
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
-from truesync.sandbox import DEMO_DAYS, DEMO_START
+from truesync.sandbox import DEMO_DAYS, DEMO_START, pos
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -104,13 +105,20 @@ def tables() -> dict[str, MetaData]:
         Column("ordered_on", DateTime), Column("modified_at", DateTime),
     )  # fmt: skip
     Table(
+        "activities", crm,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("external_id", String(60), nullable=False, unique=True), Column("terminal", String(10)),
+        Column("state", String(30)), Column("deal_ref", String(40)), Column("amount", Numeric(12, 2)),
+        Column("occurred_at", DateTime), Column("modified_at", DateTime),
+    )  # fmt: skip
+    Table(
         "stock_items", stock,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("sku", String(40), nullable=False, unique=True), Column("title", String(200)),
         Column("price", Numeric(12, 2)), Column("currency", String(3)), Column("qty", Integer),
         Column("last_change", DateTime),
     )  # fmt: skip
-    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock}
+    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables()}
 
 
 @dataclass

@@ -1,0 +1,163 @@
+"""The sandbox's point of sale: terminal event exports (a file drop) and the back office's price list.
+
+Terminals ``T01``..``T04`` export one CSV file a day, ``<terminal>/events-<day>.csv``: event
+id, terminal, event time, a compact code, the order it belongs to (if any) and the amount.
+``codes/pos_events.yaml`` turns the codes into the CRM's plain states; two codes (``R10``, a
+partial refund, and ``D02``, a device rebooting) are in no version of the table yet, so their
+events wait in the queue until a new version and ``truesync reprocess`` bring them in. One
+event names an order nobody has (it waits for its parent); one file is delivered twice under
+another name (read once). Events belong to orders the CRM held before the demo days.
+
+The back office (system ``pos``, table ``products``) holds the price list every till
+charges, and its own stock count. It starts as the ERP was before the demo days; the ERP's
+price changes of those days must reach it (flow ``erp_to_pos``). One price list serves all
+tills: a price per store would need a key of store and SKU, which entities do not have yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table
+
+from truesync.config import Config
+from truesync.connectors.file.location import file_location
+
+EVENTS_FLOW, PRICES_FLOW = "pos_events_to_crm", "erp_to_pos"
+TERMINALS = ("T01", "T02", "T03", "T04")
+SLA = timedelta(hours=6)  # the flows' freshness_sla
+SEED_OFFSET = 3  # the payment gateway draws from seed + 1, the quiet drift from seed + 2
+# code -> (state in codes/pos_events.yaml version 1, whether the event belongs to an order)
+CODES = {
+    "A00": ("payment_completed", True),
+    "C01": ("order_cancelled", True),
+    "E07": ("signature_failed", True),
+    "R00": ("refunded", True),
+    "D00": ("device_offline", False),
+    "D01": ("device_online", False),
+}
+NEW_CODES = {"R10": ("partial_refund", True), "D02": ("device_rebooting", False)}  # no version knows them yet
+UNKNOWN_ORDER = "O9999999"
+HEADER = ("event_id", "terminal_id", "event_time", "code", "order_ref", "amount")
+
+
+def tables() -> MetaData:
+    """The back office's tables."""
+    office = MetaData()
+    Table(
+        "products", office,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("sku", String(40), nullable=False, unique=True), Column("title", String(200)),
+        Column("price", Numeric(12, 2)), Column("currency", String(3)), Column("local_stock", Integer),
+        Column("modified_at", DateTime),
+    )  # fmt: skip
+    return office
+
+
+def events_folder(config: Config) -> Path:
+    """The local folder behind the ``pos_events`` system's connection (a ``file://`` URL)."""
+    url = file_location(config.systems["pos_events"].connection).url
+    if not url.startswith("file://"):
+        raise ValueError(f"the sandbox writes terminal exports to a local folder, not {url}")
+    return Path(url.removeprefix("file://"))
+
+
+def build(rows: Any, seed: int, start: date, days: int) -> dict[str, str]:
+    """The terminal exports (relative path -> CSV text) and the back office's rows; labels both flows."""
+    _price_list(rows)
+    return _exports(rows, np.random.default_rng(seed + SEED_OFFSET), datetime.combine(start, datetime.min.time()), days)
+
+
+def _price_list(rows: Any) -> None:
+    """The back office as the ERP was before the demo days: stock control's rows where the ERP's
+    demo changes did not touch them (what the ERP changed reaches the tills, what stock control
+    changed does not).
+    """
+    erp = {row["sku"]: row for row in rows.tables.get(("erp", "items"), []) if row["sku"]}
+    stock = [lab for lab in rows.labels if lab["flow"] == "erp_to_stockctl"]
+    classes = {lab["key"]: lab["class"] for lab in stock if lab["key"]}
+    for row in rows.tables.get(("stockctl", "stock_items"), []):
+        title, price = row["title"], row["price"]
+        if classes.get(row["sku"]) in ("overwritten", "mismatched"):  # stock control's own edits, not the tills'
+            title, price = erp[row["sku"]]["description"], erp[row["sku"]]["unit_price"]
+        rows.add("pos", "products", {"sku": row["sku"], "title": title, "price": price, "currency": row["currency"],
+                 "local_stock": row["qty"], "modified_at": row["last_change"]})  # fmt: skip
+    for lab in stock:
+        klass = "in_sync" if lab["class"] in ("overwritten", "mismatched") else lab["class"]
+        changed = {"class": klass, "outcome": "unchanged", "overdue": False} if klass != lab["class"] else {}
+        rows.labels.append({**lab, "flow": PRICES_FLOW, **changed})
+
+
+def _exports(rows: Any, rng: np.random.Generator, first: datetime, days: int) -> dict[str, str]:
+    orders = sorted(row["order_ref"] for row in rows.tables.get(("crm", "deals"), []))
+    per_day = max(3, len(orders) // 400)
+    files: dict[str, str] = {}
+    for day in range(days):
+        for terminal in TERMINALS:
+            events = [_event(rng, first, day, terminal, n, orders) for n in range(per_day)]
+            files[f"{terminal}/events-{(first + timedelta(days=day)).date()}.csv"] = _csv(events)
+    _specials(files, first, orders)
+    for path, text in files.items():
+        if "(resent)" not in path:
+            for event in csv.DictReader(io.StringIO(text)):
+                _label(rows, event)
+    return files
+
+
+def _event(rng: np.random.Generator, first: datetime, day: int, terminal: str, n: int, orders: list[str]) -> dict:
+    code = list(CODES)[int(rng.integers(len(CODES)))]
+    at = first + timedelta(days=day, seconds=int(rng.integers(0, 86400)))
+    with_order = CODES[code][1]
+    return {"event_id": f"EV-{terminal}-{at:%Y%m%d}-{n:04d}", "terminal_id": terminal,
+            "event_time": at.isoformat(), "code": code,
+            "order_ref": orders[int(rng.integers(len(orders)))] if with_order else "",
+            "amount": f"{rng.integers(100, 20_000) / 100:.2f}" if with_order else ""}  # fmt: skip
+
+
+def _specials(files: dict[str, str], first: datetime, orders: list[str]) -> None:
+    """New codes, an order nobody has, and one file delivered twice."""
+    noon = first + timedelta(hours=12)
+    extra = [
+        {"event_id": "EV-T01-NEW-0001", "terminal_id": "T01", "event_time": noon.isoformat(), "code": "R10",
+         "order_ref": orders[0], "amount": "4.50"},
+        {"event_id": "EV-T03-NEW-0002", "terminal_id": "T03", "event_time": (noon + timedelta(hours=2)).isoformat(),
+         "code": "D02", "order_ref": "", "amount": ""},
+        {"event_id": "EV-T02-ORPHAN-0001", "terminal_id": "T02", "event_time": (noon + timedelta(hours=1)).isoformat(),
+         "code": "A00", "order_ref": UNKNOWN_ORDER, "amount": "9.99"},
+    ]  # fmt: skip
+    files[f"T09/events-{first.date()}.csv"] = _csv(extra)
+    twice = f"T02/events-{first.date()}.csv"
+    files[twice.replace(".csv", " (resent).csv")] = files[twice]
+
+
+def _csv(events: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HEADER, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(events, key=lambda e: e["event_time"]))
+    return out.getvalue()
+
+
+def _label(rows: Any, event: dict[str, str]) -> None:
+    at = datetime.fromisoformat(event["event_time"])
+    if event["code"] in NEW_CODES:
+        rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "invalid", at, "known_code")
+    elif event["order_ref"] == UNKNOWN_ORDER:
+        rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at, "parent_exists")
+    else:
+        rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at)
+
+
+def write_exports(files: dict[str, str], folder: Path) -> int:
+    """(Re)write the terminal exports; returns how many files."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for path, text in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(text)
+    return len(files)
