@@ -8,6 +8,7 @@ loaded from an earlier run) and stamps ``created`` with the wall clock in whole 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -140,6 +141,7 @@ def stripe_config(
 ) -> Config:
     """The sandbox configuration with the Stripe example added (in localstripe's dialect), connections set."""
     directory.mkdir(parents=True)
+    shutil.copytree(SANDBOX_CONFIG / "codes", directory / "codes")
     for section in ("systems", "entities", "mappings", "flows"):
         document = yaml.safe_load((SANDBOX_CONFIG / f"{section}.yaml").read_text())
         _merge(document, yaml.safe_load((EXAMPLE / f"{section}.yaml").read_text()))

@@ -22,9 +22,11 @@ from truesync.connectors.rest.settings import RestConfig
 
 def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
-    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments"}
-    assert set(config.entities) == {"customer", "order", "stock_item", "payment"}
-    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api"}
+    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments", "pos_events", "pos"}
+    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "pos_event"}
+    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api",
+                                 "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
+    assert config.entity_mapping("pos_events", "pos_event").tables["state"].label == "pos_events@1"
     flow = config.flows["webshop_to_crm"]
     assert (flow.source, flow.target) == ("webshop", "crm")
     assert flow.lookback == timedelta(hours=2)
@@ -36,7 +38,7 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item", "payment"]
+    assert config.load_order() == ["customer", "order", "stock_item", "payment", "pos_event"]
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -44,14 +46,15 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        doc["entities"] = {name: entities[name] for name in ("payment", "order", "stock_item", "customer")}
+        doc["entities"] = {name: entities[name] for name in ("pos_event", "payment", "order", "stock_item", "customer")}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["payment", "order", "stock_item", "customer"]
+    assert list(config.entities) == ["pos_event", "payment", "order", "stock_item", "customer"]
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
-    assert sorted(order) == ["customer", "order", "payment", "stock_item"]
+    assert order.index("order") < order.index("pos_event")
+    assert sorted(order) == ["customer", "order", "payment", "pos_event", "stock_item"]
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,8 +227,8 @@ def test_mapping_of_an_unknown_entity(cfg: Path) -> None:
 
 
 def test_mapping_for_an_unknown_system(cfg: Path) -> None:
-    edit(cfg, "mappings.yaml", lambda d: d["mappings"].update(pos={"version": 1, "entities": {}}))
-    expect_error(cfg, "mappings.yaml", "mappings.pos", "unknown system")
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"].update(kiosk={"version": 1, "entities": {}}))
+    expect_error(cfg, "mappings.yaml", "mappings.kiosk", "unknown system")
 
 
 # ---------------------------------------------------------------- flows
@@ -409,6 +412,7 @@ def test_cli_pools_lists_one_pool_per_target_sized_by_max_parallel_tasks(
         "truesync_crm": 3,
         "truesync_crm_api": 8,
         "truesync_stockctl": 8,
+        "truesync_pos": 8,
     }
     assert pools["truesync_crm"] == {
         "slots": 3,
@@ -437,6 +441,8 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
         "erp_to_stockctl": "load order: stock_item",
         "webshop_to_crm_api": "load order: customer -> order",
         "payments_to_crm_api": "load order: payment",
+        "pos_events_to_crm": "load order: pos_event",
+        "erp_to_pos": "load order: stock_item",
     }
     assert "  flow webshop_to_crm: webshop -> crm" in lines
 

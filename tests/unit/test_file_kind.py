@@ -15,18 +15,18 @@ from truesync.connectors.file.reading import read_rows
 from truesync.connectors.file.settings import DatasetConfig, FileConfig
 from truesync.support.connections import ConnectionNotFound
 
-POS = {"kind": "file", "connection": "truesync_pos", "file": {"datasets": {"events": {"glob": "*/*.csv"}}}}
+POS = {"kind": "file", "connection": "truesync_tills", "file": {"datasets": {"events": {"glob": "*/*.csv"}}}}
 EVENT = {"table": "events", "key": "order_ref", "cursor": "event_time", "fields": {"order_id": "order_ref"}}
 
 
 def with_pos(directory: Path, **block: object) -> None:
-    edit(directory, "systems.yaml", lambda d: d["systems"].update(pos={**POS, "file": {**POS["file"], **block}}))
-    edit(directory, "mappings.yaml", lambda d: d["mappings"].update(pos={"version": 1, "entities": {"order": EVENT}}))
+    edit(directory, "systems.yaml", lambda d: d["systems"].update(tills={**POS, "file": {**POS["file"], **block}}))
+    edit(directory, "mappings.yaml", lambda d: d["mappings"].update(tills={"version": 1, "entities": {"order": EVENT}}))
 
 
 def test_a_file_block_loads_with_its_defaults(cfg: Path) -> None:
     with_pos(cfg, settle="30s")
-    settings = load_config(cfg).systems["pos"].settings
+    settings = load_config(cfg).systems["tills"].settings
     assert isinstance(settings, FileConfig)
     assert settings.settle == timedelta(seconds=30) and settings.partial_suffixes == [".part", ".tmp"]
     assert settings.datasets["events"] == DatasetConfig(glob="*/*.csv", format="csv", delimiter=",", encoding="utf-8")
@@ -44,18 +44,18 @@ def test_a_file_block_loads_with_its_defaults(cfg: Path) -> None:
 )
 def test_a_dataset_is_checked(cfg: Path, dataset: dict[str, str], key: str, problem: str) -> None:
     with_pos(cfg, datasets={"events": dataset})
-    expect_error(cfg, "systems.yaml", f"systems.pos.file.datasets.events.{key}", problem)
+    expect_error(cfg, "systems.yaml", f"systems.tills.file.datasets.events.{key}", problem)
 
 
 def test_a_mapping_table_must_be_a_dataset(cfg: Path) -> None:
     with_pos(cfg)
-    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(table="tills"))
-    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.table", "'tills' is not a dataset")
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["tills"]["entities"]["order"].update(table="tills"))
+    expect_error(cfg, "mappings.yaml", "mappings.tills.entities.order.table", "'tills' is not a dataset")
 
 
 def test_a_file_system_is_never_a_target(cfg: Path) -> None:
     with_pos(cfg)
-    flow = {"source": "webshop", "target": "pos", "entities": ["order"]}
+    flow = {"source": "webshop", "target": "tills", "entities": ["order"]}
     edit(cfg, "flows.yaml", lambda d: d["flows"].update(shop_to_pos=flow))
     expect_error(cfg, "flows.yaml", "flows.shop_to_pos.target", "kind 'file' are read, never written")
 
@@ -102,7 +102,7 @@ def with_code_table(directory: Path, body: str, name: str = "pos_states") -> Non
     with_pos(directory)
     (directory / "codes").mkdir(exist_ok=True)
     (directory / "codes" / f"{name}.yaml").write_text(body)
-    edit(directory, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(
+    edit(directory, "mappings.yaml", lambda d: d["mappings"]["tills"]["entities"]["order"].update(
         fields={"order_id": "order_ref", "status": "code"}, code_tables={"status": "pos_states"}))  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def test_a_code_table_loads_with_its_version_and_times(cfg: Path) -> None:
     from truesync.config import load_config
 
     config = load_config(cfg)
-    table = config.entity_mapping("pos", "order").tables["status"]
+    table = config.entity_mapping("tills", "order").tables["status"]
     assert table.label == "pos_states@3" and table.codes["A00"].value == "completed"
     assert str(table.codes["X9"].valid_from) == "2026-11-04 23:00:00"  # naive UTC
     assert config.code_tables_of("webshop_to_crm", "order") == []
@@ -135,10 +135,12 @@ def test_a_bad_code_table_is_named_by_file_and_path(cfg: Path, body: str, where:
 
 def test_a_mapping_names_an_existing_table_for_a_mapped_field(cfg: Path) -> None:
     with_code_table(cfg, "version: 1\ncodes: {A00: completed}\n", name="other")
-    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.code_tables.status", "no code table 'pos_states'")
+    expect_error(cfg, "mappings.yaml", "mappings.tills.entities.order.code_tables.status", "no code table 'pos_states'")
     (cfg / "codes" / "pos_states.yaml").write_text("version: 1\ncodes: {A00: completed}\n")
-    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["order"].update(codes={"status": {"A": "a"}}))
-    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.order.code_tables.status", "inline codes too")
+    edit(
+        cfg, "mappings.yaml", lambda d: d["mappings"]["tills"]["entities"]["order"].update(codes={"status": {"A": "a"}})
+    )
+    expect_error(cfg, "mappings.yaml", "mappings.tills.entities.order.code_tables.status", "inline codes too")
 
 
 def test_a_key_written_twice_in_any_configuration_file_is_refused(cfg: Path) -> None:
