@@ -147,6 +147,7 @@ def _check_flows(config: Config) -> None:
         for entity, rules in flow.reconcile.items():
             _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
         _check_deletes(config, file, name, flow)
+        _check_silence(config, file, name, flow)
         for entity, rules in flow.ownership.items():
             if entity not in flow.entities:
                 raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
@@ -156,6 +157,18 @@ def _check_flows(config: Config) -> None:
                     raise ConfigError(file, where, f"not a field of '{entity}'")
                 if owner != SHARED and owner not in config.systems:
                     raise ConfigError(file, where, f"owner '{owner}' is neither a system nor 'shared'")
+
+
+def _check_silence(config: Config, file: str, name: str, flow: FlowConfig) -> None:
+    """A silence rule watches an entity of the flow by fields the flow syncs (they are what it stages)."""
+    for entity, rule in flow.quality.silence.items():
+        where = f"flows.{name}.quality.silence.{entity}"
+        if entity not in flow.entities:
+            raise ConfigError(file, where, "entity not in flow")
+        synced = [config.entities[entity].key, *config.synced_fields(name, entity)]
+        for key, field in (("by", rule.by), ("field", rule.field)):
+            if field not in synced:
+                raise ConfigError(file, f"{where}.{key}", f"'{field}' is not a field the flow syncs")
 
 
 def _check_deletes(config: Config, file: str, name: str, flow: FlowConfig) -> None:

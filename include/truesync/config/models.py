@@ -269,6 +269,25 @@ class SystemMapping(_Strict):
 CLASS_METRICS = ("missing", "delayed", "overwritten", "mismatched", "invalid", "overdue")
 
 
+class SilenceRule(_Strict):
+    """Alert when a group of records (a terminal) last reported one of ``values`` and nothing followed.
+
+    The newest record of each value of ``by`` is remembered across runs; a run whose window
+    ends more than ``after`` past a group's newest record, when that record's ``field`` is one
+    of ``values``, raises a ``silent`` alert (a till that went offline and never came back).
+    """
+
+    by: str = Field(description="canonical field grouping the records, e.g. terminal")
+    field: str = Field(description="canonical field holding the state, e.g. state")
+    values: list[str] = Field(min_length=1, description="states that alert when nothing follows them in time")
+    after: timedelta = Field(description="the silence allowed after such a state, e.g. 6h")
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class QualityConfig(_Strict):
     """When data quality fails a run, raises an alert, and what reports may show."""
 
@@ -284,6 +303,9 @@ class QualityConfig(_Strict):
     jump_min_records: int = Field(3, ge=0, description="a jump needs at least this many records to alert")
     history_runs: int = Field(10, ge=1, description="previous runs the jump check compares against")
     fail_on_alert: bool = Field(False, description="fail the run on a class-share or jump alert too")
+    silence: dict[str, SilenceRule] = Field(
+        default_factory=dict, description="entity -> alert on groups whose last state is followed by silence"
+    )
 
     @field_validator("max_class_share")
     @classmethod

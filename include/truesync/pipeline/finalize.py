@@ -45,7 +45,7 @@ from truesync.reporting.report import (
     write_plan,
     write_report,
 )
-from truesync.store import Store, checks, files, queue, review, runs, staging
+from truesync.store import Store, checks, files, last_seen, queue, review, runs, staging
 
 STAGING_RUNS_KEPT = 30
 DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
@@ -175,6 +175,12 @@ def judge_quality(jobs: list[EntityJob], run: dict[str, Any], entities: dict[str
     alerts += [
         health.new_codes_alert(flow, entity, codes) for entity, codes in review.new_codes(store, flow, run_id).items()
     ]
+    if run["kind"] == "sync":
+        alerts += [
+            health.silence_alert(flow, entity, rule, group)
+            for entity, rule in spec.quality.silence.items()
+            for group in last_seen.silent(store, flow, entity, rule.values, run["window_end"] - rule.after)
+        ]
     docs, index = report_path(flow, run_id).with_suffix(".datadocs"), None
     with _reported(crashes, "", "Data Docs"):
         index = build_site(docs, flow, spec.source, run_id, run["started_at"], summary)

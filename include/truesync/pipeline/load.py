@@ -24,7 +24,7 @@ from truesync.pipeline import progress, reconcile
 from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
 from truesync.pipeline.job import REPROCESS, ChunkSync, EntityJob, Tally
 from truesync.pipeline.window import Window
-from truesync.store import ledger, queue, runs, staging
+from truesync.store import last_seen, ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
 from truesync.support.frames import records
@@ -115,6 +115,7 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     done = [k for k in verdict.result.index if k not in sync.held]
     if not sync.dry_run:
         _remember(job, verdict, source_ts, matched_ts, written_ts, done)
+        _note_last_seen(job, source, source_ts)
     sync.tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, sync)
 
@@ -228,6 +229,16 @@ def _remember(
         }
     )
     ledger.write(job.store, job.flow, job.entity, frame)
+
+
+def _note_last_seen(job: EntityJob, source: pd.DataFrame, source_ts: pd.Series) -> None:
+    """Each watched group's newest record of the chunk, for the flow's silence alert (``quality.silence``)."""
+    rule = job.config.flows[job.flow].quality.silence.get(job.entity)
+    if rule is None:
+        return
+    seen = pd.DataFrame({"grp": source[rule.by], "value": source[rule.field], "at": source_ts})
+    newest = seen.dropna(subset=["grp", "at"]).sort_values("at", kind="stable").drop_duplicates("grp", keep="last")
+    last_seen.remember(job.store, job.flow, job.entity, newest.reset_index(drop=True), job.run_id)
 
 
 def _outcomes(verdict: Classification, sync: ChunkSync) -> pd.DataFrame:

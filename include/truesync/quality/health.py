@@ -109,6 +109,15 @@ def new_codes_alert(flow: str, entity: str, codes: list[dict[str, Any]]) -> dict
     return {**alert, "codes": [{**c, "first_seen": c["first_seen"].isoformat()} for c in codes]}
 
 
+def silence_alert(flow: str, entity: str, rule: Any, group: dict[str, Any]) -> dict[str, Any]:
+    """A group (a terminal) whose newest record says a watched state, with nothing since for longer than allowed."""
+    message = (
+        f"{flow}.{entity}: {rule.by} '{group['grp']}' last reported {rule.field} '{group['value']}' at "
+        f"{group['at']:%Y-%m-%d %H:%M} and nothing since (more than {rule.after} of silence)"
+    )
+    return {**_alert(entity, "silent", 1.0, 0.0, "silent", message), "group": group["grp"]}
+
+
 def crash_alert(flow: str, entity: str, what: str, error: str) -> dict[str, Any]:
     """A check that crashed after loading (or the Data Docs build): reported, the run goes on."""
     where = f"{flow}.{entity}" if entity else flow

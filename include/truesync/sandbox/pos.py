@@ -6,7 +6,8 @@ id, terminal, event time, a compact code, the order it belongs to (if any) and t
 partial refund, and ``D02``, a device rebooting) are in no version of the table yet, so their
 events wait in the queue until a new version and ``truesync reprocess`` bring them in. One
 event names an order nobody has (it waits for its parent); one file is delivered twice under
-another name (read once). Events belong to orders the CRM held before the demo days.
+another name (read once); terminal ``T04`` goes offline on the last day and says nothing more
+(the flow's silence alert). Events belong to orders the CRM held before the demo days.
 
 The back office (system ``pos``, table ``products``) holds the price list every till
 charges, and its own stock count. It starts as the ERP was before the demo days; the ERP's
@@ -44,6 +45,7 @@ CODES = {
 }
 NEW_CODES = {"R10": ("partial_refund", True), "D02": ("device_rebooting", False)}  # no version knows them yet
 UNKNOWN_ORDER = "O9999999"
+SILENT = "T04"  # goes offline on the last demo day and sends nothing more: the flow's silence alert
 HEADER = ("event_id", "terminal_id", "event_time", "code", "order_ref", "amount")
 
 
@@ -101,6 +103,11 @@ def _exports(rows: Any, rng: np.random.Generator, first: datetime, days: int) ->
     for day in range(days):
         for terminal in TERMINALS:
             events = [_event(rng, first, day, terminal, n, orders) for n in range(per_day)]
+            if (terminal, day) == (SILENT, days - 1):  # offline at ten on the last day, and never back
+                gone = first + timedelta(days=day, hours=10)
+                events = [e for e in events if e["event_time"] < gone.isoformat()]
+                off = {"event_id": f"EV-{terminal}-{gone:%Y%m%d}-OFF", "terminal_id": terminal, "code": "D00"}
+                events.append({**off, "event_time": gone.isoformat(), "order_ref": "", "amount": ""})
             files[f"{terminal}/events-{(first + timedelta(days=day)).date()}.csv"] = _csv(events)
     _specials(files, first, orders)
     for path, text in files.items():

@@ -245,3 +245,14 @@ code_tables = Table(
     Column("first_used", DateTime, nullable=False),
     Column("run_id", String(250), nullable=False),
 )
+
+last_seen = Table(
+    "ts_last_seen",
+    metadata,
+    Column("flow", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("grp", String(255), primary_key=True),  # a value of the silence rule's ``by`` field (a terminal)
+    Column("value", Text),  # the state of the group's newest record
+    Column("at", DateTime, nullable=False),  # that record's change time
+    Column("run_id", String(250), nullable=False),
+)
