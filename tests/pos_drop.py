@@ -25,7 +25,8 @@ HEADER = "event_id,terminal_id,code,amount,event_time\n"
 FLOW = "pos_to_backoffice"
 
 
-STATES = {"A00": "payment_completed", "E07": "payment_failed", "S13": "signature_failed"}
+STATES = {"A00": "payment_completed", "E07": "payment_failed", "S13": "signature_failed", "D00": "device_offline",
+          "D01": "device_online"}  # fmt: skip
 
 
 def _config(directory: Path, fmt: str = "csv", settle: str = "0s") -> Path:
@@ -50,7 +51,8 @@ def _config(directory: Path, fmt: str = "csv", settle: str = "0s") -> Path:
                            "event_time": "event_time"}}}},
         },
         "flows": {FLOW: {"source": "pos", "target": "backoffice", "entities": ["pos_event"], "chunk_size": 3,
-                         "quality": {"max_blocked_share": 1.0}}},
+                         "quality": {"max_blocked_share": 1.0, "silence": {"pos_event": {
+                             "by": "terminal", "field": "state", "values": ["device_offline"], "after": "6h"}}}}},
     }  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     for name, body in sections.items():

@@ -119,3 +119,22 @@ def test_a_code_is_unknown_to_records_changed_before_it_is_valid(drop: Drop) -> 
     assert set(drop.rows()) == {"E1", "E2", "E4"}  # E3 changed at 11:00, before the code was valid
     (reason,) = [e["reason"] for e in drop.exceptions()]
     assert reason.startswith("code 'X9' in column 'code' (code table pos_states@1) is not valid yet")
+
+
+def test_a_terminal_offline_with_nothing_since_raises_an_alert_until_it_speaks(drop: Drop) -> None:
+    def silent(report: dict[str, Any]) -> list[str]:
+        return [a["group"] for a in report["quality"]["alerts"] if a["kind"] == "silent"]
+
+    drop.write("T2/2026-11-02.csv", events(("E5", "T2", "D00", "", at(0, 9)), ("E6", "T2", "D00", "", at(0, 22))))
+    drop.write("T3/2026-11-02.csv", events(("E7", "T3", "D00", "", at(0, 8))))
+    first = drop.run(0)
+    assert sorted(silent(first)) == ["T3"]  # T1 last paid; T2 went offline two hours before the window's end
+    (alert,) = [a for a in first["quality"]["alerts"] if a["kind"] == "silent"]
+    assert (
+        "terminal 'T3' last reported state 'device_offline' at 2026-11-02 08:00 and nothing since" in alert["message"]
+    )
+    drop.write("T3/2026-11-01.csv", events(("E8", "T3", "D01", "", at(-1, 23))))  # late, and older: changes nothing
+    assert sorted(silent(drop.run(1))) == ["T2", "T3"]
+    drop.write("T3/2026-11-03.csv", events(("E9", "T3", "D01", "", at(1, 10))))
+    drop.write("T2/2026-11-03.csv", events(("E10", "T2", "A00", "1.00", at(1, 11))))
+    assert silent(drop.run(1)) == []
