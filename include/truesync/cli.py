@@ -23,7 +23,7 @@ from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.pipeline import progress
 from truesync.pipeline.compare import DeleteGuardError, run_compare
-from truesync.pipeline.dags import target_pools
+from truesync.pipeline.dags import target_pools, translated_entities
 from truesync.pipeline.finalize import ConservationError, QualityThresholdError
 from truesync.pipeline.reprocess import run_reprocess
 from truesync.pipeline.runner import run_flow
@@ -334,6 +334,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _reprocess(args: argparse.Namespace) -> int:
     config = _flow_and_entities(args)
+    translated = translated_entities(config, args.flow, args.code_table)
+    untranslated = [e for e in args.entity or [] if e not in translated]
+    if untranslated:
+        through = f"code table '{args.code_table}'" if args.code_table else "a code table"
+        raise LookupError(f"flow '{args.flow}' translates {', '.join(untranslated)} through no {through}")
     return _whole_run(
         args,
         "reprocess",

@@ -60,7 +60,8 @@ def test_a_redelivered_file_is_read_once_a_rewritten_one_again_a_late_one_fully(
     os.utime(path, (time.time() - 30, time.time() - 30))
     redelivered = drop.run(1)
     assert counts(redelivered)["extracted"] == 0
-    assert drop.marks()["T1/2026-11-02 (copy).csv"].rows == 0
+    copy = drop.marks()["T1/2026-11-02 (copy).csv"]
+    assert copy.read_until == DAY + timedelta(days=2) and copy.latest < DAY + timedelta(days=1)  # nothing left in it
 
     drop.write(
         "T1/2026-11-02.csv", events(("E1", "T1", "A00", "10.00", at(0, 9)), ("E2", "T1", "S13", "5.00", at(0, 12)))
@@ -185,3 +186,24 @@ def test_json_lines_from_an_in_memory_filesystem(state: Path, monkeypatch: pytes
         assert (again["extracted"], again["quarantined"], again["exceptions_opened"]) == (1, 1, 0)  # the bad line
     finally:
         memory.rm("/pos-drop", recursive=True)
+
+
+def test_an_older_version_read_again_never_overwrites_a_newer_one(drop: Drop) -> None:
+    drop.write("T1/2026-11-02.csv", events(("E1", "T1", "A00", "10.00", at(0, 9))))
+    drop.write("T1/2026-11-02-late.csv", events(("E1", "T1", "S13", "10.00", at(0, 15))))  # the newer version
+    drop.run(0)
+    assert drop.rows()["E1"]["state"] == "signature_failed"
+    drop.write("T1/2026-11-02.csv", events(("E1", "T1", "A00", "10.00", at(0, 9)), ("E2", "T1", "A00", "1", at(0, 10))))
+    rewritten = counts(drop.run(1))  # the rewritten file brings E1's older version again
+    assert (rewritten["extracted"], rewritten["unchanged"], rewritten["created"], rewritten["updated"]) == (2, 1, 1, 0)
+    assert drop.rows()["E1"]["state"] == "signature_failed"
+
+
+def test_a_copy_carries_on_where_its_original_stopped(drop: Drop) -> None:
+    body = events(("E1", "T1", "A00", "1.00", at(0, 9)), ("E2", "T1", "A00", "2.00", at(1, 9)))
+    drop.write("T1/2026-11-02.csv", body)
+    drop.write("T1/2026-11-02 (again).csv", body)  # delivered twice at once: read once
+    assert counts(drop.run(0))["extracted"] == 1 and set(drop.rows()) == {"E1"}
+    (drop.folder / "T1/2026-11-02.csv").unlink()  # the original goes; its copy still holds E2 for day 1
+    drop.write("T1/2026-11-03.csv", body)  # and a third copy arrives after both were read
+    assert counts(drop.run(1))["extracted"] == 1 and set(drop.rows()) == {"E1", "E2"}

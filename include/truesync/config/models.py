@@ -180,6 +180,8 @@ class CodeTable(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, value: Any) -> str:
+        if isinstance(value, float):
+            raise ValueError(f"write the version as text or a whole number ('{value}' reads as a number: 3.10 is 3.1)")
         return str(value)
 
     @property

@@ -149,7 +149,7 @@ def _decode_table(
     starts = {code: entry.valid_from for code, entry in table.codes.items() if entry.valid_from is not None}
     if starts:
         since = pd.to_datetime(map_values(text, starts.get))
-        early = since.notna() & ~(ts >= since)
+        early = since.notna() & ts.notna() & (ts < since)  # an unreadable time is valid_datetime's
         _flag(
             errors, early, "known_code", field, "code '{value}" + where + " is not valid yet at the change time", text
         )

@@ -36,7 +36,7 @@ from truesync.pipeline.finalize import fail_run, finish_run
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.pipeline.window import Window
-from truesync.store import Store, checks, ledger, queue, runs, staging
+from truesync.store import Store, checks, code_tables, ledger, queue, runs, staging
 from truesync.store import compare as compared
 from truesync.store.core import utcnow
 
@@ -82,6 +82,7 @@ def compare_entity(job: EntityJob) -> int:
     compared.clear(job.store, job.run_id, job.entity)
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
+    code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))
     hidden = spec.compare.deletes_of(job.entity).mark
     size = spec.chunk_size
     scanned = {

@@ -102,6 +102,8 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     entries = entries[entries["mapping_version"] == job.mapping_version()]  # another mapping: first contact
     shared = job.config.shared_fields(job.flow, job.entity)
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, sync.overdue_before)
+    stale = _older_than_synced(source_ts, entries)
+    verdict.result.loc[stale, ["class", "write", "overdue"]] = (IN_SYNC, False, False)
     verdict.result.loc[verdict.result.index.isin(sync.held.keys), "class"] = MISMATCHED
     reconcile.hold_contradictions(sync, source, verdict, matched)
     for klass, n in verdict.result["class"].value_counts().items():
@@ -112,12 +114,23 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     hold_orphans(sync, source.loc[pending], verdict)
     began = time.monotonic()
     written_ts = _write(sync, verdict, pending)
-    done = [k for k in verdict.result.index if k not in sync.held]
+    done = [k for k in verdict.result.index if k not in sync.held and k not in stale]
     if not sync.dry_run:
         _remember(job, verdict, source_ts, matched_ts, written_ts, done)
         _note_last_seen(job, source, source_ts)
     sync.tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, sync)
+
+
+def _older_than_synced(source_ts: pd.Series, entries: pd.DataFrame) -> pd.Index:
+    """Keys whose staged version changed before the version the ledger says was synced last.
+
+    Such a version must not be written over the newer one, and the ledger keeps the newer
+    one's entry: the record is counted ``in_sync`` (``docs/design.md``, "Decisions"). A file
+    read again brings old versions, and so can a reprocess that meets a newer incremental run.
+    """
+    synced = pd.to_datetime(entries["source_ts"].reindex(source_ts.index))
+    return source_ts.index[(source_ts < synced).to_numpy()]
 
 
 def _staged_records(good: pd.DataFrame) -> pd.DataFrame:

@@ -51,8 +51,8 @@ def begin_reprocess(config: Config, store: Store, flow: str, run_id: str, dry_ru
 def stage_translated_otherwise(job: EntityJob, table: str | None) -> int:
     """Stage the entity's records behind the current code tables (``table``: behind that one); returns how many."""
     began = time.monotonic()
+    code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))  # all translate
     tables = [t for t in job.code_tables() if table is None or t.name == table]
-    code_tables.register(job.store, tables, job.run_id, str(job.config.directory))
     staging.clear(job.store, job.run_id, job.entity)
     source = open_source(job.config, job.config.flows[job.flow].source)
     staged = stage_fetched(job, source, _keys(job, tables)) if tables else 0

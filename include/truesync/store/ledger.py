@@ -22,12 +22,11 @@ LEDGER_COLUMNS = (
 
 def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:
     """Ledger entries for ``keys`` (a chunk's worth), indexed by key."""
-    query = select(ledger.c.key, ledger.c.source_hash, ledger.c.target_hash, ledger.c.mapping_version).where(
-        ledger.c.flow == flow, ledger.c.entity == entity
-    )
+    columns = ["key", "source_hash", "target_hash", "mapping_version", "source_ts"]
+    query = select(*(ledger.c[c] for c in columns)).where(ledger.c.flow == flow, ledger.c.entity == entity)
     with store.engine.connect() as conn:
         rows = select_by_keys(conn, query, ledger.c.key, keys)
-    return from_rows(rows, ["key", "source_hash", "target_hash", "mapping_version"]).set_index("key")
+    return from_rows(rows, columns).set_index("key")
 
 
 def write(store: Store, flow: str, entity: str, rows: Rows, new: bool = False) -> int:

@@ -125,7 +125,11 @@ def changes(store: Store, run_id: str, size: int) -> Iterator[list[Any]]:
 
 
 def new_codes(store: Store, flow: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Entity -> the codes no code map knew in this run: field, code, records, and when the queue first saw one."""
+    """Entity -> the codes no code map knew in this run: field, code, records, and when the queue first saw one.
+
+    Codes read from a source only: a canonical value a target has no code for is held as
+    ``known_code`` too, without a value (no source code to add).
+    """
     held = exceptions.c
     query = (
         select(
@@ -136,7 +140,7 @@ def new_codes(store: Store, flow: str, run_id: str) -> dict[str, list[dict[str, 
             func.min(held.first_seen).label("first_seen"),
         )  # fmt: skip
         .join(exceptions, (held.flow == flow) & (held.entity == results.c.entity) & (held.key == results.c.key))
-        .where(results.c.run_id == run_id, results.c.check_name == "known_code")
+        .where(results.c.run_id == run_id, results.c.check_name == "known_code", results.c.value.is_not(None))
         .group_by(results.c.entity, results.c.field, results.c.value)
         .order_by(results.c.entity, func.count().desc(), results.c.value)
     )

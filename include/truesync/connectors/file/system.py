@@ -6,7 +6,9 @@ The rules (``docs/design.md``, "File systems"):
   records changed after what a committed run took from them (the flow's file ledger,
   ``FileLedger``). A file whose size and time match its committed mark is not opened; one
   opened whose checksum matches is the same content. A file with the content of another
-  file already read is a redelivery: it is recorded and read no more.
+  file already read is a redelivery: only what follows the original's ``read_until`` is
+  taken from it (usually nothing), and its rows without key report under the original's
+  name while the original is still there.
 - **Which records.** From a new or rewritten file, every record changed before the window's
   end, however old (a late file's records are late, not lost); from a file read before, the
   records changed since. Records changed after the window's end wait for a later window.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +88,7 @@ class FileSystem:
                 "check the glob in systems.yaml"
             )
         read_before = {mark.checksum: path for path, mark in before.items()}
+        read_now: dict[str, FileMark] = {}
         marks, taken = [], []
         self._unkeyed[mapping.table], self._opened[mapping.table] = [], set()
         for path, seen in sorted(listed.items()):
@@ -94,20 +97,23 @@ class FileSystem:
                 continue
             data = self._bytes(seen)
             checksum = hashlib.sha256(data).hexdigest()
-            if prior is None and read_before.get(checksum, path) != path:  # the content of a file already read
-                marks.append(FileMark(path, seen.size, seen.modified, checksum, 0, None, 0, end))
+            if prior is None and checksum in read_now:  # delivered twice at once: the first copy is read
+                marks.append(replace(read_now[checksum], path=path, size=seen.size, modified=seen.modified, unkeyed=0))
                 continue
-            since = prior.read_until if prior is not None and prior.checksum == checksum else None
+            twin = read_before.get(checksum) if prior is None else None  # this content, read under another name
+            same = (prior if prior.checksum == checksum else None) if prior is not None else before.get(twin or "")
+            since = same.read_until if same is not None else None  # taken before: only what follows
             rows = read_rows(data, path, dataset, mapping.columns)
             times, keyed = _readable(rows, mapping)
             wanted = keyed & (times < end) & (times >= since if since is not None else True)
             taken.append(rows[wanted].drop(columns=PROBLEM).assign(_ts=times[wanted]))
-            self._unkeyed[mapping.table].append(rows[~keyed])
+            unkeyed = rows.iloc[:0] if twin in listed else rows[~keyed]  # the original still reports its own
+            self._unkeyed[mapping.table].append(unkeyed)
             self._opened[mapping.table].add(path)
             latest = times[keyed].max() if keyed.any() else None
             until = max(end, since) if since is not None else end
-            unkeyed = int((~keyed).sum())
-            marks.append(FileMark(path, seen.size, seen.modified, checksum, len(rows), latest, unkeyed, until))
+            marks.append(FileMark(path, seen.size, seen.modified, checksum, len(rows), latest, len(unkeyed), until))
+            read_now.setdefault(checksum, marks[-1])
         if self._ledger is not None:
             self._ledger.record(marks)
         yield from _oldest_first(taken, size)
