@@ -187,7 +187,7 @@ def test_runs_of_an_unknown_flow_is_a_clear_error(shared_ran: Path, capsys: pyte
     capsys.readouterr()
     assert truesync(["runs", "--flow", "nope"]) == 1
     out = capsys.readouterr()
-    assert out.out == "" and out.err.startswith("error: unknown flow 'nope' (known: erp_to_stockctl, ")
+    assert out.out == "" and out.err.startswith("error: unknown flow 'nope' (known: erp_to_pos, erp_to_stockctl, ")
     assert "Traceback" not in out.err
 
 

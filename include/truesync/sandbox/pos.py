@@ -9,10 +9,11 @@ event names an order nobody has (it waits for its parent); one file is delivered
 another name (read once); terminal ``T04`` goes offline on the last day and says nothing more
 (the flow's silence alert). Events belong to orders the CRM held before the demo days.
 
-The back office (system ``pos``, table ``products``) holds the price list every till
-charges, and its own stock count. It starts as the ERP was before the demo days; the ERP's
-price changes of those days must reach it (flow ``erp_to_pos``). One price list serves all
-tills: a price per store would need a key of store and SKU, which entities do not have yet.
+The back office (system ``pos``, table ``store_prices``) holds the price each store's tills
+charge, and each store's own stock count. The ERP keeps one price per item; its view
+``store_items`` offers it once per store (items × ``stores``), keyed ``<store>:<sku>``, so a
+price change reaches every store's row (flow ``erp_to_pos``, entity ``store_price``). The back
+office starts as the ERP was before the demo days.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table
+from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, Select, String, Table, select, true
 
 from truesync.config import Config
 from truesync.connectors.file.location import file_location
 
 EVENTS_FLOW, PRICES_FLOW = "pos_events_to_crm", "erp_to_pos"
 TERMINALS = ("T01", "T02", "T03", "T04")
+STORES = {"S01": "High Street", "S02": "Station kiosk"}
 SLA = timedelta(hours=6)  # the flows' freshness_sla
 SEED_OFFSET = 3  # the payment gateway draws from seed + 1, the quiet drift from seed + 2
 # code -> (state in codes/pos_events.yaml version 1, whether the event belongs to an order)
@@ -53,13 +55,27 @@ def tables() -> MetaData:
     """The back office's tables."""
     office = MetaData()
     Table(
-        "products", office,
+        "store_prices", office,
         Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("sku", String(40), nullable=False, unique=True), Column("title", String(200)),
-        Column("price", Numeric(12, 2)), Column("currency", String(3)), Column("local_stock", Integer),
-        Column("modified_at", DateTime),
+        Column("item_ref", String(50), nullable=False, unique=True), Column("store", String(10)),
+        Column("sku", String(40)), Column("title", String(200)), Column("price", Numeric(12, 2)),
+        Column("currency", String(3)), Column("local_stock", Integer), Column("modified_at", DateTime),
     )  # fmt: skip
     return office
+
+
+def store_table(erp: MetaData) -> Table:
+    """The ERP's stores, beside its items (``tables()`` of ``sandbox.systems`` puts it there)."""
+    return Table("stores", erp, Column("code", String(10), primary_key=True), Column("name", String(100)))
+
+
+def store_items(erp: MetaData) -> Select:
+    """The ERP's view ``store_items``: each item once per store, keyed ``<store>:<sku>``."""
+    items, stores = erp.tables["items"], erp.tables["stores"]
+    ref = (stores.c.code + ":" + items.c.sku).label("item_ref")
+    columns = (ref, stores.c.code.label("store"), items.c.sku, items.c.description, items.c.unit_price,
+               items.c.currency, items.c.changed_at)  # fmt: skip
+    return select(*columns).select_from(items.join(stores, true()))
 
 
 def events_folder(config: Config) -> Path:
@@ -77,23 +93,28 @@ def build(rows: Any, seed: int, start: date, days: int) -> dict[str, str]:
 
 
 def _price_list(rows: Any) -> None:
-    """The back office as the ERP was before the demo days: stock control's rows where the ERP's
-    demo changes did not touch them (what the ERP changed reaches the tills, what stock control
-    changed does not).
+    """Each store's prices as the ERP was before the demo days: stock control's rows where the
+    ERP's demo changes did not touch them (what the ERP changed reaches the tills, what stock
+    control changed does not); the labels of ``erp_to_stockctl``, once per store.
     """
+    for code, name in STORES.items():
+        rows.add("erp", "stores", {"code": code, "name": name})
     erp = {row["sku"]: row for row in rows.tables.get(("erp", "items"), []) if row["sku"]}
     stock = [lab for lab in rows.labels if lab["flow"] == "erp_to_stockctl"]
     classes = {lab["key"]: lab["class"] for lab in stock if lab["key"]}
-    for row in rows.tables.get(("stockctl", "stock_items"), []):
-        title, price = row["title"], row["price"]
-        if classes.get(row["sku"]) in ("overwritten", "mismatched"):  # stock control's own edits, not the tills'
-            title, price = erp[row["sku"]]["description"], erp[row["sku"]]["unit_price"]
-        rows.add("pos", "products", {"sku": row["sku"], "title": title, "price": price, "currency": row["currency"],
-                 "local_stock": row["qty"], "modified_at": row["last_change"]})  # fmt: skip
-    for lab in stock:
-        klass = "in_sync" if lab["class"] in ("overwritten", "mismatched") else lab["class"]
-        changed = {"class": klass, "outcome": "unchanged", "overdue": False} if klass != lab["class"] else {}
-        rows.labels.append({**lab, "flow": PRICES_FLOW, **changed})
+    for store in STORES:
+        for row in rows.tables.get(("stockctl", "stock_items"), []):
+            title, price = row["title"], row["price"]
+            if classes.get(row["sku"]) in ("overwritten", "mismatched"):  # stock control's own edits
+                title, price = erp[row["sku"]]["description"], erp[row["sku"]]["unit_price"]
+            rows.add("pos", "store_prices", {"item_ref": f"{store}:{row['sku']}", "store": store, "sku": row["sku"],
+                     "title": title, "price": price, "currency": row["currency"], "local_stock": row["qty"],
+                     "modified_at": row["last_change"]})  # fmt: skip
+        for lab in stock:
+            klass = "in_sync" if lab["class"] in ("overwritten", "mismatched") else lab["class"]
+            changed = {"class": klass, "outcome": "unchanged", "overdue": False} if klass != lab["class"] else {}
+            key = f"{store}:{lab['key']}" if lab["key"] else ""
+            rows.labels.append({**lab, "flow": PRICES_FLOW, "entity": "store_price", "key": key, **changed})
 
 
 def _exports(rows: Any, rng: np.random.Generator, first: datetime, days: int) -> dict[str, str]:

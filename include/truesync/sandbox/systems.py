@@ -31,8 +31,10 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    Select,
     String,
     Table,
+    text,
 )
 from sqlalchemy.engine import URL
 
@@ -118,7 +120,13 @@ def tables() -> dict[str, MetaData]:
         Column("price", Numeric(12, 2)), Column("currency", String(3)), Column("qty", Integer),
         Column("last_change", DateTime),
     )  # fmt: skip
+    pos.store_table(erp)
     return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables()}
+
+
+def views(metadata: dict[str, MetaData]) -> dict[str, dict[str, Select]]:
+    """Views per system, made after its tables: the ERP's items once per store."""
+    return {"erp": {"store_items": pos.store_items(metadata["erp"])}}
 
 
 @dataclass
@@ -405,10 +413,15 @@ def system_urls(config: Config) -> dict[str, URL]:
 def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]:
     """(Re)create the sandbox tables in each system, insert the rows, write the labels."""
     counts: dict[str, int] = {}
-    for system, metadata in tables().items():
+    layouts = tables()
+    for system, metadata in layouts.items():
         if urls[system].get_backend_name() == "sqlite" and urls[system].database:
             Path(urls[system].database).parent.mkdir(parents=True, exist_ok=True)
         engine = open_engine(urls[system])
+        made = views(layouts).get(system, {})
+        with engine.begin() as conn:
+            for name in made:
+                conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
         metadata.drop_all(engine)
         metadata.create_all(engine)
         for table in metadata.sorted_tables:
@@ -417,6 +430,10 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
                 for start in range(0, len(data), INSERT_BATCH):
                     conn.execute(table.insert(), data[start : start + INSERT_BATCH])
             counts[f"{system}.{table.name}"] = len(data)
+        with engine.begin() as conn:
+            for name, query in made.items():
+                sql = query.compile(engine, compile_kwargs={"literal_binds": True})
+                conn.execute(text(f"CREATE VIEW {name} AS {sql}"))
         engine.dispose()
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     with labels_path.open("w", newline="") as handle:
