@@ -23,7 +23,7 @@ from truesync.connectors.rest.settings import RestConfig
 def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
     assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments", "pos_events", "pos"}
-    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "pos_event"}
+    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event"}
     assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api",
                                  "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
     assert config.entity_mapping("pos_events", "pos_event").tables["state"].label == "pos_events@1"
@@ -38,7 +38,7 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item", "payment", "pos_event"]
+    assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event"]
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -46,15 +46,16 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        doc["entities"] = {name: entities[name] for name in ("pos_event", "payment", "order", "stock_item", "customer")}
+        names = ("pos_event", "store_price", "payment", "order", "stock_item", "customer")
+        doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["pos_event", "payment", "order", "stock_item", "customer"]
+    assert list(config.entities) == ["pos_event", "store_price", "payment", "order", "stock_item", "customer"]
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event")
-    assert sorted(order) == ["customer", "order", "payment", "pos_event", "stock_item"]
+    assert sorted(order) == ["customer", "order", "payment", "pos_event", "stock_item", "store_price"]
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -442,7 +443,7 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
         "webshop_to_crm_api": "load order: customer -> order",
         "payments_to_crm_api": "load order: payment",
         "pos_events_to_crm": "load order: pos_event",
-        "erp_to_pos": "load order: stock_item",
+        "erp_to_pos": "load order: store_price",
     }
     assert "  flow webshop_to_crm: webshop -> crm" in lines
 
