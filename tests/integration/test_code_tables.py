@@ -81,6 +81,9 @@ def test_reprocess_writes_only_what_the_new_version_changes_and_audits_it(drop: 
     assert audits(drop) == [("E2", "state", "payment_failed", "payment_declined")]
     assert set(versions(drop, ledger).values()) == {"pos_states@2"}
     assert report["kind"] == "reprocess" and "watermark" not in report
+    assert report["entities"]["pos_event"]["code_versions"] == "pos_states@2"
+    page = Path(report["html"]).read_text()
+    assert 'data-code-versions="pos_event">pos_event: translated through code tables pos_states@2' in page
     assert report["entities"]["pos_event"]["overdue"] == 0
 
     again = run_reprocess(drop.config, drop.store, FLOW, drop.run_id())
