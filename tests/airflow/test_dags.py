@@ -13,7 +13,7 @@ from airflow.serialization.encoders import coerce_to_core_timetable
 from airflow.timetables.base import TimeRestriction
 
 from truesync.config import load_config
-from truesync.pipeline.dags import dag_id, run_key, store_run_id
+from truesync.pipeline.dags import dag_id, run_key, store_run_id, translated_entities
 from truesync.support.paths import PROJECT_ROOT
 
 COMPARE = "truesync_webshop_to_crm_compare"
@@ -40,9 +40,21 @@ def test_parsing_the_dag_file_leaves_great_expectations_unimported() -> None:
     assert parsed.stdout.strip() == "[]"
 
 
-def test_two_dags_per_flow(dagbag: DagBag) -> None:
-    flows = load_config().flows
-    assert set(dagbag.dag_ids) == {f"truesync_{f}" for f in flows} | {f"truesync_{f}_compare" for f in flows}
+def test_two_dags_per_flow_and_a_reprocess_dag_for_flows_with_code_tables(dagbag: DagBag) -> None:
+    config = load_config()
+    flows = config.flows
+    translating = {f for f in flows if translated_entities(config, f)}
+    assert translating == {"pos_events_to_crm"}
+    assert set(dagbag.dag_ids) == (
+        {f"truesync_{f}" for f in flows} | {f"truesync_{f}_compare" for f in flows}
+        | {f"truesync_{f}_reprocess" for f in translating}
+    )  # fmt: skip
+    reprocess = dagbag.dags["truesync_pos_events_to_crm_reprocess"]
+    assert reprocess.schedule is None and set(reprocess.params) == {"dry_run", "code_table"}
+    assert sorted(t.task_id for t in reprocess.tasks if t.task_id.startswith("pos_event.")) == [
+        "pos_event.partition", "pos_event.stage", "pos_event.sync"]  # fmt: skip
+    for task in reprocess.tasks:
+        assert (task.pool, task.pool_slots) == ("truesync_crm", 1), task
 
 
 def test_schedule_has_real_data_intervals(dagbag: DagBag) -> None:
@@ -64,8 +76,8 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
     assert dag.get_task("finalize").upstream_task_ids == {"plan", "order.sync"}
 
 
-def test_global_load_order_is_customer_order_stock_item_payment() -> None:
-    assert load_config().load_order() == ["customer", "order", "stock_item", "payment"]
+def test_global_load_order_puts_parents_first() -> None:
+    assert load_config().load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event"]
 
 
 def test_sync_tasks_emit_an_asset_per_target_entity(dagbag: DagBag) -> None:
@@ -159,3 +171,5 @@ def test_the_two_dags_runs_have_distinct_store_run_ids() -> None:
     assert store_run_id(COMPARE, airflow_run, 2) == f"webshop_to_crm:compare:{airflow_run}#2"
     assert run_key(COMPARE, airflow_run) == ("webshop_to_crm", f"compare:{airflow_run}")
     assert run_key("truesync_webshop_to_crm", airflow_run) == ("webshop_to_crm", airflow_run)
+    reprocess = "truesync_pos_events_to_crm_reprocess"
+    assert store_run_id(reprocess, "manual__x", 0) == "pos_events_to_crm:reprocess:manual__x"
