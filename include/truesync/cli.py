@@ -88,6 +88,9 @@ def _sandbox_parser(sub: Any) -> None:
     box.add_parser(
         "drift", help="after the flows ran over the demo days: apply the quiet drift init planned, for a compare"
     ).set_defaults(handler=_sandbox_drift)
+    box.add_parser(
+        "deliver", help="after the demo days: a late terminal file and a rewritten one arrive in the POS drop"
+    ).set_defaults(handler=_sandbox_deliver)
     serve = box.add_parser("serve", help="serve the sandbox REST APIs (CRM, payment gateway) until interrupted")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--crm-port", type=int, default=8701, help="0 picks a free port")
@@ -252,12 +255,17 @@ def _sandbox_init(args: argparse.Namespace) -> int:
     counts = systems.write(rows, systems.system_urls(config), labels)
     counts |= rest.write_seeds(rows, payments, labels.parent)
     counts["pos_events files"] = pos.write_exports(exports, pos.events_folder(config))
+    later = systems.Rows()
+    deliveries = pos.write_later(
+        pos.plan_deliveries(exports, args.start, args.days, later), later.labels, labels.parent
+    )
     compare_labels, _ = drift.write(quiet, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
     print(f"quiet drift for a compare: {compare_labels} ({len(quiet.labels):,} labelled records; "
           "'truesync sandbox drift' applies it once the flows ran over the demo days)")  # fmt: skip
+    print(f"files delivered after the demo days: {deliveries} ('truesync sandbox deliver' puts them in the drop)")
     return 0
 
 
@@ -270,6 +278,16 @@ def _sandbox_drift(args: argparse.Namespace) -> int:
     for (flow, entity, kind), n in sorted(counts.items()):
         print(f"  {flow:<18} {entity:<11} {kind:<12} {n:>6,}")
     print(f"ground truth of the next compare: {directory / 'compare_labels.csv'}")
+    return 0
+
+
+def _sandbox_deliver(args: argparse.Namespace) -> int:
+    from truesync.sandbox import pos  # the demo's code, loaded only by the sandbox commands
+
+    directory = state_dir() / "sandbox"
+    for path in pos.deliver(directory, pos.events_folder(load_config())):
+        print(f"  delivered {path}")
+    print(f"ground truth of the next run of {pos.EVENTS_FLOW}: {directory / 'delivery_labels.csv'}")
     return 0
 
 

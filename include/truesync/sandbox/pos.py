@@ -9,6 +9,11 @@ event names an order nobody has (it waits for its parent); one file is delivered
 another name (read once); terminal ``T04`` goes offline on the last day and says nothing more
 (the flow's silence alert). Events belong to orders the CRM held before the demo days.
 
+Two deliveries come after the demo days (``plan_deliveries``; ``truesync sandbox deliver``
+puts them in the drop, ``delivery_labels.csv`` says what the next run must find): a late file
+of ``T03`` with events of the first day that were stuck on the terminal, and ``T01``'s export
+of the last day rewritten, one payment corrected to a cancelled order.
+
 The back office (system ``pos``, table ``store_prices``) holds the price each store's tills
 charge, and each store's own stock count. The ERP keeps one price per item; its view
 ``store_items`` offers it once per store (items × ``stores``), keyed ``<store>:<sku>``, so a
@@ -180,6 +185,53 @@ def _label(rows: Any, event: dict[str, str]) -> None:
         rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at, "parent_exists")
     else:
         rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at)
+
+
+LATER = "later"  # sandbox folder of the files ``truesync sandbox deliver`` puts in the drop
+
+
+def plan_deliveries(files: dict[str, str], start: date, days: int, labels: Any) -> dict[str, str]:
+    """The files delivered after the demo days (relative path -> CSV text), labelled in ``labels``."""
+    first = datetime.combine(start, datetime.min.time())
+    last = f"T01/events-{(first + timedelta(days=days - 1)).date()}.csv"
+    events = list(csv.DictReader(io.StringIO(files[last])))
+    cutoff = (first + timedelta(days=days - 1, hours=18)).isoformat()  # an event the SLA already calls overdue
+    fixed = next(e for e in events if e["code"] == "A00" and e["event_time"] < cutoff)
+    for event in events:
+        corrected = event is fixed
+        event["code"] = "C01" if corrected else event["code"]
+        at = datetime.fromisoformat(event["event_time"])
+        labels.label(EVENTS_FLOW, "pos_event", event["event_id"], "delayed" if corrected else "in_sync", at)
+    orders = [e["order_ref"] for e in events if e["order_ref"]]
+    stuck = [
+        {"event_id": f"EV-T03-LATE-{n:04d}", "terminal_id": "T03", "code": "A00", "order_ref": orders[n % len(orders)],
+         "event_time": (first + timedelta(hours=13 + n)).isoformat(), "amount": f"{n + 1}.50"}
+        for n in range(3)
+    ]  # fmt: skip
+    for event in stuck:
+        labels.label(
+            EVENTS_FLOW, "pos_event", event["event_id"], "missing", datetime.fromisoformat(event["event_time"])
+        )
+    return {last: _csv(events), f"T03/events-{(first + timedelta(days=days)).date()}-late.csv": _csv(stuck)}
+
+
+def write_later(files: dict[str, str], labels: list[dict[str, Any]], directory: Path) -> Path:
+    """Keep the later deliveries under ``<sandbox>/later`` and their labels in ``delivery_labels.csv``."""
+    write_exports(files, directory / LATER)
+    path = directory / "delivery_labels.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(labels[0]))
+        writer.writeheader()
+        writer.writerows(labels)
+    return path
+
+
+def deliver(directory: Path, folder: Path) -> list[str]:
+    """Put the later deliveries in the drop (a rewritten file replaces its first version); returns their paths."""
+    delivered = sorted((directory / LATER).rglob("*.csv"))
+    for path in delivered:
+        shutil.copyfile(path, folder / path.relative_to(directory / LATER))
+    return [str(p.relative_to(directory / LATER)) for p in delivered]
 
 
 def write_exports(files: dict[str, str], folder: Path) -> int:
