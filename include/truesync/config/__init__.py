@@ -23,8 +23,8 @@ from truesync.config.models import (
     ReconcileConfig,
     SystemConfig,
     check_columns,
-    parse_duration,
 )
+from truesync.support.durations import parse_duration
 
 __all__ = [
     "CHANGE_TIME",

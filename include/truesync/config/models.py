@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from truesync.connectors.kinds import KINDS
-from truesync.support.durations import parse_duration
+from truesync.support.durations import Duration
 from truesync.support.names import check_member, check_name, is_path
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
@@ -282,12 +282,7 @@ class SilenceRule(_Strict):
     by: str = Field(description="canonical field grouping the records, e.g. terminal")
     field: str = Field(description="canonical field holding the state, e.g. state")
     values: list[str] = Field(min_length=1, description="states that alert when nothing follows them in time")
-    after: timedelta = Field(description="the silence allowed after such a state, e.g. 6h")
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+    after: Duration = Field(description="the silence allowed after such a state, e.g. 6h")
 
 
 class QualityConfig(_Strict):
@@ -401,23 +396,18 @@ class FlowConfig(_Strict):
     )
     schedule: str = "@daily"
     start_date: date = date(2026, 1, 1)
-    lookback: timedelta = timedelta(hours=2)
-    freshness_sla: timedelta = timedelta(hours=6)
+    lookback: Duration = timedelta(hours=2)
+    freshness_sla: Duration = timedelta(hours=6)
     chunk_size: int = Field(5000, ge=1, le=1_000_000)
     partition_size: int = Field(100_000, ge=1, description="records per mapped sync task")
     max_active_runs: int = Field(1, ge=1)
     retries: int = Field(3, ge=0)
-    retry_delay: timedelta = timedelta(minutes=1)
+    retry_delay: Duration = timedelta(minutes=1)
     description: str = ""
     tags: list[str] = []
     quality: QualityConfig = QualityConfig()
     reconcile: dict[str, ReconcileConfig] = Field(default_factory=dict, description="entity -> reconciliation")
     compare: CompareConfig = CompareConfig()
-
-    @field_validator("lookback", "freshness_sla", "retry_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
 
 
 class Config(BaseModel):

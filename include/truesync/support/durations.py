@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -24,3 +26,6 @@ def parse_duration(value: Any) -> timedelta:
     if duration < timedelta(0):
         raise ValueError(f"'{value}' is a negative duration")
     return duration
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]  # a model field written as a duration

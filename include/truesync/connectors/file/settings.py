@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import codecs
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from truesync.support.durations import parse_duration
+from truesync.support.durations import Duration
 
 
 class _Strict(BaseModel):
@@ -51,12 +51,7 @@ class FileConfig(_Strict):
     partial_suffixes: list[str] = Field(
         default_factory=lambda: [".part", ".tmp"], description="a file named so is still being written: not read"
     )
-    settle: timedelta = Field(
+    settle: Duration = Field(
         timedelta(seconds=2),
         description="a file changed less than this ago is listed again after it; one still growing waits a run",
     )
-
-    @field_validator("settle", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
