@@ -185,6 +185,11 @@ class CodeTable(_Strict):
         return str(value)
 
     @property
+    def values(self) -> dict[str, str]:
+        """Code -> the canonical value it stands for."""
+        return {code: entry.value for code, entry in self.codes.items()}
+
+    @property
     def label(self) -> str:
         """``name@version``: what a translated record remembers."""
         return f"{self.name}@{self.version}"

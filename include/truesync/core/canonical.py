@@ -142,7 +142,7 @@ def _decode_table(
 ) -> pd.Series:
     """Codes through a versioned table: a code is unknown to a record changed before its ``valid_from``."""
     text = as_text(values)
-    decoded = map_values(text, {code: entry.value for code, entry in table.codes.items()}.get)
+    decoded = map_values(text, table.values.get)
     unknown = text.notna() & decoded.isna()
     where = _literal("' in column '", column, f"' (code table {table.label})")
     _flag(errors, unknown, "known_code", field, "unknown code '{value}" + where, text)
@@ -304,7 +304,8 @@ def to_system(
     for field in fields:
         column = mapping.fields[field]
         values = canon[field]
-        codes = mapping.codes.get(field) or _table_codes(mapping, field)
+        table = mapping.tables.get(field)
+        codes = mapping.codes.get(field) or (table.values if table else {})
         if codes:
             inverse = {v: k for k, v in codes.items()}
             encoded = map_values(values, inverse.get)
@@ -316,12 +317,6 @@ def to_system(
             values = _to_minor(values, canon, mapping, field, errors)
         out[column] = _to_python(values, types[column])
     return records(out), errors.dropna(subset=["check_name"])
-
-
-def _table_codes(mapping: EntityMapping, field: str) -> dict[str, str]:
-    """Code -> value of the field's code table, or nothing."""
-    table = mapping.tables.get(field)
-    return {code: entry.value for code, entry in table.codes.items()} if table else {}
 
 
 def _to_minor(

@@ -75,8 +75,8 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
         counts = runs.entity_counts(store, run_id)
     entities = {job.entity: entity_report(counts.get(job.entity, {}), run["kind"]) for job in jobs}
     for job in jobs:
-        if job.code_versions():
-            entities[job.entity]["code_versions"] = job.code_versions()
+        if versions := job.code_versions():
+            entities[job.entity]["code_versions"] = versions
     broken = [e for e, r in entities.items() if not r["conserved"]]
     quality = judge_quality(jobs, run, entities)
     drift = quiet_drift(config, store, flow, run) if compare else None
