@@ -61,6 +61,7 @@ class FileSystem:
         self._ledger: FileLedger | None = None
         self._unkeyed: dict[str, list[pd.DataFrame]] = {}  # dataset -> rows without key or time this extract read
         self._opened: dict[str, set[str]] = {}  # dataset -> paths this extract read
+        self._newest_read: dict[str, pd.DataFrame] = {}  # dataset -> every key's newest version, read once
 
     @classmethod
     def open(cls, name: str, settings: FileConfig, connection: str) -> FileSystem:
@@ -95,14 +96,14 @@ class FileSystem:
             prior = before.get(path)
             if prior is not None and _unchanged(prior, seen) and not _pending(prior, end):
                 continue
-            data = self._bytes(seen)
+            data = self._bytes(seen.path)
             checksum = hashlib.sha256(data).hexdigest()
             if prior is None and checksum in read_now:  # delivered twice at once: the first copy is read
                 marks.append(replace(read_now[checksum], path=path, size=seen.size, modified=seen.modified, unkeyed=0))
                 continue
             twin = read_before.get(checksum) if prior is None else None  # this content, read under another name
-            same = (prior if prior.checksum == checksum else None) if prior is not None else before.get(twin or "")
-            since = same.read_until if same is not None else None  # taken before: only what follows
+            same = prior if prior is not None else before.get(twin) if twin else None
+            since = same.read_until if same is not None and same.checksum == checksum else None  # only what follows
             rows = read_rows(data, path, dataset, mapping.columns)
             times, keyed = _readable(rows, mapping)
             wanted = keyed & (times < end) & (times >= since if since is not None else True)
@@ -116,7 +117,7 @@ class FileSystem:
             read_now.setdefault(checksum, marks[-1])
         if self._ledger is not None:
             self._ledger.record(marks)
-        yield from _oldest_first(taken, size)
+        yield from _in_frames(_oldest_first(taken), size)
 
     def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
         """Rows without key or readable change time, and unreadable rows, of every file that holds them.
@@ -131,11 +132,9 @@ class FileSystem:
         root = self._root()
         for path, mark in sorted(before.items()):
             if mark.unkeyed and path not in opened and (root / path).exists():
-                rows = read_rows(self._bytes(self._seen(root / path)), path, dataset, mapping.columns)
+                rows = read_rows(self._bytes(root / path), path, dataset, mapping.columns)
                 parts.append(rows[~_readable(rows, mapping)[1]])
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        for at in range(0, len(frame), size):
-            yield frame.iloc[at : at + size].reset_index(drop=True)
+        yield from _in_frames(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), size)
 
     def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
         """The newest version of each of ``keys`` in any file: retries of the exception queue read every file.
@@ -147,21 +146,25 @@ class FileSystem:
 
     def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
         """Every key's newest version in any file, ``size`` at a time (a full compare); files have no soft deletes."""
-        frame = self._newest(mapping)
-        for at in range(0, len(frame), size):
-            yield frame.iloc[at : at + size].reset_index(drop=True)
+        yield from _in_frames(self._newest(mapping), size)
 
     def _newest(self, mapping: EntityMapping) -> pd.DataFrame:
-        dataset = self._dataset(mapping)
-        parts = []
+        """Every key's newest version in any file, read once per connector (one stage of a run), not once
+        per page of keys a retry or a reprocess looks up.
+        """
+        if mapping.table not in self._newest_read:
+            self._newest_read[mapping.table] = self._read_newest(mapping)
+        return self._newest_read[mapping.table]
+
+    def _read_newest(self, mapping: EntityMapping) -> pd.DataFrame:
+        dataset, parts = self._dataset(mapping), []
         for path, seen in sorted(self._settled(dataset).items()):
-            rows = read_rows(self._bytes(seen), path, dataset, mapping.columns)
+            rows = read_rows(self._bytes(seen.path), path, dataset, mapping.columns)
             times, keyed = _readable(rows, mapping)
             parts.append(rows[keyed].drop(columns=PROBLEM).assign(_ts=times[keyed]))
-        frames = list(_oldest_first(parts, None))
-        if not frames:
+        if not parts:
             return pd.DataFrame(columns=[*mapping.columns, ORIGIN], dtype=object)
-        return frames[0].drop_duplicates(mapping.key, keep="last").reset_index(drop=True)
+        return _oldest_first(parts).drop_duplicates(mapping.key, keep="last").reset_index(drop=True)
 
     def _dataset(self, mapping: EntityMapping) -> DatasetConfig:
         return self.config.datasets[mapping.table]
@@ -217,11 +220,11 @@ class FileSystem:
         modified = datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None) if mtime else None
         return Listed(path, int(stat.st_size), modified)
 
-    def _bytes(self, seen: Listed) -> bytes:
+    def _bytes(self, path: Any) -> bytes:
         try:
-            return seen.path.read_bytes()
+            return path.read_bytes()
         except OSError as exc:
-            raise SystemUnavailable(f"{self.describe()}: reading {seen.path} failed: {exc}") from exc
+            raise SystemUnavailable(f"{self.describe()}: reading {path} failed: {exc}") from exc
 
 
 def _unchanged(mark: FileMark, seen: Listed) -> bool:
@@ -240,12 +243,15 @@ def _readable(rows: pd.DataFrame, mapping: EntityMapping) -> tuple[pd.Series, pd
     return times, rows[mapping.key].notna() & times.notna() & rows[PROBLEM].isna()
 
 
-def _oldest_first(parts: list[pd.DataFrame], size: int | None) -> Iterator[pd.DataFrame]:
-    """The rows of ``parts`` by change time (ties in file order), without the time column, ``size`` a frame."""
+def _oldest_first(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``parts`` (each with its change time ``_ts``) by change time, ties in file order, without it."""
     if not parts:
-        return
+        return pd.DataFrame()
     frame = pd.concat(parts, ignore_index=True).sort_values("_ts", kind="stable").drop(columns="_ts")
-    frame = frame.reset_index(drop=True)
-    step = size or max(len(frame), 1)
-    for at in range(0, len(frame), step):
-        yield frame.iloc[at : at + step].reset_index(drop=True)
+    return frame.reset_index(drop=True)
+
+
+def _in_frames(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    """``frame`` in consecutive frames of ``size`` rows (none for an empty one)."""
+    for at in range(0, len(frame), size):
+        yield frame.iloc[at : at + size].reset_index(drop=True)
