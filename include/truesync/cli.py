@@ -256,9 +256,8 @@ def _sandbox_init(args: argparse.Namespace) -> int:
     counts |= rest.write_seeds(rows, payments, labels.parent)
     counts["pos_events files"] = pos.write_exports(exports, pos.events_folder(config))
     later = systems.Rows()
-    deliveries = pos.write_later(
-        pos.plan_deliveries(exports, args.start, args.days, later), later.labels, labels.parent
-    )
+    pos.write_exports(pos.plan_deliveries(exports, args.start, args.days, later), labels.parent / pos.LATER)
+    deliveries = later.write_labels(labels.parent / "delivery_labels.csv")
     compare_labels, _ = drift.write(quiet, labels.parent)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>10,} rows")

@@ -9,10 +9,10 @@ event names an order nobody has (it waits for its parent); one file is delivered
 another name (read once); terminal ``T04`` goes offline on the last day and says nothing more
 (the flow's silence alert). Events belong to orders the CRM held before the demo days.
 
-Two deliveries come after the demo days (``plan_deliveries``; ``truesync sandbox deliver``
-puts them in the drop, ``delivery_labels.csv`` says what the next run must find): a late file
-of ``T03`` with events of the first day that were stuck on the terminal, and ``T01``'s export
-of the last day rewritten, one payment corrected to a cancelled order.
+Two deliveries come after the demo days (``plan_deliveries``, kept under ``<sandbox>/later``;
+``truesync sandbox deliver`` puts them in the drop, ``delivery_labels.csv`` says what the next
+run must find): a late file of ``T03`` with events of the first day that were stuck on the
+terminal, and ``T01``'s export of the last day rewritten, one payment corrected to a cancelled order.
 
 The back office (system ``pos``, table ``store_prices``) holds the price each store's tills
 charge, and each store's own stock count. The ERP keeps one price per item; its view
@@ -213,17 +213,6 @@ def plan_deliveries(files: dict[str, str], start: date, days: int, labels: Any) 
             EVENTS_FLOW, "pos_event", event["event_id"], "missing", datetime.fromisoformat(event["event_time"])
         )
     return {last: _csv(events), f"T03/events-{(first + timedelta(days=days)).date()}-late.csv": _csv(stuck)}
-
-
-def write_later(files: dict[str, str], labels: list[dict[str, Any]], directory: Path) -> Path:
-    """Keep the later deliveries under ``<sandbox>/later`` and their labels in ``delivery_labels.csv``."""
-    write_exports(files, directory / LATER)
-    path = directory / "delivery_labels.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(labels[0]))
-        writer.writeheader()
-        writer.writerows(labels)
-    return path
 
 
 def deliver(directory: Path, folder: Path) -> list[str]:

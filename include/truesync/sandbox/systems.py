@@ -139,6 +139,16 @@ class Rows:
     def add(self, system: str, table: str, row: dict[str, Any]) -> None:
         self.tables.setdefault((system, table), []).append(row)
 
+    def write_labels(self, path: Path) -> Path:
+        """The labels as a ground-truth file (``labels.csv``, ``delivery_labels.csv``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            fields = ["flow", "entity", "key", "class", "outcome", "overdue", "check", "changed_at"]
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.labels)
+        return path
+
     def label(
         self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
     ) -> None:
@@ -435,10 +445,5 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
                 sql = query.compile(engine, compile_kwargs={"literal_binds": True})
                 conn.execute(text(f"CREATE VIEW {name} AS {sql}"))
         engine.dispose()
-    labels_path.parent.mkdir(parents=True, exist_ok=True)
-    with labels_path.open("w", newline="") as handle:
-        fields = ["flow", "entity", "key", "class", "outcome", "overdue", "check", "changed_at"]
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows.labels)
+    rows.write_labels(labels_path)
     return counts
