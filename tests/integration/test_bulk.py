@@ -209,6 +209,24 @@ def test_keys_are_found_whatever_their_number(engine: Engine, table: Table) -> N
     assert sorted(found) == sorted(wanted[:-1]) and none == []
 
 
+AWKWARD_KEYS = ['say "hi"', "back\\slash", "{braces}", "a,b", "NULL", " padded ", "", "ümlaut 漢字", ODD_TEXT[:40]]
+
+
+def test_keys_with_the_separators_of_an_array_literal_are_found_as_written(engine: Engine, table: Table) -> None:
+    """PostgreSQL gets the keys as one array literal: quotes, backslashes, braces, commas and the word
+    NULL in a key must reach the server as that key, and integers must still use an integer index."""
+    rows = [{**_row(i), "item_key": k} for i, k in enumerate(AWKWARD_KEYS)]
+    with engine.begin() as conn:
+        insert(conn, table, rows)
+    key, count = table.c.item_key, table.c["count"]
+    with engine.connect() as conn:
+        found = [k for (k,) in select_by_keys(conn, select(key), key, [*AWKWARD_KEYS, "say hi"])]
+        big = [_row(0)["count"], _row(2)["count"], -1]  # beyond a double's exact integers
+        by_number = [n for (n,) in select_by_keys(conn, select(count), count, big)]
+    assert sorted(found) == sorted(AWKWARD_KEYS)
+    assert sorted(by_number) == big[:2]
+
+
 def test_rows_the_database_refuses_are_isolated_and_the_rest_loads(engine: Engine) -> None:
     mapping = EntityMapping(table="bulk_items", key="item_key", fields={"key": "item_key", "label": "label"})
     system = SqlSystem("bulkdb", engine.url)

@@ -139,3 +139,23 @@ def test_a_version_with_an_unreadable_change_time_never_beats_a_timed_one(job: E
         _prepared(job, _items(("A", "timed", "1.00", datetime(2026, 11, 1, 9)), ("A", "?", "1.00", "soon")))
     )
     assert json.loads(staged["A"]["payload"])["name"] == "timed" and staged["A"]["check_name"] is None
+
+
+def test_checks_find_bad_rows_without_gx_fingerprinting_the_batch(job: EntityJob, monkeypatch) -> None:
+    """GX hashes every pandas batch for a marker truesync never reads; it is switched off (``quality.checks``)."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    def refuse(frame: pd.DataFrame) -> str:
+        raise AssertionError("GX fingerprinted a batch")
+
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", refuse)
+    staged = _by_key(
+        _prepared(job, _items(("A", "ok", "1.00", datetime(2026, 11, 1)), ("B", "bad", "1,0O", datetime(2026, 11, 1))))
+    )
+    assert staged["A"]["check_name"] is None and staged["B"]["check_name"] == "expect_column_values_to_match_regex"
+
+
+def test_a_payload_keeps_text_as_written(job: EntityJob) -> None:
+    odd = 'quote " back\\slash tab\t new\nline ümlaut 漢字 🦜 \u2028'
+    payload = json.loads(_by_key(_prepared(job, _items(("A", odd, "1.00", datetime(2026, 11, 1)))))["A"]["payload"])
+    assert payload["name"] == odd

@@ -145,7 +145,7 @@ def _say_where(frame: pd.DataFrame, raw: pd.DataFrame) -> None:
 
 def _payloads(raw: pd.DataFrame, canon: Canonical) -> list[str]:
     """Canonical JSON for good rows; the original column values for rows with an error."""
-    payloads = [json.dumps(record) for record in records(canon.records)]  # canonical values are all text
+    payloads = staging.payloads(records(canon.records))
     bad = canon.errors.index
     if len(bad):
         original = dict(zip(bad, records(raw.loc[bad]), strict=True))

@@ -132,12 +132,14 @@ def post_load_checks(job: EntityJob) -> None:
 
     Both read the target by the keys the run wrote, one fetch per chunk, so they cost what
     the delta costs (a table-wide row count would cost what the table costs, and would count
-    other writers too).
+    other writers too); an entity without references is read by its created keys alone.
     """
     checks.clear(job.store, job.run_id, job.entity, health.POST_LOAD)
     target = open_target(job.config, job.config.flows[job.flow].target)
     mapping = job.mapping("target").narrowed([job.spec.key, *job.spec.references])
-    for outcomes in staging.written(job.store, job.run_id, job.entity, job.config.flows[job.flow].chunk_size):
+    read = ("created", "updated") if job.spec.references else ("created",)
+    size = job.config.flows[job.flow].chunk_size
+    for outcomes in staging.written(job.store, job.run_id, job.entity, size, read):
         raw = target.fetch(mapping, list(outcomes))
         created = [key for key, outcome in outcomes.items() if outcome == "created"]
         stats = health.created_checks(target.name, created, as_text(raw[mapping.key]))

@@ -9,7 +9,6 @@ A reprocess run (``pipeline.reprocess``) marks nothing overdue and audits every 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -134,11 +133,8 @@ def _older_than_synced(source_ts: pd.Series, entries: pd.DataFrame) -> pd.Index:
 
 
 def _staged_records(good: pd.DataFrame) -> pd.DataFrame:
-    """The staged canonical records (JSON payloads) by key, as text objects: one parse for the chunk."""
-    parsed = json.loads("[" + ",".join(good["payload"]) + "]")
-    names = list(dict.fromkeys(name for record in parsed for name in record))
-    columns = {name: [record.get(name) for record in parsed] for name in names}
-    return pd.DataFrame(columns, index=pd.Index(good["key"].to_numpy(), dtype=object), dtype=object)
+    """The staged canonical records by key, as text objects: one parse for the chunk."""
+    return staging.parse_payloads(good["payload"].tolist(), pd.Index(good["key"].to_numpy(), dtype=object))
 
 
 def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[pd.DataFrame, pd.Series]:

@@ -6,7 +6,9 @@ statement per row. So:
 * **PostgreSQL**: the rows are streamed with ``COPY`` into a temporary table, then one
   ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE (…) IS DISTINCT FROM (…)`` merges them:
   two statements per call whatever its size, and a row that already holds the values is
-  not rewritten. Keys are looked up with ``= ANY(array)``, one parameter however many keys.
+  not rewritten. Keys are looked up with ``= ANY(array)``, one parameter however many keys,
+  sent as one array literal (``'{"1","2"}'``) the server parses at once, not as ``ARRAY[…]``
+  with an expression per key.
 * **MariaDB/MySQL**: ``INSERT … VALUES (…), (…) … ON DUPLICATE KEY UPDATE``; the driver
   (PyMySQL) folds the parameter sets into multi-row statements of up to 1 MB.
 * A handful of rows (``COPY_FROM_ROWS``) goes as one ``ON CONFLICT`` statement on PostgreSQL too.
@@ -29,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, any_, bindparam
+from sqlalchemy import Table, Text, any_, bindparam, cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -125,10 +127,17 @@ def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any
     PostgreSQL, IN lists of at most ``KEYS_PER_IN`` keys elsewhere (one query each).
     """
     if conn.dialect.name == "postgresql":
-        keyed = [column == any_(bindparam(None, list(keys), type_=postgresql.ARRAY(column.type)))]
+        listed = bindparam(None, array_literal(keys), type_=Text)
+        keyed = [column == any_(cast(listed, postgresql.ARRAY(column.type)))]
     else:
         keyed = in_pages(column, keys)
     return [row for clause in keyed for row in conn.execute(query.where(clause)).all()]
+
+
+def array_literal(values: Sequence[Any]) -> str:
+    """PostgreSQL's text form of an array of non-null values, each quoted: ``{"1","a \\"b\\""}``."""
+    quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
 
 
 def in_pages(column: Any, keys: Sequence[Any]) -> list[Any]:
