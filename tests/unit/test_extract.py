@@ -12,7 +12,7 @@ import pytest
 from truesync.config import load_config
 from truesync.pipeline.extract import NULL_KEY_PREFIX, batched, prepare
 from truesync.pipeline.job import EntityJob
-from truesync.store import Store
+from truesync.store import Store, staging
 from truesync.support.frames import records
 
 
@@ -159,3 +159,12 @@ def test_a_payload_keeps_text_as_written(job: EntityJob) -> None:
     odd = 'quote " back\\slash tab\t new\nline ümlaut 漢字 🦜 \u2028'
     payload = json.loads(_by_key(_prepared(job, _items(("A", odd, "1.00", datetime(2026, 11, 1)))))["A"]["payload"])
     assert payload["name"] == odd
+
+
+def test_a_lone_surrogate_a_json_source_can_send_is_staged_and_read_back(job: EntityJob) -> None:
+    lone = "broken \ud800 text"
+    staged = prepare(
+        job, _items(("A", lone, "1.00", datetime(2026, 11, 1)), ("B", "fine", "2.00", datetime(2026, 11, 1)))
+    )
+    back = staging.parse_payloads(staged["payload"].tolist(), pd.Index(staged["key"]))
+    assert back.loc["A", "name"] == lone and back.loc["B", "name"] == "fine"

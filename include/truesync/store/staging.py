@@ -10,6 +10,7 @@ faster than the standard ``json`` module: every record of a delta passes through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,31 @@ _ENCODER, _DECODER = msgspec.json.Encoder(), msgspec.json.Decoder()
 
 
 def payloads(records: list[dict[str, str | None]]) -> list[str]:
-    """Canonical records as JSON payloads, one per record."""
-    return [_ENCODER.encode(record).decode() for record in records]
+    """Canonical records as JSON payloads, one per record.
+
+    Text that is not valid Unicode (a lone surrogate, which a JSON source can send) cannot be
+    UTF-8 for msgspec; such a record is spelled by ``json`` with escapes, as a JSON text allows.
+    """
+    return [_payload(record) for record in records]
+
+
+def _payload(record: dict[str, str | None]) -> str:
+    try:
+        return _ENCODER.encode(record).decode()
+    except UnicodeEncodeError:
+        return json.dumps(record)
 
 
 def parse_payloads(texts: list[str], index: pd.Index) -> pd.DataFrame:
-    """Payloads back as a frame of text objects (``None`` for null), one column per field, on ``index``."""
-    parsed = _DECODER.decode("[" + ",".join(texts) + "]")
+    """Payloads back as a frame of text objects (``None`` for null), one column per field, on ``index``.
+
+    msgspec refuses an escaped lone surrogate; a chunk holding one is read by ``json``.
+    """
+    joined = "[" + ",".join(texts) + "]"
+    try:
+        parsed = _DECODER.decode(joined)
+    except msgspec.DecodeError:
+        parsed = json.loads(joined)
     names = list(dict.fromkeys(name for record in parsed for name in record))
     columns = {name: [record.get(name) for record in parsed] for name in names}
     return pd.DataFrame(columns, index=index, dtype=object)
