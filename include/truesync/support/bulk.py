@@ -16,7 +16,9 @@ statement per row. So:
   keys are looked up in pages below SQLite's limit of bound parameters.
 
 A key given twice in one call is refused before anything is sent (``DuplicateKeys``): which
-of the two would win depends on the dialect, so the caller must settle it.
+of the two would win depends on the dialect, so the caller must settle it. A value the driver
+refuses before sending it (psycopg2 refuses text holding U+0000, which PostgreSQL cannot
+store) is a ``DataError`` like one the server refuses, so its row is isolated the same way.
 """
 
 from __future__ import annotations
@@ -217,7 +219,10 @@ def _executemany(conn: Connection, table: Table, statement: Any, columns: dict[s
         bound.append(_bound(columns[name], process))
     tuples = zip(*bound, strict=True)
     params = list(tuples) if compiled.positiontup else [dict(zip(names, t, strict=True)) for t in tuples]
-    conn.exec_driver_sql(compiled.string, params)
+    try:
+        conn.exec_driver_sql(compiled.string, params)
+    except ValueError as exc:  # the driver refused a value before sending it (psycopg2: NUL in text)
+        raise DataError(compiled.string, None, exc) from exc
 
 
 def _bound(values: Column, process: Callable[[Any], Any] | None) -> list[Any]:
