@@ -356,8 +356,8 @@ def _to_minor(
 def _to_python(values: pd.Series, python_type: type | None) -> pd.Series:
     """Canonical text as ``python_type``; text where there is no such conversion."""
     converters: dict[type | None, Any] = {
-        int: lambda v: int(v),
-        float: lambda v: float(v),
+        int: int,
+        float: float,
         decimal.Decimal: decimal.Decimal,
         bool: lambda v: v == "true",
         dt.date: dt.date.fromisoformat,

@@ -223,14 +223,16 @@ def _remember(
 ) -> None:
     """Ledger entries for every record now in sync, written after the target commit."""
     rows = verdict.result.loc[keys, ["source_hash", "target_hash", "write"]]
-    seen = target_ts.reindex(keys).to_numpy(dtype=object)
+    target_at = pd.to_datetime(target_ts.reindex(keys))  # as found; the write time where written
+    if written_ts is not None:
+        target_at = target_at.mask(rows["write"].to_numpy(dtype=bool), pd.Timestamp(written_ts))
     frame = pd.DataFrame(
         {
             "key": keys,
             "source_hash": rows["source_hash"].to_numpy(),
             "target_hash": rows["target_hash"].to_numpy(),
             "source_ts": source_ts.reindex(keys).to_numpy(),
-            "target_ts": pd.to_datetime(np.where(rows["write"].to_numpy(dtype=bool), written_ts, seen)),
+            "target_ts": target_at.to_numpy(),
             "mapping_version": job.mapping_version(),
             "run_id": job.run_id,
             "synced_at": utcnow(),
