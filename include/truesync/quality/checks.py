@@ -45,7 +45,7 @@ from great_expectations.expectations.registry import get_expectation_impl  # noq
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 # GX fingerprints every pandas batch below this many bytes (pandas' hash of every row, then MD5)
-# for its batch markers, which truesync never reads: a quarter of what validating a chunk costs.
+# for its batch markers, which truesync never reads: nearly half of what validating a chunk costs.
 # GX 1.x has no option to turn it off but this threshold, so it is set to fingerprint nothing.
 pandas_execution_engine.HASH_THRESHOLD = 0
 

@@ -129,14 +129,14 @@ def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any
     PostgreSQL, IN lists of at most ``KEYS_PER_IN`` keys elsewhere (one query each).
     """
     if conn.dialect.name == "postgresql":
-        listed = bindparam(None, array_literal(keys), type_=Text)
+        listed = bindparam(None, _array_literal(keys), type_=Text)
         keyed = [column == any_(cast(listed, postgresql.ARRAY(column.type)))]
     else:
         keyed = in_pages(column, keys)
     return [row for clause in keyed for row in conn.execute(query.where(clause)).all()]
 
 
-def array_literal(values: Sequence[Any]) -> str:
+def _array_literal(values: Sequence[Any]) -> str:
     """PostgreSQL's text form of an array of non-null values, each quoted: ``{"1","a \\"b\\""}``."""
     quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
     return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
