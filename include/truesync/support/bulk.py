@@ -17,8 +17,9 @@ statement per row. So:
 
 A key given twice in one call is refused before anything is sent (``DuplicateKeys``): which
 of the two would win depends on the dialect, so the caller must settle it. A value the driver
-refuses before sending it (psycopg2 refuses text holding U+0000, which PostgreSQL cannot
-store) is a ``DataError`` like one the server refuses, so its row is isolated the same way.
+refuses before sending it (text holding U+0000, which PostgreSQL cannot store, or a lone
+surrogate, which no driver can encode) is a ``DataError`` like one the server refuses, so its
+row is isolated the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
+from psycopg2.extensions import encodings
 from sqlalchemy import Table, Text, any_, bindparam, cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -221,7 +223,7 @@ def _executemany(conn: Connection, table: Table, statement: Any, columns: dict[s
     params = list(tuples) if compiled.positiontup else [dict(zip(names, t, strict=True)) for t in tuples]
     try:
         conn.exec_driver_sql(compiled.string, params)
-    except ValueError as exc:  # the driver refused a value before sending it (psycopg2: NUL in text)
+    except ValueError as exc:  # the driver refused a value before sending it: NUL in text, a lone surrogate
         raise DataError(compiled.string, None, exc) from exc
 
 
@@ -271,24 +273,34 @@ def _copy_merge(
 
 
 def _copy(conn: Connection, table: str, values: dict[str, Column]) -> None:
-    """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format."""
+    """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format.
+
+    The text is encoded here, in the connection's encoding, not by the driver while it streams:
+    text the encoding cannot hold then fails as a ``DataError`` before anything is sent, where
+    the driver would cancel the COPY as if the server had gone.
+    """
     quote = postgresql.dialect().identifier_preparer.quote
     columns = list(values)
     texts = [_copy_column(values[c]) for c in columns]
-    buffer = io.StringIO("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n")
     statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     with _driver_errors(conn, statement) as cursor:
-        cursor.copy_expert(statement, buffer)
+        text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
+        cursor.copy_expert(statement, io.BytesIO(text.encode(encodings[cursor.connection.encoding])))
 
 
 @contextmanager
 def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
-    """A raw cursor of the connection's transaction whose errors arrive as SQLAlchemy's, like any statement's."""
+    """A raw cursor of the connection's transaction whose errors arrive as SQLAlchemy's, like any statement's.
+
+    Text the driver cannot encode (a lone surrogate is not UTF-8) is a ``DataError`` too.
+    """
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    except UnicodeEncodeError as exc:
+        raise DataError(statement, None, exc) from exc
     finally:
         cursor.close()
 
