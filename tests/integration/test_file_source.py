@@ -164,6 +164,18 @@ def test_a_retried_or_failed_run_reads_its_files_again(drop: Drop) -> None:
         assert conn.execute(select(file_table.c.run_id)).scalars().all() == ["run1"]
 
 
+def test_a_narrowed_read_of_the_files_never_stands_in_for_the_full_one(drop: Drop) -> None:
+    """A compare first asks a file source for keys only, then for whole records: each gets its columns."""
+    from truesync.connectors.registry import open_source
+
+    drop.write("T1/2026-11-02.csv", events(("E1", "T1", "A00", "10.00", at(0, 9))))
+    source, mapping = open_source(drop.config, "pos"), drop.config.entity_mapping("pos", "pos_event")
+    keys_only = source.fetch(mapping.narrowed([]), ["E1"])
+    assert "amount" not in keys_only.columns and list(keys_only["event_id"]) == ["E1"]
+    whole = next(source.scan(mapping, 10))
+    assert whole.loc[0, "amount"] == "10.00" and whole.loc[0, "terminal_id"] == "T1"
+
+
 def test_json_lines_from_an_in_memory_filesystem(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk.io import attach
 

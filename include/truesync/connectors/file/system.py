@@ -61,7 +61,7 @@ class FileSystem:
         self._ledger: FileLedger | None = None
         self._unkeyed: dict[str, list[pd.DataFrame]] = {}  # dataset -> rows without key or time this extract read
         self._opened: dict[str, set[str]] = {}  # dataset -> paths this extract read
-        self._newest_read: dict[str, pd.DataFrame] = {}  # dataset -> every key's newest version, read once
+        self._newest_read: dict[tuple[str, ...], pd.DataFrame] = {}  # dataset and columns -> newest versions
 
     @classmethod
     def open(cls, name: str, settings: FileConfig, connection: str) -> FileSystem:
@@ -150,11 +150,13 @@ class FileSystem:
 
     def _newest(self, mapping: EntityMapping) -> pd.DataFrame:
         """Every key's newest version in any file, read once per connector (one stage of a run), not once
-        per page of keys a retry or a reprocess looks up.
+        per page of keys a retry or a reprocess looks up. A narrowed mapping (a compare asking only
+        for keys) reads its own columns: it must not stand in for the full mapping, nor it for it.
         """
-        if mapping.table not in self._newest_read:
-            self._newest_read[mapping.table] = self._read_newest(mapping)
-        return self._newest_read[mapping.table]
+        read = (mapping.table, *mapping.columns)
+        if read not in self._newest_read:
+            self._newest_read[read] = self._read_newest(mapping)
+        return self._newest_read[read]
 
     def _read_newest(self, mapping: EntityMapping) -> pd.DataFrame:
         dataset, parts = self._dataset(mapping), []
