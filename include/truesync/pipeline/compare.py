@@ -30,8 +30,9 @@ from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import EPOCH, as_text, keys_of, to_canonical
 from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
+from truesync.core.text import stand_in_key, unstorable_keys
 from truesync.pipeline import progress
-from truesync.pipeline.extract import stage_fetched
+from truesync.pipeline.extract import prepare, stage_fetched
 from truesync.pipeline.finalize import fail_run, finish_run
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
@@ -104,7 +105,10 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
     """Write one side's keys, hashes of the synced fields and change times to the store; returns rows read.
 
     A row the mapping cannot read, or a key read twice in one chunk, gets no hash, so it is
-    always compared again (and its problem reported by the checks that stage it).
+    always compared again (and its problem reported by the checks that stage it). A key the
+    store cannot hold (``core.text``) is compared under its stand-in name on the target side
+    (so it shows as ``target_only``); a source row with one is staged for the checks at once,
+    which hold it as extract does, since it could not be fetched again by that name.
     """
     fields = job.config.synced_fields(job.flow, job.entity)
     shared = job.config.shared_fields(job.flow, job.entity)
@@ -113,12 +117,27 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
         read += len(raw)
         canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
         hashes = side_hash(canon.records[fields], shared)
-        frame = pd.DataFrame({"key": keys_of(raw, canon, mapping, job.spec.key), "hash": hashes, "ts": canon.source_ts})
+        keys = _storable_keys(job, raw, keys_of(raw, canon, mapping, job.spec.key), side)
+        frame = pd.DataFrame({"key": keys, "hash": hashes, "ts": canon.source_ts})
         unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
         frame.loc[unsure, "hash"] = None
         frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
         compared.record_keys(job.store, job.run_id, job.entity, side, frame)
     return read
+
+
+def _storable_keys(job: EntityJob, raw: pd.DataFrame, keys: pd.Series, side: str) -> pd.Series:
+    """``keys`` with each unstorable one named by its stand-in (target side) or left out and staged (source side)."""
+    unstorable = unstorable_keys(keys).index
+    if not len(unstorable):
+        return keys
+    keys = keys.copy()
+    if side == compared.SOURCE:
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw.loc[unstorable]))
+        keys[unstorable] = None
+    else:
+        keys[unstorable] = keys[unstorable].map(stand_in_key)
+    return keys
 
 
 def _judge(job: EntityJob, dry_run: bool) -> int:

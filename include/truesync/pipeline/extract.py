@@ -19,6 +19,7 @@ from truesync.connectors.base import ORIGIN, PROBLEM, KeepsFiles, Source
 from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, keys_of, to_canonical
 from truesync.core.classify import row_hash
+from truesync.core.text import BAD_KEY_PREFIX, escaped_column, shown_key, stand_in_key, unstorable_keys
 from truesync.pipeline import progress
 from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
@@ -56,7 +57,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
         shown.read("no key or change time", len(raw))
     for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
-        real = [k for k in keys if not k.startswith(NULL_KEY_PREFIX)]
+        real = [k for k in keys if not k.startswith((NULL_KEY_PREFIX, BAD_KEY_PREFIX))]
         if real:
             staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
             shown.read("exception retries", len(real))
@@ -98,10 +99,12 @@ def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]
 
 
 def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
-    """Canonical rows for staging: failed checks flagged, null keys named, duplicates settled.
+    """Canonical rows for staging: failed checks flagged, null and unstorable keys named, duplicates settled.
 
-    The data-quality suite speaks first; a mapping error (a value the checks let through
-    but the mapping cannot read) is reported only for rows the suite passed.
+    A key the store cannot hold is flagged first (``storable_key``); then the data-quality suite
+    speaks; a mapping error (a value the checks let through but the mapping cannot read) is
+    reported only for rows the suite passed. Reasons and flagged values are escaped where a
+    store could not hold their text.
     """
     if raw.empty:
         return pd.DataFrame()
@@ -113,15 +116,28 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
     null = raw[mapping.key].isna()
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
+    unstorable = _unstorable(keys, mapping.key)
+    keys[unstorable.index] = keys[unstorable.index].map(stand_in_key)
     frame = pd.DataFrame({"key": keys, "source_ts": canon.source_ts})
-    frame = frame.join(_unreadable(raw).combine_first(verdict.failures).combine_first(canon.errors))
+    flagged = unstorable.combine_first(_unreadable(raw)).combine_first(verdict.failures).combine_first(canon.errors)
+    frame = frame.join(flagged)
     untimed = frame["source_ts"].isna() & frame["check_name"].isna()
     if untimed.any():
         frame.loc[untimed, ["check_name", "field"]] = ["valid_datetime", mapping.cursor]
         frame.loc[untimed, "reason"] = f"change time (column '{mapping.cursor}') cannot be read as a time"
     _say_where(frame, raw)
+    frame["reason"], frame["value"] = escaped_column(frame["reason"]), escaped_column(frame["value"])
     frame["payload"] = _payloads(raw, canon)
     return _settle_duplicates(frame)
+
+
+def _unstorable(keys: pd.Series, field: str) -> pd.DataFrame:
+    """Rows whose key the store cannot hold (``core.text``): they fail check ``storable_key``."""
+    why = unstorable_keys(keys)
+    shown = keys[why.index].map(shown_key)
+    reasons = "key " + shown + " cannot name a record: " + why
+    flagged = {"check_name": "storable_key", "field": field, "reason": reasons, "value": shown}
+    return pd.DataFrame(flagged, index=why.index, columns=list(flagged))
 
 
 def _unreadable(raw: pd.DataFrame) -> pd.DataFrame:

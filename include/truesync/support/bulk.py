@@ -13,7 +13,10 @@ statement per row. So:
   (PyMySQL) folds the parameter sets into multi-row statements of up to 1 MB.
 * A handful of rows (``COPY_FROM_ROWS``) goes as one ``ON CONFLICT`` statement on PostgreSQL too.
 * **SQLite**: one prepared statement executed for all rows inside the caller's transaction;
-  keys are looked up in pages below SQLite's limit of bound parameters.
+  keys are looked up in pages below SQLite's limit of bound parameters. SQLite enforces no
+  declared type: it would keep a number too large for a ``NUMERIC(p, s)`` column as a float,
+  changed, where PostgreSQL and MariaDB refuse it. So such a value is refused here, as a
+  ``DataError``, and its row is isolated like theirs.
 
 A key given twice in one call is refused before anything is sent (``DuplicateKeys``): which
 of the two would win depends on the dialect, so the caller must settle it. A value the driver
@@ -35,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 from psycopg2.extensions import encodings
-from sqlalchemy import Table, Text, any_, bindparam, cast
+from sqlalchemy import Float, Numeric, Table, Text, any_, bindparam, cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -92,6 +95,8 @@ def upsert(
         return 0
     conflict, updates, columns = list(conflict_columns), list(update_columns), _columns(rows)
     _refuse_duplicates(columns, conflict)
+    if conn.dialect.name == "sqlite":
+        _refuse_beyond_precision(table, columns)
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
         _copy_merge(conn, table, columns, conflict, updates)
     else:
@@ -190,6 +195,27 @@ def _refuse_duplicates(columns: dict[str, Column], conflict: list[str]) -> None:
     twice = [key for key, n in Counter(keys).items() if n > 1]
     shown = ", ".join(repr(k[0] if len(k) == 1 else k) for k in twice[:5])
     raise DuplicateKeys(f"{len(twice)} key(s) given more than once in one write, e.g. {shown}")
+
+
+def _refuse_beyond_precision(table: Table, columns: dict[str, Column]) -> None:
+    """A number with more digits before the point than its ``NUMERIC(p, s)`` column declares is a
+    ``DataError`` (no value in the message: it may be personal data)."""
+    for name, values in columns.items():
+        kind = table.c[name].type
+        if not isinstance(kind, Numeric) or isinstance(kind, Float) or not kind.precision:
+            continue
+        limit = Decimal(10) ** (kind.precision - (kind.scale or 0))
+        for value in _python(values):
+            if value is not None and _magnitude(value) >= limit:
+                reason = f"a value of column '{name}' does not fit NUMERIC({kind.precision}, {kind.scale or 0})"
+                raise DataError(f"INSERT INTO {table.name}", None, ValueError(reason))
+
+
+def _magnitude(value: Any) -> Decimal:
+    try:
+        return abs(Decimal(str(value)))
+    except ArithmeticError:  # not a number: the database's own conversion decides
+        return Decimal(0)
 
 
 def _upsert_statement(conn: Connection, table: Table, conflict: list[str], updates: list[str]) -> Any:
