@@ -28,7 +28,7 @@ def escaped(value: str) -> str:
 def escaped_column(values: pd.Series) -> pd.Series:
     """A column of text (and nulls) with every value a store cannot hold escaped; the rest unchanged."""
     text = values.dropna()
-    text = text[text.map(type) == str]
+    text = text[[isinstance(value, str) for value in text]]
     odd = text.index[text.str.contains(_UNSTORABLE, regex=True)]
     if not len(odd):
         return values
