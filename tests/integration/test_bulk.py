@@ -268,3 +268,27 @@ def test_text_a_database_cannot_hold_is_refused_by_row_and_the_rest_loads(engine
     assert set(notes) == {r["item_key"] for r in rows} - set(refused)
     assert nul_refused or notes["K000007"] == "before\x00after"
     system.engine.dispose()
+
+
+@pytest.mark.parametrize("count", [COPY_FROM_ROWS - 1, 500])
+def test_a_number_beyond_its_columns_precision_is_refused_by_row_on_every_database(engine: Engine, count: int) -> None:
+    """``amount`` is NUMERIC(38, 18): 20 digits before the point. PostgreSQL and MariaDB refuse a
+    21st; SQLite enforces no declared type and would keep it as a float, changed, so truesync
+    refuses it there the same way. A negative number is measured by its size. (Within its precision
+    SQLite still keeps the number as a double, exact to 15 significant digits.)"""
+    mapping = EntityMapping(table="bulk_items", key="item_key", fields={"key": "item_key", "amount": "amount"})
+    system = SqlSystem("bulkdb", engine.url)
+    rows = [{"item_key": f"K{i:06d}", "amount": Decimal(f"{i}.5")} for i in range(count)]
+    widest = Decimal("99999999999999999999.999999999999999999")
+    rows[3]["amount"], rows[5]["amount"], rows[8]["amount"] = Decimal("1" + "0" * 20), -widest - 1, widest
+    with pytest.raises(RecordsRejected) as caught:
+        system.write(mapping, rows, batch_size=1000)
+    assert sorted(caught.value.rejected) == ["K000003", "K000005"]
+    assert all("1000000" not in reason for reason in caught.value.rejected.values()), "no value in the reason"
+    stored = Table("bulk_items", MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        amounts = dict(conn.execute(select(stored.c.item_key, stored.c.amount)).all())
+    assert set(amounts) == {r["item_key"] for r in rows} - {"K000003", "K000005"}
+    kept = amounts["K000008"]
+    assert float(kept) == float(widest) if engine.dialect.name == "sqlite" else Decimal(str(kept)) == widest
+    system.engine.dispose()

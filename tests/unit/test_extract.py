@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from truesync.config import load_config
+from truesync.core.text import BAD_KEY_PREFIX, KEY_LENGTH, escaped
 from truesync.pipeline.extract import NULL_KEY_PREFIX, batched, prepare
 from truesync.pipeline.job import EntityJob
 from truesync.store import Store, staging
@@ -168,3 +169,38 @@ def test_a_lone_surrogate_a_json_source_can_send_is_staged_and_read_back(job: En
     )
     back = staging.parse_payloads(staged["payload"].tolist(), pd.Index(staged["key"]))
     assert back.loc["A", "name"] == lone and back.loc["B", "name"] == "fine"
+
+
+def test_a_key_no_store_can_hold_is_held_under_a_stand_in_name_and_shown_escaped(job: EntityJob) -> None:
+    """U+0000, a lone surrogate and a key longer than the store's key columns: each is ``invalid``
+    (``storable_key``) under ``bad-key:<hash>``; the longest key that fits is staged as it is."""
+    day, later = datetime(2026, 11, 1, 9), datetime(2026, 11, 1, 10)
+    fits, too_long = "K" * KEY_LENGTH, "L" * (KEY_LENGTH + 1)
+    staged = _prepared(
+        job,
+        _items(
+            ("A\x00B", "first", "1.00", day),
+            ("lone \udc80", "surrogate", "1.00", day),
+            (too_long, "long", "1.00", day),
+            (fits, "fits", "1.00", day),
+            ("A\x00B", "second", "1.00", later),
+        ),
+    )
+    assert _by_key(staged)[fits]["check_name"] is None
+    held = {row["value"]: row for row in staged if row["key"].startswith(BAD_KEY_PREFIX)}
+    assert len(held) == 3, "the NUL key's two versions settle into one record"
+    assert {row["check_name"] for row in held.values()} == {"storable_key"}
+    assert {row["field"] for row in held.values()} == {"sku"}
+    nul, lone = held["'A\\x00B'"], held["'lone \\udc80'"]
+    assert "U+0000" in nul["reason"] and json.loads(nul["payload"])["name"] == "second", "the latest version wins"
+    assert "lone surrogate" in lone["reason"]
+    long = next(row for value, row in held.items() if value.startswith("'LLL"))
+    assert f"{KEY_LENGTH + 1:,} characters long" in long["reason"] and len(long["value"]) < 100
+    for row in staged:
+        assert escaped(row["reason"] or "") == (row["reason"] or ""), "no text a store cannot hold"
+
+
+def test_a_flagged_value_no_store_can_hold_is_kept_escaped(job: EntityJob) -> None:
+    staged = _by_key(_prepared(job, _items(("C", "bad price", "12,5\x00\ud800", datetime(2026, 11, 1, 9)))))
+    assert staged["C"]["check_name"] == "expect_column_values_to_match_regex"
+    assert staged["C"]["value"] == "12,5\\x00\\ud800"

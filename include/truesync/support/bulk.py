@@ -213,7 +213,7 @@ def _refuse_beyond_precision(table: Table, columns: dict[str, Column]) -> None:
 
 def _magnitude(value: Any) -> Decimal:
     try:
-        return abs(Decimal(str(value)))
+        return Decimal(str(value)).copy_abs()
     except ArithmeticError:  # not a number: the database's own conversion decides
         return Decimal(0)
 
