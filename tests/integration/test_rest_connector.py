@@ -7,12 +7,15 @@ the server's, so retries, timeouts, paging and idempotency are exercised as in p
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,6 +189,62 @@ def test_configured_rate_limit_spaces_the_requests(crm: Crm) -> None:
     requests_made = crm.stats()["GET /contacts"]
     assert requests_made >= 12
     assert time.monotonic() - began >= (requests_made - 1) / 10 - 0.05
+
+
+# A worker of its own: a process that opens the CRM with the given ceiling and makes ``count`` requests.
+BURST = """
+import sys
+from truesync.connectors.rest.connection import HttpConnection
+from truesync.connectors.rest.settings import RestConfig
+from truesync.connectors.rest.system import RestSystem
+from truesync.store import Store
+from truesync.store.rate_limits import shared_ceilings
+
+url, token, store, settings, count = sys.argv[1:]
+system = RestSystem("crm_api", RestConfig.model_validate_json(settings), HttpConnection(url, None, token))
+if store:
+    system.share_ceiling(shared_ceilings(Store(store)))
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(count)):
+    system.api.request("GET", "/contacts", params={"limit": 1})
+"""
+
+
+def _bursts(crm: Crm, store: str, workers: int, count: int) -> float:
+    """``workers`` processes make ``count`` requests each, all starting together; returns the seconds taken."""
+    args = [crm.server.url, TOKEN, store, crm.settings.model_dump_json(), str(count)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BURST, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    began = time.monotonic()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_the_rate_limit_holds_across_worker_processes_through_the_store(
+    crm: Crm, store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two worker processes at a ceiling of 20 requests per second: through the store's shared
+    ceiling the API sees at most 20 (+1 for a slot used up to one interval late) in any second;
+    with each process's own ceiling, as before, it sees about 40."""
+    url = request.getfixturevalue("postgres_url") if store == "postgresql" else f"sqlite:///{tmp_path / 'store.db'}"
+    crm.settings.rate_limit = 20
+    seconds = _bursts(crm, url.render_as_string(False) if store == "postgresql" else url, workers=2, count=30)
+    busiest = crm.stats()["busiest_second"]
+    assert busiest <= 21 and seconds >= 59 / 20 - 0.1, (busiest, seconds)
+    alone = _bursts(crm, "", workers=2, count=30)
+    assert crm.stats()["busiest_second"] >= 30 and alone < seconds, "per process, the two workers double the rate"
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ records the target refused (``RecordsRejected``).
 
 A source read file by file (kind ``file``) also keeps a ledger of the files it read
 (``FileLedger``): the extract hands it one for the flow, entity and run (``KeepsFiles``).
+A system with a request-rate ceiling (kind ``rest``) takes the deployment's shared ceilings
+when it is opened (``Ceilings``; the store keeps them, ``store.rate_limits``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -24,6 +26,15 @@ from truesync.config import EntityMapping
 SoftMark = tuple[str, str | None] | None  # (column, value) marking a soft-deleted row; value None: any value
 ORIGIN = "_origin"  # column a source may add to its frames: where a record was read (file and line)
 PROBLEM = "_problem"  # column a source may add: why a row could not be read at all (the row is quarantined)
+
+
+class Ceiling(Protocol):
+    """A request-rate ceiling: ``wait`` returns when the next request may start."""
+
+    def wait(self) -> None: ...
+
+
+Ceilings = Callable[[str, float], Ceiling]  # (system, requests per second) -> that system's ceiling
 
 
 class Source(Protocol):
@@ -137,6 +148,13 @@ class FileLedger(Protocol):
     def record(self, marks: list[FileMark]) -> None:
         """This run's marks, replacing any it recorded before (a retried extract)."""
         ...
+
+
+@runtime_checkable
+class RateLimited(Protocol):
+    """A system with a request-rate ceiling: it takes the one every worker shares when opened."""
+
+    def share_ceiling(self, ceilings: Ceilings) -> None: ...
 
 
 @runtime_checkable

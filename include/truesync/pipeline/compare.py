@@ -40,6 +40,7 @@ from truesync.pipeline.window import Window
 from truesync.store import Store, checks, code_tables, ledger, queue, runs, staging
 from truesync.store import compare as compared
 from truesync.store.core import utcnow
+from truesync.store.rate_limits import shared_ceilings
 
 CHILDREN_REMAIN = "children_remain"
 
@@ -77,7 +78,7 @@ def compare_entity(job: EntityJob) -> int:
     """Scan both sides, judge every key, stage the source records to repair; returns keys compared."""
     began = time.monotonic()
     spec = job.config.flows[job.flow]
-    source, target = open_source(job.config, spec.source), open_target(job.config, spec.target)
+    source, target = job.source(), job.target()
     source_mapping, target_mapping = job.mapping("source"), job.mapping("target")
     target.require_unique_key(target_mapping)
     compared.clear(job.store, job.run_id, job.entity)
@@ -201,7 +202,8 @@ def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run:
     jobs = [EntityJob(config, store, flow, entity, run_id) for entity in entities]
     for job in jobs:
         _guard(job)
-    source, target = open_source(config, spec.source), open_target(config, spec.target)
+    ceilings = shared_ceilings(store)
+    source, target = open_source(config, spec.source, ceilings), open_target(config, spec.target, ceilings)
     removed: dict[str, set[str]] = {}
     totals: dict[str, int] = {}
     for job in reversed(jobs):

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import pandas as pd
 
 from truesync.connectors.base import ORIGIN, PROBLEM, KeepsFiles, Source
-from truesync.connectors.registry import open_source
 from truesync.core.canonical import Canonical, keys_of, to_canonical
 from truesync.core.classify import row_hash
 from truesync.core.text import BAD_KEY_PREFIX, escaped_column, shown_key, stand_in_key, unstorable_keys
@@ -43,7 +42,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     shown = progress.Extracting(job, window)
     flow = job.config.flows[job.flow]
     code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))
-    source = open_source(job.config, flow.source)
+    source = job.source()
     if isinstance(source, KeepsFiles):
         source.remember(files.Ledger(job.store, job.flow, job.entity, job.run_id))
     mapping = job.mapping("source")

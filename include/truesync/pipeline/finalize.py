@@ -28,7 +28,6 @@ from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config
 from truesync.connectors.errors import SystemUnavailable
-from truesync.connectors.registry import open_target
 from truesync.core.canonical import as_text, to_canonical
 from truesync.pipeline import progress
 from truesync.pipeline.extract import NULL_KEY_PREFIX
@@ -135,7 +134,7 @@ def post_load_checks(job: EntityJob) -> None:
     other writers too); an entity without references is read by its created keys alone.
     """
     checks.clear(job.store, job.run_id, job.entity, health.POST_LOAD)
-    target = open_target(job.config, job.config.flows[job.flow].target)
+    target = job.target()
     mapping = job.mapping("target").narrowed([job.spec.key, *job.spec.references])
     read = ("created", "updated") if job.spec.references else ("created",)
     size = job.config.flows[job.flow].chunk_size

@@ -15,10 +15,12 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import CodeTable, Config, EntityConfig, EntityMapping
-from truesync.connectors.base import Target
+from truesync.connectors.base import Source, Target
+from truesync.connectors.registry import open_source, open_target
 from truesync.pipeline import progress
 from truesync.pipeline.window import Window
 from truesync.store import Store, runs
+from truesync.store.rate_limits import shared_ceilings
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class EntityJob:
     @property
     def spec(self) -> EntityConfig:
         return self.config.entities[self.entity]
+
+    def source(self) -> Source:
+        """The flow's source, its request-rate ceiling shared through the store by every worker."""
+        return open_source(self.config, self.config.flows[self.flow].source, shared_ceilings(self.store))
+
+    def target(self) -> Target:
+        """The flow's target, its request-rate ceiling shared through the store by every worker."""
+        return open_target(self.config, self.config.flows[self.flow].target, shared_ceilings(self.store))
 
     def mapping(self, role: str) -> EntityMapping:
         """The entity's mapping in the flow's ``source`` or ``target`` system."""

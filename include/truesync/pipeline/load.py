@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from truesync.connectors.errors import RecordsRejected
-from truesync.connectors.registry import open_target
 from truesync.core.canonical import EPOCH, to_canonical, to_system
 from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
 from truesync.pipeline import progress, reconcile
@@ -40,7 +39,7 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     began = time.monotonic()
     shown = progress.Syncing(job, window, part, dry_run)
     flow = job.config.flows[job.flow]
-    target = open_target(job.config, flow.target)
+    target = job.target()
     target.columns(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
     tally = Tally()
     staging.clear_results(job.store, job.run_id, job.entity, part)

@@ -23,7 +23,6 @@ from typing import Any
 
 from truesync.config import Config
 from truesync.connectors.errors import ConfigurationProblem
-from truesync.connectors.registry import open_source
 from truesync.core.canonical import EPOCH
 from truesync.pipeline import progress
 from truesync.pipeline.dags import translated_entities
@@ -54,7 +53,7 @@ def stage_translated_otherwise(job: EntityJob, table: str | None) -> int:
     code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))  # all translate
     tables = [t for t in job.code_tables() if table is None or t.name == table]
     staging.clear(job.store, job.run_id, job.entity)
-    source = open_source(job.config, job.config.flows[job.flow].source)
+    source = job.source()
     staged = stage_fetched(job, source, _keys(job, tables)) if tables else 0
     counts = {"extracted": staged, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)

@@ -83,6 +83,7 @@ class _State:
     items: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     stats: Counter = field(default_factory=Counter)
+    starts: list[float] = field(default_factory=list)  # when each record request arrived (epoch seconds)
     replies: dict[str, tuple[int, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1
@@ -110,6 +111,16 @@ class _State:
             return record
 
 
+def _busiest_second(starts: list[float]) -> int:
+    """The most of the (sorted) ``starts`` that fall within one second of each other."""
+    busiest, first = 0, 0
+    for last, at in enumerate(starts):
+        while at - starts[first] >= 1.0:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
 def now_text() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
@@ -133,6 +144,7 @@ def create_app(
         if request.url.path.startswith("/_"):
             return await call_next(request)
         state.stats[f"{request.method} {request.url.path}"] += 1
+        state.starts.append(time.time())
         if state.token and request.headers.get("Authorization") != f"Bearer {state.token}":
             return JSONResponse({"detail": "not authenticated"}, status_code=401)
         if state.take("skip"):
@@ -173,7 +185,8 @@ def _admin_routes(app: FastAPI, state: _State) -> None:
 
     @app.get("/_stats")
     def stats() -> dict[str, int]:
-        return dict(state.stats)
+        """Requests per method and path, faults used, and ``busiest_second``: most requests in any one second."""
+        return {**state.stats, "busiest_second": _busiest_second(sorted(state.starts))}
 
     @app.post("/_seed/{collection}")
     def seed(collection: str, items: list[dict[str, Any]]) -> dict[str, int]:

@@ -256,3 +256,10 @@ last_seen = Table(
     Column("at", DateTime, nullable=False),  # that record's change time
     Column("run_id", String(250), nullable=False),
 )
+
+rate_slots = Table(
+    "ts_rate_slot",
+    metadata,
+    Column("system", String(100), primary_key=True),
+    Column("next_at", Float, nullable=False),  # when the next request slot starts: seconds since the epoch
+)

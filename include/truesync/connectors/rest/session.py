@@ -9,8 +9,9 @@ Reliability is layered:
   request headers: the plain one retries only idempotent methods; the keyed one also
   retries POST and PATCH and is used only for requests that carry an ``Idempotency-Key``,
   so a retried create can never make a second record.
-* A per-system requests-per-second ceiling shared by every connector in the process.
-  Retries inside urllib3 are spaced by the backoff, not by the ceiling.
+* A per-system requests-per-second ceiling shared by every connector in the process, or,
+  once the pipeline hands it the store's (``share_ceiling``), by every worker of the
+  deployment. Retries inside urllib3 are spaced by the backoff, not by the ceiling.
 
 A final 429/5xx or no answer is transient (``SystemUnavailable``); any other non-2xx is a
 ``BadResponse`` carrying its status. Errors name the system, the method, the endpoint path
@@ -30,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.util.retry import Retry
 
+from truesync.connectors.base import Ceiling, Ceilings
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.connectors.rest.connection import HttpConnection
 from truesync.connectors.rest.settings import RestConfig
@@ -150,7 +152,12 @@ class Api:
         self.base_url = conn.base_url
         self._plain = _session(config, conn, IDEMPOTENT)
         self._keyed = _session(config, conn, KEYED)
-        self._limiter = limiter(name, config.rate_limit) if config.rate_limit else None
+        self._limiter: Ceiling | None = limiter(name, config.rate_limit) if config.rate_limit else None
+
+    def share_ceiling(self, ceilings: Ceilings) -> None:
+        """Start requests by the ceiling every worker shares (``ceilings``) instead of this process's own."""
+        if self.config.rate_limit:
+            self._limiter = ceilings(self.name, self.config.rate_limit)
 
     def describe(self) -> str:
         return f"system '{self.name}' ({self.base_url})"

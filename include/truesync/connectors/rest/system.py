@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import EntityMapping
-from truesync.connectors.base import SoftMark
+from truesync.connectors.base import Ceilings, SoftMark
 from truesync.connectors.errors import ConfigurationProblem
 from truesync.connectors.rest import changes, paging, writes
 from truesync.connectors.rest.connection import HttpConnection, http_connection
@@ -42,6 +42,9 @@ class RestSystem:
 
     def describe(self) -> str:
         return self.api.describe()
+
+    def share_ceiling(self, ceilings: Ceilings) -> None:
+        self.api.share_ceiling(ceilings)
 
     def _endpoint(self, mapping: EntityMapping) -> EndpointConfig:
         endpoint = self.api.config.endpoints.get(mapping.table)
