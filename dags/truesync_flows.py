@@ -15,8 +15,9 @@ tables, is triggered by hand: ``plan`` (a reprocess run; params ``code_table``, 
 one TaskGroup per translated entity (``stage`` the records behind the tables' current versions
 -> ``partition`` -> ``sync``) -> ``finalize`` (report; the watermark stays).
 
-The DAGs' tasks run in their target's pool, a compare task taking every slot, so a compare
-never works on a target beside another task (``truesync.pipeline.dags``). Data moves through the
+The DAGs' tasks run in their target's pool; a task that writes to the target (``sync``,
+``deletes``) and every compare task take every slot, so writes to one target never overlap and
+a compare never works on a target beside another task (``truesync.pipeline.dags``). Data moves through the
 store; XCom carries only ids, key bounds and counts.
 
 The stage modules (``truesync.pipeline.extract``, ``load``, ``finalize``) import Great
@@ -122,22 +123,24 @@ Review: `truesync report --flow {flow}` and `truesync exceptions list --flow {fl
 
 
 def _pool_doc(config: Config, flow: str) -> str:
-    pool, slots = pool_slots(config, flow, compare=True)
+    pool, slots = pool_slots(config, flow, alone=True)
     return f"""
-**Pool** `{pool}` ({slots} slots): each task of `{dag_id(flow)}` takes one slot, each task of
-`{dag_id(flow, compare=True)}` takes all {slots}, so a compare never runs beside another task on
-`{config.flows[flow].target}`. The pool must exist (`truesync pools`, see `docs/operating.md`).
+**Pool** `{pool}` ({slots} slots): a `sync` task takes all {slots}, as does every task of
+`{dag_id(flow, compare=True)}`; the other tasks of `{dag_id(flow)}` take one. So only one task at a
+time writes to `{config.flows[flow].target}`, whichever run or flow it belongs to, and a compare never
+runs beside another task there. The pool must exist (`truesync pools`, see `docs/operating.md`).
 """
 
 
 def _dag_args(config: Config, flow: str, kind: str) -> dict[str, Any]:
-    """What a flow's DAGs share; each task runs in the target's pool, a compare task holding all of it.
+    """What a flow's DAGs share; each task runs in the target's pool, a compare task holding all of it
+    (a ``sync`` task of every DAG holds all of it too: ``_entity_group``).
 
     ``kind`` is the DAG's: ``sync`` (incremental), ``compare`` or ``reprocess``.
     """
     spec = config.flows[flow]
     compare = kind == "compare"
-    pool, slots = pool_slots(config, flow, compare)
+    pool, slots = pool_slots(config, flow, alone=compare)
     ordering = {"priority_weight": COMPARE_PRIORITY, "weight_rule": "absolute"} if compare else {}
     return {
         "dag_id": reprocess_dag_id(flow) if kind == REPROCESS else dag_id(flow, compare),
@@ -350,7 +353,9 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any, step: st
             with _only_transient_retries():
                 return [p.as_dict() for p in plan_partitions(job(plan))]
 
-        @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}")
+        # The one task that writes to the target: it takes the whole pool (one writer per target).
+        @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}",
+              pool_slots=pool_slots(config, flow, alone=True)[1])  # fmt: skip
         def sync(plan: dict[str, Any], part: dict[str, Any]) -> dict[str, int]:
             from truesync.pipeline.load import sync_entity
 

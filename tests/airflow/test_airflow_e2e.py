@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +87,7 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
             assert all(e["conserved"] for e in report["entities"].values()), report
     written = sum(r["totals"]["created"] + r["totals"]["updated"] for f in flows for r in _reports(store, f))
     assert written > 0
+    _check_one_writer(airflow, config, flows, first)
     _check_task_logs(airflow, store, "webshop_to_crm", first["truesync_webshop_to_crm"][0][0])
 
     before_targets = _target_snapshot(config, flows)
@@ -99,6 +100,23 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
     assert all(r["totals"]["created"] == 0 and r["totals"]["updated"] == 0 for r in rerun), rerun
     assert _target_snapshot(config, flows) == before_targets
     assert sorted((r["id"], r["key"]) for r in queue.list_exceptions(store)) == before_queue
+
+
+def _check_one_writer(airflow: LocalAirflow, config: Config, flows: list[str], backfilled: dict[str, list]) -> None:
+    """No two ``sync`` tasks writing to one target ran at the same time, though the backfills of
+    the flows into it (crm: two flows, crm_api: two) ran together."""
+    by_target: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    for flow in flows:
+        dag = dags.dag_id(flow)
+        for run_id, _, _ in backfilled[dag]:
+            syncs = [t for t in airflow.task_intervals(dag, run_id) if ".sync[" in t[0]]
+            by_target.setdefault(config.flows[flow].target, []).extend(
+                (f"{dag} {run_id} {t}", s, e) for t, s, e in syncs
+            )
+    assert len(flows) < len(config.flows) or len(by_target) < len(flows), "all flows: some target is written by two"
+    for target, syncs in by_target.items():
+        overlaps = [(a, b) for a in syncs for b in syncs if a[0] < b[0] and a[1] < b[2] and b[1] < a[2]]
+        assert not overlaps, f"two writes to {target} ran at the same time: {overlaps[:3]}"
 
 
 def _task_log(airflow: LocalAirflow, dag_id: str, run_id: str, task_id: str) -> str:

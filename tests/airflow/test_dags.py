@@ -53,8 +53,9 @@ def test_two_dags_per_flow_and_a_reprocess_dag_for_flows_with_code_tables(dagbag
     assert reprocess.schedule is None and set(reprocess.params) == {"dry_run", "code_table"}
     assert sorted(t.task_id for t in reprocess.tasks if t.task_id.startswith("pos_event.")) == [
         "pos_event.partition", "pos_event.stage", "pos_event.sync"]  # fmt: skip
+    crm_slots = load_config().systems["crm"].max_parallel_tasks
     for task in reprocess.tasks:
-        assert (task.pool, task.pool_slots) == ("truesync_crm", 1), task
+        assert (task.pool, task.pool_slots) == ("truesync_crm", crm_slots if task.task_id.endswith(".sync") else 1)
 
 
 def test_schedule_has_real_data_intervals(dagbag: DagBag) -> None:
@@ -150,12 +151,15 @@ def test_compare_sync_is_mapped_and_emits_the_target_assets(dagbag: DagBag) -> N
     assert {str(o.uri) for t in dag.tasks for o in t.outlets} == {"truesync://crm/customer", "truesync://crm/order"}
 
 
-def test_both_dags_of_a_flow_run_in_the_target_pool_a_compare_task_taking_all_of_it(dagbag: DagBag) -> None:
+def test_both_dags_of_a_flow_run_in_the_target_pool_a_writing_or_compare_task_taking_all_of_it(
+    dagbag: DagBag,
+) -> None:
     config = load_config()
     for flow, spec in config.flows.items():
         pool, slots = f"truesync_{spec.target}", config.systems[spec.target].max_parallel_tasks
+        assert slots > 1
         for task in dagbag.dags[dag_id(flow)].tasks:
-            assert (task.pool, task.pool_slots) == (pool, 1), task
+            assert (task.pool, task.pool_slots) == (pool, slots if task.task_id.endswith(".sync") else 1), task
             assert task.weight_rule == "downstream"
         for task in dagbag.dags[dag_id(flow, compare=True)].tasks:
             assert (task.pool, task.pool_slots) == (pool, slots), task

@@ -4,17 +4,22 @@ Each flow has an incremental DAG ``truesync_<flow>`` and a compare DAG ``truesyn
 a flow that translates codes through a code table also has ``truesync_<flow>_reprocess``, run by
 hand. A DAG run's truesync run id is ``<flow>:<Airflow run id>``, with ``compare:`` or
 ``reprocess:`` before the Airflow run id for those DAGs (the DAGs' run ids can be equal), and
-``#<n>`` after it when the DAG run was cleared ``n`` times. A reprocess task takes one slot of the
-pool, as an incremental task does.
+``#<n>`` after it when the DAG run was cleared ``n`` times. A reprocess task takes the
+pool's slots as an incremental task does.
 
-**Pools.** Every task of both DAGs runs in the Airflow pool of the flow's target system,
-``truesync_<target>``, whose size is the target's ``max_parallel_tasks`` (N). An incremental task
-takes one slot, so up to N tasks of the incremental DAGs writing to that target run at once. A
-compare task takes all N: the scheduler starts it only when no task holds a slot of the pool, and
-starts no other task of the pool while it runs. So no task of a compare runs beside a task of an
-incremental run on the same target, whichever flow into that target they belong to. Airflow
-enforces it per task (running and queued tasks hold their slots; a task waiting for a retry or
-for its upstream holds none), so the two runs' tasks can alternate.
+**Pools: one writer per target.** Every task of a flow's DAGs runs in the Airflow pool of the
+flow's target system, ``truesync_<target>``, whose size is the target's ``max_parallel_tasks``
+(N). A task that writes to the target (``sync``, a compare's ``deletes``) takes all N slots, and
+so does every task of a compare; the other tasks of an incremental or reprocess run (``plan``,
+``extract``, ``partition``, ``finalize``) take one. The scheduler starts a task that takes all N
+only when no task holds a slot of the pool, and starts no other task of the pool while it runs.
+So no two writes to one target ever overlap, whichever runs (a backfill and a scheduled run of
+one flow) or flows (several into one target) they belong to, and no compare task runs beside
+another task on its target. Airflow enforces it per task (running and queued tasks hold their
+slots; a task waiting for a retry or for its upstream holds none), so two runs' writes can
+alternate; the newer source version still wins, because a version older than the one the
+ledger last synced is never written (``pipeline.load``). Up to N tasks that only read run
+beside each other.
 
 Airflow never runs a task whose pool does not exist, or is smaller than its ``pool_slots`` (the
 scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_pools` lists the
@@ -71,10 +76,11 @@ def pool_name(system: str) -> str:
     return f"{DAG_PREFIX}{system}"
 
 
-def pool_slots(config: Config, flow: str, compare: bool) -> tuple[str, int]:
-    """The pool of a flow's tasks and the slots each takes: one for the incremental DAG, all for the compare."""
+def pool_slots(config: Config, flow: str, alone: bool) -> tuple[str, int]:
+    """The pool of a flow's tasks and the slots a task takes: all of them for a task that must work
+    on the target alone (a write, or any task of a compare), one otherwise."""
     target = config.flows[flow].target
-    return pool_name(target), config.systems[target].max_parallel_tasks if compare else 1
+    return pool_name(target), config.systems[target].max_parallel_tasks if alone else 1
 
 
 def target_pools(config: Config) -> dict[str, dict[str, Any]]:
