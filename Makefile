@@ -17,7 +17,7 @@ export AIRFLOW_CONN_TRUESYNC_POS_EVENTS ?= file://$(TRUESYNC_STATE_DIR)/sandbox/
 export AIRFLOW_CONN_TRUESYNC_CRM_API ?= http://:sandbox-token@127.0.0.1:8701
 export AIRFLOW_CONN_TRUESYNC_PAYMENTS ?= http://:sandbox-token@127.0.0.1:8702
 
-.PHONY: venv browser demo up test test-unit lint bench clean
+.PHONY: venv browser demo up test test-unit chaos lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -55,6 +55,11 @@ test: venv browser
 test-unit: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest tests/unit
+
+# The fault suite: 24 seeded kill -9 trials through a real Airflow per database (SQLite; PostgreSQL
+# when TRUESYNC_TEST_POSTGRES_URL is set), then the fault tests; a table of what was lost (nothing).
+chaos: venv
+	$(BIN)/python scripts/chaos.py
 
 bench: venv
 	$(BIN)/python bench/sync_bench.py

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from groundtruth import differences, drift, everything, first_results, held_keys
 from sandboxapis import sandbox_apis
 from sqlalchemy.engine import URL
 
@@ -29,6 +28,7 @@ from truesync.pipeline import dags
 from truesync.reporting.report import report_path
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.api import DEFAULT_TOKEN
+from truesync.sandbox.groundtruth import differences, drift, everything, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, queue, runs
 from truesync.support.paths import PROJECT_ROOT

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import redis
 from conftest import ServerDatabases
-from groundtruth import differences, drift, first_results, held_keys
 
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
 from truesync.sandbox import systems as sandbox
+from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, runs
 from truesync.support.paths import PROJECT_ROOT

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from groundtruth import differences, drift, first_results, held_keys
 from sandbox_demo import SHOP_FLOW, Demo, assert_conserved
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine
@@ -30,6 +29,7 @@ from truesync.pipeline.finalize import finish_run
 from truesync.pipeline.job import EntityJob, begin_run
 from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.sandbox import systems as sandbox
+from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
 from truesync.store import Store, runs
 from truesync.store.schema import ledger
 

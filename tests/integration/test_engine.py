@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from groundtruth import differences, first_results
 from sandbox_demo import (
     DEMO_START,
     ERP_FLOW,
@@ -31,6 +30,7 @@ from sqlalchemy.engine import URL
 from truesync import cli
 from truesync.config import load_config
 from truesync.sandbox import systems as sandbox
+from truesync.sandbox.groundtruth import differences, first_results
 from truesync.store import Store, queue, runs, staging
 from truesync.store.schema import audit, ledger, run_entities
 

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from groundtruth import differences, drift, first_results, held_keys
 
 from truesync.cli import main as truesync
 from truesync.config import load_config
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox import DEMO_DAYS, DEMO_START
+from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
 from truesync.store import Store, staging
 
 FLOWS = ("pos_events_to_crm", "erp_to_pos")

@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
-from groundtruth import differences, first_results
 from sandbox_demo import assert_conserved
 from sandboxapis import sandbox_apis
 
@@ -30,6 +29,7 @@ from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread
+from truesync.sandbox.groundtruth import differences, first_results
 from truesync.store import Store, queue, staging
 
 REST_FLOW = "webshop_to_crm_api"

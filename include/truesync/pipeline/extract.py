@@ -24,6 +24,7 @@ from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
 from truesync.quality.checks import Suite, suite_for, validation_frame
 from truesync.store import checks, code_tables, files, queue, runs, staging
+from truesync.support.failpoints import failpoint
 from truesync.support.frames import records
 
 
@@ -51,6 +52,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     batch = max(flow.chunk_size, flow.quality.batch_rows)
     for raw in batched(source.extract(mapping, window.start, window.end, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+        failpoint("extract.staged", job.run_id)
         shown.read("window", len(raw))
     for raw in batched(source.unwindowed_rows(mapping, flow.chunk_size), batch):
         staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))

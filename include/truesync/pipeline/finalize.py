@@ -45,6 +45,7 @@ from truesync.reporting.report import (
     write_report,
 )
 from truesync.store import Store, checks, files, last_seen, queue, review, runs, staging
+from truesync.support.failpoints import failpoint
 
 STAGING_RUNS_KEPT = 30
 DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
@@ -91,6 +92,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
     report["html"] = str(html.html_path(flow, run_id))
     if not broken and not run["dry_run"] and incremental:
         report["watermark"] = runs.advance_watermark(store, flow, run["window_end"], run_id).isoformat()
+        failpoint("finalize.watermark_moved", run_id)
         files.commit(store, flow, run_id)
     runs.finish(store, run_id, report["status"], report)
     report["path"] = str(write_report(report))

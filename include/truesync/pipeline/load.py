@@ -25,6 +25,7 @@ from truesync.pipeline.window import Window
 from truesync.store import last_seen, ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
+from truesync.support.failpoints import failpoint
 from truesync.support.frames import records
 
 WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
@@ -114,7 +115,9 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     written_ts = _write(sync, verdict, pending)
     done = [k for k in verdict.result.index if k not in sync.held and k not in stale]
     if not sync.dry_run:
+        failpoint("sync.target_written", job.run_id)
         _remember(job, verdict, source_ts, matched_ts, written_ts, done)
+        failpoint("sync.ledger_written", job.run_id)
         _note_last_seen(job, source, source_ts)
     sync.tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, sync)

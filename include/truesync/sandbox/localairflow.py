@@ -188,6 +188,16 @@ class LocalAirflow:
         )
         return [(f"{task}[{index}]", _utc(start), _utc(end)) for task, index, start, end in rows]
 
+    def retried_attempts(self, dag_id: str, run_id: str) -> int:
+        """How many of a DAG run's task instances Airflow ran more than once."""
+        return int(
+            self._query(
+                "SELECT COUNT(*) FROM task_instance WHERE dag_id = :d AND run_id = :r AND try_number > 1",
+                d=dag_id,
+                r=run_id,
+            )[0][0]
+        )
+
     def run_span(self, dag_id: str, run_id: str) -> tuple[datetime, datetime]:
         """When a DAG run started running and when it ended, in naive UTC."""
         ((start, end),) = self._query(

@@ -1,0 +1,189 @@
+"""The kill -9 fault suite: task processes killed at failpoints while a real Airflow backfills the SQL flows.
+
+One session is a fresh sandbox and one backfill per SQL flow over the demo days, executed by a
+real scheduler. Each planned kill names a flow, a demo day and a failpoint (``support.failpoints``):
+the task of that DAG run that reaches the failpoint first sends itself ``SIGKILL``, in extract
+(after a batch is staged), in sync (after the target write and before the ledger write, or after
+the ledger write) or in finalize (after the watermark moved, before the run is marked finished).
+Airflow's task supervisor sees the process die, marks the attempt failed and retries it after the
+flow's ``retry_delay`` (a few seconds here); the run then completes.
+
+Afterwards the session is judged record by record: every labelled record has its labelled class
+(or ``in_sync`` when the killed attempt had already written it), no target record differs from
+its source unless it is held, nothing is duplicated in the targets, the ledger or the queue,
+every run is conserved and finished, staging is empty, and the watermark reached the last window.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from sqlalchemy import func, select
+
+from truesync.config import Config, load_config
+from truesync.pipeline.dags import dag_id
+from truesync.sandbox import systems as sandbox
+from truesync.sandbox.groundtruth import differences, drift, everything, first_results, held_keys
+from truesync.sandbox.localairflow import LocalAirflow
+from truesync.store import Store, runs
+from truesync.store.schema import exceptions, ledger, staging
+from truesync.support.failpoints import PLAN_ENV
+from truesync.support.paths import PROJECT_ROOT
+
+POINTS = ("extract.staged", "sync.target_written", "sync.ledger_written", "finalize.watermark_moved")
+FLOWS = ("webshop_to_crm", "erp_to_stockctl")
+RETRY_DELAY = "3s"
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One planned ``kill -9``: the first task of the flow's run for ``day`` to reach ``point`` dies there."""
+
+    flow: str
+    day: int
+    point: str
+
+    @property
+    def run_part(self) -> str:
+        """What the truesync run id of the day's backfill run holds."""
+        return f"{self.flow}:backfill__{(sandbox.DEMO_START + timedelta(days=self.day)).isoformat()}"
+
+
+def plan(seed: int, trials: int) -> list[Kill]:
+    """``trials`` kills (at most one per DAG run of a session), seeded: flows, days and points."""
+    rng = random.Random(seed)
+    runs_of_session = [(flow, day) for flow in FLOWS for day in range(sandbox.DEMO_DAYS)]
+    if trials > len(runs_of_session):
+        raise ValueError(f"a session has {len(runs_of_session)} runs; plan more sessions for {trials} kills")
+    return [Kill(flow, day, rng.choice(POINTS)) for flow, day in rng.sample(runs_of_session, trials)]
+
+
+@dataclass
+class Verdict:
+    """What one session's records say after the kills."""
+
+    kills: list[Kill]
+    hit: list[str] = field(default_factory=list)  # the failpoints the kills reached
+    retried: int = 0  # task attempts Airflow retried
+    records: int = 0  # labelled records and ledger entries checked
+    wrong_class: int = 0
+    lost: int = 0  # target differs from source, not held
+    duplicated: int = 0  # keys twice in a target, the ledger or the queue
+    leaked: int = 0  # staged rows left behind by finished runs
+    failures: list[str] = field(default_factory=list)  # what else broke: runs, conservation, watermark
+
+    @property
+    def clean(self) -> bool:
+        return not (self.wrong_class or self.lost or self.duplicated or self.leaked or self.failures)
+
+
+def run_session(state: Path, kills: list[Kill]) -> Verdict:
+    """Backfill the SQL flows through Airflow with ``kills`` planned; the sandbox must be initialised."""
+    work = state / "chaos"  # the plan and the markers of the kills that happened
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    points: dict[str, list[str]] = {}
+    for kill in kills:
+        points.setdefault(kill.point, []).append(kill.run_part)
+    (work / "plan.json").write_text(json.dumps(points, indent=2))
+    dags = [dag_id(flow) for flow in FLOWS]
+    airflow = LocalAirflow(state / "airflow", extra_env={PLAN_ENV: str(work / "plan.json")})
+    airflow.prepare(dags)
+    last = (sandbox.DEMO_START + timedelta(days=sandbox.DEMO_DAYS - 1)).isoformat()
+    for dag in dags:
+        airflow.backfill(dag, sandbox.DEMO_START.isoformat(), last)
+    airflow.start()
+    try:
+        states = airflow.wait_for_backfills(dags)
+    finally:
+        airflow.stop()
+    verdict = Verdict(kills)
+    verdict.hit = [json.loads(p.read_text())["point"] for p in sorted(work.glob("hit-*.json"))]
+    verdict.retried = sum(airflow.retried_attempts(dag, run_id) for dag in dags for run_id, _, _ in states[dag])
+    verdict.failures += [f"{dag} {run_id}: {s}" for dag in dags for run_id, s, _ in states[dag] if s != "success"]
+    _judge(load_config(), Store(), state, verdict)
+    return verdict
+
+
+def quick_retries(config_dir: Path, target: Path) -> Path:
+    """A copy of the configuration whose flows retry a failed task after ``RETRY_DELAY``, not a minute."""
+    shutil.copytree(config_dir, target, dirs_exist_ok=True)
+    flows = target / "flows.yaml"
+    document = yaml.safe_load(flows.read_text())
+    for spec in document["flows"].values():
+        spec["retry_delay"] = RETRY_DELAY
+    flows.write_text(yaml.safe_dump(document, sort_keys=False))
+    return target
+
+
+def session_environment(root: Path, databases: list[str] | None = None) -> dict[str, str]:
+    """The environment of one session under ``root``: its state, a quick-retrying configuration and
+    the sandbox systems as SQLite files; with ``databases`` (three fresh PostgreSQL URLs) the
+    store and both SQL targets (crm, stockctl) live there instead."""
+    state = root / "state"
+    env = {
+        "TRUESYNC_STATE_DIR": str(state),
+        "TRUESYNC_CONFIG_DIR": str(quick_retries(PROJECT_ROOT / "include" / "config", root / "config")),
+        "AIRFLOW_CONN_TRUESYNC_POS_EVENTS": (state / "sandbox" / "pos").as_uri(),
+    }
+    for system in sandbox.tables():
+        env[f"AIRFLOW_CONN_TRUESYNC_{system.upper()}"] = f"sqlite:///{state / 'sandbox' / f'{system}.db'}"
+    if databases:
+        for system, url in zip(("STORE", "CRM", "STOCKCTL"), databases, strict=True):
+            env[f"AIRFLOW_CONN_TRUESYNC_{system}"] = url
+    return env
+
+
+def _judge(config: Config, store: Store, state: Path, verdict: Verdict) -> None:
+    labels = pd.read_csv(state / "sandbox" / "labels.csv", keep_default_na=False)
+    for flow in FLOWS:
+        wanted = labels[labels["flow"] == flow]
+        diff = differences(wanted, first_results(store, flow))
+        written_before = (diff["class_got"] == "in_sync") & diff["outcome_want"].isin(["created", "updated"])
+        verdict.wrong_class += int((~written_before).sum())
+        verdict.records += len(wanted)
+        for entity in config.flows[flow].entities:
+            verdict.lost += len(drift(config, flow, entity) - held_keys(store, flow, entity))
+            mapping = config.entity_mapping(config.flows[flow].target, entity)
+            keys = everything(config, config.flows[flow].target, mapping)[mapping.key].dropna()
+            verdict.duplicated += int(keys.duplicated().sum())
+        _check_runs(config, store, flow, verdict)
+    with store.engine.connect() as conn:
+        for table in (ledger, exceptions):
+            total, distinct = _counts(conn, table)
+            verdict.duplicated += total - distinct
+            verdict.records += total if table is ledger else 0
+        finished = [r["run_id"] for flow in FLOWS for r in runs.latest(store, flow, 100) if r["status"] != "running"]
+        left = conn.execute(select(func.count()).select_from(staging).where(staging.c.run_id.in_(finished))).scalar()
+        verdict.leaked += int(left or 0)
+
+
+def _counts(conn: Any, table: Any) -> tuple[int, int]:
+    key = table.c.flow + " " + table.c.entity + " " + table.c.key
+    total, distinct = conn.execute(select(func.count(), func.count(key.distinct()))).one()
+    return int(total), int(distinct)
+
+
+def _check_runs(config: Config, store: Store, flow: str, verdict: Verdict) -> None:
+    finished = runs.latest(store, flow, 100)
+    statuses = Counter(r["status"] for r in finished)
+    successes = [r for r in finished if r["status"] == "success"]
+    if len(successes) < sandbox.DEMO_DAYS:
+        verdict.failures.append(f"{flow}: runs {dict(statuses)}, want {sandbox.DEMO_DAYS} successful")
+    for run in successes:
+        report = json.loads(run["report"])
+        broken = [e for e, body in report["entities"].items() if not body["conserved"]]
+        if broken:
+            verdict.failures.append(f"{run['run_id']}: not conserved: {broken}")
+    end = datetime.combine(sandbox.DEMO_START, datetime.min.time()) + timedelta(days=sandbox.DEMO_DAYS)
+    if runs.watermark(store, flow) != end:
+        verdict.failures.append(f"{flow}: watermark {runs.watermark(store, flow)}, want {end}")
