@@ -27,5 +27,5 @@ def test_tasks_killed_at_failpoints_are_retried_and_nothing_is_lost(
     assert sorted(verdict.hit) == sorted(k.point for k in kills), verdict
     assert verdict.retried >= len(kills), verdict
     assert verdict.clean, verdict
-    assert verdict.records > 500
+    assert verdict.records > 200, "labelled records and ledger entries"
     assert set(verdict.hit) <= set(POINTS)
