@@ -159,7 +159,8 @@ class LocalAirflow:
             "--reprocess-behavior", reprocess, "--max-active-runs", "1",
         )  # fmt: skip
 
-    def _query(self, sql: str, **params: str) -> list[tuple]:
+    def query(self, sql: str, **params: str) -> list[tuple]:
+        """Rows of a query on the metadata database."""
         engine = create_engine(self.metadata_url)
         try:
             with engine.connect() as conn:
@@ -169,18 +170,18 @@ class LocalAirflow:
 
     def dag_runs(self, dag_id: str) -> list[tuple[str, str]]:
         """(run id, state) of every run of the DAG, in the order they were created."""
-        return self._query("SELECT run_id, state FROM dag_run WHERE dag_id = :d ORDER BY id", d=dag_id)
+        return self.query("SELECT run_id, state FROM dag_run WHERE dag_id = :d ORDER BY id", d=dag_id)
 
     def backfill_runs(self, dag_id: str) -> list[tuple[str, str, int]]:
         """(run id, state, clear number) of the DAG's backfill runs, in the order they were queued."""
-        return self._query(
+        return self.query(
             "SELECT run_id, state, clear_number FROM dag_run WHERE dag_id = :d AND run_type = 'backfill' ORDER BY id",
             d=dag_id,
         )
 
     def task_intervals(self, dag_id: str, run_id: str) -> list[tuple[str, datetime, datetime]]:
         """(task id with map index, start, end) of a DAG run's succeeded task instances, in naive UTC."""
-        rows = self._query(
+        rows = self.query(
             "SELECT task_id, map_index, start_date, end_date FROM task_instance"
             " WHERE dag_id = :d AND run_id = :r AND state = 'success'",
             d=dag_id,
@@ -191,7 +192,7 @@ class LocalAirflow:
     def retried_attempts(self, dag_id: str, run_id: str) -> int:
         """How many of a DAG run's task instances Airflow ran more than once."""
         return int(
-            self._query(
+            self.query(
                 "SELECT COUNT(*) FROM task_instance WHERE dag_id = :d AND run_id = :r AND try_number > 1",
                 d=dag_id,
                 r=run_id,
@@ -200,7 +201,7 @@ class LocalAirflow:
 
     def run_span(self, dag_id: str, run_id: str) -> tuple[datetime, datetime]:
         """When a DAG run started running and when it ended, in naive UTC."""
-        ((start, end),) = self._query(
+        ((start, end),) = self.query(
             "SELECT start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
         )
         return _utc(start), _utc(end)
@@ -214,14 +215,14 @@ class LocalAirflow:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            state = self._query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+            state = self.query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
             if state and state[0][0] in ("success", "failed"):
                 return str(state[0][0])
             time.sleep(3)
         raise TimeoutError(f"run {run_id} of {dag_id} not finished after {timeout:.0f}s")
 
     def _open_backfills(self, dag_id: str) -> int:
-        return self._query("SELECT COUNT(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL", d=dag_id)[0][0]
+        return self.query("SELECT COUNT(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL", d=dag_id)[0][0]
 
     def wait_for_backfills(self, dag_ids: list[str], timeout: float = 900) -> dict[str, list]:
         """Wait until the scheduler has finished every backfill of the DAGs and closed it."""
