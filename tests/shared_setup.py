@@ -14,21 +14,15 @@ from pathlib import Path
 import pytest
 from sandbox_demo import Demo
 
-SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl", "pos")
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
+from truesync.sandbox import systems as sandbox
 
 
 def point_at_state(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
     """Point the environment at ``root/state``: the store and the sandbox systems as SQLite files in it."""
     monkeypatch.setenv("TRUESYNC_STATE_DIR", str(root / "state"))
     monkeypatch.delenv("AIRFLOW_CONN_TRUESYNC_STORE", raising=False)
-    for system in SANDBOX_SYSTEMS:
-        url = sqlite_url(root / "state" / "sandbox" / f"{system}.db")
-        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system.upper()}", url)
-    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_POS_EVENTS", (root / "state" / "sandbox" / "pos").as_uri())
+    for name, url in sandbox.local_connections(root / "state").items():
+        monkeypatch.setenv(name, url)
     return root / "state"
 
 

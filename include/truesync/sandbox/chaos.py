@@ -129,10 +129,8 @@ def session_environment(root: Path, databases: list[str] | None = None) -> dict[
     env = {
         "TRUESYNC_STATE_DIR": str(state),
         "TRUESYNC_CONFIG_DIR": str(quick_retries(PROJECT_ROOT / "include" / "config", root / "config")),
-        "AIRFLOW_CONN_TRUESYNC_POS_EVENTS": (state / "sandbox" / "pos").as_uri(),
+        **sandbox.local_connections(state),
     }
-    for system in sandbox.tables():
-        env[f"AIRFLOW_CONN_TRUESYNC_{system.upper()}"] = f"sqlite:///{state / 'sandbox' / f'{system}.db'}"
     if databases:
         for system, url in zip(("STORE", "CRM", "STOCKCTL"), databases, strict=True):
             env[f"AIRFLOW_CONN_TRUESYNC_{system}"] = url
@@ -152,13 +150,12 @@ def _judge(config: Config, store: Store, state: Path, verdict: Verdict) -> None:
             mapping = config.entity_mapping(config.flows[flow].target, entity)
             keys = everything(config, config.flows[flow].target, mapping)[mapping.key].dropna()
             verdict.duplicated += int(keys.duplicated().sum())
-        _check_runs(config, store, flow, verdict)
+        _check_runs(store, flow, verdict)
     with store.engine.connect() as conn:
         for table in (ledger, exceptions):
             total, distinct = _counts(conn, table)
             verdict.duplicated += total - distinct
             verdict.records += total if table is ledger else 0
-    verdict.leaked += sum(r["status"] == "running" for flow in FLOWS for r in runs.latest(store, flow, 100))
 
 
 def _counts(conn: Any, table: Any) -> tuple[int, int]:
@@ -167,10 +164,11 @@ def _counts(conn: Any, table: Any) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
-def _check_runs(config: Config, store: Store, flow: str, verdict: Verdict) -> None:
-    finished = runs.latest(store, flow, 100)
-    statuses = Counter(r["status"] for r in finished)
-    successes = [r for r in finished if r["status"] == "success"]
+def _check_runs(store: Store, flow: str, verdict: Verdict) -> None:
+    flow_runs = runs.latest(store, flow, 100)
+    statuses = Counter(r["status"] for r in flow_runs)
+    verdict.leaked += statuses["running"]
+    successes = [r for r in flow_runs if r["status"] == "success"]
     if len(successes) < sandbox.DEMO_DAYS:
         verdict.failures.append(f"{flow}: runs {dict(statuses)}, want {sandbox.DEMO_DAYS} successful")
     for run in successes:
@@ -179,5 +177,5 @@ def _check_runs(config: Config, store: Store, flow: str, verdict: Verdict) -> No
         if broken:
             verdict.failures.append(f"{run['run_id']}: not conserved: {broken}")
     end = datetime.combine(sandbox.DEMO_START, datetime.min.time()) + timedelta(days=sandbox.DEMO_DAYS)
-    if runs.watermark(store, flow) != end:
-        verdict.failures.append(f"{flow}: watermark {runs.watermark(store, flow)}, want {end}")
+    if (watermark := runs.watermark(store, flow)) != end:
+        verdict.failures.append(f"{flow}: watermark {watermark}, want {end}")

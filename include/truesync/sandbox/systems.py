@@ -415,6 +415,15 @@ def _stock_items(gen: _Gen, rows: Rows, n: int) -> None:
                      "currency": "EUR", "qty": int(gen.rng.integers(0, 500)), "last_change": tgt_ts})  # fmt: skip
 
 
+def local_connections(state: Path) -> dict[str, str]:
+    """The sandbox's Airflow connections for the state directory ``state``, as environment variables:
+    each SQL system a SQLite file in ``state/sandbox``, the POS terminals' drop folder beside them."""
+    files = state / "sandbox"
+    connections = {f"AIRFLOW_CONN_TRUESYNC_{name.upper()}": f"sqlite:///{files / f'{name}.db'}" for name in tables()}
+    connections["AIRFLOW_CONN_TRUESYNC_POS_EVENTS"] = (files / "pos").as_uri()
+    return connections
+
+
 def system_urls(config: Config) -> dict[str, URL]:
     """The URL of each sandbox system, from its Airflow connection."""
     return {name: sqlalchemy_url(config.systems[name].connection) for name in tables()}
