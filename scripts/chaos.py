@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from truesync.cli import main as truesync
-from truesync.sandbox.chaos import Kill, Verdict, plan, run_session, session_environment
+from truesync.sandbox.chaos import QUICK_RETRIES, Kill, Verdict, plan, run_session
+from truesync.sandbox.sessions import session_environment
 from truesync.support.paths import PROJECT_ROOT
 
 PER_SESSION = 6
@@ -61,7 +62,7 @@ def _sessions(args: argparse.Namespace, postgres: str | None) -> list[Verdict]:
     while left > 0:
         kills = plan(args.seed + session, min(PER_SESSION, left))
         root = Path(tempfile.mkdtemp(prefix="truesync-chaos-"))
-        os.environ.update(session_environment(root, _databases(postgres) if postgres else None))
+        os.environ.update(session_environment(root, QUICK_RETRIES, _databases(postgres) if postgres else None))
         print(f"== session {session + 1}: {', '.join(_named(k) for k in kills)} ({root}) ==", flush=True)
         if truesync(["sandbox", "init", "--scale", str(args.scale)]) != 0:
             raise RuntimeError("sandbox init failed")

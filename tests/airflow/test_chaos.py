@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from truesync.cli import main as truesync
-from truesync.sandbox.chaos import POINTS, plan, quick_retries, run_session
-from truesync.support.paths import PROJECT_ROOT
+from truesync.sandbox.chaos import POINTS, QUICK_RETRIES, plan, run_session
+from truesync.sandbox.sessions import configured
 
 SEED = 3
 
@@ -19,7 +19,7 @@ SEED = 3
 def test_tasks_killed_at_failpoints_are_retried_and_nothing_is_lost(
     state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(quick_retries(PROJECT_ROOT / "include" / "config", tmp_path / "c")))
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(configured(tmp_path / "c", QUICK_RETRIES)))
     assert truesync(["sandbox", "init", "--scale", "200"]) == 0
     kills = plan(SEED, 5)
     assert {"sync.target_written"} <= {k.point for k in kills}, "the seed kills between target and ledger write"

@@ -21,6 +21,7 @@ from truesync.config.models import (
     MinorUnits,
     QualityConfig,
     ReconcileConfig,
+    RetentionConfig,
     SystemConfig,
     check_columns,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "FlowConfig",
     "QualityConfig",
     "ReconcileConfig",
+    "RetentionConfig",
     "SystemConfig",
     "check_columns",
     "load_config",

@@ -391,6 +391,20 @@ class CompareConfig(_Strict):
         return self.deletes.get(entity, DeletesConfig())
 
 
+class RetentionConfig(_Strict):
+    """How much of each finished run the flow keeps (``docs/operating.md``, "What the store keeps").
+
+    A run's staged records go when it finishes with its numbers adding up, whatever is set
+    here. The ledger, the exception queue, the audit trail and every run's counts and report
+    are the flow's state and history: they are kept.
+    """
+
+    results_runs: int = Field(
+        30, ge=1, description="newest runs whose per-record results (class, outcome, reason) stay in the store"
+    )
+    data_docs_runs: int = Field(10, ge=0, description="newest runs whose Data Docs site (~4 MB) stays on disk")
+
+
 class FlowConfig(_Strict):
     source: str
     target: str
@@ -413,6 +427,7 @@ class FlowConfig(_Strict):
     quality: QualityConfig = QualityConfig()
     reconcile: dict[str, ReconcileConfig] = Field(default_factory=dict, description="entity -> reconciliation")
     compare: CompareConfig = CompareConfig()
+    retention: RetentionConfig = RetentionConfig()
 
 
 class Config(BaseModel):

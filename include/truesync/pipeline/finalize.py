@@ -11,7 +11,8 @@
    queue: the window is done either way, so a threshold failure still moves the watermark
    (``docs/design.md``, "Decisions"). The files the run read count as read from then on
    (``store.files``).
-5. ``purge``: staging of old runs and Data Docs beyond the newest few.
+5. ``purge``: the run's staged records, once its numbers add up; the per-record results and
+   Data Docs of runs beyond the flow's ``retention`` (``docs/operating.md``, "What the store keeps").
 6. ``publish``: the JSON report, the HTML page and the index; then a broken conservation
    law or a crossed threshold fails the task.
 """
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.exc import OperationalError
 
-from truesync.config import Config
+from truesync.config import Config, RetentionConfig
 from truesync.connectors.errors import SystemUnavailable
 from truesync.core.canonical import as_text, to_canonical
 from truesync.pipeline import progress
@@ -45,10 +46,9 @@ from truesync.reporting.report import (
     write_report,
 )
 from truesync.store import Store, checks, files, last_seen, queue, review, runs, staging
+from truesync.store import retention as kept
 from truesync.support.failpoints import failpoint
 
-STAGING_RUNS_KEPT = 30
-DATA_DOCS_KEPT = 10  # a Data Docs site carries ~4 MB of GX's styles and fonts
 QUIET_EXAMPLES = 5  # per entity and class of quiet drift in a compare's report
 
 
@@ -96,7 +96,7 @@ def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str
         files.commit(store, flow, run_id)
     runs.finish(store, run_id, report["status"], report)
     report["path"] = str(write_report(report))
-    purge(store, flow)
+    purge(store, flow, run_id, spec.retention, conserved=not broken)
     publish(config, store, report)
     progress.finalize_finished(config, store, report)
     _raise_failures(run_id, entities, broken, quality, fails_on_alerts)
@@ -210,14 +210,19 @@ def _reported(crashes: list[tuple[str, str, str]], entity: str, what: str) -> It
         crashes.append((entity, what, f"{type(exc).__name__}: {exc}"))
 
 
-def purge(store: Store, flow: str) -> None:
-    """Staging of the flow's older runs, and Data Docs sites beyond the ``DATA_DOCS_KEPT`` newest.
+def purge(store: Store, flow: str, run_id: str, retention: RetentionConfig, conserved: bool) -> None:
+    """The run's staged records, when its numbers add up (a broken run keeps them to be examined,
+    until it ages out); the per-run detail of the flow's runs beyond ``retention.results_runs``
+    (``store.retention``); Data Docs sites beyond ``retention.data_docs_runs``.
 
-    The JSON and HTML reports stay.
+    A run's counts, report and HTML page stay, as do the ledger, the queue and the audit trail.
     """
-    staging.purge_old_runs(store, flow, STAGING_RUNS_KEPT)
+    if conserved:
+        staging.drop_run(store, run_id)
+    if old := runs.older_than(store, flow, retention.results_runs):
+        kept.drop_detail(store, old)
     sites = sorted(reports_dir(flow).glob("*.datadocs"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for site in sites[DATA_DOCS_KEPT:]:
+    for site in sites[retention.data_docs_runs :]:
         shutil.rmtree(site, ignore_errors=True)
 
 

@@ -31,6 +31,10 @@ from truesync.support.frames import records
 WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
 
 
+class StagingDropped(RuntimeError):
+    """A sync task of a finished run was run again alone: the run's staged records are gone."""
+
+
 def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition = EVERYTHING) -> dict[str, int]:
     """Classify and load the staged records of one partition; returns its counts.
 
@@ -42,6 +46,12 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     flow = job.config.flows[job.flow]
     target = job.target()
     target.columns(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
+    staged = runs.staged_count(job.store, job.run_id, job.entity)
+    if staging.is_dropped(job.store, job.run_id, job.entity, staged):
+        raise StagingDropped(
+            f"run {job.run_id} finished and dropped its {staged} staged {job.entity} records: "
+            "clear the run from its extract task on, so it stages them again"
+        )
     tally = Tally()
     staging.clear_results(job.store, job.run_id, job.entity, part)
     reprocess = runs.get(job.store, job.run_id)["kind"] == REPROCESS  # nothing is late, every change audited

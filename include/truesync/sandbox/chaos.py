@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from sqlalchemy import func, select
 
 from truesync.config import Config, load_config
@@ -37,11 +36,10 @@ from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, runs
 from truesync.store.schema import exceptions, ledger
 from truesync.support.failpoints import PLAN_ENV
-from truesync.support.paths import PROJECT_ROOT
 
 POINTS = ("extract.staged", "sync.target_written", "sync.ledger_written", "finalize.watermark_moved")
 FLOWS = ("webshop_to_crm", "erp_to_stockctl")
-RETRY_DELAY = "3s"
+QUICK_RETRIES = {"retry_delay": "3s"}  # flow settings of a session: a killed task retries at once
 
 
 @dataclass(frozen=True)
@@ -108,33 +106,6 @@ def run_session(state: Path, kills: list[Kill]) -> Verdict:
     verdict.failures += [f"{dag} {run_id}: {s}" for dag in dags for run_id, s, _ in states[dag] if s != "success"]
     _judge(load_config(), Store(), state, verdict)
     return verdict
-
-
-def quick_retries(config_dir: Path, target: Path) -> Path:
-    """A copy of the configuration whose flows retry a failed task after ``RETRY_DELAY``, not a minute."""
-    shutil.copytree(config_dir, target, dirs_exist_ok=True)
-    flows = target / "flows.yaml"
-    document = yaml.safe_load(flows.read_text())
-    for spec in document["flows"].values():
-        spec["retry_delay"] = RETRY_DELAY
-    flows.write_text(yaml.safe_dump(document, sort_keys=False))
-    return target
-
-
-def session_environment(root: Path, databases: list[str] | None = None) -> dict[str, str]:
-    """The environment of one session under ``root``: its state, a quick-retrying configuration and
-    the sandbox systems as SQLite files; with ``databases`` (three fresh PostgreSQL URLs) the
-    store and both SQL targets (crm, stockctl) live there instead."""
-    state = root / "state"
-    env = {
-        "TRUESYNC_STATE_DIR": str(state),
-        "TRUESYNC_CONFIG_DIR": str(quick_retries(PROJECT_ROOT / "include" / "config", root / "config")),
-        **sandbox.local_connections(state),
-    }
-    if databases:
-        for system, url in zip(("STORE", "CRM", "STOCKCTL"), databases, strict=True):
-            env[f"AIRFLOW_CONN_TRUESYNC_{system}"] = url
-    return env
 
 
 def _judge(config: Config, store: Store, state: Path, verdict: Verdict) -> None:

@@ -191,18 +191,24 @@ LATER = "later"  # sandbox folder of the files ``truesync sandbox deliver`` puts
 
 
 def plan_deliveries(files: dict[str, str], start: date, days: int, labels: Any) -> dict[str, str]:
-    """The files delivered after the demo days (relative path -> CSV text), labelled in ``labels``."""
+    """The files delivered after the demo days (relative path -> CSV text), labelled in ``labels``.
+
+    The last day's file of terminal T01 is delivered again with one plain sale (``A00``) corrected,
+    one the SLA already calls overdue where there is one; a day without a plain sale is redelivered as it was.
+    """
     first = datetime.combine(start, datetime.min.time())
     last = f"T01/events-{(first + timedelta(days=days - 1)).date()}.csv"
     events = list(csv.DictReader(io.StringIO(files[last])))
     cutoff = (first + timedelta(days=days - 1, hours=18)).isoformat()  # an event the SLA already calls overdue
-    fixed = next(e for e in events if e["code"] == "A00" and e["event_time"] < cutoff)
+    plain = [e for e in events if e["code"] == "A00"]
+    fixed = next((e for e in plain if e["event_time"] < cutoff), plain[0] if plain else None)
     for event in events:
         corrected = event is fixed
         event["code"] = "C01" if corrected else event["code"]
         at = datetime.fromisoformat(event["event_time"])
         labels.label(EVENTS_FLOW, "pos_event", event["event_id"], "delayed" if corrected else "in_sync", at)
-    orders = [e["order_ref"] for e in events if e["order_ref"]]
+    everyone = (e for text in files.values() for e in csv.DictReader(io.StringIO(text)))
+    orders = [e["order_ref"] for e in events if e["order_ref"]] or [e["order_ref"] for e in everyone if e["order_ref"]]
     stuck = [
         {"event_id": f"EV-T03-LATE-{n:04d}", "terminal_id": "T03", "code": "A00", "order_ref": orders[n % len(orders)],
          "event_time": (first + timedelta(hours=13 + n)).isoformat(), "amount": f"{n + 1}.50"}

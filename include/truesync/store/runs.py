@@ -56,6 +56,13 @@ def latest(store: Store, flow: str | None = None, limit: int = 1, finished: bool
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def older_than(store: Store, flow: str, keep: int) -> list[str]:
+    """Run ids of the flow's runs beyond its ``keep`` newest (by start)."""
+    query = select(runs.c.run_id).where(runs.c.flow == flow).order_by(runs.c.started_at.desc()).offset(keep)
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def flows(store: Store) -> list[str]:
     """Every flow that has runs in the store."""
     with store.engine.connect() as conn:
@@ -86,6 +93,17 @@ def entity_counts(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     )
     with store.engine.connect() as conn:
         return {r["entity"]: dict(r) for r in conn.execute(query).mappings()}
+
+
+def staged_count(store: Store, run_id: str, entity: str) -> int:
+    """How many records the run's extract (or a compare's scan) staged for the entity: those it
+    extracted, less those a compare found in sync and never staged."""
+    part = run_entities.c.part.in_(("extract", "compare"))
+    query = select(func.sum(run_entities.c.extracted - run_entities.c.unchanged)).where(
+        run_entities.c.run_id == run_id, run_entities.c.entity == entity, part
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def finish(store: Store, run_id: str, status: str, report: dict[str, Any] | None) -> None:

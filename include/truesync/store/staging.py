@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, row_pages
-from truesync.store.schema import results, runs, staging
+from truesync.store.schema import results, staging
 from truesync.support.bulk import Rows, insert, select_by_keys, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
@@ -150,9 +150,12 @@ def clear_results(store: Store, run_id: str, entity: str, part: Partition = EVER
 
 
 def keys_with_prefix(store: Store, run_id: str, entity: str, prefix: str) -> set[str]:
-    """Staged keys starting with ``prefix`` (the names given to rows without a key)."""
-    query = select(staging.c.key).where(
-        staging.c.run_id == run_id, staging.c.entity == entity, staging.c.key.startswith(prefix, autoescape=True)
+    """Keys with a result in the run that start with ``prefix`` (the names given to rows without a key).
+
+    Read from the results, which outlive the staged rows: a retried finalize finds them still.
+    """
+    query = select(results.c.key).where(
+        results.c.run_id == run_id, results.c.entity == entity, results.c.key.startswith(prefix, autoescape=True)
     )
     with store.engine.connect() as conn:
         return set(conn.execute(query).scalars())
@@ -205,12 +208,14 @@ def clear(store: Store, run_id: str, entity: str) -> None:
         conn.execute(delete(staging).where(staging.c.run_id == run_id, staging.c.entity == entity))
 
 
-def purge_old_runs(store: Store, flow: str, keep: int) -> int:
-    """Drop staged rows and results of all but the ``keep`` most recent runs of a flow."""
-    query = select(runs.c.run_id).where(runs.c.flow == flow).order_by(runs.c.started_at.desc()).offset(keep)
+def is_dropped(store: Store, run_id: str, entity: str, staged: int) -> bool:
+    """Whether a run that staged ``staged`` records of the entity holds none of them any more."""
+    query = select(staging.c.key).where(staging.c.run_id == run_id, staging.c.entity == entity).limit(1)
+    with store.engine.connect() as conn:
+        return staged > 0 and conn.execute(query).first() is None
+
+
+def drop_run(store: Store, run_id: str) -> int:
+    """Drop every staged row of a finished run; returns how many."""
     with store.engine.begin() as conn:
-        old = list(conn.execute(query).scalars())
-        if not old:
-            return 0
-        conn.execute(delete(results).where(results.c.run_id.in_(old)))
-        return conn.execute(delete(staging).where(staging.c.run_id.in_(old))).rowcount
+        return conn.execute(delete(staging).where(staging.c.run_id == run_id)).rowcount
