@@ -2,8 +2,9 @@
 
 1. **kill -9** (``truesync.sandbox.chaos``): seeded kills of task processes at failpoints in
    extract, sync (between the target write and the ledger write, and after it) and finalize,
-   while a real Airflow backfills the SQL flows over the demo days; Airflow retries each killed
-   task and the runs complete. Sessions of up to six kills, each a fresh sandbox: on SQLite,
+   while a real Airflow backfills the SQL flows over the demo days, every fourth kill taking the
+   task's supervisor too (a dead worker, found by the heartbeat's timeout); Airflow retries each
+   killed task and the runs complete. Sessions of up to six kills, each a fresh sandbox: on SQLite,
    then (with a PostgreSQL server: ``--postgres`` or ``TRUESYNC_TEST_POSTGRES_URL``) with the
    store and both SQL targets on PostgreSQL.
 2. The fault tests of the CI-sized suite, run by pytest: dropped connections, rows a target
@@ -85,7 +86,7 @@ def _databases(admin_url: str) -> list[str]:
 
 
 def _named(kill: Kill) -> str:
-    return f"{kill.flow} day {kill.day} at {kill.point}"
+    return f"{kill.flow} day {kill.day} at {kill.label}"
 
 
 def _kill_row(database: str, verdicts: list[Verdict]) -> dict[str, object]:
@@ -93,7 +94,7 @@ def _kill_row(database: str, verdicts: list[Verdict]) -> dict[str, object]:
     hit = [p for v in verdicts for p in v.hit]
     points = ", ".join(f"{p} {hit.count(p)}" for p in sorted(set(hit)))
     return {
-        "fault": f"kill -9 of a task process ({database}): {points}",
+        "fault": f"kill -9 of a task process or its worker ({database}): {points}",
         "trials": f"{len(hit)}/{len(kills)} hit, {sum(v.retried for v in verdicts)} retried",
         "records": sum(v.records for v in verdicts),
         "misclassified": sum(v.wrong_class for v in verdicts),

@@ -5,7 +5,8 @@ then checks classification against the sandbox's ground truth, the targets again
 sources, the conservation law, and that reprocessing the same range writes nothing. Then
 runs triggered by hand: an incremental run and the flows' full compares at once, whose
 tasks the target's pool keeps apart. The same test runs with PostgreSQL and MariaDB
-targets and a PostgreSQL store when the test database URLs are set.
+targets and a PostgreSQL store when the test database URLs are set, the PostgreSQL
+connections holding a canary password that no file Airflow wrote and no XCom row may show.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from canary import leaks, with_canary
 from sandboxapis import sandbox_apis
 from sqlalchemy.engine import URL
 
@@ -247,22 +249,28 @@ def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(
     assert "system 'stockctl'" in sync_logs and "unreachable" in sync_logs
     assert sum(log.count("system 'stockctl'") > 0 for log in logs) >= 2, "the transient failure was retried"
     forms = {"s3cr3t-pw", *(base64.b64encode(f"{user}s3cr3t-pw".encode()).decode() for user in ("", ":", "sync:"))}
-    everything_airflow_wrote = "\n".join(
-        p.read_bytes().decode("utf-8", "replace") for p in (state / "airflow").rglob("*") if p.is_file()
-    )  # task and process logs, the metadata database (XCom, task instances' notes) and its WAL
-    xcom = "\n".join(str(row) for row in airflow.query("SELECT * FROM xcom"))
-    assert xcom and "erp_to_stockctl:manual__down" in xcom, "XCom holds the plan"
+    written, xcom = _what_airflow_holds(airflow)
+    assert "erp_to_stockctl:manual__down" in xcom, "XCom holds the plan"
     for form in forms:
-        assert form not in everything_airflow_wrote and form not in xcom, form
+        assert form not in written and form not in xcom, form
+
+
+def _what_airflow_holds(airflow: LocalAirflow) -> tuple[str, str]:
+    """Every file Airflow wrote (task and process logs, the metadata database and its WAL) and
+    every XCom row, as text."""
+    written = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in airflow.home.rglob("*") if p.is_file())
+    return written, "\n".join(str(row) for row in airflow.query("SELECT * FROM xcom"))
 
 
 def test_backfill_through_airflow_on_postgres_and_mariadb(
     state: Path, postgres_url: URL, mysql_url: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", postgres_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", with_canary(postgres_url))
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", mysql_url.render_as_string(hide_password=False))
-    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", postgres_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", with_canary(postgres_url))
     assert truesync(["sandbox", "init", "--scale", "300"]) == 0
     _run_sandbox_through_airflow(state, list(SQL_FLOWS))  # the REST flows' targets are not databases
     _manual_runs(state, dry_run=False)
     assert Store().engine.dialect.name == "postgresql"
+    written, xcom = _what_airflow_holds(LocalAirflow(state / "airflow"))
+    assert xcom and not leaks(written) and not leaks(xcom), "the store's and the CRM's password"

@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from canary import CANARY, leaks
 from fastapi.testclient import TestClient
 from one_dag_auth import ONLY
 from plugin_client import Token, plugin_client, screenshot
 from report_runs import FLOW, Page, Runs
+from sqlalchemy.engine import URL
 
 from truesync.core.classify import REPORTED_CLASSES
 from truesync.reporting.board import SEVERITY
@@ -220,3 +222,26 @@ def test_headless_chromium_renders_the_board_the_queue_and_a_record(dash: tuple,
     record = Page(client.get(pages["record"], headers=viewer).text)
     assert [e.attrs["data-class"] for e in record.elements if e.tag == "tr" and "data-outcome" in e.attrs]
     assert json.loads(client.get("/board.json", headers=viewer).text)
+
+
+def test_no_page_shows_a_connections_secret_even_when_its_system_is_down(
+    dash: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record page reads both systems live: with the CRM unreachable under a canary password,
+    every page (and the reports plugin's) still names the system and never the secret."""
+    runs_, client, token = dash
+    down = URL.create("postgresql+psycopg2", "postgres", CANARY, "127.0.0.1", 1, "crm")
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", down.render_as_string(hide_password=False))
+    viewer = _auth(token("viewer", "viewer"))
+    held = _active(runs_, FLOW)[0]
+    pages = {
+        path: client.get(path, headers=viewer) for path in (*GETS, f"/record/{FLOW}/{held['entity']}/{held['key']}")
+    }
+    assert all(page.status_code == 200 for page in pages.values()), {p: a.status_code for p, a in pages.items()}
+    record = pages[f"/record/{FLOW}/customer/C0000001"].text
+    assert "crm" in record and "unreachable" in record.lower(), "the page says which system is down"
+    with plugin_client("truesync_reports", monkeypatch) as (_, reports, report_token):
+        index = reports.get("/", headers=_auth(report_token("viewer", "viewer")))
+    assert index.status_code == 200
+    for path, page in {**pages, "reports index": index}.items():
+        assert not leaks(page.text) and not leaks(str(page.headers)), path

@@ -13,15 +13,15 @@ queue, results, audit, run reports). The Airflow side (task logs, XCom) is check
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
 import requests
+from canary import CANARY, leaks, with_canary
 from conftest import ServerDatabases
 from sandbox_demo import DEMO_START
 from sqlalchemy import MetaData, select
@@ -34,21 +34,8 @@ from truesync.sandbox import systems as sandbox
 from truesync.sandbox.api import ServerThread
 from truesync.store import Store, queue
 
-CANARY = "Cn4ry/s3cr:t@x+y=z?&"
-FORMS = {
-    CANARY,
-    quote(CANARY, safe=""),
-    quote_plus(CANARY),
-    *(base64.b64encode(text.encode()).decode() for text in (CANARY, f":{CANARY}", f"postgres:{CANARY}")),
-}
 DAY = DEMO_START.isoformat()
 UNTIL = (DEMO_START + timedelta(days=sandbox.DEMO_DAYS)).isoformat()
-
-
-def _with_canary(url: URL) -> str:
-    """The database URL as a connection holds it: the canary as password (the local server trusts
-    the user, so any password is accepted and sent)."""
-    return url.set(password=CANARY).render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -57,7 +44,7 @@ def servers(
 ) -> Iterator[dict[str, ServerThread]]:
     """The sandbox with PostgreSQL targets and store, and REST APIs that want the canary as token."""
     for system in ("STORE", "CRM", "STOCKCTL"):
-        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system}", _with_canary(postgres_databases.new()))
+        monkeypatch.setenv(f"AIRFLOW_CONN_TRUESYNC_{system}", with_canary(postgres_databases.new()))
     assert cli.main(["sandbox", "init", "--scale", "100"]) == 0
     served = sandboxrest.serve(state / "sandbox", "127.0.0.1", 0, 0, CANARY)
     for system, server in served.items():
@@ -79,10 +66,6 @@ def _store_text(store: Store) -> str:
 
 def _files_text(state: Path) -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in sorted(state.rglob("*")) if p.is_file())
-
-
-def _leaks(text: str) -> list[str]:
-    return [form for form in FORMS if form in text]
 
 
 def test_a_canary_secret_in_every_connection_appears_nowhere(
@@ -126,8 +109,8 @@ def test_a_canary_secret_in_every_connection_appears_nowhere(
     output = capsys.readouterr()
     assert "error" in (output.out + output.err).lower() or "unavailable" in (output.out + output.err).lower()
 
-    assert not _leaks(output.out + output.err), "the CLI's output"
-    assert not _leaks("\n".join(r.getMessage() for r in caplog.records)), "the log records"
-    assert not _leaks(_files_text(state)), "a file under the state directory (reports, Data Docs, logs)"
-    assert not _leaks(_store_text(store)), "a row of the store"
+    assert not leaks(output.out + output.err), "the CLI's output"
+    assert not leaks("\n".join(r.getMessage() for r in caplog.records)), "the log records"
+    assert not leaks(_files_text(state)), "a file under the state directory (reports, Data Docs, logs)"
+    assert not leaks(_store_text(store)), "a row of the store"
     assert load_config().flows, "the configuration was read throughout"

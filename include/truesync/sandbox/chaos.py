@@ -6,7 +6,9 @@ the task of that DAG run that reaches the failpoint first sends itself ``SIGKILL
 (after a batch is staged), in sync (after the target write and before the ledger write, or after
 the ledger write) or in finalize (after the watermark moved, before the run is marked finished).
 Airflow's task supervisor sees the process die, marks the attempt failed and retries it after the
-flow's ``retry_delay`` (a few seconds here); the run then completes.
+flow's ``retry_delay`` (a few seconds here); the run then completes. Every fourth kill takes the
+supervisor too, as a worker host that dies whole: nothing reports the attempt's end, and the
+scheduler fails it when its heartbeat stops (``HEARTBEAT_TIMEOUT``), then retries it.
 
 Afterwards the session is judged record by record: every labelled record has its labelled class
 (or ``in_sync`` when the killed attempt had already written it), no target record differs from
@@ -35,29 +37,48 @@ from truesync.sandbox.groundtruth import differences, drift, everything, first_r
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, runs
 from truesync.store.schema import exceptions, ledger
-from truesync.support.failpoints import PLAN_ENV
+from truesync.support.failpoints import PLAN_ENV, TASK, WORKER
 
 POINTS = ("extract.staged", "sync.target_written", "sync.ledger_written", "finalize.watermark_moved")
 FLOWS = ("webshop_to_crm", "erp_to_stockctl")
 QUICK_RETRIES = {"retry_delay": "3s"}  # flow settings of a session: a killed task retries at once
 
 
+# A dead worker is noticed by the scheduler when the task's heartbeat stops: after 30 s here, 5 min by default.
+HEARTBEAT_TIMEOUT = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+}
+WORKER_EVERY = 4  # every fourth planned kill takes the task's supervisor with it
+
+
 @dataclass(frozen=True)
 class Kill:
-    """One planned ``kill -9``: the first task of the flow's run for ``day`` to reach ``point`` dies there."""
+    """One planned ``kill -9``: the first task of the flow's run for ``day`` to reach ``point`` dies there,
+    alone (``task``) or with its supervisor (``worker``)."""
 
     flow: str
     day: int  # the demo day: the day-th run of the flow's backfill
     point: str
+    kills: str = TASK
+
+    @property
+    def label(self) -> str:
+        return self.point if self.kills == TASK else f"{self.point} (worker)"
 
 
 def plan(seed: int, trials: int) -> list[Kill]:
-    """``trials`` kills (at most one per DAG run of a session), seeded: flows, days and points."""
+    """``trials`` kills (at most one per DAG run of a session), seeded: flows, days and points; every
+    ``WORKER_EVERY``-th kills the worker."""
     rng = random.Random(seed)
     runs_of_session = [(flow, day) for flow in FLOWS for day in range(sandbox.DEMO_DAYS)]
     if trials > len(runs_of_session):
         raise ValueError(f"a session has {len(runs_of_session)} runs; plan more sessions for {trials} kills")
-    return [Kill(flow, day, rng.choice(POINTS)) for flow, day in rng.sample(runs_of_session, trials)]
+    chosen = rng.sample(runs_of_session, trials)
+    return [
+        Kill(flow, day, rng.choice(POINTS), WORKER if n % WORKER_EVERY == WORKER_EVERY - 1 else TASK)
+        for n, (flow, day) in enumerate(chosen)
+    ]
 
 
 @dataclass
@@ -65,7 +86,7 @@ class Verdict:
     """What one session's records say after the kills."""
 
     kills: list[Kill]
-    hit: list[str] = field(default_factory=list)  # the failpoints the kills reached
+    hit: list[str] = field(default_factory=list)  # the failpoints the kills reached, as ``Kill.label``
     retried: int = 0  # task attempts Airflow retried
     records: int = 0  # labelled records and ledger entries checked
     wrong_class: int = 0
@@ -85,15 +106,15 @@ def run_session(state: Path, kills: list[Kill]) -> Verdict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     dags = [dag_id(flow) for flow in FLOWS]
-    airflow = LocalAirflow(state / "airflow", extra_env={PLAN_ENV: str(work / "plan.json")})
+    airflow = LocalAirflow(state / "airflow", extra_env={PLAN_ENV: str(work / "plan.json"), **HEARTBEAT_TIMEOUT})
     airflow.prepare(dags)
     last = (sandbox.DEMO_START + timedelta(days=sandbox.DEMO_DAYS - 1)).isoformat()
     for dag in dags:
         airflow.backfill(dag, sandbox.DEMO_START.isoformat(), last)
-    points: dict[str, list[str]] = {}
+    points: dict[str, dict[str, str]] = {}
     for kill in kills:  # the backfill's runs exist now, queued in the order of their days
         run_id = airflow.backfill_runs(dag_id(kill.flow))[kill.day][0]
-        points.setdefault(kill.point, []).append(f"{kill.flow}:{run_id}")
+        points.setdefault(kill.point, {})[f"{kill.flow}:{run_id}"] = kill.kills
     (work / "plan.json").write_text(json.dumps(points, indent=2))
     airflow.start()
     try:
@@ -101,7 +122,8 @@ def run_session(state: Path, kills: list[Kill]) -> Verdict:
     finally:
         airflow.stop()
     verdict = Verdict(kills)
-    verdict.hit = [json.loads(p.read_text())["point"] for p in sorted(work.glob("hit-*.json"))]
+    hits = [json.loads(p.read_text()) for p in sorted(work.glob("hit-*.json"))]
+    verdict.hit = [Kill("", 0, hit["point"], hit["kills"]).label for hit in hits]
     verdict.retried = sum(airflow.retried_attempts(dag, run_id) for dag in dags for run_id, _, _ in states[dag])
     verdict.failures += [f"{dag} {run_id}: {s}" for dag in dags for run_id, s, _ in states[dag] if s != "success"]
     _judge(load_config(), Store(), state, verdict)
