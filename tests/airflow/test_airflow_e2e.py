@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from canary import leaks, with_canary
+from canary import CANARY, leaks, with_canary
 from sandboxapis import sandbox_apis
 from sqlalchemy.engine import URL
 
@@ -30,7 +30,6 @@ from truesync.core.classify import REPORTED_CLASSES
 from truesync.pipeline import dags
 from truesync.reporting.report import report_path
 from truesync.sandbox import systems as sandbox
-from truesync.sandbox.api import DEFAULT_TOKEN
 from truesync.sandbox.groundtruth import differences, drift, everything, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.store import Store, queue, runs
@@ -159,7 +158,7 @@ def _check_task_logs(airflow: LocalAirflow, store: Store, flow: str, dag_run_id:
     text = "\n".join(logs.values())
     assert len(emails) > 100 and not [e for e in emails if e in text], "no e-mail address of the data in a task log"
     assert not re.search(r"://[^:/@\s]*:[^@\s]+@", text), "no connection URL with a password in a task log"
-    assert DEFAULT_TOKEN not in text
+    assert not leaks(text), "no password or token of a connection in a task log"
 
 
 def _manual_runs(state: Path, dry_run: bool) -> None:
@@ -216,9 +215,11 @@ def _check_apart(airflow: LocalAirflow, compare_dag: str, incremental_dag: str, 
 
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
     assert truesync(["sandbox", "init", "--scale", "300"]) == 0
-    with sandbox_apis(state):
+    with sandbox_apis(state, CANARY):
         _run_sandbox_through_airflow(state)
         _manual_runs(state, dry_run=True)
+    written, xcom = _what_airflow_holds(LocalAirflow(state / "airflow"))
+    assert xcom and not leaks(written) and not leaks(xcom), "the REST APIs' token"
 
 
 def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(

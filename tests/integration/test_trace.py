@@ -10,9 +10,11 @@ import json
 
 import pytest
 from sandbox_demo import FLOWS, SHOP_FLOW, DemoDays
+from sqlalchemy import select
 
 from truesync import cli
-from truesync.reporting.trace import NOT_FOUND, trace
+from truesync.reporting.trace import NOT_FOUND, UNREACHABLE, trace
+from truesync.store.schema import ledger
 
 WRITTEN = ("created", "updated")
 
@@ -112,3 +114,21 @@ def test_a_record_missing_from_the_target_shows_as_not_found(demo_days: DemoDays
     found = trace(demo.config, demo.store, SHOP_FLOW, "order", waiting)
     assert {v["target"] for v in found["values"]} == {NOT_FOUND}
     assert found["exceptions"][0]["check_name"] == "parent_exists"
+
+
+def test_an_unreachable_system_is_named_and_the_history_still_shows(
+    demo_days: DemoDays, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = demo_days.demo
+    query = select(ledger.c.key).where(ledger.c.flow == SHOP_FLOW, ledger.c.entity == "customer").limit(1)
+    with demo.store.engine.connect() as conn:
+        synced = ("customer", conn.execute(query).scalar_one())
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", "postgresql+psycopg2://sync:s3cr3t-pw@127.0.0.1:1/crm")
+    found = trace(demo.config, demo.store, SHOP_FLOW, *synced)
+    assert list(found["unavailable"]) == ["crm"] and "unreachable" in found["unavailable"]["crm"]
+    assert found["runs"] and found["ledger"], "the store's history"
+    assert {v["target"] for v in found["values"]} == {UNREACHABLE}
+    assert not any(v["differs"] for v in found["values"]) and {v["source"] for v in found["values"]} - {NOT_FOUND}
+    assert cli.main(["trace", SHOP_FLOW, *synced]) == 0
+    out = capsys.readouterr().out
+    assert "unreachable crm: system 'crm'" in out and "s3cr3t-pw" not in out + json.dumps(found, default=str)

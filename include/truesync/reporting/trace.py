@@ -12,6 +12,9 @@ Rules:
   a sync.
 * Values of personal fields are masked everywhere in the trace, as in the run reports, unless the
   flow turns masking off (``quality.mask_pii: false``).
+* A system that cannot be reached is named in ``unavailable`` with the reason (its connection
+  URL masked); its values show as ``unreachable`` and nothing is said to differ. The record's
+  history comes from the store, so it still shows.
 """
 
 from __future__ import annotations
@@ -19,19 +22,20 @@ from __future__ import annotations
 from typing import Any
 
 from truesync.config import Config
+from truesync.connectors.errors import SystemUnavailable
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import to_canonical
 from truesync.reporting.masking import mask, mask_exception, mask_field_reason, personal_names, record_names
 from truesync.store import Store, history
 
-NOT_FOUND = "not found"
+NOT_FOUND, UNREACHABLE = "not found", "unreachable"
 
 
 def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dict[str, Any]:
     """Everything known about one record of a flow, as a JSON-ready document."""
     _require(config, flow, entity)
     personal, names = personal_names(config, flow, entity), record_names(config, flow, entity)
-    spec = config.flows[flow]
+    spec, unavailable = config.flows[flow], {}
     return {
         "flow": flow,
         "entity": entity,
@@ -42,7 +46,8 @@ def trace(config: Config, store: Store, flow: str, entity: str, key: str) -> dic
         "ledger": history.ledger_entry(store, flow, entity, key),
         "overwrites": [_masked_overwrite(r, personal) for r in history.overwrites(store, flow, entity, key)],
         "exceptions": [mask_exception(r, personal, names) for r in history.record_exceptions(store, flow, entity, key)],
-        "values": live_values(config, flow, entity, key, personal),
+        "values": live_values(config, flow, entity, key, personal, unavailable),
+        "unavailable": unavailable,
     }
 
 
@@ -56,38 +61,46 @@ def _require(config: Config, flow: str, entity: str) -> None:
 
 
 def live_values(
-    config: Config, flow: str, entity: str, key: str, personal: dict[str, str | None]
+    config: Config, flow: str, entity: str, key: str, personal: dict[str, str | None], unavailable: dict[str, str]
 ) -> list[dict[str, Any]]:
     """One row per field both systems map: the source's and the target's value now, and whether they
-    differ; no rows when neither system holds the record.
+    differ; no rows when no system reached holds the record. A system that cannot be reached is
+    added to ``unavailable`` (system -> reason).
     """
     spec = config.flows[flow]
     synced = set(config.synced_fields(flow, entity))
     hidden = spec.compare.deletes_of(entity).mark
-    source = _read(config, spec.source, entity, key, None, open_source)
-    target = _read(config, spec.target, entity, key, hidden, open_target)
+    source = _read(config, spec.source, entity, key, None, open_source, unavailable)
+    target = _read(config, spec.target, entity, key, hidden, open_target, unavailable)
     rows: list[dict[str, Any]] = []
     if not source and not target:
         return rows
     for field in [config.entities[entity].key, *config.mapped_fields(flow, entity)]:
-        mine, theirs = source.get(field, NOT_FOUND), target.get(field, NOT_FOUND)
+        mine, theirs = (UNREACHABLE if side is None else side.get(field, NOT_FOUND) for side in (source, target))
         rows.append(
             {
                 "field": field,
                 "owner": config.owner(flow, entity, field),
                 "source": _masked_value(mine, field, personal),
                 "target": _masked_value(theirs, field, personal),
-                "differs": field in synced and mine != theirs,
+                "differs": field in synced and UNREACHABLE not in (mine, theirs) and mine != theirs,
             }
         )
     return rows
 
 
-def _read(config: Config, system: str, entity: str, key: str, hidden: Any, opener: Any) -> dict[str, Any]:
-    """The record's canonical values in one system (empty when it holds no such record)."""
+def _read(
+    config: Config, system: str, entity: str, key: str, hidden: Any, opener: Any, unavailable: dict[str, str]
+) -> dict[str, Any] | None:
+    """The record's canonical values in one system (empty when it holds no such record, None when
+    the system cannot be reached)."""
     mapping = config.entity_mapping(system, entity)
     fields = [f for f in config.entities[entity].fields if f in mapping.fields]
-    raw = opener(config, system).fetch(mapping, [key], hidden)
+    try:
+        raw = opener(config, system).fetch(mapping, [key], hidden)
+    except SystemUnavailable as exc:
+        unavailable[system] = str(exc)
+        return None
     if raw.empty:
         return {}
     canon = to_canonical(raw.iloc[:1], mapping, config.entities[entity], fields)
@@ -98,7 +111,7 @@ def _read(config: Config, system: str, entity: str, key: str, hidden: Any, opene
 
 
 def _masked_value(value: Any, field: str, personal: dict[str, str | None]) -> Any:
-    if value is None or value == NOT_FOUND or field not in personal:
+    if value is None or value in (NOT_FOUND, UNREACHABLE) or field not in personal:
         return value
     return mask(str(value), personal[field])
 
@@ -130,7 +143,8 @@ def render_text(found: dict[str, Any]) -> str:
             f"in neither {found['source']} nor {found['target']}",
         ),
     ]
-    return "\n\n".join(sections)
+    down = [f"unreachable {system}: {reason}" for system, reason in found["unavailable"].items()]
+    return "\n\n".join(sections + down)
 
 
 _VALUE_HEADER = [{"field": "field", "owner": "owner", "source": "source", "target": "target", "differs": False}]
