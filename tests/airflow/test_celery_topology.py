@@ -3,11 +3,13 @@ with Redis as the broker, an api-server, a scheduler, a dag-processor and two Ce
 
 The sandbox flows are backfilled over two days; the results must equal the SQLite path's
 (classification against the ground truth, conservation, target state), and the mapped sync
-tasks of one run must be shared by both workers.
+tasks of one run must be shared by both workers. Then two flows read one REST API at once from
+the two workers: the API must never see more requests in a second than its ``rate_limit``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -15,14 +17,19 @@ import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import redis
+import requests
+from config_edits import edit
 from conftest import ServerDatabases
+from sandboxapis import sandbox_apis
 
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
+from truesync.pipeline.dags import dag_id
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
@@ -66,15 +73,24 @@ def test_backfill_on_celery_workers_with_postgres(
     redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    metadata, store_url = postgres_databases.new(), postgres_databases.new()
     monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(_small_partitions(tmp_path)))
-    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", store_url.render_as_string(hide_password=False))
-    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    airflow = _celery_airflow(state, postgres_databases, redis_url, monkeypatch)
     config, store = load_config(), Store()
     flows = ["webshop_to_crm", "erp_to_stockctl"]  # the REST flows run through Airflow in test_airflow_e2e
-    dag_ids = [f"truesync_{flow}" for flow in flows]
+    airflow.prepare([f"truesync_{flow}" for flow in flows])
+    _backfill_and_check(airflow, config, store, flows, state)
+
+
+def _celery_airflow(
+    state: Path, postgres_databases: ServerDatabases, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> LocalAirflow:
+    """A sandbox at scale 300 with its store on PostgreSQL, and Airflow on CeleryExecutor (PostgreSQL
+    metadata, Redis broker), not started yet."""
+    metadata, store_url = postgres_databases.new(), postgres_databases.new()
+    monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", store_url.render_as_string(hide_password=False))
+    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
     meta = metadata.render_as_string(hide_password=False)
-    airflow = LocalAirflow(
+    return LocalAirflow(
         state / "airflow",
         executor="CeleryExecutor",
         extra_env={
@@ -83,8 +99,6 @@ def test_backfill_on_celery_workers_with_postgres(
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{meta}",
         },
     )
-    airflow.prepare(dag_ids)
-    _backfill_and_check(airflow, config, store, flows, state)
 
 
 def _backfill_and_check(airflow: LocalAirflow, config: Config, store: Store, flows: list[str], state: Path) -> None:
@@ -123,3 +137,66 @@ def _backfill_and_check(airflow: LocalAirflow, config: Config, store: Store, flo
 
 
 WORKLOAD = re.compile(r"Executing workload in Celery: .*?task_id='([^']+)'.*?run_id='([^']+)'")
+
+
+# --- one REST API, two workers ------------------------------------------------------------------
+
+CEILING = 10  # requests per second the CRM API allows in this test
+READERS = {"crm_api_to_crm": "crm", "crm_api_to_webshop": "webshop"}  # two flows reading the CRM API
+
+
+def _two_readers_of_the_crm_api(tmp_path: Path) -> Path:
+    """The shipped configuration plus two flows whose compares list the CRM API's contacts, five a
+    page, under a ceiling of ``CEILING`` requests per second; their targets differ, so their pools
+    let them run at once."""
+    directory = tmp_path / "config"
+    shutil.copytree(PROJECT_ROOT / "include" / "config", directory)
+
+    def slow_api(doc: dict[str, Any]) -> None:
+        rest = doc["systems"]["crm_api"]["rest"]
+        rest["rate_limit"] = CEILING
+        rest["endpoints"]["contacts"]["pagination"] = {"style": "cursor", "page_size": 5}
+
+    edit(directory, "systems.yaml", slow_api)
+    readers = {
+        name: {"source": "crm_api", "target": target, "entities": ["customer"]} for name, target in READERS.items()
+    }
+    edit(directory, "flows.yaml", lambda doc: doc["flows"].update(readers))
+    return directory
+
+
+def test_two_celery_workers_reading_one_rest_api_stay_under_its_rate_limit_together(
+    state: Path,
+    tmp_path: Path,
+    postgres_databases: ServerDatabases,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The slots of the rate limit are shared through the store (``store.rate_limits``): each worker
+    alone would send up to ``CEILING`` a second, so two at once would reach about twice that."""
+    monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(_two_readers_of_the_crm_api(tmp_path)))
+    airflow = _celery_airflow(state, postgres_databases, redis_url, monkeypatch)
+    compares = [dag_id(flow, compare=True) for flow in READERS]
+    airflow.prepare(compares)
+    with sandbox_apis(state) as servers:
+        airflow.start(("api-server", "scheduler", "dag-processor", "celery-worker", "celery-worker"))
+        try:
+            for dag in compares:
+                airflow.trigger(dag, "manual__read", json.dumps({"dry_run": True}))
+            assert [airflow.wait_for_run(dag, "manual__read") for dag in compares] == ["success", "success"]
+        finally:
+            airflow.stop()
+        stats = requests.get(servers["crm_api"].url + "/_stats", timeout=5).json()
+    scans = [_span(airflow, dag, "customer.compare") for dag in compares]
+    overlap = (min(end for _, end in scans) - max(start for start, _ in scans)).total_seconds()
+    assert overlap >= 3, f"the two compares read the API at once for {overlap:.1f}s only: {scans}"
+    assert stats["GET /contacts"] >= 2 * 300 / 5, stats
+    assert stats["busiest_second"] <= CEILING + 1, stats
+    logs = [p.read_text() for p in (state / "airflow" / "process-logs").glob("celery-worker-*.log")]
+    workers = [{task for task, _ in WORKLOAD.findall(text) if task == "customer.compare"} for text in logs]
+    assert all(workers), "each worker ran one of the compares"
+
+
+def _span(airflow: LocalAirflow, dag: str, task: str) -> tuple[datetime, datetime]:
+    ((_, start, end),) = [t for t in airflow.task_intervals(dag, "manual__read") if t[0].startswith(task + "[")]
+    return start, end
