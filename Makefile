@@ -57,7 +57,8 @@ test-unit: venv
 	$(BIN)/pytest tests/unit
 
 # The fault suite: 24 seeded kill -9 trials through a real Airflow per database (SQLite; PostgreSQL
-# when TRUESYNC_TEST_POSTGRES_URL is set), then the fault tests; a table of what was lost (nothing).
+# when TRUESYNC_TEST_POSTGRES_URL is set), the fault tests, then a month of daily runs (make month);
+# a table of what was lost (nothing).
 chaos: venv
 	$(BIN)/python scripts/chaos.py
 

@@ -9,6 +9,8 @@
    store and both SQL targets on PostgreSQL.
 2. The fault tests of the CI-sized suite, run by pytest: dropped connections, rows a target
    refuses, hostile input, the secrets canary, the rate limit across processes.
+3. A month of daily runs (``scripts/month.py``, also ``make month`` alone): 30 days at sandbox
+   scale 10,000 through a real Airflow, judged day by day.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from month import fresh_month, summary
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from truesync.cli import main as truesync
-from truesync.sandbox.chaos import QUICK_RETRIES, Kill, Verdict, plan, run_session
+from truesync.sandbox.chaos import FLOWS, QUICK_RETRIES, Kill, Verdict, plan, run_session
+from truesync.sandbox.month import Month
 from truesync.sandbox.sessions import session_environment
 from truesync.support.paths import PROJECT_ROOT
 
 PER_SESSION = 6
+MONTH_RESULTS_KEPT = 7
 ORIGINAL_ENV = dict(os.environ)  # the pytest fault tests run with it, not with a session's
 FAULT_TESTS = {
     "dropped connection (PostgreSQL, MariaDB; target and store)": "tests/integration/test_connection_drops.py",
@@ -47,13 +52,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scale", type=int, default=300, help="sandbox customers per session")
     parser.add_argument("--postgres", default=os.environ.get("TRUESYNC_TEST_POSTGRES_URL"), help="admin URL")
-    parser.add_argument("--kills-only", action="store_true", help="skip the pytest fault tests")
+    parser.add_argument("--kills-only", action="store_true", help="skip the pytest fault tests and the month")
+    parser.add_argument("--month-days", type=int, default=30, help="days of the month of daily runs (0: none)")
+    parser.add_argument("--month-scale", type=int, default=10_000, help="sandbox customers of the month")
     args = parser.parse_args()
     rows = [_kill_row("sqlite", _sessions(args, None))]
     if args.postgres:
         rows.append(_kill_row("postgresql", _sessions(args, args.postgres)))
     if not args.kills_only:
         rows += [_pytest_row(name, target) for name, target in FAULT_TESTS.items()]
+        if args.month_days:
+            rows.append(_month_row(fresh_month(args.month_scale, args.month_days, MONTH_RESULTS_KEPT)))
     _print(rows)
     return 0 if all(row["ok"] for row in rows) else 1
 
@@ -123,6 +132,23 @@ def _pytest_row(name: str, target: str) -> dict[str, object]:
         "leaked": 0 if done.returncode == 0 else "FAILED",
         "ok": done.returncode == 0,
         "notes": target,
+    }
+
+
+def _month_row(month: Month) -> dict[str, object]:
+    summary(month)
+    times = "; ".join(f"{flow} run first/median/last " + "/".join(f"{t:.1f}s" for t in month.run_times(flow))
+                      for flow in FLOWS)  # fmt: skip
+    return {
+        "fault": f"a month of daily runs ({len(month.days)} days, retention.results_runs {MONTH_RESULTS_KEPT})",
+        "trials": f"{len(month.days)} days",
+        "records": sum(d.records for d in month.days),
+        "misclassified": sum(d.wrong for d in month.days),
+        "lost": "-",
+        "duplicated": "-",
+        "leaked": f"{sum(d.tables.get('ts_staging', 0) for d in month.days)} staged rows left",
+        "ok": month.clean,
+        "notes": "; ".join(f for d in month.days for f in d.failures) or times,
     }
 
 

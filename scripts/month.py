@@ -31,16 +31,20 @@ def main() -> int:
     parser.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
     parser.add_argument("--keep-results", type=int, default=7, help="the flows' retention.results_runs")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="truesync-month-"))
-    settings = {**QUICK_RETRIES, "retention": {"results_runs": args.keep_results}}
-    os.environ.update(session_environment(root, settings))
-    print(f"== sandbox: {args.scale} customers over {args.days} days from {args.start} ({root}) ==", flush=True)
-    init = ["sandbox", "init", "--scale", str(args.scale), "--days", str(args.days), "--start", str(args.start)]
-    if truesync(init) != 0:
-        return 1
-    month = run_month(root / "state", args.start, args.days, show=_show_day)
-    _summary(month)
+    month = fresh_month(args.scale, args.days, args.keep_results, args.start)
+    summary(month)
     return 0 if month.clean else 1
+
+
+def fresh_month(scale: int, days: int, keep_results: int, start: date = DEMO_START) -> Month:
+    """A new sandbox in a temporary directory (the environment pointed at it), then the month."""
+    root = Path(tempfile.mkdtemp(prefix="truesync-month-"))
+    settings = {**QUICK_RETRIES, "retention": {"results_runs": keep_results}}
+    os.environ.update(session_environment(root, settings))
+    print(f"== sandbox: {scale} customers over {days} days from {start} ({root}) ==", flush=True)
+    if truesync(["sandbox", "init", "--scale", str(scale), "--days", str(days), "--start", str(start)]) != 0:
+        raise RuntimeError("sandbox init failed")
+    return run_month(root / "state", start, days, show=_show_day)
 
 
 def _show_day(number: int, month: Month) -> None:
@@ -53,7 +57,7 @@ def _show_day(number: int, month: Month) -> None:
         print(f"    wrong: {example}", flush=True)
 
 
-def _summary(month: Month) -> None:
+def summary(month: Month) -> None:
     print("\n== the store, rows per table: after day 1, after the last day, the most added by one day ==")
     for table, rows in month.growth().items():
         most = max((b - a for a, b in zip([0, *rows], rows, strict=False)), default=0)
