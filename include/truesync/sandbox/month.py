@@ -110,7 +110,8 @@ class _FlowJudge:
         run_id, status, _ = dag_run
         start, end = airflow.run_span(self.dag, run_id)
         day.seconds[self.flow] = (end - start).total_seconds()
-        (run,) = runs.latest(store, self.flow, 1, finished=True)
+        newest = runs.latest(store, self.flow, 1, finished=True)
+        run = newest[0] if newest else {"run_id": None, "status": "never finished", "window_end": None}
         window_end = datetime.combine(day.day + timedelta(days=1), datetime.min.time())
         watermark = runs.watermark(store, self.flow)
         if status != "success" or run["status"] != "success" or {run["window_end"], watermark} != {window_end}:
