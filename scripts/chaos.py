@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from month import fresh_month, summary
+from month import RESULTS_KEPT, fresh_month, summary
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -34,7 +34,6 @@ from truesync.sandbox.sessions import session_environment
 from truesync.support.paths import PROJECT_ROOT
 
 PER_SESSION = 6
-MONTH_RESULTS_KEPT = 7
 ORIGINAL_ENV = dict(os.environ)  # the pytest fault tests run with it, not with a session's
 FAULT_TESTS = {
     "dropped connection (PostgreSQL, MariaDB; target and store)": "tests/integration/test_connection_drops.py",
@@ -62,7 +61,7 @@ def main() -> int:
     if not args.kills_only:
         rows += [_pytest_row(name, target) for name, target in FAULT_TESTS.items()]
         if args.month_days:
-            rows.append(_month_row(fresh_month(args.month_scale, args.month_days, MONTH_RESULTS_KEPT)))
+            rows.append(_month_row(fresh_month(args.month_scale, args.month_days, RESULTS_KEPT)))
     _print(rows)
     return 0 if all(row["ok"] for row in rows) else 1
 
@@ -140,7 +139,7 @@ def _month_row(month: Month) -> dict[str, object]:
     times = "; ".join(f"{flow} run first/median/last " + "/".join(f"{t:.1f}s" for t in month.run_times(flow))
                       for flow in FLOWS)  # fmt: skip
     return {
-        "fault": f"a month of daily runs ({len(month.days)} days, retention.results_runs {MONTH_RESULTS_KEPT})",
+        "fault": f"a month of daily runs ({len(month.days)} days, retention.results_runs {RESULTS_KEPT})",
         "trials": f"{len(month.days)} days",
         "records": sum(d.records for d in month.days),
         "misclassified": sum(d.wrong for d in month.days),

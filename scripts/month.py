@@ -23,13 +23,15 @@ from truesync.sandbox.chaos import FLOWS, QUICK_RETRIES
 from truesync.sandbox.month import Month, run_month
 from truesync.sandbox.sessions import session_environment
 
+RESULTS_KEPT = 7  # the flows' retention.results_runs in the month: a week
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--scale", type=int, default=10_000, help="sandbox customers")
     parser.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
-    parser.add_argument("--keep-results", type=int, default=7, help="the flows' retention.results_runs")
+    parser.add_argument("--keep-results", type=int, default=RESULTS_KEPT, help="the flows' retention.results_runs")
     args = parser.parse_args()
     month = fresh_month(args.scale, args.days, args.keep_results, args.start)
     summary(month)

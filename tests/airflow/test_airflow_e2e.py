@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from truesync.reporting.report import report_path
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.groundtruth import differences, drift, everything, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
+from truesync.sandbox.sessions import configured
 from truesync.store import Store, queue, runs
-from truesync.support.paths import PROJECT_ROOT
 from truesync.support.sqldb import open_engine
 
 FIRST = sandbox.DEMO_START
@@ -225,12 +224,7 @@ def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
 def test_an_unreachable_system_fails_the_run_naming_it_and_never_the_password(
     state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config_dir = tmp_path / "config"
-    shutil.copytree(PROJECT_ROOT / "include" / "config", config_dir)
-    flows = (config_dir / "flows.yaml").read_text()
-    (config_dir / "flows.yaml").write_text(
-        flows.replace("chunk_size: 5000", "chunk_size: 5000\n    retries: 1\n    retry_delay: 1s")
-    )
+    config_dir = configured(tmp_path / "config", {"retries": 1, "retry_delay": "1s"})
     monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(config_dir))
     assert truesync(["sandbox", "init", "--scale", "100"]) == 0
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", "postgresql+psycopg2://sync:s3cr3t-pw@127.0.0.1:1/stock")

@@ -33,6 +33,7 @@ from truesync.pipeline.dags import dag_id
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
 from truesync.sandbox.localairflow import LocalAirflow
+from truesync.sandbox.sessions import configured
 from truesync.store import Store, runs
 from truesync.support.paths import PROJECT_ROOT
 
@@ -59,11 +60,7 @@ def redis_url() -> Iterator[str]:
 
 
 def _small_partitions(tmp_path: Path) -> Path:
-    directory = tmp_path / "config"
-    shutil.copytree(PROJECT_ROOT / "include" / "config", directory)
-    flows = directory / "flows.yaml"
-    flows.write_text(flows.read_text().replace("chunk_size: 5000", "chunk_size: 5000\n    partition_size: 25"))
-    return directory
+    return configured(tmp_path / "config", {"partition_size": 25})
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sandbox_demo import DEMO_START, SHOP_FLOW, Demo, assert_conserved
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from truesync.config import RetentionConfig
 from truesync.pipeline.extract import NULL_KEY_PREFIX
@@ -22,9 +22,9 @@ from truesync.store.schema import checks, results
 from truesync.store.schema import staging as staged_rows
 
 
-def _per_run(demo: Demo, table: object) -> dict[str, int]:
+def _per_run(demo: Demo, table: Table) -> dict[str, int]:
     with demo.store.engine.connect() as conn:
-        rows = conn.execute(select(table.c.run_id, func.count()).group_by(table.c.run_id)).all()  # type: ignore[attr-defined]
+        rows = conn.execute(select(table.c.run_id, func.count()).group_by(table.c.run_id)).all()
     return {run_id: int(n) for run_id, n in rows}
 
 

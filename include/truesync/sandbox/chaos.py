@@ -64,7 +64,12 @@ class Kill:
 
     @property
     def label(self) -> str:
-        return self.point if self.kills == TASK else f"{self.point} (worker)"
+        return label(self.point, self.kills)
+
+
+def label(point: str, kills: str) -> str:
+    """A failpoint as the verdict shows a kill there: ``sync.target_written (worker)`` for a whole worker."""
+    return point if kills == TASK else f"{point} (worker)"
 
 
 def plan(seed: int, trials: int) -> list[Kill]:
@@ -123,7 +128,7 @@ def run_session(state: Path, kills: list[Kill]) -> Verdict:
         airflow.stop()
     verdict = Verdict(kills)
     hits = [json.loads(p.read_text()) for p in sorted(work.glob("hit-*.json"))]
-    verdict.hit = [Kill("", 0, hit["point"], hit["kills"]).label for hit in hits]
+    verdict.hit = [label(hit["point"], hit["kills"]) for hit in hits]
     verdict.retried = sum(airflow.retried_attempts(dag, run_id) for dag in dags for run_id, _, _ in states[dag])
     verdict.failures += [f"{dag} {run_id}: {s}" for dag in dags for run_id, s, _ in states[dag] if s != "success"]
     _judge(load_config(), Store(), state, verdict)

@@ -210,9 +210,11 @@ def clear(store: Store, run_id: str, entity: str) -> None:
 
 def is_dropped(store: Store, run_id: str, entity: str, staged: int) -> bool:
     """Whether a run that staged ``staged`` records of the entity holds none of them any more."""
+    if staged == 0:
+        return False
     query = select(staging.c.key).where(staging.c.run_id == run_id, staging.c.entity == entity).limit(1)
     with store.engine.connect() as conn:
-        return staged > 0 and conn.execute(query).first() is None
+        return conn.execute(query).first() is None
 
 
 def drop_run(store: Store, run_id: str) -> int:
