@@ -206,6 +206,81 @@ def test_mapping_key_column_must_match_the_key_field(cfg: Path) -> None:
     expect_error(cfg, "mappings.yaml", "mappings.crm.entities.customer.fields", "must map key 'customer_id' to 'id'")
 
 
+def _store_price_by_store_and_sku(doc: dict[str, Any]) -> None:
+    """A store's price keyed by store and SKU, not by the ``<store>:<sku>`` reference: in entities.yaml
+    or, for the ERP and the POS back office, in mappings.yaml."""
+    if "entities" in doc:
+        doc["entities"]["store_price"]["key"] = ["store", "sku"]
+        return
+    for system in ("erp", "pos"):
+        doc["mappings"][system]["entities"]["store_price"]["key"] = ["store", "sku"]
+
+
+def test_a_composite_key_is_a_list_of_fields_and_a_mapping_lists_their_columns(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", _store_price_by_store_and_sku)
+    edit(cfg, "mappings.yaml", _store_price_by_store_and_sku)
+    config = load_config(cfg)
+    price = config.entities["store_price"]
+    assert (price.key, price.key_fields, price.composite) == ("store+sku", ["store", "sku"], True)
+    assert config.entities["customer"].key_fields == ["customer_id"] and not config.entities["customer"].composite
+    mapping = config.entity_mapping("pos", "store_price")
+    assert mapping.key_columns == ["store", "sku"]
+    assert mapping.columns[:3] == ["store", "sku", "item_ref"], "each key column once, first"
+    assert "store" not in config.mapped_fields("erp_to_pos", "store_price"), "a key field is not compared"
+    assert set(mapping.narrowed([]).fields) == {"store", "sku"}, "a narrowed read keeps the key"
+
+
+def test_a_composite_key_field_the_mapping_lacks_is_named(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", _store_price_by_store_and_sku)
+    edit(cfg, "mappings.yaml", _store_price_by_store_and_sku)
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["pos"]["entities"]["store_price"]["fields"].pop("sku"))
+    expect_error(cfg, "mappings.yaml", "mappings.pos.entities.store_price.fields", "must map key 'sku' to 'sku'")
+
+
+def test_a_mapping_lists_one_key_column_per_key_field(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", _store_price_by_store_and_sku)
+    expect_error(
+        cfg, "mappings.yaml", "mappings.erp.entities.store_price.key",
+        "the entity's key has 2 field(s) (store, sku); list one column for each",
+    )  # fmt: skip
+
+
+def test_a_composite_key_names_fields_and_each_once(cfg: Path) -> None:
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["store_price"].update(key=["store", "aisle"]))
+    expect_error(cfg, "entities.yaml", "entities.store_price.key", "key 'aisle' is not a field")
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["store_price"].update(key=["store", "store"]))
+    expect_error(cfg, "entities.yaml", "entities.store_price.key", "names a field twice")
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["store_price"].update(key=["store", "s-k-u"]))
+    expect_error(cfg, "entities.yaml", "entities.store_price.key", "'s-k-u' is not a valid name")
+
+
+def test_a_rest_system_takes_single_field_keys_only(cfg: Path) -> None:
+    def by_payment_and_invoice(doc: dict[str, Any]) -> None:
+        if "entities" in doc:
+            doc["entities"]["payment"]["key"] = ["payment_id", "invoice_id"]
+            return
+        for system in ("crm_api", "payments"):
+            payment = doc["mappings"][system]["entities"]["payment"]
+            payment["key"] = [payment["fields"]["payment_id"], payment["fields"]["invoice_id"]]
+
+    edit(cfg, "entities.yaml", by_payment_and_invoice)
+    edit(cfg, "mappings.yaml", by_payment_and_invoice)
+    expect_error(
+        cfg, "mappings.yaml", "mappings.crm_api.entities.payment.key", "systems of kind 'rest' take single-field keys only"
+    )
+
+
+def test_a_reference_names_a_parent_with_a_single_field_key(cfg: Path) -> None:
+    def composite_customer(doc: dict[str, Any]) -> None:
+        doc["entities"]["customer"]["key"] = ["customer_id", "email"]
+
+    edit(cfg, "entities.yaml", composite_customer)
+    expect_error(
+        cfg, "entities.yaml", "entities.order.references.customer_id",
+        "'customer' has a composite key; a reference is one field holding a parent's key",
+    )  # fmt: skip
+
+
 def test_mapping_of_an_unknown_field(cfg: Path) -> None:
     edit(cfg, "mappings.yaml", lambda d: d["mappings"]["erp"]["entities"]["stock_item"]["fields"].update(colour="c"))
     expect_error(cfg, "mappings.yaml", "mappings.erp.entities.stock_item.fields.colour", "not a field of 'stock_item'")

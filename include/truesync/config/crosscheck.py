@@ -33,8 +33,9 @@ def cross_check(config: Config) -> None:
 def _check_entities(config: Config) -> None:
     file = str(config.directory / "entities.yaml")
     for name, entity in config.entities.items():
-        if entity.key not in entity.fields:
-            raise ConfigError(file, f"entities.{name}.key", f"key '{entity.key}' is not a field")
+        for field in entity.key_fields:
+            if field not in entity.fields:
+                raise ConfigError(file, f"entities.{name}.key", f"key '{field}' is not a field")
         for parent in entity.depends_on:
             if parent not in config.entities:
                 raise ConfigError(file, f"entities.{name}.depends_on", f"unknown entity '{parent}'")
@@ -47,6 +48,9 @@ def _check_entities(config: Config) -> None:
                     f"entities.{name}.references.{field}",
                     f"'{parent}' must also be listed in depends_on",
                 )
+            if config.entities[parent].composite:
+                problem = f"'{parent}' has a composite key; a reference is one field holding a parent's key"
+                raise ConfigError(file, f"entities.{name}.references.{field}", problem)
         _check_expectation_fields(file, name, entity)
     _check_cycles(config, file)
 
@@ -96,8 +100,7 @@ def _check_mappings(config: Config) -> None:
             if problem is not None:
                 raise ConfigError(file, f"{where}.table", f"system '{system}': {problem}")
             spec = config.entities[entity]
-            if em.fields.get(spec.key) != em.key:
-                raise ConfigError(file, f"{where}.fields", f"must map key '{spec.key}' to '{em.key}'")
+            _check_key(file, where, em, spec, system_config.kind)
             for field in [*em.fields, *em.codes]:
                 if field not in spec.fields:
                     raise ConfigError(file, f"{where}.fields.{field}", f"not a field of '{entity}'")
@@ -106,6 +109,19 @@ def _check_mappings(config: Config) -> None:
                 problem = f"'{em.paths[0]}' is a member path; systems of kind '{system_config.kind}' have flat records"
                 raise ConfigError(file, where, problem)
             _check_minor_units(file, where, em, spec)
+
+
+def _check_key(file: str, where: str, em: EntityMapping, spec: EntityConfig, kind: str) -> None:
+    """The mapping's key columns are the entity's key fields as mapped, one column per field, in order."""
+    fields, columns = spec.key_fields, em.key_columns
+    if len(columns) != len(fields):
+        problem = f"the entity's key has {len(fields)} field(s) ({', '.join(fields)}); list one column for each"
+        raise ConfigError(file, f"{where}.key", problem)
+    if spec.composite and not KINDS[kind].composite_keys:
+        raise ConfigError(file, f"{where}.key", f"systems of kind '{kind}' take single-field keys only")
+    for field, column in zip(fields, columns, strict=True):
+        if em.fields.get(field) != column:
+            raise ConfigError(file, f"{where}.fields", f"must map key '{field}' to '{column}'")
 
 
 def _check_code_tables(config: Config, file: str, where: str, em: EntityMapping) -> None:
@@ -165,7 +181,7 @@ def _check_silence(config: Config, file: str, name: str, flow: FlowConfig) -> No
         where = f"flows.{name}.quality.silence.{entity}"
         if entity not in flow.entities:
             raise ConfigError(file, where, "entity not in flow")
-        synced = [config.entities[entity].key, *config.synced_fields(name, entity)]
+        synced = [*config.entities[entity].key_fields, *config.synced_fields(name, entity)]
         for key, field in (("by", rule.by), ("field", rule.field)):
             if field not in synced:
                 raise ConfigError(file, f"{where}.{key}", f"'{field}' is not a field the flow syncs")

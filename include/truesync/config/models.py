@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from truesync.connectors.kinds import KINDS
 from truesync.support.durations import Duration
-from truesync.support.names import check_member, check_name, is_path
+from truesync.support.names import KEY_JOIN, check_member, check_name, is_path, key_names
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "date", "datetime"]
 FieldFormat = Literal["email", "phone", "currency", "iso_date", "iso_datetime"]
@@ -113,7 +113,14 @@ class ExpectationSpec(_Strict):
 
 
 class EntityConfig(_Strict):
-    key: str
+    """An entity: its key, its fields and checks, and the parents it needs in a target first.
+
+    ``key`` is one field, or a list of two or more (a composite key, ``[order_id, line_no]``);
+    it is held as the fields joined by ``+`` (``order_id+line_no``), the name of the record
+    key column in the engine's frames (``core.keys``).
+    """
+
+    key: str = Field(description="the field naming a record, or a list of fields that together do")
     fields: dict[str, FieldSpec]
     depends_on: list[str] = []
     references: dict[str, str] = Field(
@@ -121,12 +128,26 @@ class EntityConfig(_Strict):
     )
     expectations: list[ExpectationSpec] = []
 
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_fields(cls, value: Any) -> Any:
+        return key_names(value, check_name) if isinstance(value, str | list) else value
+
     @field_validator("fields")
     @classmethod
     def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         for name in value:
             check_name(name)
         return value
+
+    @property
+    def key_fields(self) -> list[str]:
+        """The fields of the key, in key order: one, or several for a composite key."""
+        return self.key.split(KEY_JOIN)
+
+    @property
+    def composite(self) -> bool:
+        return len(self.key_fields) > 1
 
 
 class MinorUnits(_Strict):
@@ -208,7 +229,7 @@ class EntityMapping(_Strict):
 
     table: str
     db_schema: str | None = Field(None, alias="schema")
-    key: str = Field(description="column holding the entity key in this system")
+    key: str = Field(description="column holding the entity key in this system; a list for a composite key")
     cursor: str | None = Field(None, description="change-timestamp column")
     fields: dict[str, str] = Field(description="canonical field -> column")
     codes: dict[str, dict[str, str]] = Field(
@@ -232,13 +253,20 @@ class EntityMapping(_Strict):
         self._tables = {field: tables[name] for field, name in self.code_tables.items() if name in tables}
 
     @property
+    def key_columns(self) -> list[str]:
+        """The key's columns, in the order of the entity's key fields."""
+        return self.key.split(KEY_JOIN)
+
+    @property
     def columns(self) -> list[str]:
         """The columns truesync reads: key, mapped fields and cursor, each once."""
-        return list(dict.fromkeys([self.key, *self.fields.values(), *([self.cursor] if self.cursor else [])]))
+        cursor = [self.cursor] if self.cursor else []
+        return list(dict.fromkeys([*self.key_columns, *self.fields.values(), *cursor]))
 
     def narrowed(self, fields: list[str]) -> EntityMapping:
-        """This mapping with only ``fields`` of its canonical fields: a read of just what a check needs."""
-        return self.model_copy(update={"fields": {f: c for f, c in self.fields.items() if f in fields}})
+        """This mapping with only ``fields`` of its canonical fields, and the key's: a read of what a check needs."""
+        kept = {f: c for f, c in self.fields.items() if f in fields or c in self.key_columns}
+        return self.model_copy(update={"fields": kept})
 
     @property
     def paths(self) -> list[str]:
@@ -250,7 +278,12 @@ class EntityMapping(_Strict):
     def _identifier(cls, value: str) -> str:
         return check_name(value)
 
-    @field_validator("key", "cursor")
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_columns(cls, value: Any) -> Any:
+        return key_names(value, check_member) if isinstance(value, str | list) else value
+
+    @field_validator("cursor")
     @classmethod
     def _member(cls, value: str | None) -> str | None:
         return value if value is None else check_member(value)
@@ -459,8 +492,8 @@ class Config(BaseModel):
         spec = self.flows[flow]
         src = self.entity_mapping(spec.source, entity).fields
         tgt = self.entity_mapping(spec.target, entity).fields
-        key = self.entities[entity].key
-        return [f for f in self.entities[entity].fields if f != key and f in src and f in tgt]
+        key = self.entities[entity].key_fields
+        return [f for f in self.entities[entity].fields if f not in key and f in src and f in tgt]
 
     def synced_fields(self, flow: str, entity: str) -> list[str]:
         """Fields the flow compares and writes: owned by its source, or shared."""

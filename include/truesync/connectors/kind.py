@@ -33,6 +33,7 @@ class Kind:
     of that table by that member, or None. ``docs`` is the anchor of the kind's section in
     ``docs/configuration.md``. ``paths``: its records nest, so a mapping may read a member
     path (``metadata.invoice_id``) as a column. ``writes``: a flow may have it as its target.
+    ``composite_keys``: an entity's key may span several of its columns (``core.keys``).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Kind:
     deletes: bool = False  # a compare may delete or soft delete its records (``deletes: soft | delete``)
     paths: bool = False  # a mapping may read member paths into nested records
     writes: bool = True  # it can be a flow's target
+    composite_keys: bool = False  # a key may be several columns
     table_problem: Callable[[Any, str], str | None] = no_problem
     lookup_problem: Callable[[Any, str, str], str | None] = no_problem
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import CodeTable, EntityConfig, EntityMapping, FieldSpec, MinorUnits
-from truesync.core import money
+from truesync.core import keys, money
 from truesync.support.frames import iso_text, map_values, records
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
@@ -39,12 +39,17 @@ def blank(index: pd.Index) -> pd.Series:
 
 
 def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig, fields: list[str]) -> Canonical:
-    """Map system columns to canonical text; unknown codes and bad values become errors."""
+    """Map system columns to canonical text; unknown codes and bad values become errors.
+
+    A composite key named among ``fields`` stands for its key fields. With every key field
+    read, a composite's record key column (``core.keys``) is built from their canonical texts.
+    """
     index = raw.index
     errors = _no_errors(index)
     records = pd.DataFrame(index=index)
     ts = to_utc_naive(raw[mapping.cursor] if mapping.cursor and mapping.cursor in raw else blank(index))
-    for field in fields:
+    wanted = list(dict.fromkeys(f for name in fields for f in (entity.key_fields if name == entity.key else [name])))
+    for field in wanted:
         column = mapping.fields[field]
         values = raw[column] if column in raw else blank(index)
         if field in mapping.codes:
@@ -55,16 +60,25 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
             values = _from_minor(values, raw, mapping, entity, field, errors)
         spec = entity.fields[field]
         records[field] = _cast(values, spec, field, column, errors)
-        _require(records[field], values, spec.required or field == entity.key, field, column, errors)
+        _require(records[field], values, spec.required or field in entity.key_fields, field, column, errors)
+    if entity.composite and set(entity.key_fields) <= set(wanted):
+        records[entity.key] = keys.join([records[field] for field in entity.key_fields])
     return Canonical(records, ts, errors.dropna(subset=["check_name"]))
 
 
 def keys_of(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping, key: str) -> pd.Series:
     """Each row's canonical key; a key the mapping cannot read keeps its own text, a null key stays null."""
-    keys = canon.records[key].copy()
-    unreadable = keys.isna() & raw[mapping.key].notna()
-    keys[unreadable] = raw.loc[unreadable, mapping.key].astype(str)
-    return keys
+    found = canon.records[key].copy()
+    unread = found.isna()
+    if unread.any():
+        held = raw_keys(raw[unread], mapping)
+        found[held.index] = held
+    return found
+
+
+def raw_keys(raw: pd.DataFrame, mapping: EntityMapping) -> pd.Series:
+    """Each row's key as the system holds it: its key columns' text, joined; None where a part is null."""
+    return keys.join([as_text(raw[column]) for column in mapping.key_columns])
 
 
 def parse_utc_naive(value: Any) -> dt.datetime | None:

@@ -27,7 +27,7 @@ import pandas as pd
 from truesync.config import Config, EntityMapping
 from truesync.connectors.base import Source, Target
 from truesync.connectors.registry import open_source, open_target
-from truesync.core.canonical import EPOCH, as_text, keys_of, to_canonical
+from truesync.core.canonical import EPOCH, as_text, keys_of, raw_keys, to_canonical
 from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.core.text import stand_in_key, unstorable_keys
@@ -278,7 +278,7 @@ class _DeleteStep:
             self._result(keys, DELETED, "reported")
             return
         mapping = self.job.mapping("source")
-        back = set(as_text(self.source.fetch(mapping.narrowed([]), keys)[mapping.key]))
+        back = set(raw_keys(self.source.fetch(mapping.narrowed([]), keys), mapping))
         self._result([k for k in keys if k in back], DELETED, "reported")
         gone = [k for k in keys if k not in back]
         holding = self._children(gone)
@@ -310,7 +310,7 @@ class _DeleteStep:
                 mapping = config.entity_mapping(target_name, child)
                 found = self.target.fetch_by(mapping.narrowed([]), mapping.fields[field], keys)
                 column = mapping.fields[field]
-                refs = pd.DataFrame({"child": as_text(found[mapping.key]), "parent": as_text(found[column])})
+                refs = pd.DataFrame({"child": raw_keys(found, mapping), "parent": as_text(found[column])})
                 refs = refs[~refs["child"].isin(self.removed.get(child, set()))]
                 for parent_key, n in refs.groupby("parent").size().items():
                     holding.setdefault(str(parent_key), []).append(f"{n} {child}")

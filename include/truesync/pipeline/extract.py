@@ -114,7 +114,7 @@ def prepare(job: EntityJob, raw: pd.DataFrame) -> pd.DataFrame:
     checks.record(job.store, job.run_id, job.entity, "extract", verdict.stats)
     canon = to_canonical(raw, mapping, job.spec, job.payload_fields())
     keys = keys_of(raw, canon, mapping, job.spec.key)  # a bad key is retried by its own text
-    null = raw[mapping.key].isna()
+    null = raw[mapping.key_columns].isna().any(axis=1)
     if null.any():
         keys[null] = NULL_KEY_PREFIX + row_hash(raw[null].astype(str))
     unstorable = _unstorable(keys, mapping.key)

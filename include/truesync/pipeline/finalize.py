@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, RetentionConfig
 from truesync.connectors.errors import SystemUnavailable
-from truesync.core.canonical import as_text, to_canonical
+from truesync.core.canonical import raw_keys, to_canonical
 from truesync.pipeline import progress
 from truesync.pipeline.extract import NULL_KEY_PREFIX
 from truesync.pipeline.job import EntityJob
@@ -143,13 +143,13 @@ def post_load_checks(job: EntityJob) -> None:
     for outcomes in staging.written(job.store, job.run_id, job.entity, size, read):
         raw = target.fetch(mapping, list(outcomes))
         created = [key for key, outcome in outcomes.items() if outcome == "created"]
-        stats = health.created_checks(target.name, created, as_text(raw[mapping.key]))
+        stats = health.created_checks(target.name, created, raw_keys(raw, mapping))
         for position, (ref_field, parent) in enumerate(job.spec.references.items(), start=2):
             children = to_canonical(raw, mapping, job.spec, [job.spec.key, ref_field]).records
             frame = pd.DataFrame({"key": children[job.spec.key], ref_field: children[ref_field]}).dropna()
             parent_mapping = job.config.entity_mapping(job.config.flows[job.flow].target, parent).narrowed([])
             wanted = sorted(set(frame[ref_field]))
-            present = set(as_text(target.fetch(parent_mapping, wanted)[parent_mapping.key])) if wanted else set()
+            present = set(raw_keys(target.fetch(parent_mapping, wanted), parent_mapping)) if wanted else set()
             stats += health.parent_checks(frame, ref_field, parent, present, target.name, position)
         checks.record(job.store, job.run_id, job.entity, health.POST_LOAD, stats)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from truesync.core.canonical import as_text
+from truesync.core.canonical import raw_keys
 from truesync.core.classify import MISMATCHED, Classification
 from truesync.pipeline.job import ChunkSync
 from truesync.quality.checks import BLOCK, found_in_target, run_checks, with_found
@@ -63,7 +63,7 @@ def hold_orphans(sync: ChunkSync, pending: pd.DataFrame, verdict: Classification
         this_run = staging.outcomes(job.store, job.run_id, parent, wanted)
         waiting = queue.active_ids(job.store, job.flow, parent, wanted)
         held_now = {v for v, outcome in this_run.items() if outcome == "quarantined"}
-        found = set(as_text(sync.target.fetch(parent_mapping, wanted)[parent_mapping.key]))
+        found = set(raw_keys(sync.target.fetch(parent_mapping, wanted), parent_mapping))
         ready = (set(this_run) - held_now) | (found - set(waiting) - held_now)
         children = pd.DataFrame({"key": values.index, ref_field: values.to_numpy()})
         rule = f"must name a {parent} in the target or synced by this run"

@@ -61,7 +61,7 @@ class EntityJob:
         """Key, the fields the flow syncs, and references (needed for the parent check)."""
         synced = self.config.synced_fields(self.flow, self.entity)
         refs = [f for f in self.spec.references if f in self.mapping("source").fields]
-        return list(dict.fromkeys([self.spec.key, *synced, *refs]))
+        return list(dict.fromkeys([*self.spec.key_fields, *synced, *refs]))
 
     def mapping_version(self) -> str:
         """Both sides' mapping versions: a ledger entry made under other mappings is not trusted."""

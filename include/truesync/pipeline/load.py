@@ -18,6 +18,7 @@ import pandas as pd
 from truesync.connectors.errors import RecordsRejected
 from truesync.core.canonical import EPOCH, to_canonical, to_system
 from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
+from truesync.core.keys import split_all, system_keys
 from truesync.pipeline import progress, reconcile
 from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
 from truesync.pipeline.job import REPROCESS, ChunkSync, EntityJob, Tally
@@ -169,8 +170,8 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
     if not keys:
         return None
     mapping = job.mapping("target")
-    fields = [job.spec.key, *job.config.synced_fields(job.flow, job.entity)]
-    desired = verdict.desired.loc[keys].assign(**{job.spec.key: keys})
+    fields = [*job.spec.key_fields, *job.config.synced_fields(job.flow, job.entity)]
+    desired = verdict.desired.loc[keys].assign(**split_all(keys, job.spec.key_fields))
     rows, errors = to_system(desired[fields], mapping, sync.target.columns(mapping), fields)
     for key, err in errors.iterrows():
         sync.hold(key, verdict.result.at[key, "class"], err["check_name"], err["field"], err["reason"])
@@ -217,7 +218,7 @@ def _write_rows(sync: ChunkSync, verdict: Classification, rows: dict[str, dict[s
     try:
         sync.target.write(mapping, list(rows.values()), WRITE_BATCH, run_id=sync.job.run_id)
     except RecordsRejected as exc:
-        by_system_key = {str(row[mapping.key]): key for key, row in rows.items()}
+        by_system_key = dict(zip(system_keys(list(rows.values()), mapping), rows, strict=True))
         refused = {by_system_key[k]: reason for k, reason in exc.rejected.items()}
         for key, reason in refused.items():
             sync.hold(key, verdict.result.at[key, "class"], "target_rejected", None, reason)

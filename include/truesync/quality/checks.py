@@ -27,7 +27,7 @@ from truesync.config import (
     FieldSpec,
     check_columns,
 )
-from truesync.core.canonical import as_text, to_utc_naive
+from truesync.core.canonical import as_text, raw_keys, to_utc_naive
 from truesync.core.money import iso_currencies
 from truesync.support.frames import iso_text
 
@@ -134,14 +134,14 @@ def check_expectations(config: Config) -> None:
 
 def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) -> list[Check]:
     """The entity's suite, in the order failures are reported: key first, user checks last."""
-    checks = [Check(gxe.ExpectColumnValuesToNotBeNull(column=spec.key), spec.key, BLOCK, "must not be null")]
+    checks = [Check(gxe.ExpectColumnValuesToNotBeNull(column=f), f, BLOCK, "must not be null") for f in spec.key_fields]
     if mapping.cursor:
         checks.append(Check(gxe.ExpectColumnValuesToNotBeNull(column=CHANGE_TIME), CHANGE_TIME, BLOCK,
                             f"(column '{mapping.cursor}') must not be null"))  # fmt: skip
         unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=[spec.key, CHANGE_INSTANT])
         checks.append(Check(unique, spec.key, BLOCK, "must not appear twice with the same change time"))
     for name in fields:
-        required = spec.fields[name].required and name != spec.key  # the key's own check comes first
+        required = spec.fields[name].required and name not in spec.key_fields  # the key's own check comes first
         checks += _field_checks(name, spec.fields[name], mapping, required)
     for user in spec.expectations:
         expectation = user_expectation(user)
@@ -191,6 +191,8 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
         frame[name] = as_text(raw[column]) if column in raw else None
         if spec.fields[name].min is not None or spec.fields[name].max is not None:
             frame[name + NUMBER_SUFFIX] = pd.to_numeric(frame[name], errors="coerce")
+    if spec.composite:  # the record key, for uniqueness and examples (``core.keys``)
+        frame[spec.key] = raw_keys(raw, mapping)
     if mapping.cursor:
         frame[CHANGE_TIME] = as_text(raw[mapping.cursor]) if mapping.cursor in raw else None
         frame[CHANGE_INSTANT] = iso_text(to_utc_naive(frame[CHANGE_TIME]))

@@ -128,7 +128,7 @@ def record_names(config: Config, flow: str, entity: str) -> set[str]:
     names = set(config.entities[entity].fields)
     for system in (spec.source, spec.target):
         mapping = config.entity_mapping(system, entity)
-        names |= set(mapping.fields.values()) | {mapping.table, mapping.key, mapping.cursor or ""}
+        names |= set(mapping.fields.values()) | {mapping.table, mapping.cursor or "", *mapping.key_columns}
     return names
 
 

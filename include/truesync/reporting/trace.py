@@ -75,7 +75,7 @@ def live_values(
     rows: list[dict[str, Any]] = []
     if not source and not target:
         return rows
-    for field in [config.entities[entity].key, *config.mapped_fields(flow, entity)]:
+    for field in [*config.entities[entity].key_fields, *config.mapped_fields(flow, entity)]:
         mine, theirs = (UNREACHABLE if side is None else side.get(field, NOT_FOUND) for side in (source, target))
         rows.append(
             {

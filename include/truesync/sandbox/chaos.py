@@ -31,6 +31,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from truesync.config import Config, load_config
+from truesync.core.canonical import raw_keys
 from truesync.pipeline.dags import dag_id
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.groundtruth import differences, drift, everything, first_results, held_keys
@@ -146,7 +147,7 @@ def _judge(config: Config, store: Store, state: Path, verdict: Verdict) -> None:
         for entity in config.flows[flow].entities:
             verdict.lost += len(drift(config, flow, entity) - held_keys(store, flow, entity))
             mapping = config.entity_mapping(config.flows[flow].target, entity)
-            keys = everything(config, config.flows[flow].target, mapping)[mapping.key].dropna()
+            keys = raw_keys(everything(config, config.flows[flow].target, mapping), mapping).dropna()
             verdict.duplicated += int(keys.duplicated().sum())
         _check_runs(store, flow, verdict)
     with store.engine.connect() as conn:

@@ -42,6 +42,7 @@ from sqlalchemy import Float, Numeric, Table, Text, any_, bindparam, cast
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.sql.elements import Tuple
 
 from truesync.support.frames import column_values, iso_text
 
@@ -133,9 +134,10 @@ def insert(conn: Connection, table: Table, rows: Rows) -> int:
 
 def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any]) -> list[Any]:
     """The rows of ``query`` whose ``column`` is one of ``keys``: one ``= ANY(array)`` on
-    PostgreSQL, IN lists of at most ``KEYS_PER_IN`` keys elsewhere (one query each).
+    PostgreSQL, IN lists of at most ``KEYS_PER_IN`` keys elsewhere (one query each). A
+    composite key (``column`` a ``tuple_`` of columns, ``keys`` tuples) goes as row-value IN lists.
     """
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not isinstance(column, Tuple):
         listed = bindparam(None, _array_literal(keys), type_=Text)
         keyed = [column == any_(cast(listed, postgresql.ARRAY(column.type)))]
     else:

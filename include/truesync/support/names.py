@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMBER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*$")
@@ -25,3 +26,22 @@ def check_member(value: str) -> str:
 def is_path(column: str) -> bool:
     """A member path reaches into nested records; a plain name does not."""
     return "." in column or "[" in column
+
+
+KEY_JOIN = "+"  # joins the names of a composite key's fields or columns: ``order_id+line_no``
+
+
+def key_names(value: str | list[str], check: Callable[[str], str]) -> str:
+    """A key as written (one name, or a list of two or more) as one text, names joined by ``KEY_JOIN``.
+
+    Each name must pass ``check``; no name may appear twice. ``[order_id, line_no]`` is
+    ``order_id+line_no``, a name no field or column can have.
+    """
+    names = value.split(KEY_JOIN) if isinstance(value, str) else list(value)
+    if not names:
+        raise ValueError("a key names at least one field")
+    for name in names:
+        check(name)
+    if len(set(names)) < len(names):
+        raise ValueError(f"key {names} names a field twice")
+    return KEY_JOIN.join(names)

@@ -24,4 +24,5 @@ KIND = Kind(
     settings=FileConfig,
     table_problem=table_problem,
     writes=False,
+    composite_keys=True,
 )

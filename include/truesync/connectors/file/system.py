@@ -38,7 +38,7 @@ from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.connectors.file.location import Location, file_location
 from truesync.connectors.file.reading import read_rows
 from truesync.connectors.file.settings import DatasetConfig, FileConfig
-from truesync.core.canonical import to_utc_naive
+from truesync.core.canonical import raw_keys, to_utc_naive
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class FileSystem:
         Files have no soft deletes: ``hidden`` (asked of every system by a trace) changes nothing.
         """
         frame = self._newest(mapping)
-        return frame[frame[mapping.key].astype(str).isin(set(keys))].reset_index(drop=True)
+        return frame[raw_keys(frame, mapping).isin(set(keys))].reset_index(drop=True)
 
     def scan(self, mapping: EntityMapping, size: int, hidden: SoftMark = None) -> Iterator[pd.DataFrame]:
         """Every key's newest version in any file, ``size`` at a time (a full compare); files have no soft deletes."""
@@ -166,7 +166,7 @@ class FileSystem:
             parts.append(rows[keyed].drop(columns=PROBLEM).assign(_ts=times[keyed]))
         if not parts:
             return pd.DataFrame(columns=[*mapping.columns, ORIGIN], dtype=object)
-        return _oldest_first(parts).drop_duplicates(mapping.key, keep="last").reset_index(drop=True)
+        return _oldest_first(parts).drop_duplicates(mapping.key_columns, keep="last").reset_index(drop=True)
 
     def _dataset(self, mapping: EntityMapping) -> DatasetConfig:
         return self.config.datasets[mapping.table]
@@ -242,7 +242,8 @@ def _pending(mark: FileMark, end: datetime) -> bool:
 def _readable(rows: pd.DataFrame, mapping: EntityMapping) -> tuple[pd.Series, pd.Series]:
     """Each row's change time (naive UTC), and whether it has a key and a readable change time."""
     times = to_utc_naive(rows[mapping.cursor]) if mapping.cursor else pd.Series(pd.NaT, index=rows.index)
-    return times, rows[mapping.key].notna() & times.notna() & rows[PROBLEM].isna()
+    keyed = rows[mapping.key_columns].notna().all(axis=1)
+    return times, keyed & times.notna() & rows[PROBLEM].isna()
 
 
 def _oldest_first(parts: list[pd.DataFrame]) -> pd.DataFrame:

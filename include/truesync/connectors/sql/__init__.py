@@ -6,4 +6,10 @@ mapping's table and columns are checked against the database when a system is fi
 
 from truesync.connectors.kind import Kind
 
-KIND = Kind(name="sql", connector="truesync.connectors.sql.system:SqlSystem", docs="sql-systems", deletes=True)
+KIND = Kind(
+    name="sql",
+    connector="truesync.connectors.sql.system:SqlSystem",
+    docs="sql-systems",
+    deletes=True,
+    composite_keys=True,
+)

@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import MetaData, Table, and_, delete, inspect, or_, select, update
+from sqlalchemy import MetaData, Table, and_, delete, inspect, or_, select, tuple_, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
 from truesync.config import EntityMapping
 from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
+from truesync.core.keys import split, system_keys
 from truesync.support.bulk import in_pages, select_by_keys, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.frames import from_rows
@@ -93,28 +94,27 @@ class SqlSystem:
         return from_rows(rows, columns)
 
     def extract(self, mapping: EntityMapping, start: datetime, end: datetime, size: int) -> Iterator[pd.DataFrame]:
-        """Rows whose cursor is in ``[start, end)``, in (cursor, key) order, chunk by chunk."""
+        """Rows whose cursor is in ``[start, end)``, in (cursor, key columns) order, chunk by chunk."""
         table = self._table(mapping)
-        cursor, key = table.c[mapping.cursor], table.c[mapping.key]
-        in_window = and_(cursor >= start, cursor < end, key.is_not(None))
-        base = select(*self._columns(mapping)).where(in_window).order_by(cursor, key)
-        after: tuple[Any, Any] | None = None
+        order = [mapping.cursor, *mapping.key_columns]
+        sorted_by = [table.c[c] for c in order]
+        in_window = and_(sorted_by[0] >= start, sorted_by[0] < end, *(k.is_not(None) for k in sorted_by[1:]))
+        base = select(*self._columns(mapping)).where(in_window).order_by(*sorted_by)
+        after: tuple[Any, ...] | None = None
         while True:
-            query = (
-                base if after is None else base.where(or_(cursor > after[0], and_(cursor == after[0], key > after[1])))
-            )
-            page = self._frame(query.limit(size), mapping)
+            page = self._frame((base if after is None else base.where(_after(sorted_by, after))).limit(size), mapping)
             if page.empty:
                 break
-            last = (page[mapping.cursor].iloc[-1], page[mapping.key].iloc[-1])
-            if after is not None and not (last[0] > after[0] or (last[0] == after[0] and last[1] > after[1])):
+            last = tuple(page[c].iloc[-1] for c in order)
+            if after is not None and not last > after:
                 raise ConfigurationProblem(
-                    f"{self.describe()}: paging '{mapping.table}' by ({mapping.cursor}, {mapping.key}) does not "
+                    f"{self.describe()}: paging '{mapping.table}' by ({', '.join(order)}) does not "
                     "advance; store the cursor column in one sortable format"
                 )
             after = last
-            ties = self._frame(select(*self._columns(mapping)).where(cursor == after[0], key == after[1]), mapping)
-            is_last = (page[mapping.cursor] == after[0]) & (page[mapping.key] == after[1])
+            same = [c == v for c, v in zip(sorted_by, after, strict=True)]
+            ties = self._frame(select(*self._columns(mapping)).where(*same), mapping)
+            is_last = pd.concat([page[c] == v for c, v in zip(order, after, strict=True)], axis=1).all(axis=1)
             yield pd.concat([page[~is_last], ties if not ties.empty else page[is_last]], ignore_index=True)
 
     def unwindowed_rows(self, mapping: EntityMapping, size: int) -> Iterator[pd.DataFrame]:
@@ -126,9 +126,10 @@ class SqlSystem:
         on its column and the cost stays with the few bad rows, not the table.
         """
         table = self._table(mapping)
-        key, cursor = table.c[mapping.key], table.c[mapping.cursor]
+        keys, cursor = [table.c[c] for c in mapping.key_columns], table.c[mapping.cursor]
         columns = [c.name for c in self._columns(mapping)]
-        for condition in (key.is_(None), and_(cursor.is_(None), key.is_not(None))):
+        keyed = and_(*(k.is_not(None) for k in keys))
+        for condition in (or_(*(k.is_(None) for k in keys)), and_(cursor.is_(None), keyed)):
             try:
                 with self.engine.connect() as conn:
                     query = select(*self._columns(mapping)).where(condition)
@@ -145,7 +146,7 @@ class SqlSystem:
         (any value, when it is None) are deleted records and left out.
         """
         table = self._table(mapping)
-        query = select(*self._columns(mapping)).where(table.c[mapping.key].is_not(None))
+        query = select(*self._columns(mapping)).where(*(table.c[c].is_not(None) for c in mapping.key_columns))
         if hidden is not None:
             query = query.where(self._live(table, mapping, *hidden))
         columns = [c.name for c in self._columns(mapping)]
@@ -173,16 +174,18 @@ class SqlSystem:
         unique = [list(table.primary_key.columns.keys())]
         unique += [c["column_names"] for c in inspector.get_unique_constraints(table.name, schema=table.schema)]
         unique += [i["column_names"] for i in inspector.get_indexes(table.name, schema=table.schema) if i["unique"]]
-        if [mapping.key] not in unique:
+        if sorted(mapping.key_columns) not in [sorted(columns) for columns in unique]:
+            named = "column " if len(mapping.key_columns) == 1 else "columns "
             raise ConfigurationProblem(
-                f"{self.describe()}: table '{mapping.table}' has no unique key on its key column {mapping.key}; "
+                f"{self.describe()}: table '{mapping.table}' has no unique key on its key {named}"
+                f"{', '.join(mapping.key_columns)}; "
                 "a compare needs one to tell records apart (add a unique constraint or index)"
             )
 
     def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
         """Remove the rows of ``keys``, in one transaction; returns how many were removed."""
-        key = self._table(mapping).c[mapping.key]
-        return self._change(mapping, keys, lambda where: delete(key.table).where(where))
+        table = self._table(mapping)
+        return self._change(mapping, keys, lambda where: delete(table).where(where))
 
     def mark_deleted(self, mapping: EntityMapping, keys: list[str], column: str, value: Any) -> int:
         """Soft delete: set ``column`` to ``value`` on the rows of ``keys``; returns how many were marked."""
@@ -191,8 +194,7 @@ class SqlSystem:
         return self._change(mapping, keys, lambda where: update(table).where(where).values({column: value}))
 
     def _change(self, mapping: EntityMapping, keys: list[str], statement: Callable[[Any], Any]) -> int:
-        key = self._table(mapping).c[mapping.key]
-        typed = [_key_value(k, key.type) for k in keys]
+        key, typed = self._keyed(mapping, keys)
         try:
             with self.engine.begin() as conn:
                 return sum(conn.execute(statement(page)).rowcount for page in in_pages(key, typed))
@@ -205,12 +207,29 @@ class SqlSystem:
         Rows ``hidden`` marks soft-deleted are left out, as ``scan`` leaves them out.
         """
         table = self._table(mapping)
-        key = table.c[mapping.key]
-        typed = [_key_value(k, key.type) for k in keys]
+        key, typed = self._keyed(mapping, keys)
         base = select(*self._columns(mapping))
         if hidden is not None:
             base = base.where(self._live(table, mapping, *hidden))
         return self._frames(lambda conn: select_by_keys(conn, base, key, typed), mapping)
+
+    def _keyed(self, mapping: EntityMapping, keys: list[str]) -> tuple[Any, list[Any]]:
+        """The key column (a tuple of them for a composite key) and ``keys`` as its values, typed.
+
+        A record key of a composite whose parts do not split as its columns (a stand-in for a
+        key the store could not hold) names no row and is left out.
+        """
+        columns = [self._table(mapping).c[c] for c in mapping.key_columns]
+        if len(columns) == 1:
+            return columns[0], [_key_value(k, columns[0].type) for k in keys]
+        typed = []
+        for key in keys:
+            try:
+                parts = split(key, len(columns))
+            except ValueError:
+                continue
+            typed.append(tuple(_key_value(p, c.type) for p, c in zip(parts, columns, strict=True)))
+        return tuple_(*columns), typed
 
     def fetch_by(self, mapping: EntityMapping, column: str, values: list[str]) -> pd.DataFrame:
         """Current rows whose ``column`` holds one of ``values``: records found by another reference."""
@@ -233,12 +252,14 @@ class SqlSystem:
         transaction needs no idempotency key.
         """
         table = self._table(mapping)
-        updates = [c for c in (rows[0] if rows else {}) if c != mapping.key]
+        updates = [c for c in (rows[0] if rows else {}) if c not in mapping.key_columns]
         refused: dict[str, str] = {}
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            for position, reason in self._write_batch(table, mapping, batch, updates).items():
-                refused[str(batch[position][mapping.key])] = f"{self.describe()} refused it: {reason}"
+            failed = self._write_batch(table, mapping, batch, updates)
+            names = system_keys([batch[position] for position in failed], mapping)
+            for name, reason in zip(names, failed.values(), strict=True):
+                refused[name] = f"{self.describe()} refused it: {reason}"
         if refused:
             raise RecordsRejected(refused)
         return len(rows)
@@ -248,12 +269,23 @@ class SqlSystem:
     ) -> dict[int, str]:
         try:
             return write_isolating(
-                self.engine, batch, lambda conn, part: upsert(conn, table, part, [mapping.key], updates)
+                self.engine, batch, lambda conn, part: upsert(conn, table, part, mapping.key_columns, updates)
             )
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise ConfigurationProblem(f"{self.describe()}: write to '{mapping.table}' failed: {exc.orig}") from exc
+
+
+def _after(columns: list[Any], values: tuple[Any, ...]) -> Any:
+    """Rows after ``values`` in the order of ``columns``: ``c0 > v0 OR (c0 = v0 AND (c1 > v1 OR …))``.
+
+    Spelt out rather than as a row comparison, which MariaDB does not serve from an index.
+    """
+    condition = columns[-1] > values[-1]
+    for column, value in zip(reversed(columns[:-1]), reversed(values[:-1]), strict=True):
+        condition = or_(column > value, and_(column == value, condition))
+    return condition
 
 
 def _python_type(column_type: Any) -> type | None:
