@@ -265,9 +265,8 @@ def test_a_rest_system_takes_single_field_keys_only(cfg: Path) -> None:
 
     edit(cfg, "entities.yaml", by_payment_and_invoice)
     edit(cfg, "mappings.yaml", by_payment_and_invoice)
-    expect_error(
-        cfg, "mappings.yaml", "mappings.crm_api.entities.payment.key", "systems of kind 'rest' take single-field keys only"
-    )
+    where = "mappings.crm_api.entities.payment.key"
+    expect_error(cfg, "mappings.yaml", where, "systems of kind 'rest' take single-field keys only")
 
 
 def test_a_reference_names_a_parent_with_a_single_field_key(cfg: Path) -> None:
