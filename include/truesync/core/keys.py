@@ -36,6 +36,13 @@ def join(parts: list[pd.Series]) -> pd.Series:
     return joined.where(~missing, None)
 
 
+def record_key(parts: list[str]) -> str:
+    """The record key of one record's parts (texts, none null), as ``join`` spells it."""
+    if len(parts) == 1:
+        return parts[0]
+    return SEPARATOR.join(p.replace(_ESCAPE, _ESCAPE * 2).replace(SEPARATOR, _ESCAPE + SEPARATOR) for p in parts)
+
+
 def split(key: str, count: int) -> list[str]:
     """The ``count`` parts of a record key, unescaped; a key of another number of parts is a ``ValueError``."""
     if count == 1:
@@ -63,5 +70,4 @@ def split_all(keys: list[str], fields: list[str]) -> dict[str, list[str]]:
 
 def system_keys(rows: list[Mapping[str, Any]], mapping: EntityMapping) -> list[str]:
     """The record key of each row as written to a system, from its key columns' values."""
-    columns = [pd.Series([row[c] for row in rows], dtype=object) for c in mapping.key_columns]
-    return [str(key) for key in join([c.where(c.isna(), c.astype(str)) for c in columns])]
+    return [record_key([str(row[c]) for c in mapping.key_columns]) for row in rows]

@@ -1,10 +1,11 @@
 """The sandbox: demo systems with realistic data, every kind of drift, and ground truth.
 
-A web shop (customers, orders) and an ERP (stock items, prices) are the sources; a CRM and
-a stock-control system are the targets. The point of sale (``sandbox.pos``) adds terminal
-exports as a source and the back office's price list as a target. History before the demo dates is in sync; during
-the demo days records are created, changed, overwritten in the target, made to disagree
-without a timing explanation, or broken on purpose. ``labels.csv`` says, per record,
+A web shop (customers, orders and their lines) and an ERP (stock items, prices) are the
+sources; a CRM, a stock-control system and accounting (``sandbox.accounting``) are the
+targets. The point of sale (``sandbox.pos``) adds terminal exports as a source and the back
+office's price list as a target. History before the demo dates is in sync; during the demo
+days records are created, changed, overwritten in the target, made to disagree without a
+timing explanation, or broken on purpose. ``labels.csv`` says, per record,
 which class, outcome and check the first run that sees it must report.
 The quiet drift only a full compare finds is planned and labelled by ``sandbox.drift``.
 
@@ -39,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
-from truesync.sandbox import DEMO_DAYS, DEMO_START, pos
+from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, pos
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -121,7 +122,8 @@ def tables() -> dict[str, MetaData]:
         Column("last_change", DateTime),
     )  # fmt: skip
     pos.store_table(erp)
-    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables()}
+    books = accounting.tables(shop)
+    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables(), "accounting": books}
 
 
 def views(metadata: dict[str, MetaData]) -> dict[str, dict[str, Select]]:
@@ -226,10 +228,12 @@ def _plan(n: int, entity: str) -> list[str]:
 
 def build(scale: int, seed: int, start: date = DEMO_START, days: int = DEMO_DAYS) -> Rows:
     """Generate every table's rows and the labels, deterministically from the seed."""
-    gen, rows = _Gen(seed, start, days), Rows()
-    customers = _customers(gen, rows, scale)
-    _orders(gen, rows, scale, customers)
+    gen, rows, made = _Gen(seed, start, days), Rows(), accounting.Made()
+    customers = _customers(gen, rows, scale, made)
+    _orders(gen, rows, scale, customers, made)
     _stock_items(gen, rows, max(10, scale // 2))
+    skus = [row["sku"] for row in rows.tables[("erp", "items")] if row["sku"] is not None]
+    accounting.build(rows, made, sorted(set(skus)), seed)
     return rows
 
 
@@ -239,7 +243,7 @@ STATUS_SHOP = {"pending": "P", "paid": "PD", "shipped": "S", "cancelled": "C"}
 STATUS_CRM = {"pending": "new", "paid": "paid", "shipped": "fulfilled", "cancelled": "lost"}
 
 
-def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datetime]]]:
+def _customers(gen: _Gen, rows: Rows, n: int, made: accounting.Made) -> dict[str, list[tuple[str, datetime]]]:
     """Returns customer ids usable as order parents (with the time they exist from) and bad ones."""
     usable: list[tuple[str, datetime]] = []
     bad: list[tuple[str, datetime]] = []
@@ -292,6 +296,7 @@ def _customers(gen: _Gen, rows: Rows, n: int) -> dict[str, list[tuple[str, datet
                      "segment": gen.pick(["retail", "wholesale", "vip"]), "modified_at": tgt_ts})  # fmt: skip
         if scenario in ("missing", "bad_phone"):
             usable.append((key, ts))
+        made.customers.append(accounting.Customer(key, scenario, base, ts, old_ts))
     return {"usable": usable, "bad": bad}
 
 
@@ -304,7 +309,9 @@ def _break_customer(scenario: str, src: dict[str, Any], key: str, rows: Rows, ts
     return {**src, **change}
 
 
-def _orders(gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, datetime]]]) -> None:
+def _orders(
+    gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, datetime]]], made: accounting.Made
+) -> None:
     usable, bad = customers["usable"], customers["bad"]
     plan = _plan(n, "order") + ["orphan"] * len(bad)
     orphans = iter(bad)
@@ -336,6 +343,7 @@ def _orders(gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, 
             rows.add("crm", "deals", {"order_ref": key, "contact_ref": tgt["customer"],
                      "stage": STATUS_CRM[tgt["status"]], "amount": tgt["total"], "currency": tgt["currency"],
                      "ordered_on": datetime.fromisoformat(tgt["placed"]), "modified_at": tgt_ts})  # fmt: skip
+        made.orders.append(accounting.Order(key, scenario, parent, base, src, ts, old_ts))
 
 
 def _order_scenario(

@@ -1,7 +1,7 @@
 """SQLAlchemy helpers shared by the store and the SQL connector.
 
 How truesync opens an engine: SQLite needs a busy timeout and WAL so several Airflow
-tasks can share one file. The bulk writes live in ``bulk``.
+tasks can share one file, and foreign keys turned on to enforce the ones a table declares. The bulk writes live in ``bulk``.
 """
 
 from __future__ import annotations
@@ -35,4 +35,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")  # a declared foreign key holds, as on every other database
     cursor.close()
