@@ -22,10 +22,13 @@ from truesync.connectors.rest.settings import RestConfig
 
 def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
-    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "crm_api", "payments", "pos_events", "pos"}
-    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event"}
-    assert set(config.flows) == {"webshop_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api",
-                                 "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
+    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "crm_api", "payments",
+                                   "pos_events", "pos"}  # fmt: skip
+    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event",
+                                    "order_line"}  # fmt: skip
+    assert set(config.flows) == {"webshop_to_crm", "webshop_to_accounting", "erp_to_stockctl", "webshop_to_crm_api",
+                                 "payments_to_crm_api", "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
+    assert config.entities["order_line"].key_fields == ["order_id", "line_no"]
     assert config.entity_mapping("pos_events", "pos_event").tables["state"].label == "pos_events@1"
     flow = config.flows["webshop_to_crm"]
     assert (flow.source, flow.target) == ("webshop", "crm")
@@ -38,7 +41,8 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event"]
+    assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event",
+                                   "order_line"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -46,16 +50,17 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        names = ("pos_event", "store_price", "payment", "order", "stock_item", "customer")
+        names = ("order_line", "pos_event", "store_price", "payment", "order", "stock_item", "customer")
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["pos_event", "store_price", "payment", "order", "stock_item", "customer"]
+    assert list(config.entities) == ["order_line", "pos_event", "store_price", "payment", "order", "stock_item",
+                                     "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
-    assert order.index("order") < order.index("pos_event")
-    assert sorted(order) == ["customer", "order", "payment", "pos_event", "stock_item", "store_price"]
+    assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
+    assert sorted(order) == ["customer", "order", "order_line", "payment", "pos_event", "stock_item", "store_price"]
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -485,6 +490,7 @@ def test_cli_pools_lists_one_pool_per_target_sized_by_max_parallel_tasks(
     pools = json.loads(capsys.readouterr().out)
     assert {name: pool["slots"] for name, pool in pools.items()} == {
         "truesync_crm": 3,
+        "truesync_accounting": 8,
         "truesync_crm_api": 8,
         "truesync_stockctl": 8,
         "truesync_pos": 8,
@@ -513,6 +519,7 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
     }
     assert flows == {
         "webshop_to_crm": "load order: customer -> order",
+        "webshop_to_accounting": "load order: customer -> order -> order_line",
         "erp_to_stockctl": "load order: stock_item",
         "webshop_to_crm_api": "load order: customer -> order",
         "payments_to_crm_api": "load order: payment",

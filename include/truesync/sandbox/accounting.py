@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint, String
@@ -31,8 +31,16 @@ from sqlalchemy import Table as SqlTable
 
 from truesync.core.keys import record_key
 
-if TYPE_CHECKING:
-    from truesync.sandbox.systems import Rows
+
+class Rows(Protocol):
+    """Where the sandbox gathers rows and labels (``systems.Rows``)."""
+
+    def add(self, system: str, table: str, row: dict[str, Any]) -> None: ...
+
+    def label(
+        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
+    ) -> None: ...
+
 
 FLOW = "webshop_to_accounting"
 SEED_OFFSET = 4  # the payment gateway draws from seed + 1, the quiet drift from seed + 2, the POS from seed + 3
@@ -161,8 +169,9 @@ class _Books:
 
     def _customer(self, c: Customer) -> None:
         if c.key in self.accounts:
-            self.rows.add("accounting", "accounts", {"customer_ref": c.key, "name": c.base["name"],
-                          "email": c.base["email"], "postal_address": c.base["address"], "modified_at": c.old_ts})  # fmt: skip
+            account = {"customer_ref": c.key, "name": c.base["name"], "email": c.base["email"],
+                       "postal_address": c.base["address"], "modified_at": c.old_ts}  # fmt: skip
+            self.rows.add("accounting", "accounts", account)
         if c.scenario == "history":
             return
         if c.scenario in CUSTOMER_CHECK:
@@ -201,11 +210,11 @@ class _Books:
         count = int(self.rng.integers(1, 4))
         if o.src is None or o.scenario == "null_key":
             return []
-        return [
-            _Line(o, n, {"sku": self.skus[int(self.rng.integers(len(self.skus)))],
-                         "quantity": int(self.rng.integers(1, 6)), "unit_price": f"{self.rng.integers(100, 20_000) / 100:.2f}"})
-            for n in range(1, count + 1)
-        ]  # fmt: skip
+        return [_Line(o, n, self._line_values()) for n in range(1, count + 1)]
+
+    def _line_values(self) -> dict[str, Any]:
+        return {"sku": self.skus[int(self.rng.integers(len(self.skus)))], "quantity": int(self.rng.integers(1, 6)),
+                "unit_price": f"{self.rng.integers(100, 20_000) / 100:.2f}"}  # fmt: skip
 
     def _plan_lines(self, lines: list[_Line]) -> None:
         """Give ``LINE_SHARE`` of the lines that can have each scenario that scenario (at least one each).
@@ -225,7 +234,8 @@ class _Books:
 
     def _line(self, line: _Line) -> None:
         o, src, mine = line.order, dict(line.values), dict(line.values)
-        key, ts, mine_ts = record_key([o.key, str(line.number)]), o.old_ts if o.scenario == "history" else o.ts, o.old_ts
+        key, mine_ts = record_key([o.key, str(line.number)]), o.old_ts
+        ts = o.old_ts if o.scenario == "history" else o.ts
         if line.scenario == "delayed":
             src["quantity"] += 1
         elif line.scenario == "overwritten":

@@ -1,7 +1,8 @@
 """SQLAlchemy helpers shared by the store and the SQL connector.
 
 How truesync opens an engine: SQLite needs a busy timeout and WAL so several Airflow
-tasks can share one file, and foreign keys turned on to enforce the ones a table declares. The bulk writes live in ``bulk``.
+tasks can share one file, and foreign keys turned on to enforce the ones a table declares.
+The bulk writes live in ``bulk``.
 """
 
 from __future__ import annotations
