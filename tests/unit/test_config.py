@@ -211,14 +211,22 @@ def test_mapping_key_column_must_match_the_key_field(cfg: Path) -> None:
     expect_error(cfg, "mappings.yaml", "mappings.crm.entities.customer.fields", "must map key 'customer_id' to 'id'")
 
 
-def _store_price_by_store_and_sku(doc: dict[str, Any]) -> None:
-    """A store's price keyed by store and SKU, not by the ``<store>:<sku>`` reference: in entities.yaml
-    or, for the ERP and the POS back office, in mappings.yaml."""
-    if "entities" in doc:
-        doc["entities"]["store_price"]["key"] = ["store", "sku"]
-        return
-    for system in ("erp", "pos"):
-        doc["mappings"][system]["entities"]["store_price"]["key"] = ["store", "sku"]
+def _composite(entity: str, fields: list[str], systems: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+    """An edit keying ``entity`` by ``fields``: in entities.yaml, or in the mappings of ``systems``."""
+
+    def change(doc: dict[str, Any]) -> None:
+        if "entities" in doc:
+            doc["entities"][entity]["key"] = fields
+            return
+        for system in systems:
+            mapping = doc["mappings"][system]["entities"][entity]
+            mapping["key"] = [mapping["fields"][field] for field in fields]
+
+    return change
+
+
+# A store's price keyed by store and SKU, not by the ``<store>:<sku>`` reference (the ERP and the POS back office).
+_store_price_by_store_and_sku = _composite("store_price", ["store", "sku"], ("erp", "pos"))
 
 
 def test_a_composite_key_is_a_list_of_fields_and_a_mapping_lists_their_columns(cfg: Path) -> None:
@@ -260,14 +268,7 @@ def test_a_composite_key_names_fields_and_each_once(cfg: Path) -> None:
 
 
 def test_a_rest_system_takes_single_field_keys_only(cfg: Path) -> None:
-    def by_payment_and_invoice(doc: dict[str, Any]) -> None:
-        if "entities" in doc:
-            doc["entities"]["payment"]["key"] = ["payment_id", "invoice_id"]
-            return
-        for system in ("crm_api", "payments"):
-            payment = doc["mappings"][system]["entities"]["payment"]
-            payment["key"] = [payment["fields"]["payment_id"], payment["fields"]["invoice_id"]]
-
+    by_payment_and_invoice = _composite("payment", ["payment_id", "invoice_id"], ("crm_api", "payments"))
     edit(cfg, "entities.yaml", by_payment_and_invoice)
     edit(cfg, "mappings.yaml", by_payment_and_invoice)
     where = "mappings.crm_api.entities.payment.key"
