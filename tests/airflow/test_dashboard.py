@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from canary import CANARY, leaks
@@ -193,6 +193,24 @@ def test_bad_input_and_injection_are_refused_or_escaped(dash: tuple) -> None:
     assert "nothing selected" in _done(_decide(client, operator, csrf=csrf, action="retry", reason="x"))
     found = client.get(f"/record?flow={FLOW}&entity=customer&key=C0000001", headers=operator, follow_redirects=False)
     assert found.headers["location"] == f"/record/{FLOW}/customer/C0000001"
+
+
+def test_a_record_of_a_composite_key_links_from_the_queue_to_its_page(dash: tuple) -> None:
+    """An order line, keyed by order and line number, named ``<order>|<line>`` from queue to record page."""
+    runs_, client, token = dash
+    operator, books = _auth(token("op", "operator")), "webshop_to_accounting"
+    runs_.run(books, 0)
+    held = [e for e in _active(runs_, books) if e["entity"] == "order_line"]
+    key = held[0]["key"]
+    order, number = key.split("|")
+    link = f"/record/{books}/order_line/{quote(key, safe='')}"
+    assert f'href="{link}"' in client.get(f"/queue?flow={books}&entity=order_line", headers=operator).text
+    page = Page(client.get(link, headers=operator).text)
+    assert [e.text for e in page.elements if e.tag == "code"][0] == key
+    fields = [e.attrs["data-field"] for e in page.elements if e.tag == "tr" and "data-field" in e.attrs]
+    assert fields[:2] == ["order_id", "line_no"], "the key's fields come first"
+    cells = [e.text for e in page.elements if e.tag == "td"]
+    assert (cells[2], cells[7]) == (order, number), "the shop's record, read by its two key columns"
 
 
 def test_a_csv_cell_never_starts_a_spreadsheet_formula(dash: tuple) -> None:
