@@ -53,7 +53,15 @@ def _results(books: Demo) -> pd.DataFrame:
     return pd.concat([staging.run_results(books.store, r["run_id"]) for r in books.reports])  # type: ignore[attr-defined]
 
 
-def test_first_runs_classify_every_record_as_labelled_and_leave_accounting_equal_to_the_shop(books: Demo) -> None:
+def test_the_demo_days_load_as_labelled_parents_first_and_bad_lines_wait_alone(books: Demo) -> None:
+    """One sandbox per database for three checks that only read it (building one costs ~15 s)."""
+    _classified_as_labelled(books)
+    _parents_first(books)
+    _bad_lines_wait_alone(books)
+
+
+def _classified_as_labelled(books: Demo) -> None:
+    """First runs classify every record as labelled; accounting then equals the shop outside the queue."""
     labels = books.labels()
     labels = labels[labels["flow"] == FLOW]
     assert set(labels["entity"]) == {"customer", "order", "order_line"}
@@ -69,7 +77,8 @@ def test_first_runs_classify_every_record_as_labelled_and_leave_accounting_equal
     assert "target_rejected" not in set(_results(books)["check_name"]), "accounting refused no write"
 
 
-def test_no_sales_order_reaches_accounting_before_its_account_nor_a_line_before_its_order(books: Demo) -> None:
+def _parents_first(books: Demo) -> None:
+    """No sales order reaches accounting before its account, nor a line before its order."""
     tables = {name: books.table("accounting", name) for name in ("sales_orders", "sales_order_lines")}
     with pytest.raises(IntegrityError), books.engine("accounting").begin() as conn:  # the foreign keys hold
         conn.execute(insert(tables["sales_orders"]).values(order_ref="O-NOBODY", customer_ref="C-NOBODY"))
@@ -108,7 +117,8 @@ def test_a_rerun_writes_nothing(books: Demo) -> None:
     assert books.snapshot("accounting") == before
 
 
-def test_a_bad_line_waits_with_its_reason_while_the_rest_of_its_order_loads(books: Demo) -> None:
+def _bad_lines_wait_alone(books: Demo) -> None:
+    """A bad line waits with its reason while the rest of its order loads."""
     labels = books.labels()
     bad = labels[(labels["flow"] == FLOW) & (labels["class"] == "invalid") & (labels["entity"] == "order_line")]
     reasons = {"expect_column_values_to_be_between": ("quantity", "must be at least 0"),
