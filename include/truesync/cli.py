@@ -259,8 +259,9 @@ def _sandbox_init(args: argparse.Namespace) -> int:
     pos.write_exports(pos.plan_deliveries(exports, args.start, args.days, later), labels.parent / pos.LATER)
     deliveries = later.write_labels(labels.parent / "delivery_labels.csv")
     compare_labels, _ = drift.write(quiet, labels.parent)
+    width = max(map(len, counts))
     for table, n in counts.items():
-        print(f"  {table:<24} {n:>10,} rows")
+        print(f"  {table:<{width}} {n:>10,} rows")
     print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
     print(f"quiet drift for a compare: {compare_labels} ({len(quiet.labels):,} labelled records; "
           "'truesync sandbox drift' applies it once the flows ran over the demo days)")  # fmt: skip
