@@ -20,6 +20,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from pos_drop import DAY, FLOW, HEADER, Drop, at, counts, events
 from sqlalchemy import select
 
+from truesync.config import EntityMapping
 from truesync.connectors.errors import ConfigurationProblem
 from truesync.store import files
 from truesync.store.schema import files as file_table
@@ -219,3 +220,19 @@ def test_a_copy_carries_on_where_its_original_stopped(drop: Drop) -> None:
     (drop.folder / "T1/2026-11-02.csv").unlink()  # the original goes; its copy still holds E2 for day 1
     drop.write("T1/2026-11-03.csv", body)  # and a third copy arrives after both were read
     assert counts(drop.run(1))["extracted"] == 1 and set(drop.rows()) == {"E1", "E2"}
+
+
+def test_a_composite_key_tells_apart_records_that_share_one_column_and_finds_them_by_both(drop: Drop) -> None:
+    """Keyed by terminal and event id, E1 of T1 and E1 of T2 are two records; each keeps its newest version."""
+    from truesync.connectors.registry import open_source
+
+    drop.write("T1/2026-11-02.csv", events(("E1", "T1", "A00", "1.00", at(0, 9)), ("E1", "T2", "A00", "2.00", at(0, 9))))
+    drop.write("T1/2026-11-02-late.csv", events(("E1", "T1", "A00", "3.00", at(0, 12)), ("E2", "", "A00", "4", at(0, 9))))
+    source = open_source(drop.config, "pos")
+    mapping = EntityMapping.model_validate(
+        {**drop.config.entity_mapping("pos", "pos_event").model_dump(by_alias=True), "key": ["terminal_id", "event_id"]}
+    )
+    newest = next(source.scan(mapping, 10)).set_index(["terminal_id", "event_id"])["amount"].to_dict()
+    assert newest == {("T1", "E1"): "3.00", ("T2", "E1"): "2.00"}, "a row without a terminal has no key"
+    found = source.fetch(mapping, ["T2|E1", "T9|E1", "not split"])
+    assert (found["terminal_id"].tolist(), found["amount"].tolist()) == (["T2"], ["2.00"])
