@@ -228,7 +228,8 @@ def test_a_composite_key_tells_apart_records_that_share_one_column_and_finds_the
 
     early = (("E1", "T1", "A00", "1.00", at(0, 9)), ("E1", "T2", "A00", "2.00", at(0, 9)))
     drop.write("T1/2026-11-02.csv", events(*early))
-    drop.write("T1/2026-11-02-late.csv", events(("E1", "T1", "A00", "3.00", at(0, 12)), ("E2", "", "A00", "4", at(0, 9))))
+    late = (("E1", "T1", "A00", "3.00", at(0, 12)), ("E2", "", "A00", "4", at(0, 9)))
+    drop.write("T1/2026-11-02-late.csv", events(*late))
     source = open_source(drop.config, "pos")
     mapping = EntityMapping.model_validate(
         {**drop.config.entity_mapping("pos", "pos_event").model_dump(by_alias=True), "key": ["terminal_id", "event_id"]}
