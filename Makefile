@@ -11,6 +11,7 @@ export AIRFLOW_CONN_TRUESYNC_ERP ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/erp.
 export AIRFLOW_CONN_TRUESYNC_CRM ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/crm.db
 export AIRFLOW_CONN_TRUESYNC_STOCKCTL ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/stockctl.db
 export AIRFLOW_CONN_TRUESYNC_ACCOUNTING ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/accounting.db
+export AIRFLOW_CONN_TRUESYNC_COMPLIANCE ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/compliance.db
 export AIRFLOW_CONN_TRUESYNC_POS ?= sqlite:///$(TRUESYNC_STATE_DIR)/sandbox/pos.db
 # The POS terminals' drop folder: a file system's connection is its base URL.
 export AIRFLOW_CONN_TRUESYNC_POS_EVENTS ?= file://$(TRUESYNC_STATE_DIR)/sandbox/pos

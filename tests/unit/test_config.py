@@ -22,12 +22,14 @@ from truesync.connectors.rest.settings import RestConfig
 
 def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
-    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "crm_api", "payments",
-                                   "pos_events", "pos"}  # fmt: skip
+    assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "compliance", "crm_api",
+                                   "payments", "pos_events", "pos"}  # fmt: skip
     assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                    "order_line"}  # fmt: skip
-    assert set(config.flows) == {"webshop_to_crm", "webshop_to_accounting", "erp_to_stockctl", "webshop_to_crm_api",
-                                 "payments_to_crm_api", "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
+                                    "order_line", "compliance_status"}  # fmt: skip
+    assert set(config.flows) == {"webshop_to_crm", "webshop_to_accounting", "compliance_to_crm", "erp_to_stockctl",
+                                 "webshop_to_crm_api", "payments_to_crm_api", "pos_events_to_crm",
+                                 "erp_to_pos"}  # fmt: skip
+    assert config.shared_fields("compliance_to_crm", "compliance_status") == ["notes"]
     assert config.entities["order_line"].key_fields == ["order_id", "line_no"]
     assert config.entity_mapping("pos_events", "pos_event").tables["state"].label == "pos_events@1"
     flow = config.flows["webshop_to_crm"]
@@ -42,7 +44,7 @@ def test_shipped_config_loads() -> None:
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
     assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                   "order_line"]  # fmt: skip
+                                   "order_line", "compliance_status"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -50,17 +52,19 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        names = ("order_line", "pos_event", "store_price", "payment", "order", "stock_item", "customer")
+        names = ("compliance_status", "order_line", "pos_event", "store_price", "payment", "order", "stock_item",
+                 "customer")  # fmt: skip
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["order_line", "pos_event", "store_price", "payment", "order", "stock_item",
-                                     "customer"]  # fmt: skip
+    assert list(config.entities) == ["compliance_status", "order_line", "pos_event", "store_price", "payment",
+                                     "order", "stock_item", "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
-    assert sorted(order) == ["customer", "order", "order_line", "payment", "pos_event", "stock_item", "store_price"]
+    assert sorted(order) == ["compliance_status", "customer", "order", "order_line", "payment", "pos_event",
+                             "stock_item", "store_price"]  # fmt: skip
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -521,6 +525,7 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
     assert flows == {
         "webshop_to_crm": "load order: customer -> order",
         "webshop_to_accounting": "load order: customer -> order -> order_line",
+        "compliance_to_crm": "load order: compliance_status",
         "erp_to_stockctl": "load order: stock_item",
         "webshop_to_crm_api": "load order: customer -> order",
         "payments_to_crm_api": "load order: payment",

@@ -21,26 +21,16 @@ product.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint, String
 from sqlalchemy import Table as SqlTable
 
 from truesync.core.keys import record_key
-
-
-class Rows(Protocol):
-    """Where the sandbox gathers rows and labels (``systems.Rows``)."""
-
-    def add(self, system: str, table: str, row: dict[str, Any]) -> None: ...
-
-    def label(
-        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
-    ) -> None: ...
-
+from truesync.sandbox.made import Customer, Made, Order, Rows
 
 FLOW = "webshop_to_accounting"
 SEED_OFFSET = 4  # the payment gateway draws from seed + 1, the quiet drift from seed + 2, the POS from seed + 3
@@ -105,38 +95,6 @@ def tables(shop: MetaData) -> MetaData:
         PrimaryKeyConstraint("order_ref", "line_no"),
     )  # fmt: skip
     return books
-
-
-@dataclass
-class Customer:
-    """One shop customer as the sandbox made it: its scenario, values before the demo days, and change time."""
-
-    key: str
-    scenario: str
-    base: dict[str, Any]
-    ts: datetime
-    old_ts: datetime
-
-
-@dataclass
-class Order:
-    """One shop order as the sandbox made it (``src`` None: the shop does not hold it)."""
-
-    key: str
-    scenario: str
-    parent: str
-    base: dict[str, Any]
-    src: dict[str, Any] | None
-    ts: datetime
-    old_ts: datetime
-
-
-@dataclass
-class Made:
-    """The customers and orders the sandbox made, in order, for accounting to start from."""
-
-    customers: list[Customer] = field(default_factory=list)
-    orders: list[Order] = field(default_factory=list)
 
 
 @dataclass

@@ -54,12 +54,15 @@ def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def drift(config: Config, flow: str, entity: str, until: str | None = None) -> set[str]:
-    """Keys whose target differs from the source on a field the flow syncs.
+    """Keys whose target differs from the source on a field the flow syncs and its source owns.
 
-    With ``until`` (ISO time), source records changed at or after it are left out: no run saw them yet.
+    A ``shared`` field is left out: the side that changed it last keeps it, so a target may
+    rightly hold a newer value than the source. With ``until`` (ISO time), source records
+    changed at or after it are left out: no run saw them yet.
     """
     spec, entity_spec = config.flows[flow], config.entities[entity]
-    fields = [entity_spec.key, *config.synced_fields(flow, entity)]
+    shared = config.shared_fields(flow, entity)
+    fields = [entity_spec.key, *(f for f in config.synced_fields(flow, entity) if f not in shared)]
     frames = []
     for system in (spec.source, spec.target):
         mapping = config.entity_mapping(system, entity)

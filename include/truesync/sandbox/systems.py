@@ -40,7 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
-from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, pos
+from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, compliance, pos
+from truesync.sandbox.made import Customer, Made, Order
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -98,7 +99,7 @@ def tables() -> dict[str, MetaData]:
         Column("external_id", String(40), nullable=False, unique=True), Column("email", String(120)),
         Column("display_name", String(120)), Column("phone", String(40)), Column("street_address", String(200)),
         Column("dob", Date), Column("tier", String(10)), Column("segment", String(20)),
-        Column("modified_at", DateTime),
+        Column("modified_at", DateTime), *compliance.crm_columns(),
     )  # fmt: skip
     Table(
         "deals", crm,
@@ -123,7 +124,8 @@ def tables() -> dict[str, MetaData]:
     )  # fmt: skip
     pos.store_table(erp)
     books = accounting.tables(shop)
-    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables(), "accounting": books}
+    return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables(), "accounting": books,
+            "compliance": compliance.tables()}  # fmt: skip
 
 
 def views(metadata: dict[str, MetaData]) -> dict[str, dict[str, Select]]:
@@ -228,12 +230,13 @@ def _plan(n: int, entity: str) -> list[str]:
 
 def build(scale: int, seed: int, start: date = DEMO_START, days: int = DEMO_DAYS) -> Rows:
     """Generate every table's rows and the labels, deterministically from the seed."""
-    gen, rows, made = _Gen(seed, start, days), Rows(), accounting.Made()
+    gen, rows, made = _Gen(seed, start, days), Rows(), Made()
     customers = _customers(gen, rows, scale, made)
     _orders(gen, rows, scale, customers, made)
     _stock_items(gen, rows, max(10, scale // 2))
     skus = [row["sku"] for row in rows.tables[("erp", "items")] if row["sku"] is not None]
     accounting.build(rows, made, sorted(set(skus)), seed)
+    compliance.build(rows, made, start, days, seed)
     return rows
 
 
@@ -243,7 +246,7 @@ STATUS_SHOP = {"pending": "P", "paid": "PD", "shipped": "S", "cancelled": "C"}
 STATUS_CRM = {"pending": "new", "paid": "paid", "shipped": "fulfilled", "cancelled": "lost"}
 
 
-def _customers(gen: _Gen, rows: Rows, n: int, made: accounting.Made) -> dict[str, list[tuple[str, datetime]]]:
+def _customers(gen: _Gen, rows: Rows, n: int, made: Made) -> dict[str, list[tuple[str, datetime]]]:
     """Returns customer ids usable as order parents (with the time they exist from) and bad ones."""
     usable: list[tuple[str, datetime]] = []
     bad: list[tuple[str, datetime]] = []
@@ -296,7 +299,7 @@ def _customers(gen: _Gen, rows: Rows, n: int, made: accounting.Made) -> dict[str
                      "segment": gen.pick(["retail", "wholesale", "vip"]), "modified_at": tgt_ts})  # fmt: skip
         if scenario in ("missing", "bad_phone"):
             usable.append((key, ts))
-        made.customers.append(accounting.Customer(key, scenario, base, ts, old_ts))
+        made.customers.append(Customer(key, scenario, base, ts, old_ts))
     return {"usable": usable, "bad": bad}
 
 
@@ -309,9 +312,7 @@ def _break_customer(scenario: str, src: dict[str, Any], key: str, rows: Rows, ts
     return {**src, **change}
 
 
-def _orders(
-    gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, datetime]]], made: accounting.Made
-) -> None:
+def _orders(gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, datetime]]], made: Made) -> None:
     usable, bad = customers["usable"], customers["bad"]
     plan = _plan(n, "order") + ["orphan"] * len(bad)
     orphans = iter(bad)
@@ -343,7 +344,7 @@ def _orders(
             rows.add("crm", "deals", {"order_ref": key, "contact_ref": tgt["customer"],
                      "stage": STATUS_CRM[tgt["status"]], "amount": tgt["total"], "currency": tgt["currency"],
                      "ordered_on": datetime.fromisoformat(tgt["placed"]), "modified_at": tgt_ts})  # fmt: skip
-        made.orders.append(accounting.Order(key, scenario, parent, base, src, ts, old_ts))
+        made.orders.append(Order(key, scenario, parent, base, src, ts, old_ts))
 
 
 def _order_scenario(

@@ -1,0 +1,142 @@
+"""The sandbox's compliance system: customers' consent and inspection statuses, and notes (flow ``compliance_to_crm``).
+
+In regulated work a customer's consent and an inspection result are decided in a compliance
+system, not in the CRM, yet the CRM shows them on the contact card and people edit them
+there. The compliance system (system ``compliance``, table ``consents``) keeps one record per
+customer, with its change time. The flow ``compliance_to_crm`` writes its entity
+``compliance_status`` onto the CRM's contacts: the two statuses are the compliance system's
+(an edit in the CRM is overwritten, and the audit trail keeps it), the notes are ``shared``
+(the side that changed last keeps them; equal change times with different notes wait in the
+queue).
+
+Records exist for customers the CRM held before the demo days (a record for any other
+customer waits for its contact, ``parent_exists``). During the demo days some change
+(``SCENARIOS``), and labels say what the first run that sees each must report. One is the
+late update: a note changed in the compliance system that reaches the CRM after someone
+wrote a newer note there, which it must not replace.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table
+
+from truesync.sandbox.made import Made, Rows
+
+FLOW = "compliance_to_crm"
+ENTITY = "compliance_status"
+SEED_OFFSET = 5  # payments seed + 1, quiet drift + 2, POS + 3, accounting + 4
+CONSENT = {"granted": "G", "withdrawn": "W", "pending": "P"}
+INSPECTION = {"passed": "OK", "failed": "NOK", "due": "DUE"}
+RECORD_SHARE = 0.3  # of the customers the CRM holds before the demo days
+# scenario -> (share of the records, class and check of the first run that sees it)
+SCENARIOS = {
+    "in_sync": (0.1, "in_sync", ""),
+    "delayed": (0.1, "delayed", ""),  # consent withdrawn in the compliance system
+    "notes_newer": (0.1, "delayed", ""),  # a note changed there, the CRM's older
+    "overwritten": (0.1, "overwritten", ""),  # consent edited in the CRM afterwards: restored
+    "late_older": (0.1, "in_sync", ""),  # a note changed there, then a newer one in the CRM: kept
+    "tie": (0.05, "mismatched", "shared_field_tie"),  # both notes changed at the same instant
+    "unknown_code": (0.05, "invalid", "expect_column_values_to_be_in_set"),
+}
+UNKNOWN_CUSTOMER = "C9999999"  # a record for a customer nobody has: it waits for its contact
+NOTES = ("ID checked in branch", "Proof of address on file", "Marketing by e-mail only", "Visit due Q1")
+
+
+def tables() -> MetaData:
+    """The compliance system's table."""
+    compliance = MetaData()
+    Table(
+        "consents", compliance,
+        Column("row_id", Integer, primary_key=True, autoincrement=True),
+        Column("customer_ref", String(40)), Column("consent_code", String(2)),
+        Column("inspection_result", String(4)), Column("notes", String(200)),
+        Column("changed_at", DateTime, nullable=False),
+        Index("ix_consents_cursor", "changed_at", "customer_ref"), Index("ix_consents_key", "customer_ref"),
+    )  # fmt: skip
+    return compliance
+
+
+def crm_columns() -> list[Column]:
+    """The columns of the CRM's contacts that the compliance flow writes."""
+    return [Column("consent", String(12)), Column("inspection", String(12)), Column("compliance_notes", String(200))]
+
+
+class _Records:
+    """The compliance system's rows, the CRM's statuses and the flow's labels."""
+
+    def __init__(self, rows: Rows, contacts: dict[str, dict[str, Any]], start: date, days: int, seed: int) -> None:
+        self.rows, self.contacts, self.days = rows, contacts, days
+        self.start = datetime.combine(start, datetime.min.time())
+        self.rng = np.random.default_rng(seed + SEED_OFFSET)
+
+    def demo_ts(self) -> datetime:
+        """A whole-second time on a demo day, before 22:00 (a CRM edit an hour later stays on that day)."""
+        return self.start + timedelta(days=int(self.rng.integers(self.days)), seconds=int(self.rng.integers(79_200)))
+
+    def build(self, made: Made) -> None:
+        known = [c for c in made.customers if c.scenario == "history" and c.key in self.contacts]
+        chosen = [known[int(i)] for i in sorted(self.rng.choice(len(known), int(len(known) * RECORD_SHARE), False))]
+        for customer, scenario in zip(chosen, self._plan(len(chosen)), strict=True):
+            self._record(customer.key, scenario, customer.old_ts)
+        self._record(UNKNOWN_CUSTOMER, "orphan", None)
+        self._record(None, "null_key", None)
+
+    def _plan(self, n: int) -> list[str]:
+        plan = [s for s, (share, _, _) in SCENARIOS.items() for _ in range(max(1, int(n * share)))]
+        plan += ["history"] * max(0, n - len(plan))
+        self.rng.shuffle(plan)  # type: ignore[arg-type]
+        return plan[:n]
+
+    def _record(self, key: str | None, scenario: str, old_ts: datetime | None) -> None:
+        consent, inspection = str(self.rng.choice(["granted", "pending"])), str(self.rng.choice(["passed", "due"]))
+        base = {"consent": consent, "inspection": inspection, "notes": str(self.rng.choice(NOTES))}
+        src, crm, ts = dict(base), dict(base), old_ts or self.demo_ts()
+        crm_ts = None
+        if scenario != "history":
+            ts = self.demo_ts()
+        if scenario == "delayed":
+            src["consent"] = "withdrawn"
+        elif scenario in ("notes_newer", "late_older", "tie"):
+            src["notes"] = base["notes"] + " (updated)"
+            if scenario != "notes_newer":  # the CRM's note: an hour later, or at the very same instant
+                later = timedelta(hours=1) if scenario == "late_older" else timedelta(0)
+                crm["notes"], crm_ts = base["notes"] + " (edited in the CRM)", ts + later
+        elif scenario == "overwritten":
+            crm["consent"], crm_ts = "granted" if base["consent"] != "granted" else "withdrawn", ts + timedelta(hours=1)
+        code = "X" if scenario == "unknown_code" else CONSENT[src["consent"]]
+        record = {"customer_ref": key, "consent_code": code, "inspection_result": INSPECTION[src["inspection"]],
+                  "notes": src["notes"], "changed_at": ts}  # fmt: skip
+        self.rows.add("compliance", "consents", record)
+        if key in self.contacts:
+            contact = self.contacts[key]
+            contact.update(consent=crm["consent"], inspection=crm["inspection"], compliance_notes=crm["notes"])
+            if crm_ts is not None:
+                contact["modified_at"] = crm_ts
+        self._label(key, scenario, ts)
+
+    def _label(self, key: str | None, scenario: str, ts: datetime) -> None:
+        if scenario == "history":
+            return
+        if scenario == "orphan":
+            self.rows.label(FLOW, ENTITY, key, "missing", ts, "parent_exists")
+        elif scenario == "null_key":
+            self.rows.label(FLOW, ENTITY, None, "invalid", ts, "expect_column_values_to_not_be_null")
+        else:
+            _, klass, check = SCENARIOS[scenario]
+            self.rows.label(FLOW, ENTITY, key, klass, ts, check)
+
+
+def build(rows: Rows, made: Made, start: date, days: int, seed: int) -> None:
+    """The compliance system's records, the CRM contacts' statuses and the labels of ``compliance_to_crm``.
+
+    Every CRM contact gets the three columns (null where the compliance system has no record).
+    """
+    contacts = {}
+    for contact in rows.tables.get(("crm", "contacts"), []):
+        contact.update(consent=None, inspection=None, compliance_notes=None)
+        contacts[contact["external_id"]] = contact
+    _Records(rows, contacts, start, days, seed).build(made)

@@ -1,0 +1,56 @@
+"""What the sandbox made of the web shop, for the systems built on top of it (``accounting``, ``compliance``).
+
+``systems.build`` generates the shop's customers and orders with their scenarios and hands
+them on as ``Made``; each later system starts from them and adds its rows and labels to the
+sandbox's ``Rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class Rows(Protocol):
+    """Where the sandbox gathers rows and labels (``systems.Rows``)."""
+
+    tables: dict[tuple[str, str], list[dict[str, Any]]]
+
+    def add(self, system: str, table: str, row: dict[str, Any]) -> None: ...
+
+    def label(
+        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
+    ) -> None: ...
+
+
+@dataclass
+class Customer:
+    """One shop customer as the sandbox made it: its scenario, values before the demo days, and change time."""
+
+    key: str
+    scenario: str
+    base: dict[str, Any]
+    ts: datetime
+    old_ts: datetime
+
+
+@dataclass
+class Order:
+    """One shop order as the sandbox made it (``src`` None: the shop does not hold it)."""
+
+    key: str
+    scenario: str
+    parent: str
+    base: dict[str, Any]
+    src: dict[str, Any] | None
+    ts: datetime
+    old_ts: datetime
+
+
+@dataclass
+class Made:
+    """The customers and orders the sandbox made, in order, for the later systems to start from."""
+
+    customers: list[Customer] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)

@@ -1,0 +1,112 @@
+"""Consent and inspection statuses owned by a compliance system, shown and edited in the CRM.
+
+The sandbox's compliance system (``sandbox.compliance``) feeds the CRM's contacts on SQLite,
+PostgreSQL or MariaDB (beside PostgreSQL the store is on PostgreSQL too). The statuses are the
+compliance system's: a CRM edit is overwritten and kept in the audit trail. The notes are
+shared: a late update carrying an older change time never replaces a newer note in the CRM,
+and equal change times with different notes wait in the queue. ``labels.csv`` is the ground
+truth of the first runs over the demo days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sandbox_demo import Demo, assert_conserved
+
+from truesync import cli
+from truesync.config import load_config
+from truesync.sandbox import DEMO_DAYS
+from truesync.sandbox import systems as sandbox
+from truesync.sandbox.compliance import ENTITY, FLOW, UNKNOWN_CUSTOMER
+from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
+from truesync.store import Store, history, staging
+
+EDITED_IN_CRM = "(edited in the CRM)"
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def crm(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
+    """The sandbox at scale 200, the CRM on the database of the parameter, after the demo days."""
+    if request.param == "postgresql":
+        databases = request.getfixturevalue("postgres_databases")
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", databases.new().render_as_string(False))
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", databases.new().render_as_string(False))
+    elif request.param == "mariadb":
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", request.getfixturevalue("mysql_url").render_as_string(False))
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    handle.before = _contacts(handle)  # type: ignore[attr-defined]
+    handle.reports = [handle.run(FLOW, day) for day in range(DEMO_DAYS)]  # type: ignore[attr-defined]
+    yield handle
+    handle.close()
+
+
+def test_statuses_stay_the_compliance_systems_and_the_newer_note_wins(crm: Demo) -> None:
+    """One sandbox per database for the checks that only read it."""
+    labels = crm.labels()
+    labels = labels[labels["flow"] == FLOW]
+    assert {"in_sync", "delayed", "overwritten", "mismatched", "missing", "invalid"} <= set(labels["class"])
+    wrong = differences(labels, first_results(crm.store, FLOW))
+    assert wrong.empty, f"differs from the ground truth:\n{wrong.to_string()}"
+    for report in crm.reports:  # type: ignore[attr-defined]
+        assert_conserved(crm, report)
+    assert drift(crm.config, FLOW, ENTITY) <= held_keys(crm.store, FLOW, ENTITY)
+    _overwritten_statuses_are_restored_and_audited(crm, labels)
+    _a_late_older_note_never_replaces_a_newer_one(crm)
+    _ties_and_strangers_wait(crm, labels)
+
+
+def _overwritten_statuses_are_restored_and_audited(crm: Demo, labels: object) -> None:
+    contacts, source = _contacts(crm), crm.by_key("compliance", "consents", "customer_ref")
+    overwritten = labels[labels["class"] == "overwritten"]["key"].tolist()  # type: ignore[index]
+    assert overwritten
+    for key in overwritten:
+        assert contacts[key]["consent"] != crm.before[key]["consent"], "the CRM's edit is gone"  # type: ignore[attr-defined]
+        codes = {"G": "granted", "W": "withdrawn", "P": "pending"}
+        assert contacts[key]["consent"] == codes[source[key]["consent_code"]]
+        (audited,) = history.overwrites(crm.store, FLOW, ENTITY, key)
+        assert (audited["field"], audited["overwritten_value"]) == ("consent", crm.before[key]["consent"])  # type: ignore[attr-defined]
+        assert audited["restored_value"] == contacts[key]["consent"]
+        restored = staging.run_results(crm.store, audited["run_id"], ENTITY).set_index("key")
+        assert tuple(restored.loc[key, ["class", "outcome"]]) == ("overwritten", "updated"), "the run that restored it"
+
+
+def _a_late_older_note_never_replaces_a_newer_one(crm: Demo) -> None:
+    before = crm.before  # type: ignore[attr-defined]
+    contacts, source = _contacts(crm), crm.by_key("compliance", "consents", "customer_ref")
+    late = [k for k, c in before.items() if (c["compliance_notes"] or "").endswith(EDITED_IN_CRM)
+            and c["modified_at"] > source[k]["changed_at"]]  # fmt: skip
+    assert late
+    for key in late:
+        assert source[key]["notes"] != before[key]["compliance_notes"]
+        assert contacts[key]["compliance_notes"] == before[key]["compliance_notes"], "the CRM's newer note stays"
+
+
+def _ties_and_strangers_wait(crm: Demo, labels: object) -> None:
+    ties = labels[labels["check"] == "shared_field_tie"]["key"].tolist()  # type: ignore[index]
+    assert ties
+    for key in ties:
+        held = crm.exception(FLOW, ENTITY, key)
+        assert held["field"] == "notes"
+        assert held["reason"] == "shared field 'notes' changed on both sides at the same time"
+        assert _contacts(crm)[key] == crm.before[key]  # type: ignore[attr-defined]
+    stranger = crm.exception(FLOW, ENTITY, UNKNOWN_CUSTOMER)
+    assert stranger["check_name"] == "parent_exists" and f"customer '{UNKNOWN_CUSTOMER}'" in stranger["reason"]
+    assert UNKNOWN_CUSTOMER not in _contacts(crm), "no contact made of a status"
+
+
+def _contacts(crm: Demo) -> dict[str, dict[str, Any]]:
+    return crm.by_key("crm", "contacts", "external_id")
+
+
+def test_a_rerun_writes_nothing(crm: Demo) -> None:
+    before = crm.snapshot("crm")
+    for day in range(DEMO_DAYS):
+        totals = crm.run(FLOW, day, tag="again")["totals"]
+        assert (totals["created"], totals["updated"]) == (0, 0), totals
+    assert crm.snapshot("crm") == before
