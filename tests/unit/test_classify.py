@@ -393,6 +393,18 @@ def test_shared_field_changed_only_in_the_target_is_kept_even_when_older() -> No
     assert verdict.audit.empty
 
 
+def test_a_shared_value_that_lost_to_a_newer_target_value_does_not_win_when_read_again() -> None:
+    """The late note: the target's newer value won the last sync; the same source record read again
+    (a rerun, the lookback) finds nothing moved, so the target's value stands and nothing is written."""
+    source, target = {"email": "a@x", "tier": "gold"}, {"email": "a@x", "tier": "silver"}
+    first = run({"k1": source}, {"k1": EARLIER}, {"k1": target}, {"k1": LATER}, shared=["tier"])
+    assert (klass(first), first.desired.at["k1", "tier"]) == ("in_sync", "silver")
+    ledger = ledger_of({"k1": source}, {"k1": target}, shared=("tier",))
+    again = run({"k1": source}, {"k1": EARLIER}, {"k1": target}, {"k1": LATER}, ledger, shared=["tier"])
+    assert (klass(again), again.desired.at["k1", "tier"]) == ("in_sync", "silver")
+    assert not again.result.at["k1", "write"]
+
+
 def test_shared_field_tie_is_a_conflict_naming_the_field() -> None:
     verdict = run(
         {"k1": {"email": "a@x", "tier": "gold"}, "k2": {"email": "b@x", "tier": "gold"}},

@@ -162,13 +162,15 @@ def _resolve_shared(
     """Shared fields: the side that changed since the last sync wins.
 
     When both changed, or on first contact, the newer change time wins, and equal times with
-    different values are a conflict for the exception queue. truesync's own writes never
-    count as a target change, because the ledger remembers what it wrote.
+    different values are a conflict for the exception queue. When neither changed, the last
+    decision stands: the target holds it, so a source value that lost to a newer target value
+    once does not win when the same record is read again. truesync's own writes never count
+    as a target change, because the ledger remembers what it wrote.
     """
     desired = source.copy()
     conflict = pd.Series([None] * len(source), index=source.index, dtype=object)
     by_time = present & (~moved.known | (moved.source_shared & moved.target_shared))
-    target_wins = present & ((moved.target_shared & ~moved.source_shared) | (by_time & (t_ts > s_ts)))
+    target_wins = present & ((moved.known & ~moved.source_shared) | (by_time & (t_ts > s_ts)))
     tie = by_time & (t_ts == s_ts)
     for field in shared:
         desired[field] = desired[field].where(~target_wins, t[field])
