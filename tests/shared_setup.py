@@ -26,6 +26,21 @@ def point_at_state(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
     return root / "state"
 
 
+def put_on_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, system: str) -> None:
+    """Move one sandbox system to a fresh database on the server the parameter names.
+
+    ``request.param`` is ``sqlite`` (nothing moves), ``postgresql`` (the store moves there too)
+    or ``mariadb``.
+    """
+    variable = f"AIRFLOW_CONN_TRUESYNC_{system.upper()}"
+    if request.param == "postgresql":
+        databases = request.getfixturevalue("postgres_databases")
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", databases.new().render_as_string(False))
+        monkeypatch.setenv(variable, databases.new().render_as_string(False))
+    elif request.param == "mariadb":
+        monkeypatch.setenv(variable, request.getfixturevalue("mysql_url").render_as_string(False))
+
+
 @contextmanager
 def module_state(factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
     """The ``state`` of a module-scoped fixture: a directory of its own, the environment pointed at it meanwhile.

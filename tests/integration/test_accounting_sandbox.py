@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from sandbox_demo import Demo, assert_conserved
+from shared_setup import put_on_server
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -33,13 +34,7 @@ PARENTS = {"order": "customer", "order_line": "order"}
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def books(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """The sandbox at scale 200, accounting on the database of the parameter, after the demo days."""
-    if request.param == "postgresql":
-        databases = request.getfixturevalue("postgres_databases")
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", databases.new().render_as_string(False))
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_ACCOUNTING", databases.new().render_as_string(False))
-    elif request.param == "mariadb":
-        url = request.getfixturevalue("mysql_url")
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_ACCOUNTING", url.render_as_string(False))
+    put_on_server(request, monkeypatch, "accounting")
     assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
     config = load_config()
     handle = Demo(config, Store(), state, sandbox.system_urls(config))

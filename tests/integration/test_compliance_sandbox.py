@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from sandbox_demo import Demo, assert_conserved
+from shared_setup import put_on_server
 
 from truesync import cli
 from truesync.config import load_config
@@ -31,12 +32,7 @@ EDITED_IN_CRM = "(edited in the CRM)"
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def crm(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """The sandbox at scale 200, the CRM on the database of the parameter, after the demo days."""
-    if request.param == "postgresql":
-        databases = request.getfixturevalue("postgres_databases")
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", databases.new().render_as_string(False))
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", databases.new().render_as_string(False))
-    elif request.param == "mariadb":
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", request.getfixturevalue("mysql_url").render_as_string(False))
+    put_on_server(request, monkeypatch, "crm")
     assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
     config = load_config()
     handle = Demo(config, Store(), state, sandbox.system_urls(config))

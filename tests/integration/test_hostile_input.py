@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sandbox_demo import DEMO_START, ERP_FLOW, Demo, assert_conserved
+from shared_setup import put_on_server
 from sqlalchemy import inspect
 
 from truesync import cli
@@ -48,14 +49,7 @@ LOADED = {"K'; DROP TABLE stock_items;--", "../../../etc/passwd", "K-\u202eRTL\u
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def demo(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """The sandbox with the hostile items in the ERP; stock control (and for PostgreSQL the store) on the server."""
-    if request.param == "postgresql":
-        databases = request.getfixturevalue("postgres_databases")
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", databases.new().render_as_string(False))
-        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", databases.new().render_as_string(False))
-    elif request.param == "mariadb":
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_TRUESYNC_STOCKCTL", request.getfixturevalue("mysql_url").render_as_string(False)
-        )
+    put_on_server(request, monkeypatch, "stockctl")
     assert cli.main(["sandbox", "init", "--scale", "40"]) == 0
     config = load_config()
     handle = Demo(config, Store(), state, sandbox.system_urls(config))
