@@ -256,10 +256,8 @@ def test_a_composite_key_field_the_mapping_lacks_is_named(cfg: Path) -> None:
 
 def test_a_mapping_lists_one_key_column_per_key_field(cfg: Path) -> None:
     edit(cfg, "entities.yaml", _store_price_by_store_and_sku)
-    expect_error(
-        cfg, "mappings.yaml", "mappings.erp.entities.store_price.key",
-        "the entity's key has 2 field(s) (store, sku); list one column for each",
-    )  # fmt: skip
+    problem = "the entity's key has 2 field(s) (store, sku); list one column for each"
+    expect_error(cfg, "mappings.yaml", "mappings.erp.entities.store_price.key", problem)
 
 
 def test_a_composite_key_names_fields_and_each_once(cfg: Path) -> None:
@@ -280,14 +278,9 @@ def test_a_rest_system_takes_single_field_keys_only(cfg: Path) -> None:
 
 
 def test_a_reference_names_a_parent_with_a_single_field_key(cfg: Path) -> None:
-    def composite_customer(doc: dict[str, Any]) -> None:
-        doc["entities"]["customer"]["key"] = ["customer_id", "email"]
-
-    edit(cfg, "entities.yaml", composite_customer)
-    expect_error(
-        cfg, "entities.yaml", "entities.order.references.customer_id",
-        "'customer' has a composite key; a reference is one field holding a parent's key",
-    )  # fmt: skip
+    edit(cfg, "entities.yaml", _composite("customer", ["customer_id", "email"], ()))
+    problem = "'customer' has a composite key; a reference is one field holding a parent's key"
+    expect_error(cfg, "entities.yaml", "entities.order.references.customer_id", problem)
 
 
 def test_mapping_of_an_unknown_field(cfg: Path) -> None:
