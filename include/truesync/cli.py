@@ -497,7 +497,8 @@ def _summary(args: argparse.Namespace) -> int:
     store, config = Store(), load_config()
     classes = REPORTED_CLASSES
     width = max(18, *(len(flow) + 2 for flow in config.flows))
-    print(f"{'flow':<{width}}{'entity':<12}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
+    named = max(12, *(len(entity) + 2 for entity in config.entities))
+    print(f"{'flow':<{width}}{'entity':<{named}}" + "".join(f"{c:>12}" for c in (*classes, "overdue", "quarantined")))
     for flow in config.flows:
         totals: dict[str, dict[str, int]] = {}
         for run in runs.latest(store, flow, args.runs):
@@ -510,7 +511,7 @@ def _summary(args: argparse.Namespace) -> int:
         for entity in config.load_order(config.flows[flow].entities):
             row = totals.get(entity, {})
             cells = (row.get(c, 0) for c in (*classes, "overdue", "quarantined"))
-            print(f"{flow:<{width}}{entity:<12}" + "".join(f"{n:>12,}" for n in cells))
+            print(f"{flow:<{width}}{entity:<{named}}" + "".join(f"{n:>12,}" for n in cells))
     print("counts are summed over the runs: a record retried by a later run counts in each run")
     print(f"reports: {state_dir() / 'reports'}")
     return 0
