@@ -30,19 +30,13 @@ from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, MetaData, N
 from sqlalchemy import Table as SqlTable
 
 from truesync.core.keys import record_key
-from truesync.sandbox.made import Customer, Made, Order, Rows
+from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, Customer, Made, Order, Rows
 
 FLOW = "webshop_to_accounting"
 SEED_OFFSET = 4  # the payment gateway draws from seed + 1, the quiet drift from seed + 2, the POS from seed + 3
 STATUS = {"pending": "OPEN", "paid": "PAID", "shipped": "SHIPPED", "cancelled": "VOID"}
 LINE_SCENARIOS = ("delayed", "overwritten", "negative_quantity", "no_product")
 LINE_SHARE = 0.02  # each line scenario's share of the lines that can have it (at least one)
-NOT_NULL = "expect_column_values_to_not_be_null"
-IN_SET = "expect_column_values_to_be_in_set"
-UNIQUE = "expect_compound_columns_to_be_unique"
-REGEX = "expect_column_values_to_match_regex"
-BETWEEN = "expect_column_values_to_be_between"
-PARENT = "parent_exists"
 
 # A customer's scenario -> what the first accounting run finds (accounting maps name, email and address only).
 CUSTOMER_CLASS = {

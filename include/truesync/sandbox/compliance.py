@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table
 
-from truesync.sandbox.made import Made, Rows
+from truesync.sandbox.made import IN_SET, NOT_NULL, PARENT, Made, Rows
 
 FLOW = "compliance_to_crm"
 ENTITY = "compliance_status"
@@ -40,7 +40,7 @@ SCENARIOS = {
     "overwritten": (0.1, "overwritten", ""),  # consent edited in the CRM afterwards: restored
     "late_older": (0.1, "in_sync", ""),  # a note changed there, then a newer one in the CRM: kept
     "tie": (0.05, "mismatched", "shared_field_tie"),  # both notes changed at the same instant
-    "unknown_code": (0.05, "invalid", "expect_column_values_to_be_in_set"),
+    "unknown_code": (0.05, "invalid", IN_SET),
 }
 UNKNOWN_CUSTOMER = "C9999999"  # a record for a customer nobody has: it waits for its contact
 NOTES = ("ID checked in branch", "Proof of address on file", "Marketing by e-mail only", "Visit due Q1")
@@ -122,9 +122,9 @@ class _Records:
         if scenario == "history":
             return
         if scenario == "orphan":
-            self.rows.label(FLOW, ENTITY, key, "missing", ts, "parent_exists")
+            self.rows.label(FLOW, ENTITY, key, "missing", ts, PARENT)
         elif scenario == "null_key":
-            self.rows.label(FLOW, ENTITY, None, "invalid", ts, "expect_column_values_to_not_be_null")
+            self.rows.label(FLOW, ENTITY, None, "invalid", ts, NOT_NULL)
         else:
             _, klass, check = SCENARIOS[scenario]
             self.rows.label(FLOW, ENTITY, key, klass, ts, check)

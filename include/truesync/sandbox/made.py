@@ -2,7 +2,7 @@
 
 ``systems.build`` generates the shop's customers and orders with their scenarios and hands
 them on as ``Made``; each later system starts from them and adds its rows and labels to the
-sandbox's ``Rows``.
+sandbox's ``Rows``, whose labels name checks by the constants here.
 """
 
 from __future__ import annotations
@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+# The checks a label names: Great Expectations' expectations, and the engine's parent hold.
+NOT_NULL = "expect_column_values_to_not_be_null"
+IN_SET = "expect_column_values_to_be_in_set"
+UNIQUE = "expect_compound_columns_to_be_unique"
+REGEX = "expect_column_values_to_match_regex"
+BETWEEN = "expect_column_values_to_be_between"
+PARENT = "parent_exists"
 
 
 class Rows(Protocol):

@@ -35,6 +35,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, Select, Str
 
 from truesync.config import Config
 from truesync.connectors.file.location import file_location
+from truesync.sandbox.made import PARENT
 
 EVENTS_FLOW, PRICES_FLOW = "pos_events_to_crm", "erp_to_pos"
 TERMINALS = ("T01", "T02", "T03", "T04")
@@ -182,7 +183,7 @@ def _label(rows: Any, event: dict[str, str]) -> None:
     if event["code"] in NEW_CODES:
         rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "invalid", at, "known_code")
     elif event["order_ref"] == UNKNOWN_ORDER:
-        rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at, "parent_exists")
+        rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at, PARENT)
     else:
         rows.label(EVENTS_FLOW, "pos_event", event["event_id"], "missing", at)
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from truesync.sandbox.api import ServerThread, crm_app, payments_app, seed
-from truesync.sandbox.systems import IN_SET, NOT_NULL, Rows
+from truesync.sandbox.made import IN_SET, NOT_NULL, PARENT
+from truesync.sandbox.systems import Rows
 
 SQL_TWIN = {"webshop_to_crm_api": "webshop_to_crm"}  # REST flow -> the SQL flow whose ground truth it shares
 CRM_API, PAYMENTS = "crm_api", "payments"
@@ -161,7 +162,7 @@ def _payment_case(
         label(PAYMENT_FLOW, "payment", key, "missing", ts)
     elif scenario == "no_deal":
         out.add(key, {**deal, "order_ref": f"NEW-{deal['order_ref']}"}, "payment", "captured", ts)
-        label(PAYMENT_FLOW, "payment", key, "missing", ts, "parent_exists")
+        label(PAYMENT_FLOW, "payment", key, "missing", ts, PARENT)
     elif scenario == "refund_open":
         out.add(key, deal, "refund", "refunded", ts)
         label(PAYMENT_FLOW, "payment", key, "mismatched", ts, "open_balance")

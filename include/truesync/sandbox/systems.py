@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL
 
 from truesync.config import Config
 from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, compliance, pos
-from truesync.sandbox.made import Customer, Made, Order
+from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, Customer, Made, Order
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -60,11 +60,6 @@ BAD = ("unknown_code", "unparseable", "duplicate_key", "null_key")
 BAD_SHARE = 0.002
 # Bad records only one entity can have: a failed format or range check (bad_phone only warns).
 EXTRA_BAD = {"customer": ("bad_email", "bad_phone"), "order": ("bad_currency",), "stock_item": ("negative_price",)}
-NOT_NULL = "expect_column_values_to_not_be_null"
-IN_SET = "expect_column_values_to_be_in_set"
-UNIQUE = "expect_compound_columns_to_be_unique"
-REGEX = "expect_column_values_to_match_regex"
-BETWEEN = "expect_column_values_to_be_between"
 
 
 def tables() -> dict[str, MetaData]:
@@ -333,7 +328,7 @@ def _orders(gen: _Gen, rows: Rows, n: int, customers: dict[str, list[tuple[str, 
             ts, src, tgt, tgt_ts = _order_scenario(gen, rows, scenario, key, since, base, old_ts)
         else:
             tgt = None
-            rows.label("webshop_to_crm", "order", key, "missing", ts, "parent_exists")
+            rows.label("webshop_to_crm", "order", key, "missing", ts, PARENT)
         if src is not None:
             for copy in range(2 if scenario == "duplicate_key" else 1):
                 rows.add("webshop", "orders", {"order_no": None if scenario == "null_key" else key,
