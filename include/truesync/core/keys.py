@@ -29,11 +29,9 @@ def join(parts: list[pd.Series]) -> pd.Series:
     """Each row's record key from its parts' texts (one Series per part, in key order); None where a part is."""
     if len(parts) == 1:
         return parts[0]
-    missing = pd.concat([p.isna() for p in parts], axis=1).any(axis=1)
-    escaped = [p.fillna("").astype(str).str.replace(_ESCAPE, _ESCAPE * 2).str.replace(SEPARATOR, _ESCAPE + SEPARATOR)
-               for p in parts]  # fmt: skip
-    joined = escaped[0].str.cat(escaped[1:], sep=SEPARATOR).astype(object)
-    return joined.where(~missing, None)
+    values = zip(*(p.astype(object).where(p.notna(), None).tolist() for p in parts), strict=True)
+    joined = [None if None in row else record_key([str(v) for v in row]) for row in values]
+    return pd.Series(joined, index=parts[0].index, dtype=object)
 
 
 def record_key(parts: list[str]) -> str:
