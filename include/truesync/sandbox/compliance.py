@@ -94,10 +94,8 @@ class _Records:
     def _record(self, key: str | None, scenario: str, old_ts: datetime | None) -> None:
         consent, inspection = str(self.rng.choice(["granted", "pending"])), str(self.rng.choice(["passed", "due"]))
         base = {"consent": consent, "inspection": inspection, "notes": str(self.rng.choice(NOTES))}
-        src, crm, ts = dict(base), dict(base), old_ts or self.demo_ts()
-        crm_ts = None
-        if scenario != "history":
-            ts = self.demo_ts()
+        src, crm, crm_ts = dict(base), dict(base), None
+        ts = old_ts if scenario == "history" and old_ts else self.demo_ts()
         if scenario == "delayed":
             src["consent"] = "withdrawn"
         elif scenario in ("notes_newer", "late_older", "tie"):
