@@ -35,7 +35,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 from config_edits import SHIPPED  # noqa: E402
 from report_runs import Runs  # noqa: E402 - after AIRFLOW_HOME is set
-from sandbox_demo import Demo, DemoDays  # noqa: E402
+from sandbox_demo import Demo, DemoDays, open_demo  # noqa: E402
 from shared_setup import left_as_is, module_state, point_at_state  # noqa: E402
 
 from truesync import cli
@@ -119,13 +119,6 @@ def mysql_url() -> Iterator[URL]:
     )
     yield servers.new()
     servers.close()
-
-
-def open_demo(state: Path) -> Demo:
-    """``truesync sandbox init --scale 200`` into ``state``, with handles on its systems."""
-    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
-    config = load_config()
-    return Demo(config, Store(), state, sandbox.system_urls(config))
 
 
 @pytest.fixture

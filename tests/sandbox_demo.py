@@ -17,7 +17,8 @@ import pandas as pd
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.engine import URL, Engine
 
-from truesync.config import Config
+from truesync import cli
+from truesync.config import Config, load_config
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.sandbox import systems as sandbox
@@ -127,6 +128,13 @@ class DemoDays:
     def before_by_key(self, system: str, name: str, key: str) -> dict[str, dict[str, Any]]:
         """``Demo.by_key`` as the table was before the first run."""
         return {r[key]: r for r in self.before[system][name]}
+
+
+def open_demo(state: Path) -> Demo:
+    """``truesync sandbox init --scale 200`` into ``state``, with handles on its systems."""
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    return Demo(config, Store(), state, sandbox.system_urls(config))
 
 
 def assert_conserved(demo: Demo, report: dict[str, Any]) -> None:

@@ -14,18 +14,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sandbox_demo import Demo, assert_conserved
+from sandbox_demo import Demo, assert_conserved, open_demo
 from shared_setup import put_on_server
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from truesync import cli
-from truesync.config import load_config
 from truesync.sandbox import DEMO_DAYS
-from truesync.sandbox import systems as sandbox
 from truesync.sandbox.accounting import FLOW
 from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
-from truesync.store import Store, staging
+from truesync.store import staging
 from truesync.store.schema import ledger
 
 PARENTS = {"order": "customer", "order_line": "order"}
@@ -35,9 +32,7 @@ PARENTS = {"order": "customer", "order_line": "order"}
 def books(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """The sandbox at scale 200, accounting on the database of the parameter, after the demo days."""
     put_on_server(request, monkeypatch, "accounting")
-    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
-    config = load_config()
-    handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    handle = open_demo(state)
     handle.before = handle.snapshot("accounting")  # type: ignore[attr-defined]
     handle.reports = [handle.run(FLOW, day) for day in range(DEMO_DAYS)]  # type: ignore[attr-defined]
     yield handle

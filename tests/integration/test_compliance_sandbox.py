@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_demo import Demo, assert_conserved
+from sandbox_demo import Demo, assert_conserved, open_demo
 from shared_setup import put_on_server
 
-from truesync import cli
-from truesync.config import load_config
 from truesync.sandbox import DEMO_DAYS
-from truesync.sandbox import systems as sandbox
 from truesync.sandbox.compliance import ENTITY, FLOW, UNKNOWN_CUSTOMER
 from truesync.sandbox.groundtruth import differences, drift, first_results, held_keys
-from truesync.store import Store, history, staging
+from truesync.store import history, staging
 
 EDITED_IN_CRM = "(edited in the CRM)"
 
@@ -33,9 +30,7 @@ EDITED_IN_CRM = "(edited in the CRM)"
 def crm(request: pytest.FixtureRequest, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """The sandbox at scale 200, the CRM on the database of the parameter, after the demo days."""
     put_on_server(request, monkeypatch, "crm")
-    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
-    config = load_config()
-    handle = Demo(config, Store(), state, sandbox.system_urls(config))
+    handle = open_demo(state)
     handle.before = _contacts(handle)  # type: ignore[attr-defined]
     handle.reports = [handle.run(FLOW, day) for day in range(DEMO_DAYS)]  # type: ignore[attr-defined]
     yield handle
