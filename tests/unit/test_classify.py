@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from truesync.core.classify import CLASSES, Classification, classify, row_hash, side_hash
+from truesync.core.classify import CLASSES, Classification, Echoes, classify, origin_ts, row_hash, side_hash
 
 FIELDS = ["email", "tier"]
 T0 = pd.Timestamp("2026-10-01 10:00:00")
@@ -60,6 +60,7 @@ def run(
     shared: list[str] | None = None,
     overdue_before: datetime = NEVER_OVERDUE,
     fields: list[str] = FIELDS,
+    echoes: Echoes | None = None,
 ) -> Classification:
     return classify(
         frame(source, fields),
@@ -69,6 +70,7 @@ def run(
         no_ledger() if ledger is None else ledger,
         shared or [],
         overdue_before,
+        echoes,
     )
 
 
@@ -573,3 +575,88 @@ def test_row_hash_is_stable_across_processes() -> None:
         seen.add(out.stdout.strip())
     here = str(row_hash(pd.DataFrame({"a": ["x", None], "b": ["12.50", "y"]}, index=["k1", "k2"])).tolist())
     assert seen == {here}
+
+
+# ---------------------------------------------------------------- echoes: values truesync wrote
+
+WRITE_TIME = T0 + pd.Timedelta(days=1)  # truesync's write, later than every change below
+
+
+def wrote(
+    entries: list[tuple[str, Row, object]], shared: list[str], kept: Row | None = None, fields: list[str] = FIELDS
+) -> pd.DataFrame:
+    """Ledger entries of other flows: the key, the record they left in their target, the source's
+    change time; the source held the same record, or ``kept`` when the target kept its own values."""
+
+    def hashed(key: str, row: Row) -> str:
+        return side_hash(frame({key: row}, fields), shared).iloc[0]
+
+    return pd.DataFrame(
+        {
+            "key": [key for key, _, _ in entries],
+            "source_hash": [hashed(key, kept or row) for key, row, _ in entries],
+            "target_hash": [hashed(key, row) for key, row, _ in entries],
+            "source_ts": pd.to_datetime([ts for _, _, ts in entries]),
+        }
+    )
+
+
+NOBODY = wrote([], ["tier"])
+
+
+def test_a_value_truesync_wrote_into_the_target_dates_from_the_change_it_carried() -> None:
+    """The echo: another flow wrote 'silver' (changed at EARLIER) into the target at WRITE_TIME; the
+    source changed to 'gold' at T0. By the write time the target would win; by the ledger the source does."""
+    source, target = {"email": "a@x", "tier": "gold"}, {"email": "a@x", "tier": "silver"}
+    blind = run({"k1": source}, {"k1": T0}, {"k1": target}, {"k1": WRITE_TIME}, shared=["tier"])
+    assert blind.desired.at["k1", "tier"] == "silver"
+    echoes = Echoes(NOBODY, wrote([("k1", target, EARLIER)], ["tier"]))
+    verdict = run({"k1": source}, {"k1": T0}, {"k1": target}, {"k1": WRITE_TIME}, shared=["tier"], echoes=echoes)
+    assert (klass(verdict), verdict.desired.at["k1", "tier"]) == ("delayed", "gold")
+
+
+def test_a_value_truesync_wrote_into_the_source_is_not_a_new_change_there() -> None:
+    """A flow back (CRM -> shop) reads the CRM value the shop's flow wrote: it must not beat the
+    shop's own newer edit, though the CRM's record changed later."""
+    source, target = {"email": "a@x", "tier": "silver"}, {"email": "a@x", "tier": "gold"}
+    echoes = Echoes(wrote([("k1", source, EARLIER)], ["tier"]), NOBODY)
+    verdict = run({"k1": source}, {"k1": WRITE_TIME}, {"k1": target}, {"k1": T0}, shared=["tier"], echoes=echoes)
+    assert (klass(verdict), verdict.desired.at["k1", "tier"]) == ("in_sync", "gold")
+    assert not verdict.result.at["k1", "write"]
+
+
+def test_a_value_typed_after_truesyncs_write_keeps_its_own_time() -> None:
+    """The target holds another value than truesync wrote there: a person's edit, as new as its record."""
+    source, target = {"email": "a@x", "tier": "gold"}, {"email": "a@x", "tier": "silver"}
+    echoes = Echoes(NOBODY, wrote([("k1", {"email": "a@x", "tier": "bronze"}, EARLIER)], ["tier"]))
+    verdict = run({"k1": source}, {"k1": T0}, {"k1": target}, {"k1": WRITE_TIME}, shared=["tier"], echoes=echoes)
+    assert verdict.desired.at["k1", "tier"] == "silver"
+
+
+def test_a_value_a_flow_found_and_kept_in_its_target_was_not_carried_by_it() -> None:
+    """The shop's flow met the CRM's newer 'silver' and kept it (its source had 'gold', changed at
+    EARLIER): that entry dates nothing, so the CRM's 'silver' keeps its own time going back."""
+    source, target = {"email": "a@x", "tier": "silver"}, {"email": "a@x", "tier": "gold"}
+    kept = wrote([("k1", source, EARLIER)], ["tier"], kept={"email": "a@x", "tier": "gold"})
+    verdict = run(
+        {"k1": source}, {"k1": T0}, {"k1": target}, {"k1": EARLIER}, shared=["tier"], echoes=Echoes(kept, NOBODY)
+    )
+    assert (klass(verdict), verdict.desired.at["k1", "tier"]) == ("delayed", "silver")
+
+
+def test_two_echoes_of_one_change_at_the_same_instant_are_a_tie() -> None:
+    source, target = {"email": "a@x", "tier": "gold"}, {"email": "a@x", "tier": "silver"}
+    echoes = Echoes(NOBODY, wrote([("k1", target, T0)], ["tier"]))
+    verdict = run({"k1": source}, {"k1": T0}, {"k1": target}, {"k1": WRITE_TIME}, shared=["tier"], echoes=echoes)
+    assert verdict.result.at["k1", "conflict"] == "tier"
+
+
+def test_origin_is_the_earliest_change_among_the_flows_that_wrote_the_value() -> None:
+    hashes = side_hash(frame({"k1": OLD, "k2": NEW, "k3": OLD}), ["email"])
+    ts = stamps({"k1": WRITE_TIME, "k2": WRITE_TIME, "k3": None})
+    entries = wrote(
+        [("k1", OLD, LATER), ("k1", OLD, EARLIER), ("k1", NEW, T0), ("k2", OLD, T0), ("k3", OLD, T0)], ["email"]
+    )
+    origin = origin_ts(hashes, ts, entries)
+    assert origin.to_dict() == {"k1": EARLIER, "k2": WRITE_TIME, "k3": T0}, "k2 holds what nobody wrote"
+    assert origin_ts(hashes, ts, NOBODY).equals(ts)

@@ -503,6 +503,29 @@ class Config(BaseModel):
     def shared_fields(self, flow: str, entity: str) -> list[str]:
         return [f for f in self.synced_fields(flow, entity) if self.owner(flow, entity, f) == SHARED]
 
+    def writers_into(self, system: str, flow: str, entity: str) -> list[tuple[str, str]]:
+        """The (flow, entity) pairs whose writes into ``system`` land where ``entity`` of ``flow``
+        reads its shared fields there: the same table, the same key fields, the same shared fields.
+
+        Their ledger entries say which values there truesync wrote (``docs/design.md``, "Echoes").
+        """
+        shared = self.shared_fields(flow, entity)
+        if not shared:
+            return []
+        place = self._rows_of(system, entity)
+        return [
+            (other, each)
+            for other, spec in self.flows.items()
+            if spec.target == system
+            for each in spec.entities
+            if self.shared_fields(other, each) == shared and self._rows_of(system, each) == place
+        ]
+
+    def _rows_of(self, system: str, entity: str) -> tuple[str | None, str, list[str]]:
+        """Where an entity's records live in a system: schema, table and the entity's key fields."""
+        mapping = self.entity_mapping(system, entity)
+        return mapping.db_schema, mapping.table, self.entities[entity].key_fields
+
     def load_order(self, entities: list[str] | None = None) -> list[str]:
         """Topological order of ``depends_on``; ties keep the order entities are declared in."""
         wanted = list(self.entities) if entities is None else entities

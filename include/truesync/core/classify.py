@@ -76,6 +76,38 @@ class _Moves:
     target_shared: pd.Series
 
 
+@dataclass
+class Echoes:
+    """What truesync last left on each side where a record's shared fields live: ledger
+    entries (``key``, ``source_hash``, ``target_hash``, ``source_ts``) of every flow writing
+    there (``Config.writers_into``, ``docs/design.md``, "Echoes").
+    """
+
+    source: pd.DataFrame
+    target: pd.DataFrame
+
+
+def origin_ts(hashes: pd.Series, ts: pd.Series, written: pd.DataFrame) -> pd.Series:
+    """When each record's shared values changed, as far as the ledger can tell.
+
+    A side holding the shared values a flow carried there from its source (``written``: the
+    entry's source and target agree on them) did not change them when they were written:
+    they date from the source's change, the earliest among the entries that carried exactly
+    these values. An entry whose target kept its own newer values carried nothing. Elsewhere
+    the record's own change time stands.
+    """
+    if written.empty:
+        return ts
+    entries = written.reset_index(drop=True)
+    carried = _halves(entries["target_hash"])[1]
+    echoed = (carried == _halves(entries["source_hash"])[1]) & (
+        carried == _halves(hashes)[1].reindex(entries["key"]).to_numpy()
+    )
+    times = pd.to_datetime(entries["source_ts"])[echoed.to_numpy()]
+    origin = times.groupby(entries["key"][echoed.to_numpy()].to_numpy()).min().reindex(ts.index)
+    return ts.where(origin.isna() | (ts <= origin), origin)
+
+
 def _halves(hashes: pd.Series) -> tuple[pd.Series, pd.Series]:
     parts = [h.partition(":") if isinstance(h, str) else ("", "", "") for h in hashes]
     owned = pd.Series([p[0] for p in parts], index=hashes.index, dtype=object)
@@ -106,21 +138,27 @@ def classify(
     ledger: pd.DataFrame,
     shared: list[str],
     overdue_before: datetime,
+    echoes: Echoes | None = None,
 ) -> Classification:
     """Classify every source record against its target match and ledger entry.
 
     ``ledger`` holds ``source_hash``/``target_hash`` as written by :func:`side_hash`; pass
     only entries made with the current mapping version (others are first contact).
+    ``echoes``: where shared values are ones truesync wrote, they are as old as the change
+    it carried (:func:`origin_ts`), not as new as the write; change times are compared so.
     """
     fields = list(source.columns)
     present = pd.Series(source.index.isin(target.index), index=source.index)
     t = target.reindex(source.index)[fields]
     t_ts = target_ts.reindex(source.index)
     s_ts = source_ts.reindex(source.index)
-    source_hash = side_hash(source, shared)
-    moved = _moves(source_hash, side_hash(t, shared), ledger.reindex(source.index))
+    source_hash, target_hash = side_hash(source, shared), side_hash(t, shared)
+    moved = _moves(source_hash, target_hash, ledger.reindex(source.index))
+    s_when, t_when = s_ts, t_ts
+    if echoes is not None:
+        s_when, t_when = origin_ts(source_hash, s_ts, echoes.source), origin_ts(target_hash, t_ts, echoes.target)
 
-    desired, conflict = _resolve_shared(source, t, s_ts, t_ts, present, shared, moved)
+    desired, conflict = _resolve_shared(source, t, s_when, t_when, present, shared, moved)
     same = _equal(desired, t).all(axis=1) & present
     s_changed = moved.source_owned | moved.source_shared
     classes = np.select(
@@ -130,8 +168,8 @@ def classify(
             moved.target_owned,
             s_changed,
             moved.known,
-            s_ts > t_ts,
-            t_ts > s_ts,
+            s_when > t_when,
+            t_when > s_when,
         ],
         [MISSING, IN_SYNC, OVERWRITTEN, DELAYED, MISMATCHED, DELAYED, OVERWRITTEN],
         default=MISMATCHED,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from truesync.connectors.errors import RecordsRejected
 from truesync.core.canonical import EPOCH, to_canonical, to_system
-from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, classify
+from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, Echoes, classify
 from truesync.core.keys import split_all, system_keys
 from truesync.pipeline import progress, reconcile
 from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
@@ -111,7 +111,8 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     entries = ledger.lookup(job.store, job.flow, job.entity, list(source.index))
     entries = entries[entries["mapping_version"] == job.mapping_version()]  # another mapping: first contact
     shared = job.config.shared_fields(job.flow, job.entity)
-    verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, sync.overdue_before)
+    echoes = _echoes(job, list(source.index)) if shared else None
+    verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, sync.overdue_before, echoes)
     stale = _older_than_synced(source_ts, entries)
     verdict.result.loc[stale, ["class", "write", "overdue"]] = (IN_SYNC, False, False)
     verdict.result.loc[verdict.result.index.isin(sync.held.keys), "class"] = MISMATCHED
@@ -132,6 +133,17 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
         _note_last_seen(job, source, source_ts)
     sync.tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, sync)
+
+
+def _echoes(job: EntityJob, keys: list[str]) -> Echoes:
+    """What every flow last wrote into this flow's source and target where the records' shared fields live."""
+    spec, config = job.config.flows[job.flow], job.config
+    return Echoes(
+        *(
+            ledger.written(job.store, config.writers_into(side, job.flow, job.entity), keys)
+            for side in (spec.source, spec.target)
+        )
+    )
 
 
 def _older_than_synced(source_ts: pd.Series, entries: pd.DataFrame) -> pd.Index:

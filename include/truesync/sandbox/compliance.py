@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table
 
-from truesync.sandbox.made import IN_SET, NOT_NULL, PARENT, Made, Rows
+from truesync.sandbox.made import IN_SET, NOT_NULL, PARENT, SHARED_TIE, Made, Rows
 
 FLOW = "compliance_to_crm"
 ENTITY = "compliance_status"
@@ -39,7 +39,7 @@ SCENARIOS = {
     "notes_newer": (0.1, "delayed", ""),  # a note changed there, the CRM's older
     "overwritten": (0.1, "overwritten", ""),  # consent edited in the CRM afterwards: restored
     "late_older": (0.1, "in_sync", ""),  # a note changed there, then a newer one in the CRM: kept
-    "tie": (0.05, "mismatched", "shared_field_tie"),  # both notes changed at the same instant
+    "tie": (0.05, "mismatched", SHARED_TIE),  # both notes changed at the same instant
     "unknown_code": (0.05, "invalid", IN_SET),
 }
 UNKNOWN_CUSTOMER = "C9999999"  # a record for a customer nobody has: it waits for its contact

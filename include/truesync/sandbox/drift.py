@@ -69,7 +69,7 @@ def _noted(value: Any) -> str:
 
 # Entity -> (canonical field, new value from the synced one): the owned field both quiet edits change.
 EDITS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "customer": ("address", _noted),
+    "customer": ("name", _noted),
     "order": ("total", _plus_one),
     "stock_item": ("name", _noted),
 }

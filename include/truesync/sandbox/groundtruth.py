@@ -12,6 +12,7 @@ from truesync.connectors.registry import open_source
 from truesync.core.canonical import to_canonical
 from truesync.pipeline.extract import NULL_KEY_PREFIX
 from truesync.pipeline.window import EPOCH
+from truesync.sandbox.made import UNSEEN
 from truesync.store import Store, queue
 from truesync.store.schema import results, runs
 from truesync.support.connections import sqlalchemy_url
@@ -34,7 +35,11 @@ def first_results(store: Store, flow: str) -> pd.DataFrame:
 
 
 def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Rows where a labelled record's class, outcome, overdue flag or check differ."""
+    """Rows where a labelled record's class, outcome, overdue flag or check differ.
+
+    A record labelled more than once may end as any of its labels (two flows racing,
+    ``Rows.label``); one labelled ``UNSEEN`` may also have no result at all.
+    """
     want = labels.fillna({"check": ""}).rename(columns={"check": "check_name"})
     got = results.fillna({"check_name": ""})
     got["overdue"] = got["overdue"].astype(bool)
@@ -47,10 +52,11 @@ def differences(labels: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"null_keys_want": [null_want.to_dict()], "null_keys_got": [null_got.to_dict()]})
     want, got = want[want["key"] != ""], got[got["key"] != ""]
     merged = want[cols].merge(got[cols], on=["entity", "key"], how="outer", suffixes=("_want", "_got"), indicator=True)
-    bad = merged["_merge"] != "both"
+    fits = merged["_merge"] == "both"
     for col in ("class", "outcome", "overdue", "check_name"):
-        bad |= merged[f"{col}_want"] != merged[f"{col}_got"]
-    return merged[bad]
+        fits &= merged[f"{col}_want"] == merged[f"{col}_got"]
+    fits |= (merged["_merge"] == "left_only") & (merged["class_want"] == UNSEEN)
+    return merged[~fits.groupby([merged["entity"], merged["key"]]).transform("any")]
 
 
 def drift(config: Config, flow: str, entity: str, until: str | None = None) -> set[str]:

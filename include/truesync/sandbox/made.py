@@ -18,6 +18,8 @@ UNIQUE = "expect_compound_columns_to_be_unique"
 REGEX = "expect_column_values_to_match_regex"
 BETWEEN = "expect_column_values_to_be_between"
 PARENT = "parent_exists"
+SHARED_TIE = "shared_field_tie"
+UNSEEN = "unseen"  # a label's class saying no run of the flow may see the record (``Rows.label``'s ``also``)
 
 
 class Rows(Protocol):
@@ -28,7 +30,14 @@ class Rows(Protocol):
     def add(self, system: str, table: str, row: dict[str, Any]) -> None: ...
 
     def label(
-        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
+        self,
+        flow: str,
+        entity: str,
+        key: str | None,
+        klass: str,
+        when: datetime | None,
+        check: str = "",
+        also: tuple[tuple[str, str], ...] = (),
     ) -> None: ...
 
 

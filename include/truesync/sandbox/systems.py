@@ -40,8 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
-from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, compliance, pos
-from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, Customer, Made, Order
+from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, addresses, compliance, pos
+from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, UNSEEN, Customer, Made, Order
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -149,24 +149,39 @@ class Rows:
         return path
 
     def label(
-        self, flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str = ""
+        self,
+        flow: str,
+        entity: str,
+        key: str | None,
+        klass: str,
+        when: datetime | None,
+        check: str = "",
+        also: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        outcome = {"in_sync": "unchanged", "missing": "created", "invalid": "quarantined"}.get(klass, "updated")
-        if check:
-            outcome = "quarantined"
-        overdue = klass in ("missing", "delayed") and when is not None and when < _day_end(when) - SLA
-        self.labels.append(
-            {
-                "flow": flow,
-                "entity": entity,
-                "key": key or "",
-                "class": klass,
-                "outcome": outcome,
-                "overdue": overdue,
-                "check": check,
-                "changed_at": when.isoformat() if when else "",
-            }
-        )
+        """What the first run of ``flow`` that sees the record must report.
+
+        ``also``: other (class, check) pairs it may report instead, where two flows race
+        (``groundtruth.differences``); the class ``UNSEEN`` says no run may see it at all.
+        """
+        for klass_, check_ in ((klass, check), *also):
+            self.labels.append(_label(flow, entity, key, klass_, when, check_))
+
+
+def _label(flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str) -> dict[str, Any]:
+    outcome = {"in_sync": "unchanged", "missing": "created", "invalid": "quarantined", UNSEEN: ""}.get(klass, "updated")
+    if check:
+        outcome = "quarantined"
+    overdue = klass in ("missing", "delayed") and when is not None and when < _day_end(when) - SLA
+    return {
+        "flow": flow,
+        "entity": entity,
+        "key": key or "",
+        "class": klass,
+        "outcome": outcome,
+        "overdue": overdue,
+        "check": check,
+        "changed_at": when.isoformat() if when else "",
+    }
 
 
 SLA = timedelta(hours=6)
@@ -232,6 +247,7 @@ def build(scale: int, seed: int, start: date = DEMO_START, days: int = DEMO_DAYS
     skus = [row["sku"] for row in rows.tables[("erp", "items")] if row["sku"] is not None]
     accounting.build(rows, made, sorted(set(skus)), seed)
     compliance.build(rows, made, start, days, seed)
+    addresses.build(rows, made, start, days, seed)
     return rows
 
 
@@ -268,7 +284,7 @@ def _customers(gen: _Gen, rows: Rows, n: int, made: Made) -> dict[str, list[tupl
             rows.label("webshop_to_crm", "customer", key, "delayed", ts)
         elif scenario == "overwritten":
             ts = gen.demo_ts()
-            tgt["email"], tgt_ts = f"{key.lower()}@typo.example", ts + timedelta(hours=3)
+            tgt["phone"], tgt_ts = src["phone"] + "9", ts + timedelta(hours=3)  # a digit too many, typed in the CRM
             rows.label("webshop_to_crm", "customer", key, "overwritten", ts)
         elif scenario == "mismatched":
             ts = gen.demo_ts()

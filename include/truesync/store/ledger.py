@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pandas as pd
-from sqlalchemy import delete, literal, or_, select
+from sqlalchemy import and_, delete, literal, or_, select
 
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import ledger
@@ -27,6 +27,22 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
     with store.engine.connect() as conn:
         rows = select_by_keys(conn, query, ledger.c.key, keys)
     return from_rows(rows, columns).set_index("key")
+
+
+def written(store: Store, pairs: list[tuple[str, str]], keys: list[str]) -> pd.DataFrame:
+    """The entries of the (flow, entity) ``pairs`` for ``keys``: what each saw in its source
+    (``source_hash``) and left in its target (``target_hash``), and the source's change time.
+
+    Several pairs may name one key; the caller judges them (``core.classify.origin_ts``).
+    """
+    columns = ["key", "source_hash", "target_hash", "source_ts"]
+    if not pairs or not keys:
+        return pd.DataFrame(columns=columns)
+    which = or_(*(and_(ledger.c.flow == flow, ledger.c.entity == entity) for flow, entity in pairs))
+    query = select(*(ledger.c[c] for c in columns)).where(which)
+    with store.engine.connect() as conn:
+        rows = select_by_keys(conn, query, ledger.c.key, keys)
+    return from_rows(rows, columns)
 
 
 def write(store: Store, flow: str, entity: str, rows: Rows, new: bool = False) -> int:

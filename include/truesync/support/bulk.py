@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 from psycopg2.extensions import encodings
-from sqlalchemy import Float, Numeric, Table, Text, any_, bindparam, cast
+from sqlalchemy import Float, Numeric, Table, Text, and_, any_, bindparam, cast, exists, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -102,6 +102,36 @@ def upsert(
         _copy_merge(conn, table, columns, conflict, updates)
     else:
         _executemany(conn, table, _upsert_statement(conn, table, conflict, updates), columns)
+    return len(rows)
+
+
+def update_or_insert(
+    conn: Connection, table: Table, rows: Rows, key_columns: Iterable[str], update_columns: Iterable[str]
+) -> int:
+    """Create-or-update ``rows`` by ``key_columns`` where no unique index covers them (``upsert``
+    needs one): one ``UPDATE`` by key per row, then one ``INSERT … SELECT … WHERE NOT EXISTS``
+    per row, so the database itself tells which keys it holds. Row by row: a table worth
+    syncing often deserves the unique index instead. A key the table holds twice would update
+    both rows: the caller holds such keys back. Returns how many rows were sent.
+    """
+    if not len(rows):
+        return 0
+    keys, updates, columns = list(key_columns), list(update_columns), _columns(rows)
+    _refuse_duplicates(columns, keys)
+    names = list(columns)
+    by_key = and_(*(table.c[k] == bindparam(f"key_{k}", type_=table.c[k].type) for k in keys))
+    params = [dict(zip(names, row, strict=True)) for row in zip(*(_python(columns[n]) for n in names), strict=True)]
+    for row in params:
+        row.update({f"key_{k}": row[k] for k in keys})
+    try:
+        if updates:
+            conn.execute(
+                update(table).where(by_key).values({c: bindparam(c, type_=table.c[c].type) for c in updates}), params
+            )
+        values = select(*(bindparam(n, type_=table.c[n].type) for n in names)).where(~exists().where(by_key))
+        conn.execute(table.insert().from_select(names, values), params)
+    except ValueError as exc:  # the driver refused a value before sending it: NUL in text, a lone surrogate
+        raise DataError("update or insert", None, exc) from exc
     return len(rows)
 
 

@@ -28,7 +28,7 @@ from truesync.config import EntityMapping
 from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
 from truesync.core.keys import split, system_keys
-from truesync.support.bulk import in_pages, select_by_keys, upsert, write_isolating
+from truesync.support.bulk import in_pages, select_by_keys, update_or_insert, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
@@ -42,6 +42,7 @@ class SqlSystem:
         self.url = make_url(url)
         self.engine = open_engine(url)
         self._tables: dict[tuple[str | None, str], Table] = {}
+        self._unique: dict[tuple[str | None, str], bool] = {}
 
     @classmethod
     def open(cls, name: str, settings: None, connection: str) -> SqlSystem:
@@ -169,18 +170,25 @@ class SqlSystem:
 
     def require_unique_key(self, mapping: EntityMapping) -> None:
         """A compare tells records apart by key: the key column must be a primary key or unique."""
-        table = self._table(mapping)
-        inspector = inspect(self.engine)
-        unique = [list(table.primary_key.columns.keys())]
-        unique += [c["column_names"] for c in inspector.get_unique_constraints(table.name, schema=table.schema)]
-        unique += [i["column_names"] for i in inspector.get_indexes(table.name, schema=table.schema) if i["unique"]]
-        if sorted(mapping.key_columns) not in [sorted(columns) for columns in unique]:
+        if not self._has_unique_key(mapping):
             named = "column " if len(mapping.key_columns) == 1 else "columns "
             raise ConfigurationProblem(
                 f"{self.describe()}: table '{mapping.table}' has no unique key on its key {named}"
                 f"{', '.join(mapping.key_columns)}; "
                 "a compare needs one to tell records apart (add a unique constraint or index)"
             )
+
+    def _has_unique_key(self, mapping: EntityMapping) -> bool:
+        """Whether a primary key, unique constraint or unique index covers exactly the key columns (asked once)."""
+        ident = (mapping.db_schema, mapping.table)
+        if ident not in self._unique:
+            table = self._table(mapping)
+            inspector = inspect(self.engine)
+            unique = [list(table.primary_key.columns.keys())]
+            unique += [c["column_names"] for c in inspector.get_unique_constraints(table.name, schema=table.schema)]
+            unique += [i["column_names"] for i in inspector.get_indexes(table.name, schema=table.schema) if i["unique"]]
+            self._unique[ident] = sorted(mapping.key_columns) in [sorted(columns) for columns in unique]
+        return self._unique[ident]
 
     def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
         """Remove the rows of ``keys``, in one transaction; returns how many were removed."""
@@ -244,7 +252,8 @@ class SqlSystem:
         return self._frames(lambda conn: select_by_keys(conn, base, by, typed), mapping, extra)
 
     def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
-        """Create-or-update rows by the mapping's key column, ``batch_size`` rows a transaction, set-based.
+        """Create-or-update rows by the mapping's key column, ``batch_size`` rows a transaction, set-based
+        (row by row where no unique key covers the key columns: ``bulk.update_or_insert``).
 
         A row the database refuses (too long, out of range, a constraint) is found by bisecting
         its batch; every other row is written, and :class:`RecordsRejected` then names the
@@ -253,10 +262,15 @@ class SqlSystem:
         """
         table = self._table(mapping)
         updates = [c for c in (rows[0] if rows else {}) if c not in mapping.key_columns]
+        merge = upsert if not rows or self._has_unique_key(mapping) else update_or_insert
+
+        def write(conn: Connection, part: Any) -> int:
+            return merge(conn, table, part, mapping.key_columns, updates)
+
         refused: dict[str, str] = {}
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            failed = self._write_batch(table, mapping, batch, updates)
+            failed = self._write_batch(mapping, batch, write)
             names = system_keys([batch[position] for position in failed], mapping)
             for name, reason in zip(names, failed.values(), strict=True):
                 refused[name] = f"{self.describe()} refused it: {reason}"
@@ -265,12 +279,10 @@ class SqlSystem:
         return len(rows)
 
     def _write_batch(
-        self, table: Table, mapping: EntityMapping, batch: list[dict[str, Any]], updates: list[str]
+        self, mapping: EntityMapping, batch: list[dict[str, Any]], write: Callable[[Connection, Any], Any]
     ) -> dict[int, str]:
         try:
-            return write_isolating(
-                self.engine, batch, lambda conn, part: upsert(conn, table, part, mapping.key_columns, updates)
-            )
+            return write_isolating(self.engine, batch, write)
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
