@@ -292,3 +292,39 @@ def test_a_number_beyond_its_columns_precision_is_refused_by_row_on_every_databa
     kept = amounts["K000008"]
     assert float(kept) == float(widest) if engine.dialect.name == "sqlite" else Decimal(str(kept)) == widest
     system.engine.dispose()
+
+
+def test_a_target_without_a_unique_key_is_updated_by_key_and_inserted_once(engine: Engine) -> None:
+    """No index covers the key (a legacy table): the connector updates rows in place by key, keeps the
+    columns it does not write, inserts the rest once, and isolates a refused row like the upsert."""
+    loose = Table(
+        "loose_items",
+        MetaData(),
+        *(Column(c.name, c.type) for c in _table(MetaData()).columns),
+        Column("kept", String(20)),
+        CheckConstraint("length(label) <= 20", name="loose_label_fits"),
+    )
+    loose.create(engine)
+    with engine.begin() as conn:
+        conn.execute(loose.insert(), [_row(i, kept=f"own {i}") for i in range(0, 20, 2)])
+    system = SqlSystem("loosedb", engine.url)
+    mapping = EntityMapping(table="loose_items", key="item_key", fields={"key": "item_key", "label": "label"})
+    rows = [_row(i, label=f"new {i}") for i in range(20)]
+    rows[5]["label"] = "z" * 30  # longer than the check allows
+    with pytest.raises(RecordsRejected) as caught:
+        system.write(mapping, rows, batch_size=8)
+    assert list(caught.value.rejected) == ["K000005"]
+    system.write(mapping, [r for i, r in enumerate(rows) if i != 5], batch_size=8)  # a second write: no new row
+    with engine.connect() as conn:
+        stored = [dict(r) for r in conn.execute(select(loose)).mappings()]
+    assert sorted(r["item_key"] for r in stored) == [f"K{i:06d}" for i in range(20) if i != 5]
+    for got in stored:
+        i, sent = int(got["item_key"][1:]), rows[int(got["item_key"][1:])]
+        assert got["label"] == f"new {i}" and got["kept"] == (f"own {i}" if i % 2 == 0 else None), got
+        assert (got["note"], got["day"], got["count"]) == (sent["note"], sent["day"], sent["count"]), i
+        amount = float if engine.dialect.name == "sqlite" else lambda v: Decimal(str(v))  # SQLite: a double
+        assert (None if got["amount"] is None else amount(got["amount"])) == (
+            None if sent["amount"] is None else amount(sent["amount"])
+        ), i
+        assert _same_instant(got["seen_at"], sent["seen_at"]), i
+    system.engine.dispose()

@@ -187,7 +187,9 @@ def test_runs_of_an_unknown_flow_is_a_clear_error(shared_ran: Path, capsys: pyte
     capsys.readouterr()
     assert truesync(["runs", "--flow", "nope"]) == 1
     out = capsys.readouterr()
-    assert out.out == "" and out.err.startswith("error: unknown flow 'nope' (known: compliance_to_crm, erp_to_pos, ")
+    assert out.out == "" and out.err.startswith(
+        "error: unknown flow 'nope' (known: compliance_to_crm, crm_to_accounting, "
+    )
     assert "Traceback" not in out.err
 
 

@@ -25,11 +25,12 @@ def test_shipped_config_loads() -> None:
     assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "compliance", "crm_api",
                                    "payments", "pos_events", "pos"}  # fmt: skip
     assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                    "order_line", "compliance_status"}  # fmt: skip
-    assert set(config.flows) == {"webshop_to_crm", "webshop_to_accounting", "compliance_to_crm", "erp_to_stockctl",
-                                 "webshop_to_crm_api", "payments_to_crm_api", "pos_events_to_crm",
-                                 "erp_to_pos"}  # fmt: skip
+                                    "order_line", "contact", "compliance_status"}  # fmt: skip
+    assert set(config.flows) == {"webshop_to_crm", "crm_to_webshop", "crm_to_accounting", "webshop_to_accounting",
+                                 "compliance_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api",
+                                 "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
     assert config.shared_fields("compliance_to_crm", "compliance_status") == ["notes"]
+    assert config.shared_fields("crm_to_accounting", "contact") == ["email", "address"]
     assert config.entities["order_line"].key_fields == ["order_id", "line_no"]
     assert config.entity_mapping("pos_events", "pos_event").tables["state"].label == "pos_events@1"
     flow = config.flows["webshop_to_crm"]
@@ -44,7 +45,7 @@ def test_shipped_config_loads() -> None:
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
     assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                   "order_line", "compliance_status"]  # fmt: skip
+                                   "order_line", "contact", "compliance_status"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -52,19 +53,20 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        names = ("compliance_status", "order_line", "pos_event", "store_price", "payment", "order", "stock_item",
-                 "customer")  # fmt: skip
+        names = ("compliance_status", "contact", "order_line", "pos_event", "store_price", "payment", "order",
+                 "stock_item", "customer")  # fmt: skip
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["compliance_status", "order_line", "pos_event", "store_price", "payment",
-                                     "order", "stock_item", "customer"]  # fmt: skip
+    assert list(config.entities) == ["compliance_status", "contact", "order_line", "pos_event", "store_price",
+                                     "payment", "order", "stock_item", "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
-    assert sorted(order) == ["compliance_status", "customer", "order", "order_line", "payment", "pos_event",
-                             "stock_item", "store_price"]  # fmt: skip
+    assert order.index("customer") < order.index("contact")
+    assert sorted(order) == ["compliance_status", "contact", "customer", "order", "order_line", "payment",
+                             "pos_event", "stock_item", "store_price"]  # fmt: skip
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -382,11 +384,28 @@ def test_shipped_synced_and_shared_fields() -> None:
         "birth_date",
         "tier",
     ]
-    assert config.shared_fields("webshop_to_crm", "customer") == []
+    assert config.shared_fields("webshop_to_crm", "customer") == ["email", "address"]
+    assert config.synced_fields("crm_to_webshop", "contact") == ["email", "address"]
     assert config.synced_fields("erp_to_stockctl", "stock_item") == ["name", "price", "currency"]
     assert config.owner("webshop_to_crm", "customer", "segment") == "crm"
-    assert config.owner("webshop_to_crm", "customer", "email") == "webshop"
+    assert config.owner("webshop_to_crm", "customer", "phone") == "webshop"
     assert config.owner("erp_to_stockctl", "stock_item", "quantity") == "stockctl"
+
+
+def test_writers_into_a_system_are_the_flows_landing_on_the_same_rows_and_shared_fields() -> None:
+    """Whose ledger entries tell a value truesync wrote from one a person typed (docs/design.md, "Echoes")."""
+    config = load_config(SHIPPED)
+    assert config.writers_into("crm", "crm_to_accounting", "contact") == [("webshop_to_crm", "customer")]
+    assert config.writers_into("accounting", "crm_to_accounting", "contact") == [
+        ("crm_to_accounting", "contact"),
+        ("webshop_to_accounting", "customer"),
+    ]
+    assert config.writers_into("webshop", "webshop_to_crm", "customer") == [("crm_to_webshop", "contact")]
+    # the same CRM rows, other shared fields: the compliance notes are not the addresses
+    assert config.writers_into("crm", "compliance_to_crm", "compliance_status") == [
+        ("compliance_to_crm", "compliance_status")
+    ]
+    assert config.writers_into("stockctl", "erp_to_stockctl", "stock_item") == [], "no shared fields"
 
 
 def test_star_sets_the_default_owner(cfg: Path) -> None:
@@ -488,6 +507,7 @@ def test_cli_pools_lists_one_pool_per_target_sized_by_max_parallel_tasks(
     pools = json.loads(capsys.readouterr().out)
     assert {name: pool["slots"] for name, pool in pools.items()} == {
         "truesync_crm": 3,
+        "truesync_webshop": 8,
         "truesync_accounting": 8,
         "truesync_crm_api": 8,
         "truesync_stockctl": 8,
@@ -517,6 +537,8 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
     }
     assert flows == {
         "webshop_to_crm": "load order: customer -> order",
+        "crm_to_webshop": "load order: contact",
+        "crm_to_accounting": "load order: contact",
         "webshop_to_accounting": "load order: customer -> order -> order_line",
         "compliance_to_crm": "load order: compliance_status",
         "erp_to_stockctl": "load order: stock_item",
