@@ -262,7 +262,7 @@ def _sandbox_init(args: argparse.Namespace) -> int:
     width = max(map(len, counts))
     for table, n in counts.items():
         print(f"  {table:<{width}} {n:>10,} rows")
-    print(f"ground truth: {labels} ({len(rows.labels):,} labelled records)")
+    print(f"ground truth: {labels} ({len(rows.labels):,} labels)")
     print(f"quiet drift for a compare: {compare_labels} ({len(quiet.labels):,} labelled records; "
           "'truesync sandbox drift' applies it once the flows ran over the demo days)")  # fmt: skip
     print(f"files delivered after the demo days: {deliveries} ('truesync sandbox deliver' puts them in the drop)")

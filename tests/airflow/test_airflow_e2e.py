@@ -35,9 +35,10 @@ from truesync.sandbox.sessions import configured
 from truesync.store import Store, queue, runs
 from truesync.support.sqldb import open_engine
 
+DAYS = 2  # demo days the sandbox is made for here (the in-process tests run the default three): labels cover them
 FIRST = sandbox.DEMO_START
 SQL_FLOWS = ("webshop_to_crm", "erp_to_stockctl")
-LAST = sandbox.DEMO_START + timedelta(days=sandbox.DEMO_DAYS - 1)
+LAST = sandbox.DEMO_START + timedelta(days=DAYS - 1)
 
 
 def _backfill_all(airflow: LocalAirflow, dag_ids: list[str], reprocess: str) -> dict[str, list]:
@@ -75,7 +76,7 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
 
     first = _backfill_all(airflow, dag_ids, "none")
     for dag_runs in first.values():
-        assert [s for _, s, _ in dag_runs] == ["success"] * sandbox.DEMO_DAYS, first
+        assert [s for _, s, _ in dag_runs] == ["success"] * DAYS, first
 
     labels = pd.read_csv(state / "sandbox" / "labels.csv", keep_default_na=False)
     for flow in flows:
@@ -95,9 +96,9 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
     before_queue = sorted((r["id"], r["key"]) for r in queue.list_exceptions(store))
     second = _backfill_all(airflow, dag_ids, "completed")
     for dag_runs in second.values():
-        assert [(s, n) for _, s, n in dag_runs] == [("success", 1)] * sandbox.DEMO_DAYS, second
+        assert [(s, n) for _, s, n in dag_runs] == [("success", 1)] * DAYS, second
     rerun = [r for f in flows for r in _reports(store, f) if r["run_id"].endswith("#1")]
-    assert len(rerun) == sandbox.DEMO_DAYS * len(flows)
+    assert len(rerun) == DAYS * len(flows)
     assert all(r["totals"]["created"] == 0 and r["totals"]["updated"] == 0 for r in rerun), rerun
     assert _target_snapshot(config, flows) == before_targets
     assert sorted((r["id"], r["key"]) for r in queue.list_exceptions(store)) == before_queue
@@ -213,7 +214,7 @@ def _check_apart(airflow: LocalAirflow, compare_dag: str, incremental_dag: str, 
 
 
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
-    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    assert truesync(["sandbox", "init", "--scale", "300", "--days", str(DAYS)]) == 0
     with sandbox_apis(state, CANARY):
         _run_sandbox_through_airflow(state)
         _manual_runs(state, dry_run=True)
@@ -263,7 +264,7 @@ def test_backfill_through_airflow_on_postgres_and_mariadb(
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_CRM", with_canary(postgres_url))
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", mysql_url.render_as_string(hide_password=False))
     monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", with_canary(postgres_url))
-    assert truesync(["sandbox", "init", "--scale", "300"]) == 0
+    assert truesync(["sandbox", "init", "--scale", "300", "--days", str(DAYS)]) == 0
     _run_sandbox_through_airflow(state, list(SQL_FLOWS))  # the REST flows' targets are not databases
     _manual_runs(state, dry_run=False)
     assert Store().engine.dialect.name == "postgresql"

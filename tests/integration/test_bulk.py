@@ -311,13 +311,14 @@ def test_a_target_without_a_unique_key_is_updated_by_key_and_inserted_once(engin
     mapping = EntityMapping(table="loose_items", key="item_key", fields={"key": "item_key", "label": "label"})
     rows = [_row(i, label=f"new {i}") for i in range(20)]
     rows[5]["label"] = "z" * 30  # longer than the check allows
+    rows[7]["amount"] = Decimal("1" + "0" * 20)  # beyond NUMERIC(38, 18), which SQLite does not enforce
     with pytest.raises(RecordsRejected) as caught:
         system.write(mapping, rows, batch_size=8)
-    assert list(caught.value.rejected) == ["K000005"]
-    system.write(mapping, [r for i, r in enumerate(rows) if i != 5], batch_size=8)  # a second write: no new row
+    assert sorted(caught.value.rejected) == ["K000005", "K000007"]
+    system.write(mapping, [r for i, r in enumerate(rows) if i not in (5, 7)], batch_size=8)  # again: no new row
     with engine.connect() as conn:
         stored = [dict(r) for r in conn.execute(select(loose)).mappings()]
-    assert sorted(r["item_key"] for r in stored) == [f"K{i:06d}" for i in range(20) if i != 5]
+    assert sorted(r["item_key"] for r in stored) == [f"K{i:06d}" for i in range(20) if i not in (5, 7)]
     for got in stored:
         i, sent = int(got["item_key"][1:]), rows[int(got["item_key"][1:])]
         assert got["label"] == f"new {i}" and got["kept"] == (f"own {i}" if i % 2 == 0 else None), got

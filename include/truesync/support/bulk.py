@@ -118,6 +118,8 @@ def update_or_insert(
         return 0
     keys, updates, columns = list(key_columns), list(update_columns), _columns(rows)
     _refuse_duplicates(columns, keys)
+    if conn.dialect.name == "sqlite":
+        _refuse_beyond_precision(table, columns)
     names = list(columns)
     by_key = and_(*(table.c[k] == bindparam(f"key_{k}", type_=table.c[k].type) for k in keys))
     params = [dict(zip(names, row, strict=True)) for row in zip(*(_python(columns[n]) for n in names), strict=True)]
