@@ -94,10 +94,8 @@ def upsert(
     """
     if not len(rows):
         return 0
-    conflict, updates, columns = list(conflict_columns), list(update_columns), _columns(rows)
-    _refuse_duplicates(columns, conflict)
-    if conn.dialect.name == "sqlite":
-        _refuse_beyond_precision(table, columns)
+    conflict, updates = list(conflict_columns), list(update_columns)
+    columns = _checked(conn, table, rows, conflict)
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
         _copy_merge(conn, table, columns, conflict, updates)
     else:
@@ -116,10 +114,8 @@ def update_or_insert(
     """
     if not len(rows):
         return 0
-    keys, updates, columns = list(key_columns), list(update_columns), _columns(rows)
-    _refuse_duplicates(columns, keys)
-    if conn.dialect.name == "sqlite":
-        _refuse_beyond_precision(table, columns)
+    keys, updates = list(key_columns), list(update_columns)
+    columns = _checked(conn, table, rows, keys)
     names = list(columns)
     by_key = and_(*(table.c[k] == bindparam(f"key_{k}", type_=table.c[k].type) for k in keys))
     params = [dict(zip(names, row, strict=True)) for row in zip(*(_python(columns[n]) for n in names), strict=True)]
@@ -220,6 +216,16 @@ def refusal(exc: DataError | IntegrityError) -> str:
         return str(primary)
     args = getattr(exc.orig, "args", ())
     return str(args[-1] if args else exc.orig).splitlines()[0]
+
+
+def _checked(conn: Connection, table: Table, rows: Rows, keys: list[str]) -> dict[str, Column]:
+    """The rows' columns, once what no write may send is refused: a key twice, and on SQLite a
+    number beyond its column's precision."""
+    columns = _columns(rows)
+    _refuse_duplicates(columns, keys)
+    if conn.dialect.name == "sqlite":
+        _refuse_beyond_precision(table, columns)
+    return columns
 
 
 def _refuse_duplicates(columns: dict[str, Column], conflict: list[str]) -> None:
