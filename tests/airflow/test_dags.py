@@ -80,7 +80,7 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
 def test_global_load_order_puts_parents_first() -> None:
     order = load_config().load_order()
     assert order == ["customer", "order", "stock_item", "payment", "store_price", "pos_event", "order_line",
-                     "compliance_status"]  # fmt: skip
+                     "contact", "compliance_status"]  # fmt: skip
 
 
 def test_sync_tasks_emit_an_asset_per_target_entity(dagbag: DagBag) -> None:
