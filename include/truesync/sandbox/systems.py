@@ -3,7 +3,8 @@
 A web shop (customers, orders and their lines) and an ERP (stock items, prices) are the
 sources; a CRM, a stock-control system and accounting (``sandbox.accounting``) are the
 targets. The point of sale (``sandbox.pos``) adds terminal exports as a source and the back
-office's price list as a target. History before the demo dates is in sync; during the demo
+office's price list as a target; customers' addresses are shared by the shop and the CRM
+(``sandbox.addresses``). History before the demo dates is in sync; during the demo
 days records are created, changed, overwritten in the target, made to disagree without a
 timing explanation, or broken on purpose. ``labels.csv`` says, per record,
 which class, outcome and check the first run that sees it must report.
@@ -163,8 +164,8 @@ class Rows:
         ``also``: other (class, check) pairs it may report instead, where two flows race
         (``groundtruth.differences``); the class ``UNSEEN`` says no run may see it at all.
         """
-        for klass_, check_ in ((klass, check), *also):
-            self.labels.append(_label(flow, entity, key, klass_, when, check_))
+        for each_class, each_check in ((klass, check), *also):
+            self.labels.append(_label(flow, entity, key, each_class, when, each_check))
 
 
 def _label(flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str) -> dict[str, Any]:
