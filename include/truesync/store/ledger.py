@@ -6,6 +6,7 @@ It is what lets the classifier tell *who* changed since last time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, delete, literal, or_, select
@@ -23,10 +24,7 @@ LEDGER_COLUMNS = (
 def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFrame:
     """Ledger entries for ``keys`` (a chunk's worth), indexed by key."""
     columns = ["key", "source_hash", "target_hash", "mapping_version", "source_ts"]
-    query = select(*(ledger.c[c] for c in columns)).where(ledger.c.flow == flow, ledger.c.entity == entity)
-    with store.engine.connect() as conn:
-        rows = select_by_keys(conn, query, ledger.c.key, keys)
-    return from_rows(rows, columns).set_index("key")
+    return _entries(store, columns, (ledger.c.flow == flow) & (ledger.c.entity == entity), keys).set_index("key")
 
 
 def written(store: Store, pairs: list[tuple[str, str]], keys: list[str]) -> pd.DataFrame:
@@ -39,10 +37,14 @@ def written(store: Store, pairs: list[tuple[str, str]], keys: list[str]) -> pd.D
     if not pairs or not keys:
         return pd.DataFrame(columns=columns)
     which = or_(*(and_(ledger.c.flow == flow, ledger.c.entity == entity) for flow, entity in pairs))
+    return _entries(store, columns, which, keys)
+
+
+def _entries(store: Store, columns: list[str], which: Any, keys: list[str]) -> pd.DataFrame:
+    """``columns`` of the entries ``which`` selects, for ``keys``."""
     query = select(*(ledger.c[c] for c in columns)).where(which)
     with store.engine.connect() as conn:
-        rows = select_by_keys(conn, query, ledger.c.key, keys)
-    return from_rows(rows, columns)
+        return from_rows(select_by_keys(conn, query, ledger.c.key, keys), columns)
 
 
 def write(store: Store, flow: str, entity: str, rows: Rows, new: bool = False) -> int:
