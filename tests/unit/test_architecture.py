@@ -20,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "include"
+DAG_FILE = ROOT / "dags" / "truesync_flows.py"
 
 # Lowest first. A module belongs to the first layer with a pattern matching its dotted name.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -160,6 +161,24 @@ def test_every_layer_is_declared_once_and_used() -> None:
     assert len(names) == len(set(names))
     used = {layer_of(m) for m in modules()}
     assert used == set(range(len(LAYERS))), [names[i] for i in set(range(len(LAYERS))) - used]
+
+
+def test_the_scheduler_preloads_every_module_a_task_imports() -> None:
+    """The LocalExecutor's workers start from a forkserver that imported ``TASK_MODULES``
+    (``pipeline.dags.preloaded_workers``). Every module the DAG file imports, at its top or inside
+    a task, is loaded once they are; and each of them imports (the forkserver would skip one that
+    fails without a word, and every task would pay for it again)."""
+    tree = ast.parse(DAG_FILE.read_text())
+    used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    used |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    code = (
+        "import importlib, sys; from truesync.pipeline.dags import TASK_MODULES;"
+        "[importlib.import_module(m) for m in TASK_MODULES];"
+        "print(sorted(m for m in sys.argv[1:] if m not in sys.modules))"
+    )
+    ran = subprocess.run([sys.executable, "-c", code, *sorted(used)], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("command", [["config", "check"], ["summary"]])

@@ -24,6 +24,11 @@ beside each other.
 Airflow never runs a task whose pool does not exist, or is smaller than its ``pool_slots`` (the
 scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_pools` lists the
 pools in the format of ``airflow pools import``; ``truesync pools`` prints it.
+
+**Task start-up.** Each task imports its stage (pandas, SQLAlchemy, Great Expectations: about two
+seconds of CPU, most of a short task). With the LocalExecutor, :func:`preloaded_workers` has the
+scheduler start its workers from a ``forkserver`` that imported :data:`TASK_MODULES` once; Airflow
+forks each task from a worker, so the task inherits them instead of importing them again.
 """
 
 from __future__ import annotations
@@ -37,6 +42,26 @@ COMPARE_SUFFIX = "_compare"
 COMPARE_RUN = "compare:"
 REPROCESS_SUFFIX = "_reprocess"
 REPROCESS_RUN = "reprocess:"
+# Every module the DAG file imports, at its top or inside a task (tests/unit/test_architecture.py holds it to that).
+TASK_MODULES = (
+    "airflow.sdk",
+    "truesync.pipeline.compare",
+    "truesync.pipeline.extract",
+    "truesync.pipeline.finalize",
+    "truesync.pipeline.load",
+    "truesync.pipeline.reprocess",
+)
+
+
+def preloaded_workers() -> dict[str, str]:
+    """Airflow settings (environment variables) that start the scheduler's LocalExecutor workers
+    from a forkserver holding :data:`TASK_MODULES` (``[scheduler] mp_start_method`` and
+    ``mp_forkserver_preload``, Airflow 3.3). Python skips a module that fails to import there
+    without a word, and each task then imports it itself."""
+    return {
+        "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_MODULES),
+    }
 
 
 def dag_id(flow: str, compare: bool = False) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from truesync.config import load_config
-from truesync.pipeline.dags import target_pools
+from truesync.pipeline.dags import preloaded_workers, target_pools
 from truesync.support.paths import PROJECT_ROOT
 
 
@@ -86,6 +86,7 @@ class LocalAirflow:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # task logs carry the engine's progress lines
                 "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "alembic=WARNING",  # the store's schema check, every task
+                **preloaded_workers(),
             }
         )
         env.update(self.extra_env)
