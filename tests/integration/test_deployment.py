@@ -14,6 +14,8 @@ import yaml
 from sqlalchemy.engine import URL
 
 from truesync.config import load_config
+from truesync.pipeline.celery_workers import CELERY_CONFIG
+from truesync.pipeline.dags import TASK_MODULES, preloaded_workers
 from truesync.support.connections import env_var
 from truesync.support.paths import PROJECT_ROOT
 
@@ -53,6 +55,13 @@ def test_services_are_healthchecked_and_wait_for_init(compose: dict) -> None:
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+
+
+def test_celery_workers_load_what_every_task_imports_once(compose: dict) -> None:
+    """The workers take truesync's Celery settings, so tasks inherit their stage's imports."""
+    setting = "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"
+    assert compose["services"]["airflow-worker"]["environment"][setting] == preloaded_workers()[setting]
+    assert CELERY_CONFIG["imports"] == TASK_MODULES
 
 
 def test_init_checks_settings_then_migrates_both_databases(compose: dict) -> None:

@@ -26,9 +26,10 @@ scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_p
 pools in the format of ``airflow pools import``; ``truesync pools`` prints it.
 
 **Task start-up.** Each task imports its stage (pandas, SQLAlchemy, Great Expectations: about two
-seconds of CPU, most of a short task). With the LocalExecutor, :func:`preloaded_workers` has the
-scheduler start its workers from a ``forkserver`` that imported :data:`TASK_MODULES` once; Airflow
-forks each task from a worker, so the task inherits them instead of importing them again.
+seconds of CPU, most of a short task). :func:`preloaded_workers` has the workers import
+:data:`TASK_MODULES` once: the LocalExecutor's start from a ``forkserver`` that imported them, a
+Celery worker imports them before it forks its pool. Airflow forks each task from a worker, so the
+task inherits them instead of importing them again.
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ TASK_MODULES = (
 
 
 def preloaded_workers() -> dict[str, str]:
-    """Airflow settings (environment variables) that start the scheduler's LocalExecutor workers
-    from a forkserver holding :data:`TASK_MODULES` (``[scheduler] mp_start_method`` and
-    ``mp_forkserver_preload``, Airflow 3.3). Python skips a module that fails to import there
-    without a word, and each task then imports it itself."""
+    """Airflow settings (environment variables) that load :data:`TASK_MODULES` into the workers.
+
+    The scheduler starts its LocalExecutor workers from a forkserver holding them
+    (``[scheduler] mp_start_method`` and ``mp_forkserver_preload``, Airflow 3.3); Python skips a
+    module that fails to import there without a word, and each task then imports it itself.
+    A Celery worker takes ``pipeline.celery_workers.CELERY_CONFIG`` (``[celery] celery_config_options``).
+    """
     return {
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_MODULES),
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "truesync.pipeline.celery_workers.CELERY_CONFIG",
     }
 
 
