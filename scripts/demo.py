@@ -62,8 +62,7 @@ def _backfill(dag_ids: list[str], first: str, last: str, connections: dict[str, 
     print(f"== preparing Airflow in {airflow.home} ==", flush=True)
     airflow.prepare(dag_ids)
     print(f"== creating backfills {first} .. {last} ==", flush=True)
-    for dag_id in dag_ids:
-        airflow.backfill(dag_id, first, last)
+    airflow.backfill(dag_ids, first, last)
     airflow.start()
     try:
         print(f"== the scheduler runs the backfills (api-server on port {airflow.port} until they end) ==", flush=True)

@@ -43,8 +43,7 @@ LAST = sandbox.DEMO_START + timedelta(days=DAYS - 1)
 
 def _backfill_all(airflow: LocalAirflow, dag_ids: list[str], reprocess: str) -> dict[str, list]:
     """Create the backfills while the scheduler is down (SQLite metadata), then run them."""
-    for dag_id in dag_ids:
-        airflow.backfill(dag_id, FIRST.isoformat(), LAST.isoformat(), reprocess)
+    airflow.backfill(dag_ids, FIRST.isoformat(), LAST.isoformat(), reprocess)
     airflow.start()
     try:
         return airflow.wait_for_backfills(dag_ids)

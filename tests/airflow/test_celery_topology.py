@@ -104,8 +104,7 @@ def _backfill_and_check(airflow: LocalAirflow, config: Config, store: Store, flo
     airflow.start(("api-server", "scheduler", "dag-processor", "celery-worker", "celery-worker"))
     try:
         last = sandbox.DEMO_START + timedelta(days=DAYS - 1)
-        for dag_id in dag_ids:
-            airflow.backfill(dag_id, sandbox.DEMO_START.isoformat(), last.isoformat())
+        airflow.backfill(dag_ids, sandbox.DEMO_START.isoformat(), last.isoformat())
         states = airflow.wait_for_backfills(dag_ids)
     finally:
         airflow.stop()

@@ -115,8 +115,7 @@ def run_session(state: Path, kills: list[Kill]) -> Verdict:
     airflow = LocalAirflow(state / "airflow", extra_env={PLAN_ENV: str(work / "plan.json"), **HEARTBEAT_TIMEOUT})
     airflow.prepare(dags)
     last = (sandbox.DEMO_START + timedelta(days=sandbox.DEMO_DAYS - 1)).isoformat()
-    for dag in dags:
-        airflow.backfill(dag, sandbox.DEMO_START.isoformat(), last)
+    airflow.backfill(dags, sandbox.DEMO_START.isoformat(), last)
     points: dict[str, dict[str, str]] = {}
     for kill in kills:  # the backfill's runs exist now, queued in the order of their days
         run_id = airflow.backfill_runs(dag_id(kill.flow))[kill.day][0]

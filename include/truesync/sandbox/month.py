@@ -79,8 +79,7 @@ def run_month(state: Path, first: date, days: int, show: Callable[[int, Month], 
     try:
         for offset in range(days):
             day = Day(first + timedelta(days=offset))
-            for judge in judges.values():
-                airflow.backfill(judge.dag, day.day.isoformat(), day.day.isoformat())
+            airflow.backfill([judge.dag for judge in judges.values()], day.day.isoformat(), day.day.isoformat())
             states = airflow.wait_for_backfills([judge.dag for judge in judges.values()])
             for judge in judges.values():
                 judge.judge(store, airflow, states[judge.dag][-1], day)
