@@ -139,21 +139,24 @@ WORKLOAD = re.compile(r"Executing workload in Celery: .*?task_id='([^']+)'.*?run
 # --- one REST API, two workers ------------------------------------------------------------------
 
 CEILING = 10  # requests per second the CRM API allows in this test
+# Contacts a page: each compare alone reads about 14 s, so the two still read together for seconds
+# when the second starts several seconds after the first.
+PAGE = 2
 READERS = {"crm_api_to_crm": "crm", "crm_api_to_mirror": "mirror"}  # two flows reading the CRM API
 
 
 def _two_readers_of_the_crm_api(tmp_path: Path) -> Path:
-    """The shipped configuration plus two flows whose compares list the CRM API's contacts, five a
-    page, under a ceiling of ``CEILING`` requests per second: one into the CRM's database, one into
-    ``mirror``, a second SQL system mapped as the CRM is. Their targets differ, so their pools let
-    them run at once."""
+    """The shipped configuration plus two flows whose compares list the CRM API's contacts,
+    ``PAGE`` a page, under a ceiling of ``CEILING`` requests per second: one into the CRM's
+    database, one into ``mirror``, a second SQL system mapped as the CRM is. Their targets differ,
+    so their pools let them run at once."""
     directory = tmp_path / "config"
     shutil.copytree(PROJECT_ROOT / "include" / "config", directory)
 
     def slow_api_and_mirror(doc: dict[str, Any]) -> None:
         rest = doc["systems"]["crm_api"]["rest"]
         rest["rate_limit"] = CEILING
-        rest["endpoints"]["contacts"]["pagination"] = {"style": "cursor", "page_size": 5}
+        rest["endpoints"]["contacts"]["pagination"] = {"style": "cursor", "page_size": PAGE}
         doc["systems"]["mirror"] = {**doc["systems"]["crm"], "connection": "truesync_mirror"}
 
     edit(directory, "systems.yaml", slow_api_and_mirror)
