@@ -8,6 +8,7 @@ version of the code table, trigger ``truesync_<flow>_reprocess`` from the UI wit
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def test_files_then_a_new_code_table_version_through_airflow(state: Path, monkey
         airflow.trigger(reprocess, "manual__codes", json.dumps({"code_table": "pos_states"}))
         assert airflow.wait_for_run(reprocess, "manual__codes") == "success"
     finally:
+        groups = [process.pid for process in airflow.processes]
         airflow.stop()
+    _check_workers_were_preloaded_and_are_gone(airflow, groups)
 
     rows = drop.rows()
     assert (rows["E2"]["state"], rows["E3"]["state"]) == ("payment_declined", "device_offline")
@@ -52,3 +55,14 @@ def test_files_then_a_new_code_table_version_through_airflow(state: Path, monkey
         changed = conn.execute(select(audit.c.key, audit.c.field, audit.c.restored_value)).all()
     assert [tuple(r) for r in changed] == [("E2", "state", "payment_declined")]
     assert runs.watermark(drop.store, FLOW) is not None  # the first run's; the reprocess leaves it
+
+
+def _check_workers_were_preloaded_and_are_gone(airflow: LocalAirflow, groups: list[int]) -> None:
+    """The scheduler started its workers from a forkserver holding the task modules
+    (``pipeline.dags.preloaded_workers``), and stopping Airflow left no process of any group behind."""
+    scheduler = (airflow.home / "process-logs" / "scheduler.log").read_text()
+    assert "Set multiprocessing start method to 'forkserver' for scheduler" in scheduler
+    assert f"Set forkserver preload modules for scheduler: {list(dags.TASK_MODULES)}" in scheduler
+    for group in groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(group, 0)

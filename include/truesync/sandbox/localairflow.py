@@ -7,6 +7,7 @@ not call the engine directly. Only the processes started here are stopped, by th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -50,6 +51,11 @@ def airflow_bin() -> str:
     """The ``airflow`` next to this interpreter: Airflow starts its children by that name."""
     candidate = Path(sys.executable).parent / "airflow"
     return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
+        os.killpg(group, signum)
 
 
 def _utc(value: datetime | str) -> datetime:
@@ -259,14 +265,13 @@ class LocalAirflow:
             time.sleep(3)
 
     def stop(self) -> None:
-        """Stop the processes this object started (their whole process groups), nothing else."""
+        """Stop the processes this object started and all they started (their whole process groups,
+        also when a group's first process has exited: the scheduler's workers outlive it), nothing else."""
         for proc in self.processes:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            _signal_group(proc.pid, signal.SIGTERM)
         for proc in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group outlived the SIGTERM
+            proc.wait()
         self.processes.clear()
