@@ -74,13 +74,14 @@ def run_month(state: Path, first: date, days: int, show: Callable[[int, Month], 
     labels["day"] = labels["changed_at"].str[:10]
     judges = {flow: _FlowJudge(flow, dag_id(flow), labels[labels["flow"] == flow]) for flow in FLOWS}
     airflow, store, month = LocalAirflow(state / "airflow"), Store(), Month()
-    airflow.prepare([judge.dag for judge in judges.values()])
+    dag_ids = [judge.dag for judge in judges.values()]
+    airflow.prepare(dag_ids)
     airflow.start()
     try:
         for offset in range(days):
             day = Day(first + timedelta(days=offset))
-            airflow.backfill([judge.dag for judge in judges.values()], day.day.isoformat(), day.day.isoformat())
-            states = airflow.wait_for_backfills([judge.dag for judge in judges.values()])
+            airflow.backfill(dag_ids, day.day.isoformat(), day.day.isoformat())
+            states = airflow.wait_for_backfills(dag_ids)
             for judge in judges.values():
                 judge.judge(store, airflow, states[judge.dag][-1], day)
                 if offset == days - 1:
