@@ -2,7 +2,9 @@
 
 Used by ``make demo`` and by the end-to-end tests, which must exercise Airflow itself
 (a backfill created with ``airflow backfill create`` and executed by a real scheduler),
-not call the engine directly. Only the processes started here are stopped, by their ids.
+not call the engine directly. Only the processes started here are stopped, with all they
+started: each starts a process group of its own. Airflow CLI commands run in one interpreter
+per batch (``cli_each``).
 """
 
 from __future__ import annotations
