@@ -102,8 +102,9 @@ class _Line:
 class _Books:
     """Accounting's rows and the flow's labels, built from what the sandbox made."""
 
-    def __init__(self, rows: Rows, made: Made, skus: list[str], rng: np.random.Generator) -> None:
-        self.rows, self.made, self.skus, self.rng = rows, made, skus, rng
+    def __init__(self, rows: Rows, made: Made, skus: list[str], launched: list[str], rng: np.random.Generator) -> None:
+        self.rows, self.made, self.rng = rows, made, rng
+        self.skus = {True: skus, False: [*skus, *launched]}  # by "the order is from before the demo days"
         self.scenario = {c.key: c.scenario for c in made.customers}
         history_parents = {o.parent for o in made.orders if o.scenario == "history"}
         self.accounts = {c.key for c in made.customers if c.scenario not in NEW_CUSTOMERS or c.key in history_parents}
@@ -162,10 +163,11 @@ class _Books:
         count = int(self.rng.integers(1, 4))
         if o.src is None or o.scenario == "null_key":
             return []
-        return [_Line(o, n, self._line_values()) for n in range(1, count + 1)]
+        return [_Line(o, n, self._line_values(o.scenario == "history")) for n in range(1, count + 1)]
 
-    def _line_values(self) -> dict[str, Any]:
-        return {"sku": self.skus[int(self.rng.integers(len(self.skus)))], "quantity": int(self.rng.integers(1, 6)),
+    def _line_values(self, history: bool) -> dict[str, Any]:
+        skus = self.skus[history]
+        return {"sku": skus[int(self.rng.integers(len(skus)))], "quantity": int(self.rng.integers(1, 6)),
                 "unit_price": f"{self.rng.integers(100, 20_000) / 100:.2f}"}  # fmt: skip
 
     def _plan_lines(self, lines: list[_Line]) -> None:
@@ -216,6 +218,9 @@ class _Books:
         return ("missing", "") if self.order_outcome[line.order.key] == "created" else ("missing", PARENT)
 
 
-def build(rows: Rows, made: Made, skus: list[str], seed: int) -> None:
-    """Accounting's rows, the shop's order lines and the labels of ``webshop_to_accounting``, from the seed."""
-    _Books(rows, made, skus, np.random.default_rng(seed + SEED_OFFSET)).build()
+def build(rows: Rows, made: Made, skus: list[str], launched: list[str], seed: int) -> None:
+    """Accounting's rows, the shop's order lines and the labels of ``webshop_to_accounting``, from the seed.
+
+    A line names one of ``skus``, or of ``launched`` too where its order changed on a demo day.
+    """
+    _Books(rows, made, skus, launched, np.random.default_rng(seed + SEED_OFFSET)).build()

@@ -99,7 +99,7 @@ def build(rows: Any, seed: int, start: date, days: int) -> dict[str, str]:
 
 
 def _price_list(rows: Any) -> None:
-    """Each store's prices as the ERP was before the demo days: stock control's rows where the
+    """Each store's prices as the ERP was before the demo days: stock control's rows of the ERP's items, where the
     ERP's demo changes did not touch them (what the ERP changed reaches the tills, what stock
     control changed does not); the labels of ``erp_to_stockctl``, once per store.
     """
@@ -109,7 +109,7 @@ def _price_list(rows: Any) -> None:
     stock = [lab for lab in rows.labels if lab["flow"] == "erp_to_stockctl"]
     classes = {lab["key"]: lab["class"] for lab in stock if lab["key"]}
     for store in STORES:
-        for row in rows.tables.get(("stockctl", "stock_items"), []):
+        for row in (r for r in rows.tables.get(("stockctl", "stock_items"), []) if r["sku"] in erp):
             title, price = row["title"], row["price"]
             if classes.get(row["sku"]) in ("overwritten", "mismatched"):  # stock control's own edits
                 title, price = erp[row["sku"]]["description"], erp[row["sku"]]["unit_price"]

@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
-from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, addresses, compliance, pos
+from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, addresses, compliance, pos, products
 from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, UNSEEN, Customer, Made, Order
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
@@ -116,8 +116,9 @@ def tables() -> dict[str, MetaData]:
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("sku", String(40), nullable=False, unique=True), Column("title", String(200)),
         Column("price", Numeric(12, 2)), Column("currency", String(3)), Column("qty", Integer),
-        Column("last_change", DateTime),
+        Column("last_change", DateTime), *products.stock_columns(),
     )  # fmt: skip
+    products.tables(shop)
     pos.store_table(erp)
     books = accounting.tables(shop)
     return {"webshop": shop, "erp": erp, "crm": crm, "stockctl": stock, "pos": pos.tables(), "accounting": books,
@@ -125,8 +126,9 @@ def tables() -> dict[str, MetaData]:
 
 
 def views(metadata: dict[str, MetaData]) -> dict[str, dict[str, Select]]:
-    """Views per system, made after its tables: the ERP's items once per store."""
-    return {"erp": {"store_items": pos.store_items(metadata["erp"])}}
+    """Views per system, made after its tables: the ERP's items once per store, the products orders name."""
+    return {"erp": {"store_items": pos.store_items(metadata["erp"])},
+            "webshop": {"ordered_products": products.ordered_products(metadata["webshop"])}}  # fmt: skip
 
 
 @dataclass
@@ -245,8 +247,9 @@ def build(scale: int, seed: int, start: date = DEMO_START, days: int = DEMO_DAYS
     customers = _customers(gen, rows, scale, made)
     _orders(gen, rows, scale, customers, made)
     _stock_items(gen, rows, max(10, scale // 2))
-    skus = [row["sku"] for row in rows.tables[("erp", "items")] if row["sku"] is not None]
-    accounting.build(rows, made, sorted(set(skus)), seed)
+    sold, launched = products.catalogue(rows, seed)
+    accounting.build(rows, made, sold, launched, seed)
+    products.build(rows, [*sold, *launched], start, days, seed)
     compliance.build(rows, made, start, days, seed)
     addresses.build(rows, made, start, days, seed)
     return rows
