@@ -32,13 +32,34 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, CronTriggerTimetable, Param, TaskGroup, chain, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetAlias,
+    AssetAny,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+    TaskGroup,
+    chain,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy.exc import OperationalError
 
 from truesync.config import Config, load_config
 from truesync.connectors.errors import SystemUnavailable
-from truesync.pipeline.dags import dag_id, pool_slots, reprocess_dag_id, store_run_id, translated_entities
+from truesync.pipeline.dags import (
+    asset_uri,
+    dag_id,
+    emits,
+    pool_slots,
+    reprocess_dag_id,
+    store_run_id,
+    translated_entities,
+    triggered_until,
+)
 from truesync.pipeline.job import REPROCESS, EntityJob, begin_run
 from truesync.pipeline.window import Window, plan_window
 from truesync.store import Store, runs
@@ -164,11 +185,25 @@ def _run_id(context: dict[str, Any]) -> str:
     return store_run_id(dag_run.dag_id, dag_run.run_id, getattr(dag_run, "clear_number", 0) or 0)
 
 
+def _asset(name: str) -> Asset:
+    """The Asset ``<target>.<entity>`` a flow's ``sync`` writes (``truesync.pipeline.dags``)."""
+    return Asset(name=name, uri=asset_uri(name))
+
+
+def _schedule(config: Config, flow: str) -> CronDataIntervalTimetable | AssetOrTimeSchedule:
+    """The flow's cron; with ``triggered_by``, also any write of another flow into those Assets."""
+    spec = config.flows[flow]
+    cron = CronDataIntervalTimetable(spec.schedule, timezone="UTC")
+    if not spec.triggered_by:
+        return cron
+    return AssetOrTimeSchedule(timetable=cron, assets=AssetAny(*(_asset(name) for name in spec.triggered_by)))
+
+
 def build_dag(config: Config, flow: str) -> DAG:
     spec = config.flows[flow]
     with DAG(
         description=spec.description or f"{spec.source} → {spec.target}",
-        schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
+        schedule=_schedule(config, flow),
         start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=UTC),
         max_active_runs=spec.max_active_runs,
         doc_md=_doc(config, flow),
@@ -182,7 +217,7 @@ def build_dag(config: Config, flow: str) -> DAG:
                 window = plan_window(
                     context.get("data_interval_start"),
                     context.get("data_interval_end"),
-                    dag_run.run_after,
+                    triggered_until(context.get("triggering_asset_events") or {}) or dag_run.run_after,
                     spec.lookback,
                     runs.watermark(store, flow),
                 )
@@ -323,7 +358,7 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any, step: st
     records behind the code tables) -> ``partition`` -> ``sync`` mapped.
     """
     target = config.flows[flow].target
-    asset = Asset(name=f"{target}.{entity}", uri=f"truesync://{target}/{entity}")
+    alias = AssetAlias(f"{target}.{entity}")
 
     def job(plan: dict[str, Any]) -> EntityJob:
         return EntityJob(config, Store(), flow, entity, plan["run_id"])
@@ -354,13 +389,20 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any, step: st
                 return [p.as_dict() for p in plan_partitions(job(plan))]
 
         # The one task that writes to the target: it takes the whole pool (one writer per target).
-        @task(task_id="sync", outlets=[asset], map_index_template="{{ part['index'] }}",
+        # What it wrote is an Asset event (for the flows ``triggered_by`` it), outside backfills and dry runs.
+        @task(task_id="sync", outlets=[alias], map_index_template="{{ part['index'] }}",
               pool_slots=pool_slots(config, flow, alone=True)[1])  # fmt: skip
-        def sync(plan: dict[str, Any], part: dict[str, Any]) -> dict[str, int]:
+        def sync(plan: dict[str, Any], part: dict[str, Any], **context: Any) -> dict[str, int]:
             from truesync.pipeline.load import sync_entity
 
             with _only_transient_retries():
-                return sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
+                counts = sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
+            if emits(context["dag_run"].run_type, plan["dry_run"], counts):
+                written = counts.get("created", 0) + counts.get("updated", 0)
+                extra = {"flow": flow, "run_id": plan["run_id"], "window_start": plan["start"],
+                         "window_end": plan["end"], "written": written}  # fmt: skip
+                context["outlet_events"][alias].add(_asset(alias.name), extra=extra)
+            return counts
 
         parts = partition(planned)
         scan(planned) >> parts

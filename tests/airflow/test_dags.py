@@ -5,15 +5,24 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
+from airflow.sdk import AssetAlias, AssetOrTimeSchedule, CronDataIntervalTimetable, CronTriggerTimetable
 from airflow.serialization.encoders import coerce_to_core_timetable
 from airflow.timetables.base import TimeRestriction
 
 from truesync.config import load_config
-from truesync.pipeline.dags import dag_id, run_key, store_run_id, translated_entities
+from truesync.pipeline.dags import (
+    asset_uri,
+    dag_id,
+    emits,
+    run_key,
+    store_run_id,
+    translated_entities,
+    triggered_until,
+)
 from truesync.support.paths import PROJECT_ROOT
 
 COMPARE = "truesync_webshop_to_crm_compare"
@@ -59,8 +68,13 @@ def test_two_dags_per_flow_and_a_reprocess_dag_for_flows_with_code_tables(dagbag
 
 
 def test_schedule_has_real_data_intervals(dagbag: DagBag) -> None:
-    for dag in (dagbag.dags[dag_id(flow)] for flow in load_config().flows):
-        assert isinstance(dag.timetable, CronDataIntervalTimetable), dag.dag_id
+    config = load_config()
+    for flow, dag in ((flow, dagbag.dags[dag_id(flow)]) for flow in config.flows):
+        timetable = dag.timetable
+        if config.flows[flow].triggered_by:
+            assert isinstance(timetable, AssetOrTimeSchedule), dag.dag_id
+            timetable = timetable.timetable
+        assert isinstance(timetable, CronDataIntervalTimetable), dag.dag_id
         assert dag.catchup is False
         assert dag.max_active_runs == 1
         assert dag.doc_md and "Window" in dag.doc_md
@@ -79,14 +93,43 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
 
 def test_global_load_order_puts_parents_first() -> None:
     order = load_config().load_order()
-    assert order == ["customer", "order", "stock_item", "payment", "store_price", "pos_event", "order_line",
-                     "contact", "compliance_status"]  # fmt: skip
+    assert order == ["customer", "order", "stock_item", "product", "payment", "store_price", "pos_event",
+                     "order_line", "contact", "compliance_status"]  # fmt: skip
 
 
-def test_sync_tasks_emit_an_asset_per_target_entity(dagbag: DagBag) -> None:
+def test_sync_tasks_name_an_asset_per_target_entity(dagbag: DagBag) -> None:
     dag = dagbag.dags["truesync_webshop_to_crm"]
-    outlets = {str(o.uri) for t in dag.tasks for o in t.outlets}
-    assert outlets == {"truesync://crm/customer", "truesync://crm/order"}
+    outlets = {(type(o), o.name) for t in dag.tasks for o in t.outlets}
+    assert outlets == {(AssetAlias, "crm.customer"), (AssetAlias, "crm.order")}
+    assert asset_uri("crm.customer") == "truesync://crm/customer"
+
+
+def test_a_flow_triggered_by_another_flows_asset_runs_on_its_cron_or_on_a_write_there(dagbag: DagBag) -> None:
+    """webshop_to_accounting also runs when webshop_to_stockctl wrote products into stock control."""
+    timetable = dagbag.dags["truesync_webshop_to_accounting"].timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert timetable.timetable.expression == "0 0 * * *"
+    assert [a.uri for a in timetable.asset_condition.objects] == ["truesync://stockctl/product"]
+    producer = dagbag.dags["truesync_webshop_to_stockctl"].get_task("product.sync")
+    assert [o.name for o in producer.outlets] == ["stockctl.product"]
+
+
+def test_a_sync_emits_its_assets_event_only_for_a_write_outside_backfills_and_dry_runs() -> None:
+    wrote, nothing = {"created": 1, "unchanged": 4}, {"unchanged": 5, "quarantined": 1}
+    assert emits("manual", False, wrote) and emits("scheduled", False, {"updated": 2})
+    assert emits("asset_triggered", False, wrote)
+    assert not emits("backfill", False, wrote), "a backfill would start the waiting flow once per interval"
+    assert not emits("manual", True, wrote) and not emits("scheduled", False, nothing)
+
+
+def test_a_run_an_asset_started_reaches_the_latest_window_end_among_its_events() -> None:
+    def event(extra: dict) -> SimpleNamespace:
+        return SimpleNamespace(extra=extra)
+
+    ends = ("2026-11-02T00:00:00", "2026-11-03T00:00:00")
+    events = {"stockctl.product": [event({"window_end": end}) for end in ends], "other": [event({})]}
+    assert triggered_until(events) == datetime(2026, 11, 3)
+    assert triggered_until({"other": [event({})]}) is None and triggered_until({}) is None
 
 
 def test_retries_back_off(dagbag: DagBag) -> None:
@@ -150,7 +193,7 @@ def test_compare_sync_is_mapped_and_emits_the_target_assets(dagbag: DagBag) -> N
 
     dag = dagbag.dags[COMPARE]
     assert isinstance(dag.get_task("customer.sync"), MappedOperator)
-    assert {str(o.uri) for t in dag.tasks for o in t.outlets} == {"truesync://crm/customer", "truesync://crm/order"}
+    assert {o.name for t in dag.tasks for o in t.outlets} == {"crm.customer", "crm.order"}
 
 
 def test_both_dags_of_a_flow_run_in_the_target_pool_a_writing_or_compare_task_taking_all_of_it(

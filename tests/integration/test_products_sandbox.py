@@ -2,10 +2,10 @@
 
 ``sandbox.products`` lists the shop's products and the view ``ordered_products`` (only the
 products an order line names); stock control holds the ERP's items and, per product, the
-shop's name with a change time of its own. Stock control runs on SQLite, PostgreSQL or MariaDB;
-the shop stays on SQLite, as in every sandbox (its bad rows would not fit a strict column). ``labels.csv`` is the ground truth of the
-first runs over the demo days; ``erp_to_stockctl`` writes the same rows, and runs beside it
-in both orders.
+shop's name with a change time of its own. Stock control runs on SQLite, PostgreSQL or
+MariaDB; the shop stays on SQLite, as in every sandbox (its bad rows would not fit a strict
+column). ``labels.csv`` is the ground truth of the first runs over the demo days;
+``erp_to_stockctl`` writes the same rows, and runs beside it in both orders.
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
     assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "compliance", "crm_api",
                                    "payments", "pos_events", "pos"}  # fmt: skip
-    assert set(config.entities) == {"customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                    "order_line", "contact", "compliance_status"}  # fmt: skip
+    assert set(config.entities) == {"customer", "order", "stock_item", "product", "payment", "store_price",
+                                    "pos_event", "order_line", "contact", "compliance_status"}  # fmt: skip
     assert set(config.flows) == {"webshop_to_crm", "crm_to_webshop", "crm_to_accounting", "webshop_to_accounting",
-                                 "compliance_to_crm", "erp_to_stockctl", "webshop_to_crm_api", "payments_to_crm_api",
-                                 "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
+                                 "compliance_to_crm", "erp_to_stockctl", "webshop_to_stockctl", "webshop_to_crm_api",
+                                 "payments_to_crm_api", "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
     assert config.shared_fields("compliance_to_crm", "compliance_status") == ["notes"]
     assert config.shared_fields("crm_to_accounting", "contact") == ["email", "address"]
     assert config.entities["order_line"].key_fields == ["order_id", "line_no"]
@@ -44,8 +44,8 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item", "payment", "store_price", "pos_event",
-                                   "order_line", "contact", "compliance_status"]  # fmt: skip
+    assert config.load_order() == ["customer", "order", "stock_item", "product", "payment", "store_price",
+                                   "pos_event", "order_line", "contact", "compliance_status"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -54,19 +54,19 @@ def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path)
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
         names = ("compliance_status", "contact", "order_line", "pos_event", "store_price", "payment", "order",
-                 "stock_item", "customer")  # fmt: skip
+                 "product", "stock_item", "customer")  # fmt: skip
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
     assert list(config.entities) == ["compliance_status", "contact", "order_line", "pos_event", "store_price",
-                                     "payment", "order", "stock_item", "customer"]  # fmt: skip
+                                     "payment", "order", "product", "stock_item", "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
     assert order.index("customer") < order.index("contact")
     assert sorted(order) == ["compliance_status", "contact", "customer", "order", "order_line", "payment",
-                             "pos_event", "stock_item", "store_price"]  # fmt: skip
+                             "pos_event", "product", "stock_item", "store_price"]  # fmt: skip
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,6 +330,24 @@ def test_unknown_entity_in_a_flow(cfg: Path) -> None:
     expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "unknown entity 'invoice'")
 
 
+@pytest.mark.parametrize(
+    "asset",
+    [
+        "crm.customer",  # the flow's own write: it would start itself
+        "stockctl.order",  # no flow writes orders into stock control
+        "stockctl",  # not <system>.<entity>
+    ],
+)
+def test_a_flow_is_triggered_only_by_what_another_flow_writes(cfg: Path, asset: str) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(triggered_by=["stockctl.product", asset]))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.triggered_by[1]", f"no other flow writes '{asset}'")
+
+
+def test_a_flow_triggered_by_another_flows_writes(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(triggered_by=["stockctl.product"]))
+    assert load_config(cfg).flows["webshop_to_crm"].triggered_by == ["stockctl.product"]
+
+
 def test_flow_needs_at_least_one_entity(cfg: Path) -> None:
     edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"].update(entities=[]))
     expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities")
@@ -542,6 +560,7 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
         "webshop_to_accounting": "load order: customer -> order -> order_line",
         "compliance_to_crm": "load order: compliance_status",
         "erp_to_stockctl": "load order: stock_item",
+        "webshop_to_stockctl": "load order: product",
         "webshop_to_crm_api": "load order: customer -> order",
         "payments_to_crm_api": "load order: payment",
         "pos_events_to_crm": "load order: pos_event",

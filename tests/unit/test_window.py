@@ -145,3 +145,13 @@ def test_skipped_interval_is_covered_by_the_next_run() -> None:
 
 def test_as_dict_is_iso_text() -> None:
     assert Window(START, END).as_dict() == {"start": "2026-10-01T00:00:00", "end": "2026-10-02T00:00:00"}
+
+
+def test_a_run_an_asset_started_ends_where_the_other_flow_got_and_never_before_the_watermark() -> None:
+    """``run_after`` is then the end of the other flow's window (``pipeline.dags.triggered_until``)."""
+    watermark = datetime(2026, 10, 3)
+    assert plan_window(None, None, datetime(2026, 10, 4), LOOKBACK, watermark) == Window(
+        watermark - LOOKBACK, datetime(2026, 10, 4)
+    )
+    behind = datetime(2026, 10, 2)  # the other flow is behind this one: only the lookback is read again
+    assert plan_window(None, None, behind, LOOKBACK, watermark) == Window(watermark - LOOKBACK, watermark)

@@ -164,6 +164,7 @@ def _check_flows(config: Config) -> None:
             _check_reconcile(config, file, f"flows.{name}.reconcile.{entity}", flow, entity, rules)
         _check_deletes(config, file, name, flow)
         _check_silence(config, file, name, flow)
+        _check_triggers(config, file, name, flow)
         for entity, rules in flow.ownership.items():
             if entity not in flow.entities:
                 raise ConfigError(file, f"flows.{name}.ownership.{entity}", "entity not in flow")
@@ -173,6 +174,17 @@ def _check_flows(config: Config) -> None:
                     raise ConfigError(file, where, f"not a field of '{entity}'")
                 if owner != SHARED and owner not in config.systems:
                     raise ConfigError(file, where, f"owner '{owner}' is neither a system nor 'shared'")
+
+
+def _check_triggers(config: Config, file: str, name: str, flow: FlowConfig) -> None:
+    """Each Asset a flow is triggered by is a target entity another flow writes (a flow's own would start itself)."""
+    written = {f"{other.target}.{e}" for flow_name, other in config.flows.items() if flow_name != name
+               for e in other.entities}  # fmt: skip
+    for i, asset in enumerate(flow.triggered_by):
+        if asset not in written:
+            known = ", ".join(sorted(written)) or "none"
+            problem = f"no other flow writes '{asset}' (<system>.<entity> other flows write: {known})"
+            raise ConfigError(file, f"flows.{name}.triggered_by[{i}]", problem)
 
 
 def _check_silence(config: Config, file: str, name: str, flow: FlowConfig) -> None:

@@ -447,6 +447,10 @@ class FlowConfig(_Strict):
         description="entity -> field -> owning system or 'shared'; '*' sets the default",
     )
     schedule: str = "@daily"
+    triggered_by: list[str] = Field(
+        default_factory=list,
+        description="'<system>.<entity>' Airflow Assets another flow writes: a write there also starts a run",
+    )
     start_date: date = date(2026, 1, 1)
     lookback: Duration = timedelta(hours=2)
     freshness_sla: Duration = timedelta(hours=6)

@@ -25,6 +25,17 @@ Airflow never runs a task whose pool does not exist, or is smaller than its ``po
 scheduler only logs a warning; the task waits in ``scheduled``). :func:`target_pools` lists the
 pools in the format of ``airflow pools import``; ``truesync pools`` prints it.
 
+**Assets: a flow that waits for another flow's writes.** Each ``sync`` task names the Airflow
+Asset of what it writes, ``<target>.<entity>`` (URI ``truesync://<target>/<entity>``), through an
+``AssetAlias`` of that name, and emits an event of the Asset only when it wrote records there, in
+a run that is neither a dry run nor a backfill (:func:`emits`); the event's ``extra`` carries the
+run's window. A flow with ``triggered_by: [<target>.<entity>, ...]`` is scheduled on its cron
+*or* on any of those Assets (``AssetOrTimeSchedule``). A run an Asset starts has no data interval:
+it syncs from the flow's watermark up to the end of the latest window among the events that started
+it (:func:`triggered_until`), so it never reaches past what the other flow has written. A backfill
+emits nothing, because Airflow would start the waiting flow once per backfilled interval, each
+run reaching up to now (apache/airflow#52665): backfill the waiting flow over the same dates instead.
+
 **Task start-up.** Each task imports its stage (pandas, SQLAlchemy, Great Expectations: about two
 seconds of CPU, most of a short task). :func:`preloaded_workers` has the workers import
 :data:`TASK_MODULES` once: the LocalExecutor's start from a ``forkserver`` that imported them, a
@@ -34,6 +45,7 @@ task inherits them instead of importing them again.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from truesync.config import Config
@@ -67,6 +79,25 @@ def preloaded_workers() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_MODULES),
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "truesync.pipeline.celery_workers.CELERY_CONFIG",
     }
+
+
+def asset_uri(name: str) -> str:
+    """The URI of the Asset ``<target>.<entity>``: ``truesync://<target>/<entity>``."""
+    target, entity = name.split(".", 1)
+    return f"truesync://{target}/{entity}"
+
+
+def emits(run_type: str, dry_run: bool, counts: dict[str, int]) -> bool:
+    """Whether a ``sync`` task emits its Asset's event: it wrote records, in neither a dry run nor a backfill."""
+    return run_type != "backfill" and not dry_run and counts.get("created", 0) + counts.get("updated", 0) > 0
+
+
+def triggered_until(events: dict[Any, list[Any]]) -> datetime | None:
+    """The end of the latest window among the Asset events that started a run (``window_end`` in their
+    ``extra``); None when no event carries one (a run not started by an Asset, or an event from elsewhere)."""
+    ends = [datetime.fromisoformat(e.extra["window_end"]) for each in events.values() for e in each
+            if "window_end" in (e.extra or {})]  # fmt: skip
+    return max(ends, default=None)
 
 
 def dag_id(flow: str, compare: bool = False) -> str:

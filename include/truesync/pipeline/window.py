@@ -38,15 +38,16 @@ def plan_window(
     """The window of one run.
 
     With a real data interval ``[s, e)``: ``[min(s, watermark) - lookback, e)``.
-    Without one (a manual run with no logical date, or a zero-width interval): everything
-    since the last committed watermark (or since 1970 on first contact) up to the run's
-    ``run_after`` time, widened by ``lookback``.
+    Without one (a manual run with no logical date, a run an Asset started, or a zero-width
+    interval): everything since the last committed watermark (or since 1970 on first contact)
+    up to ``run_after`` (the run's time, or where the flow that started it got to), widened by
+    ``lookback``; never ending before the watermark.
     """
     if interval_start is not None and interval_end is not None and interval_start < interval_end:
         start, end = naive_utc(interval_start), naive_utc(interval_end)
         if watermark is not None and watermark < start:
             start = watermark
     else:
-        end = naive_utc(interval_end or run_after)
         start = watermark if watermark is not None else EPOCH
+        end = max(naive_utc(interval_end or run_after), start)
     return Window(max(EPOCH, start - lookback), end)

@@ -2,19 +2,20 @@
 
 The shop lists the products it sells in ``products``, under its own name for each: the ERP's
 items that stock control holds, and a few the shop sells before the ERP knows them
-(``WEB-…``). Some go on sale on the first demo day. Stock control learns of a product once an order references it. The shop's view
-``ordered_products`` holds only the products some order line names, and dates each from the
-later of its own change and the first line naming it: a product first ordered today is
-today's change, though nobody edited it.
+(``WEB-…``). Some go on sale on the first demo day (``catalogue``). Stock control learns of a
+product once an order references it. The shop's view ``ordered_products`` holds only the
+products some order line names, and dates each from the later of its own change and the
+first line naming it: a product first ordered today is today's change, though nobody
+edited it.
 
 Stock control keeps the shop's name (``shop_name``) beside the ERP's title and price and its
 own count, with a change time of its own (``shop_changed_at``): each flow into
 ``stock_items`` has its own change-time column, so one flow's writes never look like a
 target edit to the other (``docs/design.md``, "Two flows into one table").
 
-Before the demo days stock control holds the shop's name of each ERP item it holds, and the
-``WEB-…`` products ordered by then. Products on the demo days: first ordered, as stock control has it
-(``in_sync``); renamed in the shop (``delayed``); renamed in stock control after the shop
+Before the demo days stock control holds the shop's name of each ERP item it holds, and
+the ``WEB-…`` products ordered by then. Products on the demo days: first ordered, as stock
+control has it (``in_sync``); renamed in the shop (``delayed``); renamed in stock control after the shop
 (``overwritten``); a new ``WEB-…`` product first ordered (``missing``: created, with the
 ERP's fields and the count left empty); listed without a name (``invalid``). A product no
 order references is renamed too, and no run may carry it.
@@ -95,8 +96,9 @@ class _Catalogue:
         self.stock = {row["sku"]: row for row in rows.tables.get(("stockctl", "stock_items"), [])}
         self.first_ordered: dict[str, datetime] = {}
         for line in rows.tables.get(("webshop", "order_lines"), []):
-            if line["sku"] is not None:
-                self.first_ordered[line["sku"]] = min(line["updated_at"], self.first_ordered.get(line["sku"], line["updated_at"]))
+            sku, when = line["sku"], line["updated_at"]
+            if sku is not None:
+                self.first_ordered[sku] = min(when, self.first_ordered.get(sku, when))
 
     def build(self) -> None:
         demo_first = [s for s in self.skus if self._on_demo_days(self.first_ordered.get(s))]
