@@ -14,15 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from canary import CANARY, leaks, with_canary
 from sandboxapis import sandbox_apis
-from sqlalchemy import select
 from sqlalchemy.engine import URL
 
 from truesync.cli import main as truesync
@@ -35,7 +33,6 @@ from truesync.sandbox.groundtruth import differences, drift, everything, first_r
 from truesync.sandbox.localairflow import LocalAirflow
 from truesync.sandbox.sessions import configured
 from truesync.store import Store, queue, runs
-from truesync.store.schema import ledger
 from truesync.support.sqldb import open_engine
 
 DAYS = 2  # demo days the sandbox is made for here (the in-process tests run the default three): labels cover them
@@ -79,6 +76,7 @@ def _run_sandbox_through_airflow(state: Path, flows: list[str] | None = None) ->
     first = _backfill_all(airflow, dag_ids, "none")
     for dag_runs in first.values():
         assert [s for _, s, _ in dag_runs] == ["success"] * DAYS, first
+    assert airflow.asset_events() == [], "a backfill starts no flow that waits for its writes (pipeline.dags)"
 
     labels = pd.read_csv(state / "sandbox" / "labels.csv", keep_default_na=False)
     for flow in flows:
@@ -215,82 +213,11 @@ def _check_apart(airflow: LocalAirflow, compare_dag: str, incremental_dag: str, 
     assert compare_start < end and start < compare_end, "the two DAG runs were running at the same time"
 
 
-def _asset_chain(state: Path) -> None:
-    """A product a new order line names reaches stock control by hand; its Asset starts accounting's flow,
-    which books the line up to where stock control's run got to, after the product.
-
-    The backfills emitted no Asset event (``pipeline.dags``): every asset-triggered run is this one.
-    """
-    config, store = load_config(), Store()
-    producer, consumer = "webshop_to_stockctl", "webshop_to_accounting"
-    assert config.flows[consumer].triggered_by == ["stockctl.product"]
-    airflow = LocalAirflow(state / "airflow")
-    assert not airflow.query("SELECT id FROM asset_event WHERE source_run_id LIKE 'backfill%'"), "backfills emit none"
-    urls = sandbox.system_urls(config)
-    accounting = open_engine(urls["accounting"])
-    shop = open_engine(urls["webshop"])
-    try:
-        with accounting.connect() as conn:
-            order = conn.exec_driver_sql("SELECT MIN(order_ref) FROM sales_orders").scalar()
-        now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-        with shop.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO products (sku, name, updated_at) VALUES (?, ?, ?)",
-                ("WEB-ASSET", "Asset Lamp", now - timedelta(days=1)),
-            )
-            conn.exec_driver_sql("INSERT INTO order_lines (order_no, line_no, sku, quantity, unit_price, updated_at)"
-                                 " VALUES (?, 99, 'WEB-ASSET', 2, 9.99, ?)", (order, now))  # fmt: skip
-        airflow.trigger(dags.dag_id(producer), "manual__assets")
-        airflow.start()
-        try:
-            assert airflow.wait_for_run(dags.dag_id(producer), "manual__assets") == "success"
-            started = _asset_triggered_run(airflow, dags.dag_id(consumer))
-            assert airflow.wait_for_run(dags.dag_id(consumer), started) == "success"
-        finally:
-            airflow.stop()
-        with accounting.connect() as conn:
-            query = "SELECT sku, quantity FROM sales_order_lines WHERE order_ref = ? AND line_no = 99"
-            line = conn.exec_driver_sql(query, (order,)).all()
-    finally:
-        accounting.dispose()
-        shop.dispose()
-    assert line == [("WEB-ASSET", 2)]
-    made = json.loads(runs.get(store, f"{producer}:manual__assets")["report"])
-    booked = json.loads(runs.get(store, dags.store_run_id(dags.dag_id(consumer), started, 0))["report"])
-    assert made["entities"]["product"]["outcomes"]["created"] == 1
-    assert booked["window"]["end"] == made["window"]["end"], "the waiting flow books up to where stock control got"
-    assert booked["entities"]["order_line"]["outcomes"]["created"] == 1
-    written = {(e["flow"], e["entity"]): e["target_ts"] for e in _ledger(store, ("WEB-ASSET", f"{order}|99"))}
-    assert written[(producer, "product")] <= written[(consumer, "order_line")], "the product before the line"
-    (extra,) = airflow.query("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = :u",
-                             u="truesync://stockctl/product")  # fmt: skip
-    assert json.loads(extra[0])["window_end"] == made["window"]["end"]
-
-
-def _asset_triggered_run(airflow: LocalAirflow, dag_id: str, timeout: float = 120) -> str:
-    """The run id of the DAG's one asset-triggered run, once the scheduler made it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = airflow.query("SELECT run_id FROM dag_run WHERE dag_id = :d AND run_type = 'asset_triggered'", d=dag_id)
-        if found:
-            assert len(found) == 1, found
-            return str(found[0][0])
-        time.sleep(3)
-    raise AssertionError(f"no asset-triggered run of {dag_id} within {timeout} s")
-
-
-def _ledger(store: Store, keys: tuple[str, ...]) -> list[dict]:
-    with store.engine.connect() as conn:
-        query = select(ledger.c.flow, ledger.c.entity, ledger.c.target_ts).where(ledger.c.key.in_(keys))
-        return [dict(r) for r in conn.execute(query).mappings()]
-
-
 def test_backfill_through_airflow_on_sqlite(state: Path) -> None:
     assert truesync(["sandbox", "init", "--scale", "300", "--days", str(DAYS)]) == 0
     with sandbox_apis(state, CANARY):
         _run_sandbox_through_airflow(state)
         _manual_runs(state, dry_run=True)
-        _asset_chain(state)
     written, xcom = _what_airflow_holds(LocalAirflow(state / "airflow"))
     assert xcom and not leaks(written) and not leaks(xcom), "the REST APIs' token"
 

@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -235,6 +236,15 @@ class LocalAirflow:
             "SELECT start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
         )
         return _utc(start), _utc(end)
+
+    def asset_events(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(Asset URI, source DAG, source run id, extra) of every Asset event, oldest first."""
+        rows = self.query(
+            "SELECT a.uri, e.source_dag_id, e.source_run_id, e.extra FROM asset_event e"
+            " JOIN asset a ON a.id = e.asset_id ORDER BY e.id"
+        )
+        return [(uri, dag, run, json.loads(extra) if isinstance(extra, str) else extra)
+                for uri, dag, run, extra in rows]  # fmt: skip
 
     def trigger(self, dag_id: str, run_id: str, conf: str = "{}") -> None:
         """A manual run without a logical date, as a person triggers it from the UI."""
