@@ -15,8 +15,8 @@ target edit to the other (``docs/design.md``, "Two flows into one table").
 
 Before the demo days stock control holds the shop's name of each ERP item it holds, and
 the ``WEB-…`` products ordered by then. Products on the demo days: first ordered, as stock
-control has it (``in_sync``); renamed in the shop (``delayed``); renamed in stock control after the shop
-(``overwritten``); a new ``WEB-…`` product first ordered (``missing``: created, with the
+control has it (``in_sync``); renamed in the shop (``delayed``); renamed in stock control
+after the shop (``overwritten``); a new ``WEB-…`` product first ordered (``missing``: created, with the
 ERP's fields and the count left empty); listed without a name (``invalid``). A product no
 order references is renamed too, and no run may carry it.
 """
@@ -32,7 +32,9 @@ from sqlalchemy import Column, DateTime, Index, MetaData, Select, String, Table,
 from truesync.sandbox.made import NOT_NULL, Rows
 
 FLOW = "webshop_to_stockctl"
-SEED_OFFSET = 7  # payments + 1, quiet drift + 2, POS + 3, accounting + 4, compliance + 5, addresses + 6
+# payments + 1, quiet drift + 2, POS + 3, accounting + 4, compliance + 5, addresses + 6; the catalogue + 7 and
+# the products' names and scenarios + 8
+SEED_OFFSET = 7
 NEW_SHARE = 0.05  # products the shop sells before the ERP knows them, per ERP item stock control holds
 LAUNCH_SHARE = 0.2  # the ERP's items the shop starts selling on the first demo day
 SCENARIO_SHARE = 0.05  # each scenario's share of the products that can have it (at least one)
@@ -90,9 +92,11 @@ def build(rows: Rows, skus: list[str], start: date, days: int, seed: int) -> Non
 
 
 class _Catalogue:
+    """The shop's products: each one's scenario from when an order first named it, its rows and its label."""
+
     def __init__(self, rows: Rows, skus: list[str], first_day: datetime, days: int, seed: int) -> None:
         self.rows, self.skus, self.first_day, self.days = rows, skus, first_day, days
-        self.rng = np.random.default_rng(seed + SEED_OFFSET + 100)
+        self.rng = np.random.default_rng(seed + SEED_OFFSET + 1)
         self.stock = {row["sku"]: row for row in rows.tables.get(("stockctl", "stock_items"), [])}
         self.first_ordered: dict[str, datetime] = {}
         for line in rows.tables.get(("webshop", "order_lines"), []):
