@@ -44,13 +44,12 @@ browser:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	} || echo "chromium could not be installed: the report screenshot test will be skipped"
 
-# The three tiers: integration on two workers (pytest-xdist; each file stays on one worker, so
-# a module's shared setup is built once); real Airflow processes one at a time.
+# The three tiers: unit and integration together on two workers (pytest-xdist; each file stays on
+# one worker, so a module's shared setup is built once); real Airflow processes one at a time.
 test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest tests/unit
-	$(BIN)/pytest -n 2 --dist loadfile tests/integration
+	$(BIN)/pytest -n 2 --dist loadfile tests/unit tests/integration
 	$(BIN)/pytest tests/airflow
 
 # The fast tier for development: nothing outside the process, under a minute.
