@@ -25,7 +25,8 @@ def test_shipped_config_loads() -> None:
     assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "compliance", "crm_api",
                                    "payments", "pos_events", "pos"}  # fmt: skip
     assert set(config.entities) == {"customer", "order", "stock_item", "product", "payment", "store_price",
-                                    "pos_event", "order_line", "contact", "compliance_status"}  # fmt: skip
+                                    "pos_event", "order_line", "contact", "compliance_status",
+                                    "asset_inspection"}  # fmt: skip
     assert set(config.flows) == {"webshop_to_crm", "crm_to_webshop", "crm_to_accounting", "webshop_to_accounting",
                                  "compliance_to_crm", "erp_to_stockctl", "webshop_to_stockctl", "webshop_to_crm_api",
                                  "payments_to_crm_api", "pos_events_to_crm", "erp_to_pos"}  # fmt: skip
@@ -45,7 +46,8 @@ def test_shipped_config_loads() -> None:
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
     assert config.load_order() == ["customer", "order", "stock_item", "product", "payment", "store_price",
-                                   "pos_event", "order_line", "contact", "compliance_status"]  # fmt: skip
+                                   "pos_event", "order_line", "contact", "compliance_status",
+                                   "asset_inspection"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
     assert config.load_order(["order"]) == ["order"]
 
@@ -53,20 +55,21 @@ def test_shipped_config_load_order() -> None:
 def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path) -> None:
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
-        names = ("compliance_status", "contact", "order_line", "pos_event", "store_price", "payment", "order",
-                 "product", "stock_item", "customer")  # fmt: skip
+        names = ("asset_inspection", "compliance_status", "contact", "order_line", "pos_event", "store_price",
+                 "payment", "order", "product", "stock_item", "customer")  # fmt: skip
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
-    assert list(config.entities) == ["compliance_status", "contact", "order_line", "pos_event", "store_price",
-                                     "payment", "order", "product", "stock_item", "customer"]  # fmt: skip
+    assert list(config.entities) == ["asset_inspection", "compliance_status", "contact", "order_line", "pos_event",
+                                     "store_price", "payment", "order", "product", "stock_item",
+                                     "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
     assert order.index("customer") < order.index("contact")
-    assert sorted(order) == ["compliance_status", "contact", "customer", "order", "order_line", "payment",
-                             "pos_event", "product", "stock_item", "store_price"]  # fmt: skip
+    assert sorted(order) == ["asset_inspection", "compliance_status", "contact", "customer", "order", "order_line",
+                             "payment", "pos_event", "product", "stock_item", "store_price"]  # fmt: skip
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -558,7 +561,7 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
         "crm_to_webshop": "load order: contact",
         "crm_to_accounting": "load order: contact",
         "webshop_to_accounting": "load order: customer -> order -> order_line",
-        "compliance_to_crm": "load order: compliance_status",
+        "compliance_to_crm": "load order: compliance_status -> asset_inspection",
         "erp_to_stockctl": "load order: stock_item",
         "webshop_to_stockctl": "load order: product",
         "webshop_to_crm_api": "load order: customer -> order",

@@ -111,6 +111,7 @@ def tables() -> dict[str, MetaData]:
         Column("state", String(30)), Column("deal_ref", String(40)), Column("amount", Numeric(12, 2)),
         Column("occurred_at", DateTime), Column("modified_at", DateTime),
     )  # fmt: skip
+    compliance.crm_assets(crm)
     Table(
         "stock_items", stock,
         Column("id", Integer, primary_key=True, autoincrement=True),
