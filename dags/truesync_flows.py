@@ -106,8 +106,19 @@ changed since the last watermark (since 1970 on first contact) up to its `run_af
 unpausing starts the latest interval's scheduled run too, which may commit a watermark first, so
 for the first full load of systems that hold data see `docs/operating.md`.
 Freshness SLA: {spec.freshness_sla}. Trigger with `dry_run=true` to classify and report without writing.
-{_pool_doc(config, flow)}
+{_trigger_doc(config, flow)}{_pool_doc(config, flow)}
 Review: `truesync report --flow {flow}` and `truesync exceptions list --flow {flow}`.
+"""
+
+
+def _trigger_doc(config: Config, flow: str) -> str:
+    assets = config.flows[flow].triggered_by
+    if not assets:
+        return ""
+    named = ", ".join(f"`{name}`" for name in assets)
+    return f"""
+**Also started by** the Assets {named} (`triggered_by`): when another flow wrote records there, outside a
+backfill or a dry run, a run syncs from the watermark up to the end of that flow's window.
 """
 
 

@@ -110,6 +110,7 @@ def test_a_flow_triggered_by_another_flows_asset_runs_on_its_cron_or_on_a_write_
     assert isinstance(timetable, AssetOrTimeSchedule)
     assert timetable.timetable.expression == "0 0 * * *"
     assert [a.uri for a in timetable.asset_condition.objects] == ["truesync://stockctl/product"]
+    assert "**Also started by** the Assets `stockctl.product`" in dagbag.dags["truesync_webshop_to_accounting"].doc_md
     producer = dagbag.dags["truesync_webshop_to_stockctl"].get_task("product.sync")
     assert [o.name for o in producer.outlets] == ["stockctl.product"]
 
