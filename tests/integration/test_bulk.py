@@ -329,3 +329,28 @@ def test_a_target_without_a_unique_key_is_updated_by_key_and_inserted_once(engin
         ), i
         assert _same_instant(got["seen_at"], sent["seen_at"]), i
     system.engine.dispose()
+
+
+def test_whether_a_key_column_tells_case_apart_is_asked_of_the_database(engine: Engine) -> None:
+    """Per database, a key column that compares without case (MariaDB's default collation, SQLite's
+    ``NOCASE``, PostgreSQL's ``citext``) and one that compares exactly."""
+    folding, exact = {
+        "sqlite": ("VARCHAR(20) COLLATE NOCASE", "VARCHAR(20)"),
+        "postgresql": ("citext", "VARCHAR(20)"),
+    }.get(engine.dialect.name, ("VARCHAR(20)", "VARCHAR(20) COLLATE utf8mb4_bin"))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS citext")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS case_keys")
+        conn.exec_driver_sql(f"CREATE TABLE case_keys (folded {folding}, exact {exact})")
+    system = SqlSystem("casedb", engine.url)
+    try:
+        for column, folds in (("folded", True), ("exact", False)):
+            mapping = EntityMapping(table="case_keys", key=column, fields={"key": column})
+            assert system.folds_case(mapping) is folds, (engine.dialect.name, column)
+        composite = EntityMapping(table="case_keys", key=["exact", "folded"], fields={"a": "exact", "b": "folded"})
+        assert system.folds_case(composite), "one part that folds case folds the key"
+    finally:
+        system.engine.dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE case_keys")

@@ -368,3 +368,43 @@ def test_a_key_matching_only_by_mariadb_collation_is_held_not_written_over(
         assert demo.by_key("stockctl", "stock_items", "sku")["SKU-000000"]["title"] == existing["title"]
     finally:
         demo.close()
+
+
+@pytest.mark.parametrize("stock_control", ["sqlite", "mariadb"])
+def test_two_new_keys_differing_only_in_case_are_both_held_where_the_target_does_not_tell_case_apart(
+    state: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, stock_control: str
+) -> None:
+    """On MariaDB (its default collation) the second upsert of ``SKU-TWIN`` and ``sku-twin`` would land
+    on the first's row, quietly: both wait, naming each other, and the rest of the run loads. SQLite's
+    default tells them apart: two items."""
+    if stock_control == "mariadb":
+        url = request.getfixturevalue("mysql_url")
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STOCKCTL", url.render_as_string(hide_password=False))
+    assert cli.main(["sandbox", "init", "--scale", "100"]) == 0
+    config = load_config()
+    demo = Demo(config, Store(), state, sandbox.system_urls(config))
+    twins = ("SKU-TWIN", "sku-twin")
+    try:
+        items = demo.table("erp", "items")
+        with demo.engine("erp").begin() as conn:
+            for n, sku in enumerate(twins):
+                conn.execute(items.insert().values(sku=sku, description=f"twin {n}", unit_price="9.99", currency="EUR",
+                                                   changed_at=DEMO_START + timedelta(hours=3, minutes=n)))  # fmt: skip
+        report = demo.run(ERP_FLOW, 0)
+        assert_conserved(demo, report)
+        stock = demo.by_key("stockctl", "stock_items", "sku")
+        results = staging.run_results(demo.store, report["run_id"], "stock_item").set_index("key")
+        created = int((results["outcome"] == "created").sum())
+        if stock_control == "sqlite":
+            assert set(twins) <= set(stock) and created > 2, "two items, and the rest"
+            return
+        assert not {t.casefold() for t in twins} & {s.casefold() for s in stock}, "neither twin is written"
+        assert created > 0, "the rest of the run loads"
+        for sku, other in (twins, twins[::-1]):
+            held = demo.exception(ERP_FLOW, "stock_item", sku)
+            assert (held["check_name"], held["field"]) == ("unique_match", "sku")
+            assert held["reason"] == (f"key '{sku}' and '{other}' differ only in case, "
+                                      "which target 'stockctl' does not tell apart")  # fmt: skip
+            assert tuple(results.loc[sku, ["class", "outcome"]]) == ("mismatched", "quarantined")
+    finally:
+        demo.close()

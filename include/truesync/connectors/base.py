@@ -103,6 +103,10 @@ class Target(Protocol):
         """Raise ``ConfigurationProblem`` unless the key tells the target's records apart."""
         ...
 
+    def folds_case(self, mapping: EntityMapping) -> bool:
+        """Whether the target takes two keys that differ only in case for one (a case-insensitive key column)."""
+        ...
+
     def delete(self, mapping: EntityMapping, keys: list[str]) -> int:
         """Remove the records of ``keys``; returns how many were removed."""
         ...

@@ -4,7 +4,9 @@ Three rules, each a check name in the queue (see ``docs/design.md``, "Classifica
 
 * ``unique_match``: a key matching several target records, or one the target matches only
   through a case- or accent-insensitive collation (MariaDB's default): writing it would
-  update the other record. The record is ``mismatched``.
+  update the other record. Also new keys of one chunk that differ only in case, for a target
+  whose key column does not tell case apart: written, they would be one record. The record
+  is ``mismatched``.
 * ``shared_field_tie``: a shared field changed on both sides at the same instant; nobody
   can say which value is newer.
 * ``parent_exists``: a child whose parent is missing in the target, or waits in the queue,
@@ -16,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 
 from truesync.core.canonical import raw_keys
-from truesync.core.classify import MISMATCHED, Classification
+from truesync.core.classify import MISMATCHED, MISSING, Classification
 from truesync.pipeline.job import ChunkSync
 from truesync.quality.checks import BLOCK, found_in_target, run_checks, with_found
 from truesync.store import queue, staging
@@ -36,6 +38,25 @@ def hold_ambiguous_matches(sync: ChunkSync, keys: list[str], found: pd.Series) -
     counts = found[asked].value_counts()
     for key, n in counts[counts > 1].items():
         sync.hold(key, MISMATCHED, UNIQUE_MATCH, key_field, f"key '{key}' matches {n} records in target '{target}'")
+
+
+def hold_case_twins(sync: ChunkSync, verdict: Classification) -> None:
+    """Hold every new record whose key differs from another new one's only in case, where the target's key
+    column does not tell case apart (``Target.folds_case``): neither is written, so neither overwrites the other.
+
+    A new key that differs in case from a key the target holds is held when it is looked up (above).
+    """
+    result = verdict.result
+    created = result.index[(result["class"] == MISSING) & result["write"] & ~result.index.isin(sync.held.keys)]
+    folded = pd.Series(created, index=created).map(str.casefold)
+    twins = folded[folded.duplicated(keep=False)]
+    if twins.empty or not sync.target.folds_case(sync.job.mapping("target")):
+        return
+    key_field, target = sync.job.spec.key, sync.target.name
+    for key, fold in twins.items():
+        others = ", ".join(f"'{k}'" for k in twins.index[(twins == fold) & (twins.index != key)])
+        reason = f"key '{key}' and {others} differ only in case, which target '{target}' does not tell apart"
+        sync.hold(key, MISMATCHED, UNIQUE_MATCH, key_field, reason)
 
 
 def hold_shared_ties(sync: ChunkSync, verdict: Classification) -> None:

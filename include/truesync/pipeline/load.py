@@ -20,7 +20,7 @@ from truesync.core.canonical import EPOCH, to_canonical, to_system
 from truesync.core.classify import IN_SYNC, INVALID, MISMATCHED, MISSING, Classification, Echoes, classify
 from truesync.core.keys import split_all, system_keys
 from truesync.pipeline import progress, reconcile
-from truesync.pipeline.holds import hold_ambiguous_matches, hold_orphans, hold_shared_ties
+from truesync.pipeline.holds import hold_ambiguous_matches, hold_case_twins, hold_orphans, hold_shared_ties
 from truesync.pipeline.job import REPROCESS, ChunkSync, EntityJob, Tally
 from truesync.pipeline.window import Window
 from truesync.store import last_seen, ledger, queue, runs, staging
@@ -115,6 +115,7 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     verdict = classify(source[fields], source_ts, matched, matched_ts, entries, shared, sync.overdue_before, echoes)
     stale = _older_than_synced(source_ts, entries)
     verdict.result.loc[stale, ["class", "write", "overdue"]] = (IN_SYNC, False, False)
+    hold_case_twins(sync, verdict)
     verdict.result.loc[verdict.result.index.isin(sync.held.keys), "class"] = MISMATCHED
     reconcile.hold_contradictions(sync, source, verdict, matched)
     for klass, n in verdict.result["class"].value_counts().items():

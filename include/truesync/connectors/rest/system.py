@@ -104,6 +104,10 @@ class RestSystem:
         """An endpoint's lookup by key returns one item per key: nothing to check."""
         self._endpoint(mapping)
 
+    def folds_case(self, mapping: EntityMapping) -> bool:
+        """Not known of an API: a lookup answered with a key in another case is held all the same (``holds``)."""
+        return False
+
     def fetch(self, mapping: EntityMapping, keys: list[str], hidden: SoftMark = None) -> pd.DataFrame:
         """Current items for ``keys``, found by the endpoint's lookup parameter (``hidden``: None, see ``scan``)."""
         return _frame(writes.lookup(self.api, self._endpoint(mapping), mapping, keys), self._reader(mapping, False))

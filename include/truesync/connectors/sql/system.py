@@ -20,7 +20,21 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import MetaData, Table, and_, delete, inspect, or_, select, tuple_, update
+from sqlalchemy import (
+    MetaData,
+    Table,
+    and_,
+    delete,
+    false,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
@@ -43,6 +57,7 @@ class SqlSystem:
         self.engine = open_engine(url)
         self._tables: dict[tuple[str | None, str], Table] = {}
         self._unique: dict[tuple[str | None, str], bool] = {}
+        self._folds: dict[tuple[str | None, str, tuple[str, ...]], bool] = {}
 
     @classmethod
     def open(cls, name: str, settings: None, connection: str) -> SqlSystem:
@@ -177,6 +192,21 @@ class SqlSystem:
                 f"{', '.join(mapping.key_columns)}; "
                 "a compare needs one to tell records apart (add a unique constraint or index)"
             )
+
+    def folds_case(self, mapping: EntityMapping) -> bool:
+        """Whether the key column (one of them, for a composite key) compares text without case, so that
+        ``x`` and ``X`` are one key: MariaDB's and MySQL's default collations, SQLite's ``NOCASE``,
+        PostgreSQL's ``citext``. Asked once per table and key, of the database itself, through the column's
+        own comparison over no row (``'x'`` in a union under the column, compared with ``'X'``)."""
+        ident = (mapping.db_schema, mapping.table, tuple(mapping.key_columns))
+        if ident not in self._folds:
+            columns = [self._table(mapping).c[name] for name in mapping.key_columns]
+            try:
+                with self.engine.connect() as conn:
+                    self._folds[ident] = any(conn.execute(_folds_case(column)).scalar() for column in columns)
+            except OperationalError as exc:
+                raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+        return self._folds[ident]
 
     def _has_unique_key(self, mapping: EntityMapping) -> bool:
         """Whether a primary key, unique constraint or unique index covers exactly the key columns (asked once)."""
@@ -313,3 +343,9 @@ def _key_value(key: str, column_type: Any) -> Any:
         return int(key) if _python_type(column_type) is int else key
     except ValueError:
         return key
+
+
+def _folds_case(column: Any) -> Any:
+    """How many of ``'x'``, under ``column``'s comparison, equal ``'X'``: 1 where it ignores case, else 0."""
+    under = union_all(select(column.label("k")).where(false()), select(literal("x").label("k"))).subquery()
+    return select(func.count()).where(under.c.k == literal("X"))
