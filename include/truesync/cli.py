@@ -233,6 +233,8 @@ def _config_check(args: argparse.Namespace) -> int:
     for name, flow in config.flows.items():  # entities load parents first, whatever order the flow lists them in
         print(f"  flow {name}: {flow.source} -> {flow.target}")
         print(f"    load order: {' -> '.join(config.load_order(flow.entities))}")
+        if flow.triggered_by:
+            print(f"    also runs when another flow writes: {', '.join(flow.triggered_by)} (Airflow Assets)")
     for name, system in config.systems.items():
         if not os.environ.get(env_var(system.connection)):
             print(f"  note: system '{name}' needs Airflow connection '{system.connection}' "

@@ -570,6 +570,8 @@ def test_cli_config_check_shows_each_flows_entities_in_load_order(
         "erp_to_pos": "load order: store_price",
     }
     assert "  flow webshop_to_crm: webshop -> crm" in lines
+    accounting = lines.index("  flow webshop_to_accounting: webshop -> accounting")
+    assert lines[accounting + 2] == "    also runs when another flow writes: stockctl.product (Airflow Assets)"
 
 
 def test_cli_config_check_bad(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
