@@ -59,6 +59,7 @@ from truesync.pipeline.dags import (
     store_run_id,
     translated_entities,
     triggered_until,
+    written,
 )
 from truesync.pipeline.job import REPROCESS, EntityJob, begin_run
 from truesync.pipeline.window import Window, plan_window
@@ -409,9 +410,8 @@ def _entity_group(config: Config, flow: str, entity: str, planned: Any, step: st
             with _only_transient_retries():
                 counts = sync_entity(job(plan), _window(plan), plan["dry_run"], Partition(**part))
             if emits(context["dag_run"].run_type, plan["dry_run"], counts):
-                written = counts.get("created", 0) + counts.get("updated", 0)
                 extra = {"flow": flow, "run_id": plan["run_id"], "window_start": plan["start"],
-                         "window_end": plan["end"], "written": written}  # fmt: skip
+                         "window_end": plan["end"], "written": written(counts)}  # fmt: skip
                 context["outlet_events"][alias].add(_asset(alias.name), extra=extra)
             return counts
 

@@ -87,9 +87,14 @@ def asset_uri(name: str) -> str:
     return f"truesync://{target}/{entity}"
 
 
+def written(counts: dict[str, int]) -> int:
+    """How many records a ``sync`` task's counts say it wrote: created and updated."""
+    return counts.get("created", 0) + counts.get("updated", 0)
+
+
 def emits(run_type: str, dry_run: bool, counts: dict[str, int]) -> bool:
     """Whether a ``sync`` task emits its Asset's event: it wrote records, in neither a dry run nor a backfill."""
-    return run_type != "backfill" and not dry_run and counts.get("created", 0) + counts.get("updated", 0) > 0
+    return run_type != "backfill" and not dry_run and written(counts) > 0
 
 
 def triggered_until(events: dict[Any, list[Any]]) -> datetime | None:
