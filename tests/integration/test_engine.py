@@ -336,6 +336,40 @@ def test_small_partitions_give_the_same_results_as_one(state: Path) -> None:
         demo.close()
 
 
+def test_chunks_of_a_few_records_give_the_same_results_queue_and_ledger_as_one(
+    state: Path, demo_days: DemoDays
+) -> None:
+    """Several chunks per entity, each staged behind the next one's read and checks, and each
+    recorded behind the next one's classification (``support.overlap``): nothing differs from
+    the runs that took every record in one chunk.
+    """
+    assert cli.main(["sandbox", "init", "--scale", "200"]) == 0
+    config = load_config()
+    for flow in config.flows.values():
+        flow.chunk_size = flow.quality.batch_rows = 3
+    demo = Demo(config, Store(), state, sandbox.system_urls(config))
+    try:
+        reports = demo.run_demo_days()
+        for report, one_chunk in zip(reports, demo_days.reports, strict=True):
+            assert_conserved(demo, report)
+            assert max(body["extracted"] for body in report["entities"].values()) > 2 * 3, report["run_id"]
+            for entity, body in report["entities"].items():
+                assert body["exceptions"] == one_chunk["entities"][entity]["exceptions"], (report["run_id"], entity)
+        labels = demo.labels()
+        for flow in FLOWS:
+            assert differences(labels[labels["flow"] == flow], first_results(demo.store, flow)).empty
+
+        def queue_and_ledger(handle: Demo) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+            held = {(e["flow"], e["entity"], e["key"], e["check_name"], e["status"]) for e in handle.exceptions()}
+            columns = [ledger.c[c] for c in ("flow", "entity", "key", "source_hash", "target_hash", "source_ts")]
+            with handle.store.engine.connect() as conn:
+                return held, set(conn.execute(select(*columns)).all())
+
+        assert queue_and_ledger(demo) == queue_and_ledger(demo_days.demo)
+    finally:
+        demo.close()
+
+
 def test_partitions_tile_the_staged_keys(state: Path) -> None:
     store = Store()
     keys = [f"K{i:03d}" for i in range(23)]

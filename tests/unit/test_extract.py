@@ -204,3 +204,9 @@ def test_a_flagged_value_no_store_can_hold_is_kept_escaped(job: EntityJob) -> No
     staged = _by_key(_prepared(job, _items(("C", "bad price", "12,5\x00\ud800", datetime(2026, 11, 1, 9)))))
     assert staged["C"]["check_name"] == "expect_column_values_to_match_regex"
     assert staged["C"]["value"] == "12,5\\x00\\ud800"
+
+
+def test_text_is_held_in_python_storage_whatever_else_is_installed() -> None:
+    """pyarrow, when another package brings it, would change how checks see odd text (above)."""
+    assert pd.get_option("mode.string_storage") == "python"
+    assert pd.Series(["a", None]).dtype.storage == "python"

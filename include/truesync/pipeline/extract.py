@@ -26,6 +26,7 @@ from truesync.quality.checks import Suite, suite_for, validation_frame
 from truesync.store import checks, code_tables, files, queue, runs, staging
 from truesync.support.failpoints import failpoint
 from truesync.support.frames import records
+from truesync.support.overlap import WriteBehind, read_ahead
 
 
 def suite(job: EntityJob) -> Suite:
@@ -50,23 +51,30 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
     batch = max(flow.chunk_size, flow.quality.batch_rows)
-    for raw in batched(source.extract(mapping, window.start, window.end, flow.chunk_size), batch):
-        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
-        failpoint("extract.staged", job.run_id)
-        shown.read("window", len(raw))
-    for raw in batched(source.unwindowed_rows(mapping, flow.chunk_size), batch):
-        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
-        shown.read("no key or change time", len(raw))
-    for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
-        real = [k for k in keys if not k.startswith((NULL_KEY_PREFIX, BAD_KEY_PREFIX))]
-        if real:
-            staging.stage(job.store, job.run_id, job.entity, prepare(job, source.fetch(mapping, real)))
-            shown.read("exception retries", len(real))
+    with WriteBehind("truesync-stage") as behind:
+        window_rows = read_ahead(source.extract(mapping, window.start, window.end, flow.chunk_size), "truesync-read")
+        for raw in batched(window_rows, batch):
+            behind.submit(_stage, job, prepare(job, raw))
+            shown.read("window", len(raw))
+        for raw in batched(source.unwindowed_rows(mapping, flow.chunk_size), batch):
+            behind.submit(_stage, job, prepare(job, raw))
+            shown.read("no key or change time", len(raw))
+        for keys in queue.active_keys(job.store, job.flow, job.entity, flow.chunk_size):
+            real = [k for k in keys if not k.startswith((NULL_KEY_PREFIX, BAD_KEY_PREFIX))]
+            if real:
+                behind.submit(_stage, job, prepare(job, source.fetch(mapping, real)))
+                shown.read("exception retries", len(real))
     extracted = staging.count(job.store, job.run_id, job.entity)
     counts = {"extracted": extracted, "extract_seconds": time.monotonic() - began}
     runs.record_counts(job.store, job.run_id, job.entity, "extract", counts)
     shown.done(extracted, counts["extract_seconds"])
     return extracted
+
+
+def _stage(job: EntityJob, rows: pd.DataFrame) -> None:
+    """Stage prepared rows; runs behind the next chunk's read and checks (``support.overlap``)."""
+    staging.stage(job.store, job.run_id, job.entity, rows)
+    failpoint("extract.staged", job.run_id)
 
 
 NULL_KEY_PREFIX = "null-key:"

@@ -4,12 +4,20 @@ Per chunk: bad records go to the exception queue; the rest are matched by key wi
 target and the ledger, classified, held where they must wait (``holds``, ``reconcile``),
 written with the target's create-or-update, and only then recorded in the ledger. Counts
 obey the conservation law: ``extracted = created + updated + unchanged + quarantined``.
+
+The store's part of a chunk (audit, ledger, queue, results) is written behind the next
+chunk's classification (``support.overlap``), in chunk order. Nothing the next chunk reads
+waits on it: its keys are others, and its parents belong to entities loaded before it
+(a reference must be in ``depends_on``, where a cycle is refused).
 A reprocess run (``pipeline.reprocess``) marks nothing overdue and audits every value it replaces.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,6 +36,7 @@ from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
 from truesync.support.failpoints import failpoint
 from truesync.support.frames import records
+from truesync.support.overlap import WriteBehind
 
 WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
 
@@ -57,9 +66,12 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     staging.clear_results(job.store, job.run_id, job.entity, part)
     reprocess = runs.get(job.store, job.run_id)["kind"] == REPROCESS  # nothing is late, every change audited
     overdue_before = EPOCH if reprocess else window.end - flow.freshness_sla
-    for chunk in staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part):
-        _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk)
-        shown.chunk(tally.counts)
+    chunks = staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part)
+    with WriteBehind("truesync-record") as behind:
+        for chunk in chunks:
+            _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk, behind)
+            shown.chunk(tally.counts + behind.counts)
+    tally.counts.update(behind.counts)
     counts: dict[str, Any] = dict(tally.counts)
     counts["sync_seconds"] = time.monotonic() - began
     counts["load_seconds"] = tally.load_seconds
@@ -75,8 +87,8 @@ def plan_partitions(job: EntityJob) -> list[Partition]:
     return parts
 
 
-def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame) -> None:
-    """Quarantine the rows extraction flagged, sync the good ones, then settle the queue and results."""
+def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame, behind: WriteBehind) -> None:
+    """Quarantine the rows extraction flagged and sync the good ones; the store's part is written ``behind``."""
     job, tally = sync.job, sync.tally
     bad = chunk[chunk["check_name"].notna()]
     for row in bad.itertuples(index=False):
@@ -85,13 +97,28 @@ def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame) -> None:
     if not bad.empty:  # still held from an earlier run: not a new problem for the run's thresholds
         tally.add("blocked_again", len(queue.active_ids(job.store, job.flow, job.entity, list(bad["key"]))))
     good = chunk[chunk["check_name"].isna()]
-    results = pd.concat([_invalid_results(bad), _sync_good(sync, good) if not good.empty else None])
+    writes: list[Callable[[], object]] = []
+    results = pd.concat([_invalid_results(bad), _sync_good(sync, good, writes) if not good.empty else None])
     tally.add("quarantined", len(sync.held.rows))
+    began = time.monotonic()
+    behind.submit(_record_chunk, sync, results, writes)
+    tally.load_seconds += time.monotonic() - began  # waiting for the previous chunk's store writes
+
+
+def _record_chunk(sync: ChunkSync, results: pd.DataFrame, writes: list[Callable[[], object]]) -> Counter[str]:
+    """The store's part of a synced chunk, in order: ``writes`` (audit, ledger), the queue, the results.
+
+    Returns the exceptions opened and resolved.
+    """
+    job, counts = sync.job, Counter[str]()
+    for write in writes:
+        write()
     if not sync.dry_run:
-        tally.add("exceptions_opened", queue.quarantine(job.store, job.flow, job.entity, job.run_id, sync.held.rows))
+        counts["exceptions_opened"] = queue.quarantine(job.store, job.flow, job.entity, job.run_id, sync.held.rows)
         synced = results["key"][results["outcome"] != "quarantined"].tolist()
-        tally.add("exceptions_resolved", queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, synced))
+        counts["exceptions_resolved"] = queue.resolve_synced(job.store, job.flow, job.entity, job.run_id, synced)
     staging.record_results(job.store, job.run_id, job.entity, results, job.code_versions())
+    return counts
 
 
 def _invalid_results(bad: pd.DataFrame) -> pd.DataFrame:
@@ -100,8 +127,10 @@ def _invalid_results(bad: pd.DataFrame) -> pd.DataFrame:
     return bad[columns].assign(**{"class": INVALID, "outcome": "quarantined", "overdue": False})
 
 
-def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
-    """Match, classify, hold, write and remember the records that passed extraction's checks."""
+def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], object]]) -> pd.DataFrame:
+    """Match, classify, hold and write the records that passed extraction's checks; what the store must
+    remember of them (audit, ledger, last seen) is added to ``writes``.
+    """
     job = sync.job
     fields = job.config.synced_fields(job.flow, job.entity)
     source = _staged_records(good)
@@ -125,13 +154,19 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame) -> pd.DataFrame:
     pending = verdict.result.index[verdict.result["write"] & ~verdict.result.index.isin(sync.held.keys)]
     hold_orphans(sync, source.loc[pending], verdict)
     began = time.monotonic()
-    written_ts = _write(sync, verdict, pending)
+    written_ts, audit = _write(sync, verdict, pending)
     done = [k for k in verdict.result.index if k not in sync.held and k not in stale]
     if not sync.dry_run:
         failpoint("sync.target_written", job.run_id)
-        _remember(job, verdict, source_ts, matched_ts, written_ts, done)
-        failpoint("sync.ledger_written", job.run_id)
-        _note_last_seen(job, source, source_ts)
+        entries = _ledger_entries(job, verdict, source_ts, matched_ts, written_ts, done)
+        writes += [
+            partial(runs.add_audit, job.store, audit),
+            partial(ledger.write, job.store, job.flow, job.entity, entries),
+            partial(failpoint, "sync.ledger_written", job.run_id),
+        ]
+        newest = _newest_seen(job, source, source_ts)
+        if newest is not None:
+            writes.append(partial(last_seen.remember, job.store, job.flow, job.entity, newest, job.run_id))
     sync.tally.load_seconds += time.monotonic() - began
     return _outcomes(verdict, sync)
 
@@ -176,12 +211,14 @@ def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[
     return unique[fields], unique["_ts"]
 
 
-def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
-    """Encode for the target, upsert in batches, audit overwritten values; returns the write time."""
+def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> tuple[Any, list[dict[str, Any]]]:
+    """Encode for the target and upsert in batches; returns the write time and the audit rows of the
+    values it replaced (overwritten records', or every one in a reprocess).
+    """
     job = sync.job
     keys = [k for k in pending if k not in sync.held]
     if not keys:
-        return None
+        return None, []
     mapping = job.mapping("target")
     fields = [*job.spec.key_fields, *job.config.synced_fields(job.flow, job.entity)]
     desired = verdict.desired.loc[keys].assign(**split_all(keys, job.spec.key_fields))
@@ -195,16 +232,13 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
     stamps = _stamps(job, now)
     for row in rows:
         row.update(stamps)
-    if not sync.dry_run:
-        blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
-        written = set(keys) - blocked
-        audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
-        audit = audit[audit["key"].isin(written)]
-        entries = [
-            {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)
-        ]
-        runs.add_audit(job.store, entries)
-    return now
+    if sync.dry_run:
+        return now, []
+    blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
+    written = set(keys) - blocked
+    audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
+    audit = audit[audit["key"].isin(written)]
+    return now, [{"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)]
 
 
 def _stamps(job: EntityJob, now: Any) -> dict[str, Any]:
@@ -239,20 +273,20 @@ def _write_rows(sync: ChunkSync, verdict: Classification, rows: dict[str, dict[s
     return set()
 
 
-def _remember(
+def _ledger_entries(
     job: EntityJob,
     verdict: Classification,
     source_ts: pd.Series,
     target_ts: pd.Series,
     written_ts: Any,
     keys: list[str],
-) -> None:
-    """Ledger entries for every record now in sync, written after the target commit."""
+) -> pd.DataFrame:
+    """Ledger entries for every record now in sync, to be written after the target commit."""
     rows = verdict.result.loc[keys, ["source_hash", "target_hash", "write"]]
     target_at = pd.to_datetime(target_ts.reindex(keys))  # as found; the write time where written
     if written_ts is not None:
         target_at = target_at.mask(rows["write"].to_numpy(dtype=bool), pd.Timestamp(written_ts))
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "key": keys,
             "source_hash": rows["source_hash"].to_numpy(),
@@ -265,17 +299,18 @@ def _remember(
             "code_versions": job.code_versions(),
         }
     )
-    ledger.write(job.store, job.flow, job.entity, frame)
 
 
-def _note_last_seen(job: EntityJob, source: pd.DataFrame, source_ts: pd.Series) -> None:
-    """Each watched group's newest record of the chunk, for the flow's silence alert (``quality.silence``)."""
+def _newest_seen(job: EntityJob, source: pd.DataFrame, source_ts: pd.Series) -> pd.DataFrame | None:
+    """Each watched group's newest record of the chunk, for the flow's silence alert (``quality.silence``);
+    None when the flow watches no group of this entity.
+    """
     rule = job.config.flows[job.flow].quality.silence.get(job.entity)
     if rule is None:
-        return
+        return None
     seen = pd.DataFrame({"grp": source[rule.by], "value": source[rule.field], "at": source_ts})
     newest = seen.dropna(subset=["grp", "at"]).sort_values("at", kind="stable").drop_duplicates("grp", keep="last")
-    last_seen.remember(job.store, job.flow, job.entity, newest.reset_index(drop=True), job.run_id)
+    return newest.reset_index(drop=True)
 
 
 def _outcomes(verdict: Classification, sync: ChunkSync) -> pd.DataFrame:
