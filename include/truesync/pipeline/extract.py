@@ -81,13 +81,15 @@ NULL_KEY_PREFIX = "null-key:"
 
 
 def stage_fetched(job: EntityJob, source: Source, keys: Iterator[list[str]]) -> int:
-    """Fetch records by key, page after page of ``keys``, and stage them as the window's are; returns how
-    many distinct records are staged. A key the source no longer holds is not staged.
+    """Fetch records by key, page after page of ``keys``, and stage them as the window's are (the next page
+    read ahead, each batch staged behind the next); returns how many distinct records are staged. A key
+    the source no longer holds is not staged.
     """
     flow = job.config.flows[job.flow]
-    fetched = (source.fetch(job.mapping("source"), page) for page in keys)
-    for raw in batched(fetched, max(flow.chunk_size, flow.quality.batch_rows)):
-        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw))
+    fetched = read_ahead((source.fetch(job.mapping("source"), page) for page in keys), "truesync-read")
+    with WriteBehind("truesync-stage") as behind:
+        for raw in batched(fetched, max(flow.chunk_size, flow.quality.batch_rows)):
+            behind.submit(staging.stage, job.store, job.run_id, job.entity, prepare(job, raw))
     return staging.count(job.store, job.run_id, job.entity)
 
 

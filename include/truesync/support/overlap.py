@@ -10,7 +10,7 @@ of reads and writes is the caller's and memory grows by one chunk at most.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -34,11 +34,11 @@ class WriteBehind:
     """Writes run in the order given, on a thread of their own, at most one behind the caller.
 
     ``submit`` first waits for the write in flight, so a write never overtakes another and
-    at most one chunk waits in memory. A write may return counts (a ``Counter`` or a dict);
-    they add up in ``counts``, read once the writes are settled. The first failed write
-    raises in the caller at the next ``submit`` or ``settle``; leaving the ``with`` block
-    settles, and when the block itself failed, it waits for the write in flight and lets
-    the block's own error through.
+    at most one chunk waits in memory. A write that returns a mapping of counts (a
+    ``Counter``, a dict) adds them up in ``counts``, read once the writes are settled; other
+    results are dropped. The first failed write raises in the caller at the next ``submit``
+    or ``settle``. Leaving the ``with`` block settles; when the block itself failed, it waits
+    for the write in flight and lets the block's own error through.
     """
 
     def __init__(self, name: str) -> None:
@@ -53,8 +53,8 @@ class WriteBehind:
     def settle(self) -> None:
         """Wait for the write in flight; its failure is raised here."""
         in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            self.counts.update(in_flight.result() or {})
+        if in_flight is not None and isinstance(result := in_flight.result(), Mapping):
+            self.counts.update(result)
 
     def __enter__(self) -> WriteBehind:
         return self
