@@ -114,7 +114,7 @@ def measure(workload: Any, server: URL, work: Path, label: str, partition_size: 
     airflow.start()
     print(f"  Airflow ready in {time.perf_counter() - began:.1f} s; backfilling {INTERVAL}", flush=True)
     try:
-        airflow.backfill(DAG_ID, INTERVAL, INTERVAL)
+        airflow.backfill([DAG_ID], INTERVAL, INTERVAL)
         states = airflow.wait_for_backfills([DAG_ID], timeout=1800)
     finally:
         airflow.stop()
