@@ -66,6 +66,7 @@ import gc
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ FIELDS = {
 SOURCE_COLUMNS = [s for s, _ in FIELDS.values()]
 TARGET_COLUMNS = [t for _, t in FIELDS.values()]
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -429,11 +431,35 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * PAGE
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, every thread included."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds (user + system) every PostgreSQL process on this machine has used, those ended included.
+
+    Read from /proc: each live ``postgres`` process's own time, plus the time of the ones that
+    ended, which the postmaster holds as its waited-for children's (a backend that ended in the
+    last moment may not be reaped yet). Only a local server is seen; the unit is a clock tick.
+    """
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().startswith("postgres"):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
 class Phase:
-    """Wall time and peak RSS of a block, RSS sampled from /proc/self/statm by a background thread.
+    """Wall time, CPU time and peak RSS of a block, RSS sampled from /proc/self/statm by a background thread.
 
     ``ru_maxrss`` only grows over a process's life, so each phase samples its own peak; the
     RSS at its start (the process's imports and what earlier phases keep) is reported beside it.
+    CPU time is this process's (every thread) and the local PostgreSQL server's: on a machine
+    of two cores, their sum over two is the shortest wall time the same work could take.
     """
 
     def __init__(self, every: float = 0.01) -> None:
@@ -449,11 +475,13 @@ class Phase:
         release_free_memory()
         self.start_rss = self.peak = rss_bytes()
         self._thread.start()
+        self._cpu = (own_cpu_seconds(), postgres_cpu_seconds())
         self._began = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._began
+        self.cpu = (own_cpu_seconds() - self._cpu[0], postgres_cpu_seconds() - self._cpu[1])
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, rss_bytes())
@@ -465,6 +493,7 @@ class Phase:
             "records_per_s": round(records / self.seconds) if self.seconds else None,
             "peak_rss_mib": round(self.peak / 2**20, 1),
             "start_rss_mib": round(self.start_rss / 2**20, 1),
+            "cpu_seconds": {"python": round(self.cpu[0], 2), "postgresql": round(self.cpu[1], 2)},
         }
 
 
@@ -815,7 +844,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
-    """One row per measurement: what, wall s, records/s, peak RSS MiB, ratio to dlt, load / PG upsert, aim."""
+    """One row per measurement: what, wall s, records/s, peak RSS MiB, CPU s, ratio to dlt, load / PG upsert, aim."""
     dlt_rate = (results.get("dlt") or {}).get("records_per_s")
     upsert = results["pg_upsert"]["upsert_seconds"]
     rows = []
@@ -826,10 +855,10 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         r = results[key]
         load_ratio = ratio(r["stages"]["load"], upsert)
         to_dlt = ratio(r["records_per_s"], dlt_rate)
-        rows.append([name, r["wall_seconds"], r["records_per_s"], r["peak_rss_mib"], to_dlt, load_ratio, aim])
+        rows.append([name, *pg_figures(r), to_dlt, load_ratio, aim])
     pg_result = results["pg_upsert"]
     rows.append(
-        ["PostgreSQL upsert alone", upsert, pg_result["upsert_records_per_s"], None, None, 1.0, "physical limit"]
+        ["PostgreSQL upsert alone", upsert, pg_result["upsert_records_per_s"], None, None, None, 1.0, "physical limit"]
     )
     to_dlt = ratio(pg_result["records_per_s"], dlt_rate)
     rows.append(["PostgreSQL COPY + upsert", *pg_figures(pg_result), to_dlt, None, ""])
@@ -847,11 +876,15 @@ def sandbox_rows(sandbox: dict[str, Any] | None) -> list[list[Any]]:
     for run in sandbox["runs"]:
         aim = ">= 30,000 rec/s" if run is sandbox["runs"][0] else f"<= 1.5x time (is {sandbox['slowdown']}x)"
         name = f"SQLite sandbox, {run['rows']:,} rows, delta {run['extracted']:,}"
-        rows.append([name, run["total_seconds"], run["total_records_per_s"], run["peak_rss_mib"], None, None, aim])
+        rate, rss = run["total_records_per_s"], run["peak_rss_mib"]
+        rows.append([name, run["total_seconds"], rate, rss, None, None, None, aim])
     return rows
 
 
-HEADER = ["what", "wall s", "records/s", "peak RSS MiB", "ratio to dlt", "load / PG upsert", "aim"]
+HEADER = [
+    "what", "wall s", "records/s", "peak RSS MiB", "CPU s: Python + PostgreSQL",
+    "ratio to dlt", "load / PG upsert", "aim",
+]  # fmt: skip
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -863,7 +896,8 @@ def print_table(rows: list[list[str]]) -> None:
 def print_truesync(name: str, r: dict[str, Any]) -> None:
     stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
     rate, rss = f"{r['records_per_s']:,} records/s", f"peak RSS {r['peak_rss_mib']} MiB (at start {r['start_rss_mib']})"
-    print(f"  {name}: {r['wall_seconds']:.2f} s ({stages}), {rate}, {rss}", flush=True)
+    cpu = f"CPU s: Python {r['cpu_seconds']['python']}, PostgreSQL {r['cpu_seconds']['postgresql']}"
+    print(f"  {name}: {r['wall_seconds']:.2f} s ({stages}), {rate}, {rss}, {cpu}", flush=True)
 
 
 # ---------------------------------------------------------------- main
@@ -1002,7 +1036,9 @@ def describe(workload: Workload) -> str:
 
 
 def pg_figures(result: dict[str, Any]) -> list[Any]:
-    return [result["wall_seconds"], result["records_per_s"], result["peak_rss_mib"]]
+    """Wall time, records/s, peak RSS and CPU time of a measured phase, as the summary shows them."""
+    cpu = f"{result['cpu_seconds']['python']} + {result['cpu_seconds']['postgresql']}"
+    return [result["wall_seconds"], result["records_per_s"], result["peak_rss_mib"], cpu]
 
 
 def without_reports(results: dict[str, Any]) -> dict[str, Any]:

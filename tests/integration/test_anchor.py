@@ -64,6 +64,7 @@ def test_an_incremental_run_syncs_the_delta_and_a_rerun_writes_nothing(anchor: M
     }
     assert first["records"] == DELTA
     assert set(first["stages"]) == {"extract", "classify", "load", "finalize"}
+    assert first["cpu_seconds"]["python"] > 0
     # every row the target held stays (the source's deletions are invisible), plus the new ones
     assert anchor.check_results(workload) == {"compared": DELTA, "target_rows": ROWS + INSERTED}
 
