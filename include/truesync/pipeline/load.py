@@ -4,12 +4,13 @@ Per chunk: bad records go to the exception queue; the rest are matched by key wi
 target and the ledger, classified, held where they must wait (``holds``, ``reconcile``),
 written with the target's create-or-update, and only then recorded in the ledger. Counts
 obey the conservation law: ``extracted = created + updated + unchanged + quarantined``.
-
-The store's part of a chunk (audit, ledger, queue, results) is written behind the next
-chunk's classification (``support.overlap``), in chunk order. Nothing the next chunk reads
-waits on it: its keys are others, and its parents belong to entities loaded before it
-(a reference must be in ``depends_on``, where a cycle is refused).
 A reprocess run (``pipeline.reprocess``) marks nothing overdue and audits every value it replaces.
+
+The values a write replaced are audited as soon as the target has committed it. The rest of
+the store's part of a chunk (ledger, queue, results) is written behind the next chunk's
+classification (``support.overlap``), in chunk order. Nothing the next chunk reads waits on
+it: its keys are others, and its parents belong to entities loaded before it (a reference
+must be in ``depends_on``, where a cycle is refused).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
         for chunk in chunks:
             _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk, behind)
             shown.chunk(tally.counts + behind.counts)
+        began_settling = time.monotonic()
+        behind.settle()  # the last chunk's store writes
+        tally.load_seconds += time.monotonic() - began_settling
     tally.counts.update(behind.counts)
     counts: dict[str, Any] = dict(tally.counts)
     counts["sync_seconds"] = time.monotonic() - began
@@ -106,7 +110,7 @@ def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame, behind: WriteBehind) -> No
 
 
 def _record_chunk(sync: ChunkSync, results: pd.DataFrame, writes: list[Callable[[], object]]) -> Counter[str]:
-    """The store's part of a synced chunk, in order: ``writes`` (audit, ledger), the queue, the results.
+    """The store's part of a synced chunk, in order: ``writes`` (ledger, last seen), the queue, the results.
 
     Returns the exceptions opened and resolved.
     """
@@ -129,7 +133,7 @@ def _invalid_results(bad: pd.DataFrame) -> pd.DataFrame:
 
 def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], object]]) -> pd.DataFrame:
     """Match, classify, hold and write the records that passed extraction's checks; what the store must
-    remember of them (audit, ledger, last seen) is added to ``writes``.
+    remember of them (ledger, last seen) is added to ``writes``.
     """
     job = sync.job
     fields = job.config.synced_fields(job.flow, job.entity)
@@ -154,13 +158,12 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], ob
     pending = verdict.result.index[verdict.result["write"] & ~verdict.result.index.isin(sync.held.keys)]
     hold_orphans(sync, source.loc[pending], verdict)
     began = time.monotonic()
-    written_ts, audit = _write(sync, verdict, pending)
+    written_ts = _write(sync, verdict, pending)
     done = [k for k in verdict.result.index if k not in sync.held and k not in stale]
     if not sync.dry_run:
         failpoint("sync.target_written", job.run_id)
         entries = _ledger_entries(job, verdict, source_ts, matched_ts, written_ts, done)
         writes += [
-            partial(runs.add_audit, job.store, audit),
             partial(ledger.write, job.store, job.flow, job.entity, entries),
             partial(failpoint, "sync.ledger_written", job.run_id),
         ]
@@ -211,14 +214,12 @@ def _match_target(sync: ChunkSync, keys: list[str], fields: list[str]) -> tuple[
     return unique[fields], unique["_ts"]
 
 
-def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> tuple[Any, list[dict[str, Any]]]:
-    """Encode for the target and upsert in batches; returns the write time and the audit rows of the
-    values it replaced (overwritten records', or every one in a reprocess).
-    """
+def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
+    """Encode for the target, upsert in batches, audit overwritten values; returns the write time."""
     job = sync.job
     keys = [k for k in pending if k not in sync.held]
     if not keys:
-        return None, []
+        return None
     mapping = job.mapping("target")
     fields = [*job.spec.key_fields, *job.config.synced_fields(job.flow, job.entity)]
     desired = verdict.desired.loc[keys].assign(**split_all(keys, job.spec.key_fields))
@@ -232,13 +233,16 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> tuple
     stamps = _stamps(job, now)
     for row in rows:
         row.update(stamps)
-    if sync.dry_run:
-        return now, []
-    blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
-    written = set(keys) - blocked
-    audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
-    audit = audit[audit["key"].isin(written)]
-    return now, [{"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)]
+    if not sync.dry_run:
+        blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
+        written = set(keys) - blocked
+        audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
+        audit = audit[audit["key"].isin(written)]
+        entries = [
+            {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)
+        ]
+        runs.add_audit(job.store, entries)
+    return now
 
 
 def _stamps(job: EntityJob, now: Any) -> dict[str, Any]:
