@@ -247,11 +247,15 @@ def build_dag(config: Config, flow: str) -> DAG:
 def build_compare_dag(config: Config, flow: str) -> DAG:
     """The flow's full compare. It covers everything up to now, so it needs no data interval: a
     ``CronTriggerTimetable`` starts it at ``compare.schedule``, and without a start date unpausing
-    waits for the next scheduled time instead of running the latest one at once."""
+    waits for the next scheduled time instead of running the latest one at once.
+
+    ``run_immediately`` is a zero buffer, not False: Airflow 3.3 treats False like its default,
+    which still runs the latest time when it passed less than a tenth of the schedule's gap ago
+    (16.8 hours of a weekly schedule)."""
     spec = config.flows[flow]
     with DAG(
         description=f"Full compare of {spec.source} → {spec.target}: finds and repairs quiet drift",
-        schedule=CronTriggerTimetable(spec.compare.schedule, timezone="UTC", run_immediately=False),
+        schedule=CronTriggerTimetable(spec.compare.schedule, timezone="UTC", run_immediately=timedelta(0)),
         max_active_runs=1,
         doc_md=_compare_doc(config, flow),
         **_dag_args(config, flow, "compare"),

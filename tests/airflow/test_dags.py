@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+import pendulum
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import AssetAlias, AssetOrTimeSchedule, CronDataIntervalTimetable, CronTriggerTimetable
@@ -172,18 +173,25 @@ def test_compare_dag_plans_compares_each_entity_in_order_then_deletes_and_finali
     assert failure.upstream_task_ids == {"plan", "customer.sync", "order.sync", "deletes"}
 
 
-def test_compare_dag_runs_on_the_compare_schedule_and_waits_for_it_when_unpaused(dagbag: DagBag) -> None:
-    """A compare covers everything: no data interval, and unpausing does not start one at once."""
-    now = datetime.now(UTC)
+def test_compare_dag_runs_on_the_compare_schedule_and_waits_for_it_when_unpaused(
+    dagbag: DagBag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compare covers everything: no data interval, and unpausing does not start one at once,
+    not even a minute after a scheduled time (Airflow would run that one by default).
+    """
     for flow, spec in load_config().flows.items():
         dag = dagbag.dags[dag_id(flow, compare=True)]
         assert isinstance(dag.timetable, CronTriggerTimetable), dag.dag_id
         assert (dag.timetable.expression, str(dag.timetable.timezone)) == (spec.compare.schedule, "UTC")
         assert dag.catchup is False and dag.max_active_runs == 1 and dag.start_date is None
-        first = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        timetable = coerce_to_core_timetable(dag.timetable)
+        latest = timetable._align_to_prev(pendulum.now("UTC"))  # the latest scheduled time (a private helper)
+        unpaused = latest + timedelta(minutes=1)
+        monkeypatch.setattr("airflow.timetables.trigger.utcnow", lambda at=unpaused: at)
+        first = timetable.next_dagrun_info(
             last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False)
         )
-        assert first is not None and first.run_after > now
+        assert first is not None and first.run_after > unpaused, (dag.dag_id, first)
         assert dag.params["dry_run"] is False
         assert "compare" in dag.tags
         assert dag.doc_md and "full compare" in dag.doc_md and f"`{spec.compare.schedule}`" in dag.doc_md
