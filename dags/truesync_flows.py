@@ -251,7 +251,7 @@ def build_compare_dag(config: Config, flow: str) -> DAG:
 
     ``run_immediately`` is a zero buffer, not False: Airflow 3.3 treats False like its default,
     which still runs the latest time when it passed less than a tenth of the schedule's gap ago
-    (16.8 hours of a weekly schedule)."""
+    (16.8 hours of a weekly schedule; apache/airflow#64162)."""
     spec = config.flows[flow]
     with DAG(
         description=f"Full compare of {spec.source} → {spec.target}: finds and repairs quiet drift",
