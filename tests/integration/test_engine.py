@@ -358,6 +358,11 @@ def test_chunks_of_a_few_records_give_the_same_results_queue_and_ledger_as_one(
         labels = demo.labels()
         for flow in FLOWS:
             assert differences(labels[labels["flow"] == flow], first_results(demo.store, flow)).empty
+            for entity in config.flows[flow].entities:  # each exception was counted by the run that opened it
+                held = demo.exceptions(flow, entity)
+                counted = [r["entities"][entity]["exceptions"] for r in reports if r["flow"] == flow]
+                assert sum(c["opened"] for c in counted) >= len(held) > 0, (flow, entity)
+                assert sum(c["resolved"] for c in counted) >= sum(e["status"] == "resolved" for e in held)
 
         def queue_and_ledger(handle: Demo) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
             held = {(e["flow"], e["entity"], e["key"], e["check_name"], e["status"]) for e in handle.exceptions()}
