@@ -78,6 +78,7 @@ def test_writes_run_in_order_one_at_a_time_off_the_caller_s_thread_and_add_up_th
     assert [n for _, n in log] == [0, 1, 2]
     assert all(name.startswith("test-write") for name, _ in log)
     assert behind.counts == {"written": 3, "calls": 3}
+    assert behind.waited >= 0.15, "the second submit waited for the first write"
 
 
 def test_a_failed_write_raises_in_the_caller_at_the_next_submit_and_stops_the_ones_after_it() -> None:

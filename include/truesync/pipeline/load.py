@@ -72,10 +72,8 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
         for chunk in chunks:
             _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk, behind)
             shown.chunk(tally.counts + behind.counts)
-        began_settling = time.monotonic()
-        behind.settle()  # the last chunk's store writes
-        tally.load_seconds += time.monotonic() - began_settling
     tally.counts.update(behind.counts)
+    tally.load_seconds += behind.waited  # waiting for the store's part of the chunks is loading too
     counts: dict[str, Any] = dict(tally.counts)
     counts["sync_seconds"] = time.monotonic() - began
     counts["load_seconds"] = tally.load_seconds
@@ -104,9 +102,7 @@ def _sync_chunk(sync: ChunkSync, chunk: pd.DataFrame, behind: WriteBehind) -> No
     writes: list[Callable[[], object]] = []
     results = pd.concat([_invalid_results(bad), _sync_good(sync, good, writes) if not good.empty else None])
     tally.add("quarantined", len(sync.held.rows))
-    began = time.monotonic()
     behind.submit(_record_chunk, sync, results, writes)
-    tally.load_seconds += time.monotonic() - began  # waiting for the previous chunk's store writes
 
 
 def _record_chunk(sync: ChunkSync, results: pd.DataFrame, writes: list[Callable[[], object]]) -> Counter[str]:

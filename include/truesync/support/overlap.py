@@ -1,14 +1,17 @@
 """Overlap database waits with the work between them: a read one step ahead, a write one step behind.
 
 A sync spends much of its time waiting on a socket: for the next page of the source, for
-the store to take a chunk's ledger entries. Each wait holds no lock Python needs (the
-drivers release the GIL), so a second thread can wait while the caller's thread maps,
-checks and classifies. Each helper keeps one thread and one item in flight, so the order
-of reads and writes is the caller's and memory grows by one chunk at most.
+the store to take a chunk's ledger entries. A network driver (psycopg2, PyMySQL) waits
+without holding the GIL, so a second thread can wait while the caller's thread maps,
+checks and classifies. SQLite's driver does most of a write under the GIL, so there the
+overlap gains nothing (``docs/design.md``, "Known limits"), and costs nothing either.
+Each helper keeps one thread and one item in flight, so the order of reads and writes is
+the caller's and memory grows by one chunk at most.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,15 +39,17 @@ class WriteBehind:
     ``submit`` first waits for the write in flight, so a write never overtakes another and
     at most one chunk waits in memory. A write that returns a mapping of counts (a
     ``Counter``, a dict) adds them up in ``counts``, read once the writes are settled; other
-    results are dropped. The first failed write raises in the caller at the next ``submit``
-    or ``settle``. Leaving the ``with`` block settles; when the block itself failed, it waits
-    for the write in flight and lets the block's own error through.
+    results are dropped. ``waited`` is how long the caller spent waiting for writes in flight.
+    The first failed write raises in the caller at the next ``submit`` or ``settle``. Leaving
+    the ``with`` block settles; when the block itself failed, it waits for the write in flight
+    and lets the block's own error through.
     """
 
     def __init__(self, name: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._in_flight: Future[Any] | None = None
         self.counts: Counter[str] = Counter()
+        self.waited = 0.0
 
     def submit(self, write: Callable[..., Any], *args: Any) -> None:
         self.settle()
@@ -53,7 +58,12 @@ class WriteBehind:
     def settle(self) -> None:
         """Wait for the write in flight; its failure is raised here."""
         in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None and isinstance(result := in_flight.result(), Mapping):
+        if in_flight is None:
+            return
+        began = time.monotonic()
+        result = in_flight.result()
+        self.waited += time.monotonic() - began
+        if isinstance(result, Mapping):
             self.counts.update(result)
 
     def __enter__(self) -> WriteBehind:
