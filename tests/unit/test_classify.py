@@ -213,6 +213,23 @@ def test_audit_lists_only_overwritten_records() -> None:
     assert list(verdict.audit.columns) == ["key", "field", "overwritten_value", "restored_value"]
 
 
+def test_audit_and_changes_pair_each_key_with_its_own_values_in_key_then_field_order() -> None:
+    """Values are picked by position from whole arrays: a shifted row or column would pair a key
+    with another record's values."""
+    sources = {"k1": {"email": "a@new", "tier": "gold"}, "k2": NEW, "k3": {"email": "c@new", "tier": "silver"}}
+    targets = {"k1": {"email": "a@old", "tier": "bronze"}, "k2": NEW, "k3": {"email": "c@old", "tier": "silver"}}
+    keys = list(sources)
+    verdict = run(sources, dict.fromkeys(keys, EARLIER), targets, dict.fromkeys(keys, LATER))
+    assert [klass(verdict, k) for k in keys] == ["overwritten", "in_sync", "overwritten"]
+    expected = [
+        {"key": "k1", "field": "email", "overwritten_value": "a@old", "restored_value": "a@new"},
+        {"key": "k1", "field": "tier", "overwritten_value": "bronze", "restored_value": "gold"},
+        {"key": "k3", "field": "email", "overwritten_value": "c@old", "restored_value": "c@new"},
+    ]
+    assert verdict.audit.to_dict("records") == expected
+    assert verdict.changes(["k3", "k2", "k1"]).to_dict("records") == expected
+
+
 def test_audit_records_a_value_overwritten_with_null() -> None:
     ledger = ledger_of({"k1": NEW}, {"k1": NEW})
     verdict = run({"k1": NEW}, {"k1": T0}, {"k1": {"email": None, "tier": "gold"}}, {"k1": T0}, ledger)

@@ -225,19 +225,17 @@ def _audit(t: pd.DataFrame, desired: pd.DataFrame, result: pd.DataFrame, shared:
 
 
 def _changed(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """One row per key and field whose value differs: the value before, and the one written over it."""
+    """One row per key and field whose value differs, in key then field order: the value before,
+    and the one written over it. Picked by position from whole arrays, not cell by cell.
+    """
     if before.empty or before.shape[1] == 0:
         return pd.DataFrame(columns=["key", "field", "overwritten_value", "restored_value"])
-    differs = ~_equal(before, after)
-    stacked = differs.stack()
-    stacked = stacked[stacked]
-    keys = stacked.index.get_level_values(0)
-    fields = stacked.index.get_level_values(1)
+    rows, columns = np.nonzero(~_equal(before, after).to_numpy())  # row-major: each key's fields together
     return pd.DataFrame(
         {
-            "key": keys,
-            "field": fields,
-            "overwritten_value": [before.at[k, f] for k, f in zip(keys, fields, strict=True)],
-            "restored_value": [after.at[k, f] for k, f in zip(keys, fields, strict=True)],
+            "key": before.index.to_numpy(dtype=object)[rows],
+            "field": before.columns.to_numpy(dtype=object)[columns],
+            "overwritten_value": before.to_numpy(dtype=object)[rows, columns],
+            "restored_value": after[before.columns].to_numpy(dtype=object)[rows, columns],
         }
     )

@@ -36,7 +36,6 @@ from truesync.store import last_seen, ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
 from truesync.support.failpoints import failpoint
-from truesync.support.frames import records
 from truesync.support.overlap import WriteBehind
 
 WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
@@ -234,10 +233,7 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
         written = set(keys) - blocked
         audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
         audit = audit[audit["key"].isin(written)]
-        entries = [
-            {"run_id": job.run_id, "flow": job.flow, "entity": job.entity, "at": now, **r} for r in records(audit)
-        ]
-        runs.add_audit(job.store, entries)
+        runs.add_audit(job.store, audit.assign(run_id=job.run_id, flow=job.flow, entity=job.entity, at=now))
     return now
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from truesync.store.core import Store, utcnow
 from truesync.store.schema import COUNT_COLUMNS, audit, run_entities, runs, watermarks
-from truesync.support.bulk import insert, upsert
+from truesync.support.bulk import Rows, insert, upsert
 
 
 class RunNotFound(LookupError):
@@ -131,7 +131,8 @@ def advance_watermark(store: Store, flow: str, until: datetime, run_id: str) -> 
     return new
 
 
-def add_audit(store: Store, rows: list[dict[str, Any]]) -> None:
-    if rows:
+def add_audit(store: Store, rows: Rows) -> None:
+    """Values a write replaced: run, flow, entity, key, field, overwritten and restored value, time."""
+    if len(rows):
         with store.engine.begin() as conn:
             insert(conn, audit, rows)
