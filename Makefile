@@ -44,13 +44,13 @@ browser:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	} || echo "chromium could not be installed: the report screenshot test will be skipped"
 
-# The three tiers: unit and integration together on two workers (pytest-xdist; each file stays on
-# one worker, so a module's shared setup is built once); real Airflow processes one at a time.
+# The three tiers on two workers (pytest-xdist; each file stays on one worker, so a module's shared
+# setup is built once): unit and integration together, then real Airflow installations, two at a time.
 test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2 --dist loadfile tests/unit tests/integration
-	$(BIN)/pytest tests/airflow
+	$(BIN)/pytest -n 2 --dist loadfile tests/airflow
 
 # The fast tier for development: nothing outside the process, under a minute.
 test-unit: venv
