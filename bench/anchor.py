@@ -7,6 +7,10 @@ a. truesync's incremental run of one day's delta of a TPC-H-shaped ``orders`` ta
    sets it up: wall time, time per stage (extract, classify, load from the run report,
    finalize = the rest), records/s and the peak RSS of the phase; its classes are checked
    (updated rows ``delayed``, new rows ``missing``, conservation) and so is the target;
+a2. the same delta again on the PostgreSQL store, which now holds a's ledger, with the target
+   rolled back to before a (as after a restore from backup): the updated records are
+   ``overwritten`` (restored, every replaced value audited) and the new ones ``missing``, so
+   this measures classification and writing with a ledger, which a first run never has;
 b. the same run with the default SQLite store, on a restored target;
 c. PostgreSQL's own set-based upsert of the same delta from the same data, the physical
    limit of the load stage: the delta COPYed out of the source into a temporary table of
@@ -72,6 +76,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -90,6 +95,7 @@ DATABASES = ("ts_anchor_source", "ts_anchor_target", "ts_anchor_store")
 DRIFT_DAY = datetime(2026, 11, 1)
 LOOKBACK = timedelta(hours=2)
 FLOW, ENTITY = "anchor", "order"
+FIRST, RERUN, ROLLED_BACK = "first", "rerun", "rolled-back"  # kinds of run over the window (EXPECTED)
 SOURCE_SYSTEM, TARGET_SYSTEM = "anchor_source", "anchor_target"
 CHUNK_SIZE, PARTITION_SIZE = 50_000, 1_000_000
 COPY_ROWS = 250_000
@@ -569,19 +575,29 @@ def stage_figures(phase: Phase, report: dict[str, Any]) -> dict[str, Any]:
     return {**phase.figures(entity["extracted"]), "stages": stages}
 
 
-def expected_counts(workload: Workload, rerun: bool = False) -> dict[str, dict[str, int]]:
-    """The classes and outcomes a run of the window must report (a rerun finds everything in sync)."""
-    if rerun:
-        return {"classes": {"in_sync": workload.delta}, "outcomes": {"unchanged": workload.delta}}
-    return {
-        "classes": {"delayed": len(workload.updated), "missing": len(workload.inserted)},
-        "outcomes": {"updated": len(workload.updated), "created": len(workload.inserted)},
-    }
+# (class, outcome) of the updated keys and of the inserted keys, per kind of run over the window:
+# the first run; a rerun; a run on a store holding the first run's ledger, the target rolled back to
+# before it (the updated records were changed in the target since truesync wrote them, the new ones
+# are gone from it).
+EXPECTED = {
+    FIRST: (("delayed", "updated"), ("missing", "created")),
+    RERUN: (("in_sync", "unchanged"), ("in_sync", "unchanged")),
+    ROLLED_BACK: (("overwritten", "updated"), ("missing", "created")),
+}
 
 
-def check_run(workload: Workload, result: dict[str, Any], store: URL, rerun: bool = False) -> dict[str, int]:
+def expected_counts(workload: Workload, case: str = FIRST) -> dict[str, dict[str, int]]:
+    """The classes and outcomes a run of the window must report."""
+    counts: dict[str, Counter[str]] = {"classes": Counter(), "outcomes": Counter()}
+    for (klass, outcome), keys in zip(EXPECTED[case], (workload.updated, workload.inserted), strict=True):
+        counts["classes"][klass] += len(keys)
+        counts["outcomes"][outcome] += len(keys)
+    return {part: dict(counted) for part, counted in counts.items()}
+
+
+def check_run(workload: Workload, result: dict[str, Any], store: URL, case: str = FIRST) -> dict[str, int]:
     """Assert the run's counts, conservation and, key by key, the class of every record; returns class x outcome."""
-    report, expected = result["report"], expected_counts(workload, rerun)
+    report, expected = result["report"], expected_counts(workload, case)
     entity = report["entities"][ENTITY]
     assert report["status"] == "success", report["status"]
     assert entity["conserved"], entity
@@ -590,11 +606,11 @@ def check_run(workload: Workload, result: dict[str, Any], store: URL, rerun: boo
         got = {k: v for k, v in entity[part].items() if v}
         assert got == expected[part], (part, got, expected[part])
     per_key = result_classes(store, result["run_id"])
-    if rerun:
-        assert set(per_key["class"]) == {"in_sync"}, per_key["class"].value_counts()
-    else:
-        assert_keys(per_key, "delayed", workload.updated)
-        assert_keys(per_key, "missing", workload.inserted)
+    wanted: dict[str, set[str]] = {}
+    for (klass, _), keys in zip(EXPECTED[case], (workload.updated, workload.inserted), strict=True):
+        wanted.setdefault(klass, set()).update(str(k) for k in keys)
+    for klass, keys in wanted.items():
+        assert_keys(per_key, klass, keys)
     return {f"{c}/{o}": int(n) for (c, o), n in per_key.groupby(["class", "outcome"]).size().items()}
 
 
@@ -614,9 +630,8 @@ def result_classes(store: URL, run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "class", "outcome"])
 
 
-def assert_keys(per_key: pd.DataFrame, klass: str, keys: np.ndarray) -> None:
+def assert_keys(per_key: pd.DataFrame, klass: str, wanted: set[str]) -> None:
     found = set(per_key.loc[per_key["class"] == klass, "key"])
-    wanted = {str(k) for k in keys}
     assert found == wanted, f"{klass}: {len(found ^ wanted)} keys differ, e.g. {sorted(found ^ wanted)[:5]}"
 
 
@@ -850,6 +865,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, key, aim in (
         ("truesync, PostgreSQL store", "truesync_postgres", "ratio to dlt >= 1 (2 hoped); load <= 2x; RSS < 400 MiB"),
+        ("truesync, PostgreSQL store, target rolled back", "truesync_rolled_back", "every updated record overwritten"),
         ("truesync, SQLite store", "truesync_sqlite", ""),
     ):
         r = results[key]
@@ -924,6 +940,10 @@ def measure_all(workload: Workload, args: argparse.Namespace, work: Path) -> dic
     results["truesync_postgres"] = truesync_phase(workload, "postgres", args.profile)
     print_truesync("truesync, PostgreSQL store", results["truesync_postgres"])
     restore_target(workload)
+    print("a2. truesync again, PostgreSQL store holding a's ledger, the target rolled back", flush=True)
+    results["truesync_rolled_back"] = truesync_phase(workload, "postgres", None, ROLLED_BACK)
+    print_truesync("truesync, target rolled back", results["truesync_rolled_back"])
+    restore_target(workload)
     print("b. truesync, SQLite store", flush=True)
     results["truesync_sqlite"] = truesync_phase(workload, "sqlite", None)
     print_truesync("truesync, SQLite store", results["truesync_sqlite"])
@@ -942,10 +962,10 @@ def measure_all(workload: Workload, args: argparse.Namespace, work: Path) -> dic
     return results
 
 
-def truesync_phase(workload: Workload, store: str, profile: Path | None) -> dict[str, Any]:
-    result = run_truesync(workload, store, profile)
+def truesync_phase(workload: Workload, store: str, profile: Path | None, case: str = FIRST) -> dict[str, Any]:
+    result = run_truesync(workload, store, profile, tag="" if case == FIRST else f"-{case}")
     store_at = workload.databases.store if store == "postgres" else store_url_now()
-    result["class_outcomes"] = check_run(workload, result, store_at)
+    result["class_outcomes"] = check_run(workload, result, store_at, case)
     result["target_check"] = check_results(workload)
     print(f"  classes {result['class_outcomes']}, target equals source on {result['target_check']['compared']:,} keys")
     return result

@@ -3,7 +3,8 @@
 The same functions the benchmark times, on fresh databases of the test server: the
 generated drift is classified as it was made (updated rows ``delayed``, new rows
 ``missing``), conservation holds, the target equals the source on every key of the window,
-and a rerun of the window finds everything in sync and writes nothing. PostgreSQL's own
+a rerun of the window finds everything in sync and writes nothing, and a run after the target was
+rolled back restores it and audits what it replaced. PostgreSQL's own
 upsert and the SQLite store are checked on the same workload. Results, never timings.
 """
 
@@ -70,8 +71,20 @@ def test_an_incremental_run_syncs_the_delta_and_a_rerun_writes_nothing(anchor: M
 
     before = anchor.target_fingerprint(workload)
     again = anchor.run_truesync(workload, "postgres", tag="-rerun")
-    assert anchor.check_run(workload, again, workload.databases.store, rerun=True) == {"in_sync/unchanged": DELTA}
+    assert anchor.check_run(workload, again, workload.databases.store, anchor.RERUN) == {"in_sync/unchanged": DELTA}
     assert anchor.target_fingerprint(workload) == before
+
+
+def test_a_rolled_back_target_is_restored_and_every_replaced_value_audited(anchor: ModuleType, workload: Any) -> None:
+    anchor.run_truesync(workload, "postgres")
+    anchor.restore_target(workload)
+    rolled = anchor.truesync_phase(workload, "postgres", None, anchor.ROLLED_BACK)
+    assert rolled["class_outcomes"] == {"overwritten/updated": UPDATED, "missing/created": INSERTED}
+    assert rolled["target_check"] == {"compared": DELTA, "target_rows": ROWS + INSERTED}
+    with anchor.pg(workload.databases.store) as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT key FROM ts_audit WHERE run_id = %s", (rolled["run_id"],))
+        audited = {int(key) for (key,) in cur.fetchall()}
+    assert audited == set(workload.updated.tolist())
 
 
 def test_postgres_upsert_and_the_sqlite_store_reach_the_same_target(anchor: ModuleType, workload: Any) -> None:
