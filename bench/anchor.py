@@ -586,10 +586,15 @@ EXPECTED = {
 }
 
 
+def expected_keys(workload: Workload, case: str) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
+    """(class, outcome) and the keys that must get it, for the updated and then the inserted keys."""
+    return zip(EXPECTED[case], (workload.updated, workload.inserted), strict=True)
+
+
 def expected_counts(workload: Workload, case: str = FIRST) -> dict[str, dict[str, int]]:
     """The classes and outcomes a run of the window must report."""
     counts: dict[str, Counter[str]] = {"classes": Counter(), "outcomes": Counter()}
-    for (klass, outcome), keys in zip(EXPECTED[case], (workload.updated, workload.inserted), strict=True):
+    for (klass, outcome), keys in expected_keys(workload, case):
         counts["classes"][klass] += len(keys)
         counts["outcomes"][outcome] += len(keys)
     return {part: dict(counted) for part, counted in counts.items()}
@@ -607,7 +612,7 @@ def check_run(workload: Workload, result: dict[str, Any], store: URL, case: str 
         assert got == expected[part], (part, got, expected[part])
     per_key = result_classes(store, result["run_id"])
     wanted: dict[str, set[str]] = {}
-    for (klass, _), keys in zip(EXPECTED[case], (workload.updated, workload.inserted), strict=True):
+    for (klass, _), keys in expected_keys(workload, case):
         wanted.setdefault(klass, set()).update(str(k) for k in keys)
     for klass, keys in wanted.items():
         assert_keys(per_key, klass, keys)
