@@ -18,12 +18,14 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
+from sqlalchemy import create_engine, select, text
 from sandbox_demo import assert_conserved
 from sandboxapis import sandbox_apis
 
 from truesync import cli
 from truesync.config import Config, load_config
 from truesync.connectors.rest.session import BadResponse
+from truesync.pipeline import reconcile
 from truesync.pipeline.compare import run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
@@ -31,6 +33,7 @@ from truesync.sandbox import systems as sandbox
 from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread
 from truesync.sandbox.groundtruth import differences, first_results
 from truesync.store import Store, queue, staging
+from truesync.store.schema import audit
 
 REST_FLOW = "webshop_to_crm_api"
 DEMO_START = datetime.combine(sandbox.DEMO_START, datetime.min.time())
@@ -154,6 +157,101 @@ def test_mismatched_payments_name_both_references_and_clean_refunds_update_the_b
     assert held and not any(t["txn_id"] in recorded for t in held)
     waiting = queue.list_exceptions(rest_demo.store, flow=PAY_FLOW, check_name="parent_exists")
     assert waiting and all(e["class"] == "missing" and "waits for it" in e["reason"] for e in waiting)
+
+
+def _invoices(rest_demo: RestDemo) -> dict[str, dict[str, Any]]:
+    """Accounting's invoices with the balance its finance ledger leaves open, by invoice."""
+    engine = create_engine(sandbox.system_urls(rest_demo.config)["accounting"])
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM invoice_balances")).mappings().all()
+    engine.dispose()
+    cents = Decimal("0.01")  # SQLite computes the view's balance as a float
+    return {row["invoice_ref"]: {**row, "balance": Decimal(str(row["balance"])).quantize(cents)} for row in rows}
+
+
+def _closed_in_finance(rest_demo: RestDemo) -> list[dict[str, Any]]:
+    labels = rest_demo.labels(PAY_FLOW)
+    keys = set(labels.loc[labels["check"] == reconcile.FINANCE_CHECK, "key"])
+    found = [t for t in rest_demo.items("payments", "transactions") if t["txn_id"] in keys]
+    assert found and all(t["type"] == "refund" for t in found)
+    return found
+
+
+def test_a_refund_closed_in_accounting_but_open_in_the_crm_sets_the_crm_balance_to_accounting(
+    rest_demo: RestDemo,
+) -> None:
+    refunds = _closed_in_finance(rest_demo)
+    deals = {d["order_ref"]: d for d in rest_demo.items("crm_api", "deals")}
+    invoices = _invoices(rest_demo)
+    for refund in refunds:
+        open_in_crm = Decimal(deals[refund["order_id"]]["balance"])
+        assert open_in_crm == Decimal(refund["amount"]), "the CRM never recorded the capture"
+    for day in range(sandbox.DEMO_DAYS):
+        assert_conserved(rest_demo, rest_demo.run(PAY_FLOW, day))
+    deals = {d["order_ref"]: d for d in rest_demo.items("crm_api", "deals")}
+    recorded = {p["payment_ref"] for p in rest_demo.items("crm_api", "payments")}
+    found = pd.concat(staging.run_results(rest_demo.store, f"{PAY_FLOW}:day{day}") for day in range(sandbox.DEMO_DAYS))
+    found = found.set_index("key")
+    with rest_demo.store.engine.connect() as conn:
+        audited = pd.DataFrame(conn.execute(select(audit).where(audit.c.flow == PAY_FLOW)).mappings().all())
+    for refund in refunds:
+        key, order, invoice = refund["txn_id"], refund["order_id"], invoices[refund["invoice_id"]]
+        assert key in recorded
+        assert Decimal(deals[order]["balance"]) == invoice["balance"], "the CRM shows accounting's balance"
+        result = found.loc[key]
+        assert (result["class"], result["outcome"], result["check_name"]) == ("missing", "created", "finance_balance")
+        assert f"order '{order}' in 'crm_api' still shows an open balance of {refund['amount']}" in result["reason"]
+        assert f"invoice '{invoice['invoice_ref']}' in 'accounting' booked it against a balance of 0.00" in (
+            result["reason"]
+        )
+        repaired = audited[(audited["entity"] == "order") & (audited["key"] == order)]
+        assert repaired[["field", "restored_value"]].values.tolist() == [["balance", str(invoice["balance"])]]
+    writes = _writes(rest_demo.stats("crm_api"))
+    last = sandbox.DEMO_DAYS - 1
+    again = rest_demo.run(PAY_FLOW, last, tag="again-")
+    assert again["entities"]["payment"]["outcomes"]["created"] == again["entities"]["payment"]["outcomes"]["updated"] == 0
+    assert _writes(rest_demo.stats("crm_api")) == writes, "nothing repaired twice"
+
+
+def test_a_refund_closed_in_accounting_waits_with_both_balances_where_the_crm_owns_its_balance(
+    rest_demo: RestDemo,
+) -> None:
+    finance = rest_demo.config.flows[PAY_FLOW].reconcile["payment"].finance
+    assert finance is not None
+    finance.owns_balance = False
+    refunds = _closed_in_finance(rest_demo)
+    before = {d["order_ref"]: d["balance"] for d in rest_demo.items("crm_api", "deals")}
+    for day in range(sandbox.DEMO_DAYS):
+        assert_conserved(rest_demo, rest_demo.run(PAY_FLOW, day))
+    held = {e["key"]: e for e in queue.list_exceptions(rest_demo.store, flow=PAY_FLOW, check_name="finance_balance")}
+    assert set(held) == {t["txn_id"] for t in refunds}
+    deals = {d["order_ref"]: d["balance"] for d in rest_demo.items("crm_api", "deals")}
+    for refund in refunds:
+        order, reason = refund["order_id"], held[refund["txn_id"]]["reason"]
+        assert held[refund["txn_id"]]["class"] == "mismatched"
+        assert f"still shows an open balance of {refund['amount']} of {refund['amount']}" in reason
+        assert f"in 'accounting' booked it against a balance of 0.00 of {refund['amount']}" in reason
+        assert deals[order] == before[order], "the CRM's balance is the CRM's"
+
+
+def test_a_payment_whose_invoice_accounting_made_out_for_another_order_is_mismatched(rest_demo: RestDemo) -> None:
+    for day in range(sandbox.DEMO_DAYS):
+        rest_demo.run(PAY_FLOW, day)
+    invoices = _invoices(rest_demo)
+    gateway = {t["txn_id"]: t for t in rest_demo.items("payments", "transactions")}
+    crossed = [
+        e for e in queue.list_exceptions(rest_demo.store, flow=PAY_FLOW, check_name="reference_match")
+        if "in 'accounting'" in e["reason"]
+    ]  # fmt: skip
+    assert crossed
+    for exc in crossed:
+        txn = gateway[exc["key"]]
+        books = invoices[txn["invoice_id"]]
+        assert books["order_ref"] != txn["order_id"]
+        assert exc["reason"] == (
+            f"invoice_id '{txn['invoice_id']}' points at invoice '{txn['invoice_id']}' in 'accounting', but order_id "
+            f"is '{txn['order_id']}' (invoice '{txn['invoice_id']}' has order_id '{books['order_ref']}')"
+        )
 
 
 def test_an_unexpected_status_mid_run_fails_the_run_and_what_was_written_stays(rest_demo: RestDemo) -> None:

@@ -24,7 +24,7 @@ def test_shipped_config_loads() -> None:
     config = load_config(SHIPPED)
     assert set(config.systems) == {"webshop", "erp", "crm", "stockctl", "accounting", "compliance", "crm_api",
                                    "payments", "pos_events", "pos"}  # fmt: skip
-    assert set(config.entities) == {"customer", "order", "stock_item", "product", "payment", "store_price",
+    assert set(config.entities) == {"customer", "order", "stock_item", "product", "invoice", "payment", "store_price",
                                     "pos_event", "order_line", "contact", "compliance_status",
                                     "asset_inspection"}  # fmt: skip
     assert set(config.flows) == {"webshop_to_crm", "crm_to_webshop", "crm_to_accounting", "webshop_to_accounting",
@@ -45,7 +45,7 @@ def test_shipped_config_loads() -> None:
 
 def test_shipped_config_load_order() -> None:
     config = load_config(str(SHIPPED))
-    assert config.load_order() == ["customer", "order", "stock_item", "product", "payment", "store_price",
+    assert config.load_order() == ["customer", "order", "stock_item", "product", "invoice", "payment", "store_price",
                                    "pos_event", "order_line", "contact", "compliance_status",
                                    "asset_inspection"]  # fmt: skip
     assert config.load_order(["order", "customer"]) == ["customer", "order"]
@@ -56,20 +56,20 @@ def test_load_order_puts_parents_first_whatever_the_declaration_order(cfg: Path)
     def reorder(doc: dict[str, Any]) -> None:
         entities = doc["entities"]
         names = ("asset_inspection", "compliance_status", "contact", "order_line", "pos_event", "store_price",
-                 "payment", "order", "product", "stock_item", "customer")  # fmt: skip
+                 "payment", "invoice", "order", "product", "stock_item", "customer")  # fmt: skip
         doc["entities"] = {name: entities[name] for name in names}
 
     edit(cfg, "entities.yaml", reorder)
     config = load_config(cfg)
     assert list(config.entities) == ["asset_inspection", "compliance_status", "contact", "order_line", "pos_event",
-                                     "store_price", "payment", "order", "product", "stock_item",
+                                     "store_price", "payment", "invoice", "order", "product", "stock_item",
                                      "customer"]  # fmt: skip
     order = config.load_order()
     assert order.index("customer") < order.index("order") < order.index("payment")
     assert order.index("order") < order.index("pos_event") and order.index("order") < order.index("order_line")
     assert order.index("customer") < order.index("contact")
-    assert sorted(order) == ["asset_inspection", "compliance_status", "contact", "customer", "order", "order_line",
-                             "payment", "pos_event", "product", "stock_item", "store_price"]  # fmt: skip
+    assert sorted(order) == ["asset_inspection", "compliance_status", "contact", "customer", "invoice", "order",
+                             "order_line", "payment", "pos_event", "product", "stock_item", "store_price"]  # fmt: skip
 
 
 def test_default_config_dir_from_environment(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,8 +167,8 @@ def test_entity_key_must_be_a_field(cfg: Path) -> None:
 
 
 def test_unknown_entity_in_depends_on(cfg: Path) -> None:
-    edit(cfg, "entities.yaml", lambda d: d["entities"]["order"]["depends_on"].append("invoice"))
-    expect_error(cfg, "entities.yaml", "entities.order.depends_on", "unknown entity 'invoice'")
+    edit(cfg, "entities.yaml", lambda d: d["entities"]["order"]["depends_on"].append("shipment"))
+    expect_error(cfg, "entities.yaml", "entities.order.depends_on", "unknown entity 'shipment'")
 
 
 def test_dependency_cycle(cfg: Path) -> None:
@@ -303,10 +303,10 @@ def test_mapping_of_an_unknown_entity(cfg: Path) -> None:
         cfg,
         "mappings.yaml",
         lambda d: d["mappings"]["crm"]["entities"].update(
-            invoice={"table": "invoices", "key": "no", "fields": {"invoice_id": "no"}}
+            shipment={"table": "shipments", "key": "no", "fields": {"shipment_id": "no"}}
         ),
     )
-    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.invoice", "unknown entity")
+    expect_error(cfg, "mappings.yaml", "mappings.crm.entities.shipment", "unknown entity")
 
 
 def test_mapping_for_an_unknown_system(cfg: Path) -> None:
@@ -329,8 +329,8 @@ def test_flow_source_and_target_differ(cfg: Path) -> None:
 
 
 def test_unknown_entity_in_a_flow(cfg: Path) -> None:
-    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["entities"].append("invoice"))
-    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "unknown entity 'invoice'")
+    edit(cfg, "flows.yaml", lambda d: d["flows"]["webshop_to_crm"]["entities"].append("shipment"))
+    expect_error(cfg, "flows.yaml", "flows.webshop_to_crm.entities", "unknown entity 'shipment'")
 
 
 @pytest.mark.parametrize(
@@ -772,6 +772,48 @@ def test_reconcile_balance_must_be_mapped_by_the_target(cfg: Path) -> None:
 def test_reconcile_balance_needs_total_and_amount(cfg: Path) -> None:
     edit(cfg, "flows.yaml", lambda d: d["flows"]["payments_to_crm_api"]["reconcile"]["payment"].pop("total"))
     expect_error(cfg, "flows.yaml", "flows.payments_to_crm_api.reconcile.payment.balance", "needs 'total' and 'amount'")
+
+
+def _finance(cfg: Path, **changes: Any) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"][PAY]["reconcile"]["payment"]["finance"].update(changes))
+
+
+PAY = "payments_to_crm_api"
+FINANCE_AT = f"flows.{PAY}.reconcile.payment.finance"
+
+
+def test_the_shipped_payment_rule_checks_accountings_books_which_own_the_balance() -> None:
+    finance = load_config(SHIPPED).flows[PAY].reconcile["payment"].finance
+    assert finance is not None and (finance.system, finance.entity, finance.owns_balance) == (
+        "accounting", "invoice", True
+    )  # fmt: skip
+
+
+def test_the_books_must_be_a_known_system(cfg: Path) -> None:
+    _finance(cfg, system="ledgerly")
+    expect_error(cfg, "flows.yaml", f"{FINANCE_AT}.system", "unknown system 'ledgerly'")
+
+
+def test_the_books_must_map_their_ledger_and_the_settled_entity(cfg: Path) -> None:
+    edit(cfg, "mappings.yaml", lambda d: d["mappings"]["accounting"]["entities"].pop("payment"))
+    expect_error(cfg, "flows.yaml", f"{FINANCE_AT}.system", "'accounting' does not map 'payment'")
+
+
+def test_the_books_references_must_name_match_on_and_be_mapped(cfg: Path) -> None:
+    _finance(cfg, references={"order_id": "order_id"})
+    expect_error(cfg, "flows.yaml", f"{FINANCE_AT}.references", "must name match_on 'invoice_id'")
+    _finance(cfg, references={"invoice_id": "invoice_id", "currency": "currency"})
+    expect_error(cfg, "flows.yaml", f"{FINANCE_AT}.references.currency", "'accounting' does not map 'currency'")
+
+
+def test_the_books_balance_must_be_mapped(cfg: Path) -> None:
+    _finance(cfg, balance="owed")
+    expect_error(cfg, "flows.yaml", f"{FINANCE_AT}.balance", "'accounting' does not map 'owed'")
+
+
+def test_the_books_are_checked_with_the_targets_balance(cfg: Path) -> None:
+    edit(cfg, "flows.yaml", lambda d: d["flows"][PAY]["reconcile"]["payment"].pop("balance"))
+    expect_error(cfg, "flows.yaml", FINANCE_AT, "set 'balance' on the rule")
 
 
 # ---------------------------------------------------------------- the full compare

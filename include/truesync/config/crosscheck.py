@@ -15,6 +15,7 @@ from truesync.config.models import (
     ConfigError,
     EntityConfig,
     EntityMapping,
+    FinanceConfig,
     FlowConfig,
     ReconcileConfig,
     SystemMapping,
@@ -276,6 +277,39 @@ def _check_reconcile(
         for field in getattr(rules, name):
             if field not in mine:
                 raise ConfigError(file, f"{where}.{name}.{field}", f"not a field of '{entity}'")
+    if rules.finance is not None:
+        _check_finance(config, file, f"{where}.finance", entity, rules, rules.finance)
+
+
+def _check_finance(
+    config: Config, file: str, where: str, entity: str, rules: ReconcileConfig, books: FinanceConfig
+) -> None:
+    """The books must map this entity (their ledger) and the settled one, with every field the rule names."""
+    if rules.balance is None:
+        raise ConfigError(file, where, "the books' balance is checked with the target's: set 'balance' on the rule")
+    if books.system not in config.systems:
+        raise ConfigError(file, f"{where}.system", f"unknown system '{books.system}'")
+    mapped = config.mappings[books.system].entities
+    for name in (entity, books.entity):
+        if name not in mapped:
+            raise ConfigError(file, f"{where}.system", f"'{books.system}' does not map '{name}'")
+    if rules.match_on not in books.references:
+        raise ConfigError(file, f"{where}.references", f"must name match_on '{rules.match_on}'")
+    settled = config.entity_mapping(books.system, books.entity)
+    for field, other in books.references.items():
+        if field not in config.entities[entity].fields:
+            raise ConfigError(file, f"{where}.references.{field}", f"not a field of '{entity}'")
+        if other not in settled.fields:
+            raise ConfigError(file, f"{where}.references.{field}", f"'{books.system}' does not map '{other}'")
+    for name in ("balance", "total"):
+        if getattr(books, name) not in settled.fields:
+            raise ConfigError(file, f"{where}.{name}", f"'{books.system}' does not map '{getattr(books, name)}'")
+    member = settled.fields[books.references[rules.match_on]]
+    problem = KINDS[config.systems[books.system].kind].lookup_problem(
+        config.systems[books.system].settings, settled.table, member
+    )
+    if problem is not None:
+        raise ConfigError(file, f"{where}.references", f"'{books.system}': {problem}")
 
 
 def _check_reconcile_target(config: Config, file: str, where: str, flow: FlowConfig, rules: ReconcileConfig) -> None:

@@ -353,12 +353,32 @@ class QualityConfig(_Strict):
         return value
 
 
+class FinanceConfig(_Strict):
+    """The books a reconciled record is checked against as well as the target: finance's settled record
+    (an invoice) and its ledger, the books' mapping of the flow's own entity, found by key.
+
+    The books' settled record is found by the same ``match_on`` value, and every reference must
+    point at it too. A closing record the target's balance refuses while the books' ledger
+    holds it closed is *closed in finance, open in the target*: with ``owns_balance`` the
+    target's balance is set to the books' and the record is written; otherwise it is held with
+    both balances in the reason.
+    """
+
+    system: str = Field(description="the books: a system mapping this entity (its ledger) and the settled one")
+    entity: str = Field(description="the books' settled entity, e.g. invoice")
+    references: dict[str, str] = Field(description="field of this entity -> field of the books' settled entity")
+    balance: str = Field(description="field of the books' settled entity holding its open balance")
+    total: str = Field(description="field of the books' settled entity holding its total")
+    owns_balance: bool = Field(False, description="the books own the balance: set the target's to theirs")
+
+
 class ReconcileConfig(_Strict):
     """Before a record is written, check it against the target record it settles (payment reconciliation).
 
     The settled record is found by ``match_on``; every other reference must point at the same
     record, and a record closed in finance (``closing``) must not meet an open ``balance``.
-    Either contradiction is ``mismatched`` and goes to the exception queue.
+    Either contradiction is ``mismatched`` and goes to the exception queue. With ``finance``
+    the books are checked too (``FinanceConfig``).
     """
 
     entity: str = Field(description="the settled entity in the target, e.g. order")
@@ -373,6 +393,7 @@ class ReconcileConfig(_Strict):
     settling: dict[str, str] = Field(
         default_factory=dict, description="field -> canonical value marking a record that lowers the balance"
     )
+    finance: FinanceConfig | None = Field(None, description="the books to check against as well as the target")
 
 
 DeletePolicy = Literal["report", "soft", "delete"]

@@ -115,6 +115,18 @@ class Quarantine:
         return list(self.by_key.values())
 
 
+@dataclass(frozen=True)
+class Repair:
+    """A target field the books own, set to their value once the record that found it is written
+    (``reconcile``)."""
+
+    record: str  # key of the record whose write it follows
+    entity: str  # the settled entity in the target
+    settled: str  # its key
+    field: str
+    after: str  # the books' value, canonical
+
+
 @dataclass
 class ChunkSync:
     """One chunk on its way into the target: what every step of classifying and loading it shares.
@@ -131,6 +143,9 @@ class ChunkSync:
     held: Quarantine = field(default_factory=Quarantine)
     payload: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
     audit_all: bool = False  # audit every value a write replaces, not only those of overwritten records
+    books: Target | None = None  # the books a reconcile rule checks against as well (read only)
+    repairs: dict[str, Repair] = field(default_factory=dict)  # by the settled record's key
+    noted: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (check, reason) of a written record
 
     def hold(self, key: str, klass: str, check: str, column: str | None, reason: str) -> None:
         """Send a good record to the exception queue with the check that stopped it."""

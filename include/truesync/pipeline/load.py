@@ -54,7 +54,7 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     began = time.monotonic()
     shown = progress.Syncing(job, window, part, dry_run)
     flow = job.config.flows[job.flow]
-    target = job.target()
+    target, books = job.target(), reconcile.open_books(job)
     target.columns(job.mapping("target"))  # reach the target first: an unreachable one fails even an empty delta
     staged = runs.staged_count(job.store, job.run_id, job.entity)
     if staging.is_dropped(job.store, job.run_id, job.entity, staged):
@@ -69,7 +69,8 @@ def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition =
     chunks = staging.staged_chunks(job.store, job.run_id, job.entity, flow.chunk_size, part)
     with WriteBehind("truesync-record") as behind:
         for chunk in chunks:
-            _sync_chunk(ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess), chunk, behind)
+            sync = ChunkSync(job, target, dry_run, overdue_before, tally, audit_all=reprocess, books=books)
+            _sync_chunk(sync, chunk, behind)
             shown.chunk(tally.counts + behind.counts)
     tally.counts.update(behind.counts)
     tally.load_seconds += behind.waited  # waiting for the store's part of the chunks is loading too
@@ -231,6 +232,7 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
     if not sync.dry_run:
         blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
         written = set(keys) - blocked
+        reconcile.repair_balances(sync, written)
         audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
         audit = audit[audit["key"].isin(written)]
         runs.add_audit(job.store, audit.assign(run_id=job.run_id, flow=job.flow, entity=job.entity, at=now))
@@ -319,8 +321,9 @@ def _outcomes(verdict: Classification, sync: ChunkSync) -> pd.DataFrame:
     )
     for name, n in pd.Series(outcome[~is_held]).value_counts().items():
         sync.tally.add(str(name), n)
-    reasons = pd.DataFrame(sync.held.rows, columns=["key", "check_name", "field", "reason"]).set_index("key")
-    reasons = reasons.reindex(result.index)
+    noted = [{"key": k, "check_name": check, "reason": reason} for k, (check, reason) in sync.noted.items()]
+    reasons = pd.DataFrame([*sync.held.rows, *noted], columns=["key", "check_name", "field", "reason"])
+    reasons = reasons.drop_duplicates("key").set_index("key").reindex(result.index)  # held: the hold's reason
     frame = pd.DataFrame(
         {
             "key": result.index,

@@ -26,7 +26,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint, String
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Select,
+    String,
+    case,
+    func,
+    select,
+)
 from sqlalchemy import Table as SqlTable
 
 from truesync.core.keys import record_key
@@ -88,7 +102,40 @@ def tables(shop: MetaData) -> MetaData:
         Column("unit_price", Numeric(12, 2)), Column("modified_at", DateTime),
         PrimaryKeyConstraint("order_ref", "line_no"),
     )  # fmt: skip
+    SqlTable(
+        "invoices", books,
+        Column("invoice_ref", String(40), primary_key=True),
+        Column("order_ref", String(40), ForeignKey("sales_orders.order_ref"), nullable=False),
+        Column("customer_ref", String(40), nullable=False), Column("total", Numeric(12, 2)),
+        Column("modified_at", DateTime),
+    )  # fmt: skip
+    SqlTable(
+        "finance_entries", books,
+        Column("entry_ref", String(40), primary_key=True),
+        Column("invoice_ref", String(40), ForeignKey("invoices.invoice_ref"), nullable=False),
+        Column("order_ref", String(40)), Column("customer_ref", String(40)), Column("kind", String(10)),
+        Column("state", String(10)), Column("amount", Numeric(12, 2)), Column("currency", String(3)),
+        Column("booked_at", DateTime),
+    )  # fmt: skip
     return books
+
+
+def invoice_balances(books: MetaData) -> Select[Any]:
+    """Accounting's view ``invoice_balances``: each invoice with the balance its finance ledger leaves open,
+    its total less captured payments plus paid-out refunds."""
+    invoices, entries = books.tables["invoices"], books.tables["finance_entries"]
+    effect = case(
+        ((entries.c.kind == "payment") & (entries.c.state == "captured"), -entries.c.amount),
+        ((entries.c.kind == "refund") & (entries.c.state == "refunded"), entries.c.amount),
+        else_=0,
+    )
+    balance = invoices.c.total + func.coalesce(func.sum(effect), 0)
+    columns = [invoices.c.invoice_ref, invoices.c.order_ref, invoices.c.customer_ref, invoices.c.total]
+    return (
+        select(*columns, balance.label("balance"), invoices.c.modified_at)
+        .select_from(invoices.outerjoin(entries, entries.c.invoice_ref == invoices.c.invoice_ref))
+        .group_by(*columns, invoices.c.modified_at)
+    )
 
 
 @dataclass

@@ -87,11 +87,12 @@ class _State:
     replies: dict[str, tuple[int, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1
-    after_write: Callable[[_State, str, dict[str, Any]], None] | None = None
+    after_write: Callable[[_State, str, dict[str, Any], dict[str, Any] | None], None] | None = None
 
-    def written(self, collection: str, record: dict[str, Any]) -> None:
+    def written(self, collection: str, record: dict[str, Any], before: dict[str, Any] | None = None) -> None:
+        """Run ``after_write`` on a record just created (``before`` None) or updated from ``before``."""
         if self.after_write is not None:
-            self.after_write(self, collection, record)
+            self.after_write(self, collection, record, before)
 
     def take(self, name: str) -> bool:
         """Use up one unit of a counted fault."""
@@ -129,7 +130,7 @@ def create_app(
     name: str,
     collections: dict[str, Collection],
     token: str | None = DEFAULT_TOKEN,
-    after_write: Callable[[_State, str, dict[str, Any]], None] | None = None,
+    after_write: Callable[[_State, str, dict[str, Any], dict[str, Any] | None], None] | None = None,
 ) -> FastAPI:
     """One sandbox service; ``app.state.sandbox`` holds its records, faults and counters.
 
@@ -308,7 +309,7 @@ def _update(
         updated = {**kept, **{k: v for k, v in body.items() if k != "id"}, spec.cursor: now_text()}
         state.items[collection][record_id] = updated
     state.stats[f"updated.{collection}"] += 1
-    state.written(collection, updated)
+    state.written(collection, updated, record)
     return JSONResponse(updated)
 
 
@@ -397,22 +398,34 @@ PAYMENT_COLLECTIONS = {"transactions": Collection(key="txn_id", cursor="updated_
 CENT = Decimal("0.01")
 
 
-def deal_balance(state: _State, collection: str, record: dict[str, Any]) -> None:
-    """The CRM's own bookkeeping: a deal's balance is its amount less captured payments plus paid-out refunds."""
-    ref = record.get("deal_ref") if collection == "payments" else record.get("order_ref")
-    if collection not in ("payments", "deals") or ref is None:
-        return
+def _effect(payment: dict[str, Any] | None) -> Decimal:
+    """What a payment record does to its deal's balance: a captured payment lowers it, a paid-out refund raises it."""
+    if payment is None:
+        return Decimal(0)
+    sign = {("payment", "captured"): -1, ("refund", "refunded"): 1}.get((payment.get("kind"), payment.get("state")), 0)
+    return sign * Decimal(str(payment.get("amount") or 0))
+
+
+def deal_balance(state: _State, collection: str, record: dict[str, Any], before: dict[str, Any] | None) -> None:
+    """The CRM's own bookkeeping of a deal's balance: its amount less captured payments plus paid-out refunds.
+
+    A new deal starts from its amount and the payments already on it; after that the balance
+    moves by what each payment write changes and by a change of the amount. A balance written
+    to the deal itself is kept (a correction), and later payments move it from there.
+    """
     with state.lock:
-        deals = [d for d in state.items["deals"].values() if d.get("order_ref") == ref]
-        payments = [p for p in state.items["payments"].values() if p.get("deal_ref") == ref]
-        for deal in deals:
-            balance = Decimal(str(deal.get("amount") or 0))
-            for p in payments:
-                if (p.get("kind"), p.get("state")) == ("payment", "captured"):
-                    balance -= Decimal(str(p.get("amount") or 0))
-                elif (p.get("kind"), p.get("state")) == ("refund", "refunded"):
-                    balance += Decimal(str(p.get("amount") or 0))
-            deal["balance"] = str(balance.quantize(CENT))
+        if collection == "payments":
+            change = _effect(record) - _effect(before)
+            for deal in state.items["deals"].values():
+                if change and deal.get("order_ref") == record.get("deal_ref"):
+                    deal["balance"] = str((Decimal(str(deal.get("balance") or 0)) + change).quantize(CENT))
+        elif collection == "deals" and before is None:
+            paid = [p for p in state.items["payments"].values() if p.get("deal_ref") == record.get("order_ref")]
+            balance = Decimal(str(record.get("amount") or 0)) + sum(map(_effect, paid), Decimal(0))
+            record["balance"] = str(balance.quantize(CENT))
+        elif collection == "deals" and record.get("balance") in (None, before.get("balance")):  # not written
+            moved = Decimal(str(record.get("amount") or 0)) - Decimal(str(before.get("amount") or 0))
+            record["balance"] = str((Decimal(str(before.get("balance") or 0)) + moved).quantize(CENT))
 
 
 def crm_app(token: str | None = DEFAULT_TOKEN) -> FastAPI:

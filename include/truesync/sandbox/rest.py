@@ -54,17 +54,19 @@ def crm_seed(rows: Rows, payments: list[dict[str, Any]]) -> dict[str, list[dict[
 
 PAYMENT_FLOW = "payments_to_crm_api"
 PAYMENT_SCENARIOS = ("history", "in_sync", "missing", "delayed", "refund", "refund_open", "cross_ref", "failed",
-                     "capture_refund", "partial_refund", "no_deal")  # fmt: skip
+                     "capture_refund", "partial_refund", "no_deal", "finance_closed", "finance_ref")  # fmt: skip
 KINDS = {"payment": "charge", "refund": "refund"}
 STATES = {"authorised": "AUTH", "captured": "CAPT", "refunded": "RFND", "failed": "FAIL"}
 
 
 @dataclass
 class Payments:
-    """Gateway transactions, the CRM's payment records, and the labels of the reconciliation flow."""
+    """Gateway transactions, the CRM's payment records, accounting's finance ledger and invoices."""
 
     gateway: list[dict[str, Any]] = field(default_factory=list)
     crm: list[dict[str, Any]] = field(default_factory=list)
+    books: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, key: str | None, deal: dict[str, Any], kind: str, state: str, ts: datetime, **override: Any) -> None:
         txn = {"txn_id": key, "type": KINDS[kind], "status": STATES.get(state, state), "amount": str(deal["amount"]),
@@ -73,6 +75,7 @@ class Payments:
         self.gateway.append({**txn, **override})
 
     def record(self, key: str, deal: dict[str, Any], kind: str, state: str, ts: datetime, **override: Any) -> None:
+        """The CRM recorded the transaction, and accounting booked it the same way."""
         self.crm.append(
             override
             | {
@@ -88,6 +91,28 @@ class Payments:
             }
             | override
         )
+        self.book(key, deal, kind, state, ts, **override)
+
+    def book(self, key: str, deal: dict[str, Any], kind: str, state: str, ts: datetime, **override: Any) -> None:
+        """Accounting booked the transaction in its finance ledger, on the deal's invoice."""
+        entry = {"entry_ref": key, "invoice_ref": invoice_of(deal["order_ref"]), "order_ref": deal["order_ref"],
+                 "customer_ref": override.get("contact_ref", deal["contact_ref"]), "kind": kind, "state": state,
+                 "amount": override.get("amount", deal["amount"]), "currency": deal["currency"],
+                 "booked_at": ts}  # fmt: skip
+        self.books.append(entry)
+
+    def invoice(self, deal: dict[str, Any], ts: datetime, **override: Any) -> None:
+        """Accounting's invoice of the deal's sales order."""
+        self.invoices.append({"invoice_ref": invoice_of(deal["order_ref"]), "order_ref": deal["order_ref"],
+                              "customer_ref": deal["contact_ref"], "total": deal["amount"], "modified_at": ts}
+                             | override)  # fmt: skip
+
+    def to_accounting(self, rows: Rows) -> None:
+        """Accounting's invoices and finance ledger among the sandbox's rows."""
+        for invoice in self.invoices:
+            rows.add("accounting", "invoices", invoice)
+        for entry in self.books:
+            rows.add("accounting", "finance_entries", entry)
 
 
 def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
@@ -100,15 +125,28 @@ def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
     ``refund_open`` refunds a deal the CRM still shows unpaid, ``cross_ref`` names one deal's
     invoice and another deal's order: both are ``mismatched`` and go to the exception queue;
     ``no_deal`` pays a deal the CRM does not have yet: it waits for it (``parent_exists``).
+
+    Accounting invoices every one of these deals, and its finance ledger books what the CRM
+    recorded, except: ``finance_closed`` refunds a deal whose capture accounting booked and
+    the CRM never recorded; accounting booked the refund too, so it is closed in finance while
+    the CRM still shows the deal open. Accounting owns the balance (the flow's ``finance``
+    rule), so the refund is created and the deal's balance set to accounting's
+    (``finance_balance``). ``finance_ref`` pays a deal whose invoice accounting made out for
+    another sales order: ``mismatched``, ``reference_match``.
     """
     rng = np.random.default_rng(seed + 1)
     first = datetime.combine(start, datetime.min.time())
     touched = {lab["key"] for lab in rows.labels if lab["entity"] == "order"}
-    deals = [d for d in rows.tables.get(("crm", "deals"), []) if d["order_ref"] not in touched]
+    invoiced = {o["order_ref"] for o in rows.tables.get(("accounting", "sales_orders"), [])}
+    deals = [
+        d for d in rows.tables.get(("crm", "deals"), []) if d["order_ref"] not in touched and d["order_ref"] in invoiced
+    ]
     per = max(1, len(deals) // (2 * len(PAYMENT_SCENARIOS)))
     plan = [s for s in PAYMENT_SCENARIOS for _ in range(per)]
     out = Payments()
     history = first - timedelta(days=20)
+    for deal in deals:
+        out.invoice(deal, history)
     for i, (scenario, deal) in enumerate(zip(plan, deals, strict=False)):
         ts = first + timedelta(days=int(rng.integers(days)), seconds=int(rng.integers(0, 86400)))
         key = f"TX{i:05d}"
@@ -118,6 +156,7 @@ def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
     rows.label(PAYMENT_FLOW, "payment", None, "invalid", ts, NOT_NULL)
     out.add("TX-BAD-STATE", bad_deal, "payment", "CHBK", ts)
     rows.label(PAYMENT_FLOW, "payment", "TX-BAD-STATE", "invalid", ts, IN_SET)
+    out.to_accounting(rows)
     return out
 
 
@@ -163,6 +202,18 @@ def _payment_case(
     elif scenario == "no_deal":
         out.add(key, {**deal, "order_ref": f"NEW-{deal['order_ref']}"}, "payment", "captured", ts)
         label(PAYMENT_FLOW, "payment", key, "missing", ts, PARENT)
+    elif scenario == "finance_closed":
+        out.add(f"P{key}", deal, "payment", "captured", history)
+        out.book(f"P{key}", deal, "payment", "captured", history)
+        out.add(key, deal, "refund", "refunded", ts)
+        out.book(key, deal, "refund", "refunded", ts)
+        label(PAYMENT_FLOW, "payment", key, "missing", ts, "finance_balance", outcome="created")
+    elif scenario == "finance_ref":
+        out.add(key, deal, "payment", "captured", ts)
+        mine = invoice_of(deal["order_ref"])
+        invoice = next(i for i in out.invoices if i["invoice_ref"] == mine)
+        invoice["order_ref"] = other["order_ref"]
+        label(PAYMENT_FLOW, "payment", key, "mismatched", ts, "reference_match")
     elif scenario == "refund_open":
         out.add(key, deal, "refund", "refunded", ts)
         label(PAYMENT_FLOW, "payment", key, "mismatched", ts, "open_balance")

@@ -127,9 +127,11 @@ def tables() -> dict[str, MetaData]:
 
 
 def views(metadata: dict[str, MetaData]) -> dict[str, dict[str, Select]]:
-    """Views per system, made after its tables: the ERP's items once per store, the products orders name."""
+    """Views per system, made after its tables: the ERP's items once per store, the products orders name,
+    accounting's invoices with the balance its finance ledger leaves open."""
     return {"erp": {"store_items": pos.store_items(metadata["erp"])},
-            "webshop": {"ordered_products": products.ordered_products(metadata["webshop"])}}  # fmt: skip
+            "webshop": {"ordered_products": products.ordered_products(metadata["webshop"])},
+            "accounting": {"invoice_balances": accounting.invoice_balances(metadata["accounting"])}}  # fmt: skip
 
 
 @dataclass
@@ -161,20 +163,24 @@ class Rows:
         when: datetime | None,
         check: str = "",
         also: tuple[tuple[str, str], ...] = (),
+        outcome: str = "",
     ) -> None:
         """What the first run of ``flow`` that sees the record must report.
 
         ``also``: other (class, check) pairs it may report instead, where two flows race
         (``groundtruth.differences``); the class ``UNSEEN`` says no run may see it at all.
+        A record with a check is quarantined unless ``outcome`` says it was written all the same.
         """
         for each_class, each_check in ((klass, check), *also):
-            self.labels.append(_label(flow, entity, key, each_class, when, each_check))
+            self.labels.append(_label(flow, entity, key, each_class, when, each_check, outcome))
 
 
-def _label(flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str) -> dict[str, Any]:
-    outcome = {"in_sync": "unchanged", "missing": "created", "invalid": "quarantined", UNSEEN: ""}.get(klass, "updated")
-    if check:
-        outcome = "quarantined"
+def _label(
+    flow: str, entity: str, key: str | None, klass: str, when: datetime | None, check: str, outcome: str = ""
+) -> dict[str, Any]:
+    if not outcome:
+        by_class = {"in_sync": "unchanged", "missing": "created", "invalid": "quarantined", UNSEEN: ""}
+        outcome = "quarantined" if check else by_class.get(klass, "updated")
     overdue = klass in ("missing", "delayed") and when is not None and when < _day_end(when) - SLA
     return {
         "flow": flow,
