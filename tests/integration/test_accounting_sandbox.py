@@ -9,6 +9,7 @@ database itself. ``labels.csv`` is the ground truth of the first runs over the d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from sandbox_demo import Demo, assert_conserved, open_demo
 from shared_setup import put_on_server
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from truesync.sandbox import DEMO_DAYS
@@ -44,10 +45,11 @@ def _results(books: Demo) -> pd.DataFrame:
 
 
 def test_the_demo_days_load_as_labelled_parents_first_and_bad_lines_wait_alone(books: Demo) -> None:
-    """One sandbox per database for three checks that only read it (building one costs ~15 s)."""
+    """One sandbox per database for four checks that only read it (building one costs ~15 s)."""
     _classified_as_labelled(books)
     _parents_first(books)
     _bad_lines_wait_alone(books)
+    _invoices_leave_open_what_the_finance_ledger_says(books)
 
 
 def _classified_as_labelled(books: Demo) -> None:
@@ -127,3 +129,18 @@ def _bad_lines_wait_alone(books: Demo) -> None:
         assert order in books.by_key("accounting", "sales_orders", "order_ref"), "its order loaded"
     siblings = [order for order in (k.split("|")[0] for k in bad["key"]) if order in held]
     assert siblings, "some bad line has a sibling line that loaded"
+
+
+def _invoices_leave_open_what_the_finance_ledger_says(books: Demo) -> None:
+    """The view ``invoice_balances`` (the books a payment is reconciled against) computes each invoice's
+    balance from the finance ledger: its total less captured payments plus paid-out refunds."""
+    effect = {("payment", "captured"): -1, ("refund", "refunded"): 1}
+    totals = {r["invoice_ref"]: Decimal(str(r["total"])) for r in books.rows("accounting", "invoices")}
+    expected = dict(totals)
+    for entry in books.rows("accounting", "finance_entries"):
+        expected[entry["invoice_ref"]] += effect.get((entry["kind"], entry["state"]), 0) * Decimal(str(entry["amount"]))
+    with books.engine("accounting").connect() as conn:
+        rows = conn.execute(text("SELECT invoice_ref, balance FROM invoice_balances")).all()
+    shown = {ref: Decimal(str(balance)).quantize(Decimal("0.01")) for ref, balance in rows}
+    assert shown == expected
+    assert any(shown[ref] != total for ref, total in totals.items()), "the ledger moved some balance"

@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
-from sqlalchemy import create_engine, select, text
 from sandbox_demo import assert_conserved
 from sandboxapis import sandbox_apis
+from sqlalchemy import create_engine, select, text
 
 from truesync import cli
 from truesync.config import Config, load_config
@@ -201,15 +201,15 @@ def test_a_refund_closed_in_accounting_but_open_in_the_crm_sets_the_crm_balance_
         result = found.loc[key]
         assert (result["class"], result["outcome"], result["check_name"]) == ("missing", "created", "finance_balance")
         assert f"order '{order}' in 'crm_api' still shows an open balance of {refund['amount']}" in result["reason"]
-        assert f"invoice '{invoice['invoice_ref']}' in 'accounting' booked it against a balance of 0.00" in (
-            result["reason"]
+        assert (
+            f"invoice '{invoice['invoice_ref']}' in 'accounting' booked it against a balance of 0.00"
+            in (result["reason"])
         )
         repaired = audited[(audited["entity"] == "order") & (audited["key"] == order)]
         assert repaired[["field", "restored_value"]].values.tolist() == [["balance", str(invoice["balance"])]]
     writes = _writes(rest_demo.stats("crm_api"))
-    last = sandbox.DEMO_DAYS - 1
-    again = rest_demo.run(PAY_FLOW, last, tag="again-")
-    assert again["entities"]["payment"]["outcomes"]["created"] == again["entities"]["payment"]["outcomes"]["updated"] == 0
+    outcomes = rest_demo.run(PAY_FLOW, sandbox.DEMO_DAYS - 1, tag="again-")["entities"]["payment"]["outcomes"]
+    assert outcomes["created"] == outcomes["updated"] == 0
     assert _writes(rest_demo.stats("crm_api")) == writes, "nothing repaired twice"
 
 

@@ -183,4 +183,3 @@ def test_a_refund_the_books_have_not_closed_is_an_open_balance_naming_theirs() -
     check_name, reason, repair = judged(closed_in_books=False)
     assert (check_name, repair) == (BALANCE_CHECK, None)
     assert reason.endswith("; invoice 'I1' in 'accounting' has not booked it closed either (balance 25.00 of 25.00)")
-
