@@ -17,6 +17,10 @@ reach the CRM, and labels say what the first run of ``webshop_to_accounting`` th
 each record must report. Some lines drift on their own (``LINE_SCENARIOS``): a quantity
 changed in the shop, a price edited in accounting, a negative quantity, a line without a
 product.
+
+Accounting also keeps the books a payment is reconciled against (``sandbox.rest`` fills
+them): invoices of sales orders, and a finance ledger of payments and refunds booked on
+them. The view ``invoice_balances`` gives each invoice the balance its ledger leaves open.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The REST CRM holds the same contacts and deals as the SQL CRM of the sandbox, so the
 flow ``webshop_to_crm_api`` meets exactly the drift the SQL flow meets, and its labels are
 the SQL flow's labels under its own name. The payment gateway's transactions pay deals
-that no other scenario touches, one labelled reconciliation case each. Seeds are JSON
+that no other scenario touches, one labelled reconciliation case each; accounting's books
+(invoices and finance ledger) hold the same deals. Seeds are JSON
 files beside the SQLite systems, read by ``truesync sandbox serve``.
 """
 
