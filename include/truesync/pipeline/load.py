@@ -312,7 +312,8 @@ def _newest_seen(job: EntityJob, source: pd.DataFrame, source_ts: pd.Series) -> 
 
 
 def _outcomes(verdict: Classification, sync: ChunkSync) -> pd.DataFrame:
-    """Each record's outcome; held records are quarantined with the check that held them."""
+    """Each record's outcome; held records are quarantined with the check that held them, and a written
+    record a check noted (``reconcile``: a balance repaired) carries that check and its reason."""
     result = verdict.result
     is_held = result.index.isin(sync.held.keys)
     klass = result["class"]

@@ -238,6 +238,8 @@ def _judge(
     finance, invoice = rules.finance, item.books
     if books is None or invoice is None or finance is None or ledger is None:
         return BALANCE_CHECK, said, None
+    if pd.isna(invoice[finance.balance]) or pd.isna(invoice[finance.total]):  # books without a balance say nothing
+        return BALANCE_CHECK, said, None
     entry = ledger.loc[item.key] if item.key in ledger.index else None
     if not _is(rules.closing, entry):
         theirs = f"balance {invoice[finance.balance]} of {invoice[finance.total]}"
