@@ -45,11 +45,12 @@ def _results(books: Demo) -> pd.DataFrame:
 
 
 def test_the_demo_days_load_as_labelled_parents_first_and_bad_lines_wait_alone(books: Demo) -> None:
-    """One sandbox per database for four checks that only read it (building one costs ~15 s)."""
+    """One sandbox per database for five checks that only read it (building one costs ~15 s)."""
     _classified_as_labelled(books)
     _parents_first(books)
     _bad_lines_wait_alone(books)
     _invoices_leave_open_what_the_finance_ledger_says(books)
+    _a_customer_colliding_with_an_account_waits_naming_it(books)
 
 
 def _classified_as_labelled(books: Demo) -> None:
@@ -144,3 +145,24 @@ def _invoices_leave_open_what_the_finance_ledger_says(books: Demo) -> None:
     shown = {ref: Decimal(str(balance)).quantize(Decimal("0.01")) for ref, balance in rows}
     assert shown == expected
     assert any(shown[ref] != total for ref, total in totals.items()), "the ledger moved some balance"
+
+
+def _a_customer_colliding_with_an_account_waits_naming_it(books: Demo) -> None:
+    """A new shop customer whose id differs from an account holder's only in case is held, and nothing of
+    it reaches the holder's account: accounting finds accounts without case on every database."""
+    labels = books.labels()
+    (twin,) = labels.loc[(labels["flow"] == FLOW) & (labels["check"] == "unique_match"), "key"]
+    holder = next(
+        key for key in books.by_key("accounting", "accounts", "customer_ref") if key.casefold() == twin.casefold()
+    )
+    assert holder != twin
+    exception = books.exception(FLOW, "customer", twin)
+    assert (exception["class"], exception["check_name"], exception["field"]) == (
+        "mismatched",
+        "unique_match",
+        "customer_id",
+    )
+    assert exception["reason"] == f"key '{twin}' matches '{holder}' in target 'accounting' only by collation"
+    shop = books.by_key("webshop", "customers", "ext_id")
+    account = books.by_key("accounting", "accounts", "customer_ref")[holder]
+    assert account["email"] != shop[twin]["email_address"], "the newcomer's values did not land on the holder's account"

@@ -145,7 +145,8 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], ob
     stale = _older_than_synced(source_ts, entries)
     verdict.result.loc[stale, ["class", "write", "overdue"]] = (IN_SYNC, False, False)
     hold_case_twins(sync, verdict)
-    verdict.result.loc[verdict.result.index.isin(sync.held.keys), "class"] = MISMATCHED
+    held = verdict.result.index.isin(sync.held.keys)  # matched ambiguously: mismatched, and never overdue
+    verdict.result.loc[held, ["class", "overdue"]] = (MISMATCHED, False)
     reconcile.hold_contradictions(sync, source, verdict, matched)
     for klass, n in verdict.result["class"].value_counts().items():
         sync.tally.add(str(klass), n)

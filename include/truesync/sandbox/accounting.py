@@ -16,7 +16,8 @@ a customer it knew, with their lines. The shop's demo-day changes then reach it 
 reach the CRM, and labels say what the first run of ``webshop_to_accounting`` that sees
 each record must report. Some lines drift on their own (``LINE_SCENARIOS``): a quantity
 changed in the shop, a price edited in accounting, a negative quantity, a line without a
-product.
+product. One new shop customer's id differs from an account holder's only in case
+(``_collision``): accounting, which finds accounts without case, would book both on one.
 
 Accounting also keeps the books a payment is reconciled against (``sandbox.rest`` fills
 them): invoices of sales orders, and a finance ledger of payments and refunds booked on
@@ -46,11 +47,25 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import Table as SqlTable
+from sqlalchemy.dialects.postgresql import CITEXT
 
 from truesync.core.keys import record_key
-from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, Customer, Made, Order, Rows
+from truesync.sandbox.made import (
+    BETWEEN,
+    IN_SET,
+    NOT_NULL,
+    PARENT,
+    REGEX,
+    UNIQUE,
+    UNIQUE_MATCH,
+    Customer,
+    Made,
+    Order,
+    Rows,
+)  # fmt: skip
 
 FLOW = "webshop_to_accounting"
+CRM_FLOW = "webshop_to_crm"
 SEED_OFFSET = 4  # the payment gateway draws from seed + 1, the quiet drift from seed + 2, the POS from seed + 3
 STATUS = {"pending": "OPEN", "paid": "PAID", "shipped": "SHIPPED", "cancelled": "VOID"}
 LINE_SCENARIOS = ("delayed", "overwritten", "negative_quantity", "no_product")
@@ -71,6 +86,9 @@ ORDER_CHECK = {"unknown_code": IN_SET, "unparseable": REGEX, "duplicate_key": UN
                "bad_currency": IN_SET}  # fmt: skip
 NEW_ORDERS = ("missing", "orphan", "null_key")
 QUARANTINING_CUSTOMERS = ("duplicate_key", "bad_email")  # held in accounting: their orders wait
+# Accounting finds an account by the shop's customer id without case (SQLite NOCASE, PostgreSQL citext,
+# MariaDB's default collation): two shop ids differing only in case name one account.
+CUSTOMER_REF = String(40).with_variant(String(40, collation="NOCASE"), "sqlite").with_variant(CITEXT(), "postgresql")
 
 
 def tables(shop: MetaData) -> MetaData:
@@ -88,14 +106,14 @@ def tables(shop: MetaData) -> MetaData:
     SqlTable(
         "accounts", books,
         Column("account_no", Integer, primary_key=True, autoincrement=True),
-        Column("customer_ref", String(40), nullable=False, unique=True), Column("name", String(120)),
+        Column("customer_ref", CUSTOMER_REF, nullable=False, unique=True), Column("name", String(120)),
         Column("email", String(120)), Column("postal_address", String(200)), Column("modified_at", DateTime),
     )  # fmt: skip
     SqlTable(
         "sales_orders", books,
         Column("order_no", Integer, primary_key=True, autoincrement=True),
         Column("order_ref", String(40), nullable=False, unique=True),
-        Column("customer_ref", String(40), ForeignKey("accounts.customer_ref"), nullable=False),
+        Column("customer_ref", CUSTOMER_REF, ForeignKey("accounts.customer_ref"), nullable=False),
         Column("status", String(10)), Column("total", Numeric(12, 2)), Column("currency", String(3)),
         Column("ordered_at", DateTime), Column("modified_at", DateTime),
     )  # fmt: skip
@@ -170,6 +188,23 @@ class _Books:
         self._plan_lines(lines)
         for line in lines:
             self._line(line)
+        self._collision()
+
+    def _collision(self) -> None:
+        """A new shop customer whose id differs from an account holder's only in case: accounting would
+        book both on one account, so the newcomer is held (``unique_match``) naming the holder. The CRM
+        tells case apart on SQLite and PostgreSQL (created), not on MariaDB (held the same way)."""
+        holders = sorted(c.key for c in self.made.customers if c.scenario == "history" and c.key in self.accounts)
+        joining = [c for c in self.made.customers if c.scenario == "missing"]
+        if not holders or not joining:
+            return
+        holder, when = holders[int(self.rng.integers(len(holders)))], joining[0].ts
+        twin = holder.lower() if holder != holder.lower() else holder.upper()
+        row = next(r for r in self.rows.tables[("webshop", "customers")] if r["ext_id"] == holder)
+        email = f"{twin.lower()}.{row['email_address']}"
+        self.rows.add("webshop", "customers", {**row, "ext_id": twin, "email_address": email, "updated_at": when})
+        self.rows.label(FLOW, "customer", twin, "mismatched", when, UNIQUE_MATCH)
+        self.rows.label(CRM_FLOW, "customer", twin, "missing", when, also=(("mismatched", UNIQUE_MATCH),))
 
     def _customer(self, c: Customer) -> None:
         if c.key in self.accounts:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-# The checks a label names: Great Expectations' expectations, and the engine's parent hold.
+# The checks a label names: Great Expectations' expectations, and the engine's holds.
 NOT_NULL = "expect_column_values_to_not_be_null"
 IN_SET = "expect_column_values_to_be_in_set"
 UNIQUE = "expect_compound_columns_to_be_unique"
@@ -19,6 +19,7 @@ REGEX = "expect_column_values_to_match_regex"
 BETWEEN = "expect_column_values_to_be_between"
 PARENT = "parent_exists"
 SHARED_TIE = "shared_field_tie"
+UNIQUE_MATCH = "unique_match"
 UNSEEN = "unseen"  # a label's class saying no run of the flow may see the record (``Rows.label``'s ``also``)
 
 
@@ -38,6 +39,7 @@ class Rows(Protocol):
         when: datetime | None,
         check: str = "",
         also: tuple[tuple[str, str], ...] = (),
+        outcome: str = "",
     ) -> None: ...
 
 

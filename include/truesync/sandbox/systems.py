@@ -38,6 +38,8 @@ from sqlalchemy import (
     Table,
     text,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import CITEXT
 from sqlalchemy.engine import URL
 
 from truesync.config import Config
@@ -460,6 +462,12 @@ def system_urls(config: Config) -> dict[str, URL]:
     return {name: sqlalchemy_url(config.systems[name].connection) for name in tables()}
 
 
+def _uses(metadata: MetaData, kind: type) -> bool:
+    """Whether a column of the layout takes the type ``kind`` on PostgreSQL (an extension's type)."""
+    dialect = postgresql.dialect()
+    return any(isinstance(c.type.dialect_impl(dialect), kind) for t in metadata.tables.values() for c in t.columns)
+
+
 def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]:
     """(Re)create the sandbox tables in each system, insert the rows, write the labels."""
     counts: dict[str, int] = {}
@@ -473,6 +481,9 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
             for name in made:
                 conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
         metadata.drop_all(engine)
+        if engine.dialect.name == "postgresql" and _uses(metadata, CITEXT):
+            with engine.begin() as conn:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS citext"))
         metadata.create_all(engine)
         for table in metadata.sorted_tables:
             data = rows.tables.get((system, table.name), [])
