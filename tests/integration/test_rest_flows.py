@@ -182,6 +182,7 @@ def test_a_refund_closed_in_accounting_but_open_in_the_crm_sets_the_crm_balance_
 ) -> None:
     refunds = _closed_in_finance(rest_demo)
     deals = {d["order_ref"]: d for d in rest_demo.items("crm_api", "deals")}
+    kept = {r["order_id"]: {k: deals[r["order_id"]][k] for k in ("amount", "stage", "contact_ref")} for r in refunds}
     invoices = _invoices(rest_demo)
     for refund in refunds:
         open_in_crm = Decimal(deals[refund["order_id"]]["balance"])
@@ -198,6 +199,7 @@ def test_a_refund_closed_in_accounting_but_open_in_the_crm_sets_the_crm_balance_
         key, order, invoice = refund["txn_id"], refund["order_id"], invoices[refund["invoice_id"]]
         assert key in recorded
         assert Decimal(deals[order]["balance"]) == invoice["balance"], "the CRM shows accounting's balance"
+        assert {k: deals[order][k] for k in kept[order]} == kept[order], "the rest of the deal is as it was"
         result = found.loc[key]
         assert (result["class"], result["outcome"], result["check_name"]) == ("missing", "created", "finance_balance")
         assert f"order '{order}' in 'crm_api' still shows an open balance of {refund['amount']}" in result["reason"]

@@ -256,26 +256,28 @@ def _judge(
 def repair_balances(sync: ChunkSync, written: set[str]) -> None:
     """Set each target balance the books own to theirs, once the record that found it is written; audited.
 
-    The balance is read again first: what the write did to it is the target's own bookkeeping,
-    and one already equal to the books' is left alone. A repair the target refuses fails the
-    run (``RecordsRejected`` names it): the record it follows is written already, and a
-    balance left open must not pass unnoticed.
+    The settled record is read again first: what the write did to its balance is the target's
+    own bookkeeping, and one already equal to the books' is left alone. It is written whole,
+    its balance changed, so an upsert that replaces a record keeps the rest of it. A repair
+    the target refuses fails the run (``RecordsRejected`` names it): the record it follows
+    is written already, and a balance left open must not pass unnoticed.
     """
     repairs = [r for r in sync.repairs.values() if r.record in written]
     if not repairs:
         return
     job, first = sync.job, repairs[0]
     mapping = job.config.entity_mapping(job.config.flows[job.flow].target, first.entity)
-    spec = job.config.entities[first.entity]
-    keys, field = [r.settled for r in repairs], first.field
-    now = to_canonical(sync.target.fetch(mapping, keys), mapping, spec, [spec.key, field]).records
-    shown = now.drop_duplicates(spec.key).set_index(spec.key)[field]
-    due = [r for r in repairs if shown.get(r.settled) != r.after]
+    spec, field = job.config.entities[first.entity], first.field
+    fields = [f for f in spec.fields if f in mapping.fields]
+    found = to_canonical(sync.target.fetch(mapping, [r.settled for r in repairs]), mapping, spec, fields).records
+    current = found.drop_duplicates(spec.key, keep=False).set_index(spec.key, drop=False)
+    due = [r for r in repairs if r.settled in current.index and current.at[r.settled, field] != r.after]
     if not due:
         return
-    desired = pd.DataFrame({spec.key: [r.settled for r in due], field: [r.after for r in due]})
-    rows, _ = to_system(desired, mapping, sync.target.columns(mapping), [spec.key, field])
+    desired = current.loc[[r.settled for r in due], fields]
+    audit = pd.DataFrame({"key": desired.index, "field": field, "overwritten_value": desired[field].to_numpy(),
+                          "restored_value": [r.after for r in due]})  # fmt: skip
+    rows, _ = to_system(desired.assign(**{field: audit["restored_value"].to_numpy()}), mapping,
+                        sync.target.columns(mapping), fields)  # fmt: skip
     sync.target.write(mapping, rows, len(rows), run_id=job.run_id)
-    audit = pd.DataFrame({"key": desired[spec.key], "field": field, "restored_value": desired[field],
-                          "overwritten_value": [shown.get(r.settled) for r in due]})  # fmt: skip
     runs.add_audit(job.store, audit.assign(run_id=job.run_id, flow=job.flow, entity=first.entity, at=utcnow()))
