@@ -94,7 +94,7 @@ def test_entity_groups_follow_dependency_order(dagbag: DagBag) -> None:
 
 def test_global_load_order_puts_parents_first() -> None:
     order = load_config().load_order()
-    assert order == ["customer", "order", "stock_item", "product", "payment", "store_price", "pos_event",
+    assert order == ["customer", "order", "stock_item", "product", "invoice", "payment", "store_price", "pos_event",
                      "order_line", "contact", "compliance_status", "asset_inspection"]  # fmt: skip
 
 

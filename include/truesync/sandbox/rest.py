@@ -128,9 +128,9 @@ def build_payments(rows: Rows, seed: int, start: date, days: int) -> Payments:
     ``no_deal`` pays a deal the CRM does not have yet: it waits for it (``parent_exists``).
 
     Accounting invoices every one of these deals, and its finance ledger books what the CRM
-    recorded, except: ``finance_closed`` refunds a deal whose capture accounting booked and
-    the CRM never recorded; accounting booked the refund too, so it is closed in finance while
-    the CRM still shows the deal open. Accounting owns the balance (the flow's ``finance``
+    recorded, except: ``finance_closed`` refunds a deal paid by bank transfer, which only
+    accounting booked; accounting booked the refund too, so it is closed in finance while the
+    CRM still shows the deal open. Accounting owns the balance (the flow's ``finance``
     rule), so the refund is created and the deal's balance set to accounting's
     (``finance_balance``). ``finance_ref`` pays a deal whose invoice accounting made out for
     another sales order: ``mismatched``, ``reference_match``.
@@ -203,9 +203,8 @@ def _payment_case(
     elif scenario == "no_deal":
         out.add(key, {**deal, "order_ref": f"NEW-{deal['order_ref']}"}, "payment", "captured", ts)
         label(PAYMENT_FLOW, "payment", key, "missing", ts, PARENT)
-    elif scenario == "finance_closed":
-        out.add(f"P{key}", deal, "payment", "captured", history)
-        out.book(f"P{key}", deal, "payment", "captured", history)
+    elif scenario == "finance_closed":  # paid by bank transfer: only accounting booked it
+        out.book(f"BANK-{key}", deal, "payment", "captured", history)
         out.add(key, deal, "refund", "refunded", ts)
         out.book(key, deal, "refund", "refunded", ts)
         label(PAYMENT_FLOW, "payment", key, "missing", ts, "finance_balance", outcome="created")
