@@ -299,6 +299,27 @@ def test_native_upsert_creates_then_updates_by_key(crm: Crm) -> None:
     assert crm.stats()["PUT /deals/by-key/O-1"] == 2
 
 
+def test_the_crm_keeps_a_deals_balance_and_keeps_a_balance_written_to_it(crm: Crm) -> None:
+    """The sandbox CRM's bookkeeping, which a balance the books own is repaired against (``reconcile``)."""
+    connector, payments = crm.connector(), crm.settings.endpoints["payments"]
+    deal = {"order_ref": "O-1", "contact_ref": "C001", "stage": "new", "amount": "10.00", "currency": "EUR"}
+    connector.write(crm.deals, [deal], 10)
+
+    def pay(key: str, kind: str, state: str, amount: str) -> str:
+        body = {"payment_ref": key, "deal_ref": "O-1", "kind": kind, "state": state, "amount": amount}
+        connector.api.request("POST", payments.path, body=body)
+        return crm.items("deals")[0]["balance"]
+
+    assert crm.items("deals")[0]["balance"] == "10.00", "a new deal owes its amount"
+    assert pay("P1", "payment", "captured", "10.00") == "0.00"
+    assert pay("R1", "refund", "authorised", "4.00") == "0.00", "a refund not paid out moves nothing"
+    connector.write(crm.deals, [{**deal, "balance": "7.00"}], 10)
+    assert crm.items("deals")[0]["balance"] == "7.00", "a balance written to the deal is kept"
+    assert pay("R2", "refund", "refunded", "4.00") == "11.00", "and later payments move it from there"
+    connector.write(crm.deals, [{**deal, "amount": "12.00", "balance": "11.00"}], 10)
+    assert crm.items("deals")[0]["balance"] == "13.00", "a changed amount moves it by the change"
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 
