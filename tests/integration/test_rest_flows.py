@@ -20,7 +20,7 @@ import pytest
 import requests
 from sandbox_demo import assert_conserved
 from sandboxapis import sandbox_apis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from truesync import cli
 from truesync.config import Config, load_config
@@ -34,6 +34,7 @@ from truesync.sandbox.api import DEFAULT_TOKEN, ServerThread
 from truesync.sandbox.groundtruth import differences, first_results
 from truesync.store import Store, queue, staging
 from truesync.store.schema import audit
+from truesync.support.sqldb import open_engine
 
 REST_FLOW = "webshop_to_crm_api"
 DEMO_START = datetime.combine(sandbox.DEMO_START, datetime.min.time())
@@ -161,7 +162,7 @@ def test_mismatched_payments_name_both_references_and_clean_refunds_update_the_b
 
 def _invoices(rest_demo: RestDemo) -> dict[str, dict[str, Any]]:
     """Accounting's invoices with the balance its finance ledger leaves open, by invoice."""
-    engine = create_engine(sandbox.system_urls(rest_demo.config)["accounting"])
+    engine = open_engine(sandbox.system_urls(rest_demo.config)["accounting"])
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT * FROM invoice_balances")).mappings().all()
     engine.dispose()

@@ -108,11 +108,10 @@ def hold_contradictions(sync: ChunkSync, source: pd.DataFrame, verdict: Classifi
     flow, finance = job.config.flows[job.flow], rules.finance
     extra = [f for f in (rules.balance, rules.total) if f]
     target = _side(sync, sync.target, flow.target, rules.entity, rules.references, rules.match_on, extra, pending)
-    books, ledger = None, None
+    books = None
     if finance is not None and sync.books is not None:
         books = _side(sync, sync.books, finance.system, finance.entity, finance.references, rules.match_on,
                       [finance.balance, finance.total], pending)  # fmt: skip
-        ledger = _books_ledger(sync, sync.books, finance.system, list(pending.index))
     passed: list[_Passed] = []
     found: list[tuple[str, str, str]] = []
     for key, record in pending.iterrows():
@@ -123,7 +122,11 @@ def hold_contradictions(sync: ChunkSync, source: pd.DataFrame, verdict: Classifi
             found.append((str(key), *problem))
         elif hit is not None:
             passed.append(_Passed(str(key), record, hit, mine))
-    for refused in _balances(rules, passed, current, target.key):
+    refusals = list(_balances(rules, passed, current, target.key))
+    ledger = None  # the books' entries of the refused records only: most chunks have none
+    if books is not None and sync.books is not None and refusals:
+        ledger = _books_ledger(sync, sync.books, books.system, [r.passed.key for r in refusals])
+    for refused in refusals:
         check, reason, repair = _judge(rules, target, books, ledger, refused)
         if repair is None:
             found.append((refused.passed.key, check, reason))
@@ -150,7 +153,7 @@ def _side(
 
 
 def _books_ledger(sync: ChunkSync, reader: Target, system: str, keys: list[str]) -> pd.DataFrame:
-    """The books' entries of the pending records (their mapping of this entity), canonical, by key."""
+    """The books' entries of these records (their mapping of this entity), canonical, by key."""
     job = sync.job
     mapping = job.config.entity_mapping(system, job.entity)
     fields = [f for f in job.spec.fields if f in mapping.fields]
