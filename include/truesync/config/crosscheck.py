@@ -304,19 +304,19 @@ def _check_finance(
     for name in ("balance", "total"):
         if getattr(books, name) not in settled.fields:
             raise ConfigError(file, f"{where}.{name}", f"'{books.system}' does not map '{getattr(books, name)}'")
-    member = settled.fields[books.references[rules.match_on]]
-    problem = KINDS[config.systems[books.system].kind].lookup_problem(
-        config.systems[books.system].settings, settled.table, member
-    )
+    problem = _lookup_problem(config, books.system, books.entity, books.references[rules.match_on])
     if problem is not None:
         raise ConfigError(file, f"{where}.references", f"'{books.system}': {problem}")
 
 
 def _check_reconcile_target(config: Config, file: str, where: str, flow: FlowConfig, rules: ReconcileConfig) -> None:
     """The target must be able to find the settled records by ``match_on``."""
-    system = config.systems[flow.target]
-    target = config.entity_mapping(flow.target, rules.entity)
-    member = target.fields[rules.references[rules.match_on]]
-    problem = KINDS[system.kind].lookup_problem(system.settings, target.table, member)
+    problem = _lookup_problem(config, flow.target, rules.entity, rules.references[rules.match_on])
     if problem is not None:
         raise ConfigError(file, f"{where}.match_on", f"target '{flow.target}': {problem}")
+
+
+def _lookup_problem(config: Config, system: str, entity: str, field: str) -> str | None:
+    """Why ``system`` cannot find records of ``entity`` by ``field``, or None when it can."""
+    settings, mapping = config.systems[system], config.entity_mapping(system, entity)
+    return KINDS[settings.kind].lookup_problem(settings.settings, mapping.table, mapping.fields[field])
