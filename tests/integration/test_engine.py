@@ -6,6 +6,7 @@ ground truth of what the first run that sees each record must report.
 
 from __future__ import annotations
 
+import gc
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy.engine import URL
 
 from truesync import cli
 from truesync.config import load_config
+from truesync.pipeline import compare, extract, finalize, load
 from truesync.sandbox import systems as sandbox
 from truesync.sandbox.groundtruth import differences, first_results
 from truesync.store import Store, queue, runs, staging
@@ -310,6 +312,34 @@ def test_overwritten_values_are_restored_and_kept_in_the_audit_trail(
             assert before[k]["phone"] == shop[k]["phone"] + "9", "a digit too many, typed in the CRM"
             assert after[k]["phone"] == shop[k]["phone"]
             assert after[k]["segment"] == before[k]["segment"], "restoring never touches CRM-owned fields"
+
+
+# --- the garbage collector walks the chunks, not the imports (support.collector) ---------------
+
+
+def test_every_stage_works_its_chunks_with_the_objects_alive_at_its_start_frozen(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def probe(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            seen.append((name, gc.get_freeze_count()))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    for module, name in ((extract, "prepare"), (load, "_sync_chunk"), (finalize, "post_load_checks")):
+        probe(module, name)
+    probe(compare, "_scan")
+    demo.run(SHOP_FLOW, 0)
+    compare.run_compare(demo.config, demo.store, SHOP_FLOW, f"{SHOP_FLOW}:compare")
+
+    assert {name for name, _ in seen} == {"prepare", "_sync_chunk", "post_load_checks", "_scan"}
+    assert all(count > 10_000 for _, count in seen), seen  # the engine's, pandas' and GX's modules at least
+    assert gc.get_freeze_count() == 0, "a stage left objects frozen"
 
 
 # --- partitions: mapped sync tasks share one entity's delta -------------------------------------

@@ -41,6 +41,7 @@ from truesync.store import Store, checks, code_tables, ledger, queue, runs, stag
 from truesync.store import compare as compared
 from truesync.store.core import utcnow
 from truesync.store.rate_limits import shared_ceilings
+from truesync.support.collector import setup_frozen
 
 CHILDREN_REMAIN = "children_remain"
 
@@ -74,6 +75,7 @@ def run_compare(
     return finish_compare(config, store, flow, run_id)
 
 
+@setup_frozen
 def compare_entity(job: EntityJob) -> int:
     """Scan both sides, judge every key, stage the source records to repair; returns keys compared."""
     began = time.monotonic()

@@ -24,6 +24,7 @@ from truesync.pipeline.job import EntityJob
 from truesync.pipeline.window import Window
 from truesync.quality.checks import Suite, suite_for, validation_frame
 from truesync.store import checks, code_tables, files, queue, runs, staging
+from truesync.support.collector import setup_frozen
 from truesync.support.failpoints import failpoint
 from truesync.support.frames import records
 from truesync.support.overlap import WriteBehind, read_ahead
@@ -35,6 +36,7 @@ def suite(job: EntityJob) -> Suite:
     return suite_for(name, job.spec, job.mapping("source"), job.payload_fields(), job.config)
 
 
+@setup_frozen
 def extract_entity(job: EntityJob, window: Window) -> int:
     """Stage the window's records, the rows without a key and the retries of open exceptions.
 
@@ -80,6 +82,7 @@ def _stage(job: EntityJob, rows: pd.DataFrame) -> None:
 NULL_KEY_PREFIX = "null-key:"
 
 
+@setup_frozen
 def stage_fetched(job: EntityJob, source: Source, keys: Iterator[list[str]]) -> int:
     """Fetch records by key, page after page of ``keys``, and stage them as the window's are (the next page
     read ahead, each batch staged behind the next); returns how many distinct records are staged. A key

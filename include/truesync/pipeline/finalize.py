@@ -47,6 +47,7 @@ from truesync.reporting.report import (
 )
 from truesync.store import Store, checks, files, last_seen, queue, review, runs, staging
 from truesync.store import retention as kept
+from truesync.support.collector import setup_frozen
 from truesync.support.failpoints import failpoint
 
 QUIET_EXAMPLES = 5  # per entity and class of quiet drift in a compare's report
@@ -60,6 +61,7 @@ class QualityThresholdError(AssertionError):
     """A data-quality threshold of the flow was crossed: the run fails as a whole."""
 
 
+@setup_frozen
 def finish_run(config: Config, store: Store, flow: str, run_id: str) -> dict[str, Any]:
     """Run the steps of the module docstring; returns the report (with its ``path``)."""
     run, spec = runs.get(store, run_id), config.flows[flow]

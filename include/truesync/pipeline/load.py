@@ -35,6 +35,7 @@ from truesync.pipeline.window import Window
 from truesync.store import last_seen, ledger, queue, runs, staging
 from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
+from truesync.support.collector import setup_frozen
 from truesync.support.failpoints import failpoint
 from truesync.support.overlap import WriteBehind
 
@@ -45,6 +46,7 @@ class StagingDropped(RuntimeError):
     """A sync task of a finished run was run again alone: the run's staged records are gone."""
 
 
+@setup_frozen
 def sync_entity(job: EntityJob, window: Window, dry_run: bool, part: Partition = EVERYTHING) -> dict[str, int]:
     """Classify and load the staged records of one partition; returns its counts.
 
