@@ -6,7 +6,9 @@ Hashes are :func:`truesync.core.classify.side_hash` values, so a source and a ta
 agree on every synced field have equal hashes, and each side compares with what the
 ledger remembers of it. The rules (``docs/design.md``, "Full compare"):
 
-* both sides, equal hashes: ``in_sync``; kept (``KEEP``), the ledger refreshed when stale;
+* both sides, equal hashes: ``in_sync``; kept (``KEEP``). The store counts these and refreshes
+  their stale ledger entries itself (``store.compare.in_sync``, ``refresh_ledger``), so a page
+  from ``store.compare.differences`` never holds one;
 * both sides, different, or the source only: ``SYNC``: the source record is staged and the
   incremental classifier decides ``missing``, ``delayed``, ``overwritten`` or ``mismatched``;
 * the target and the ledger, no source: ``deleted``, handled by the flow's delete policy;
@@ -43,7 +45,7 @@ PAGE_COLUMNS = (
 
 
 def judge(page: pd.DataFrame, version: str, watermark: datetime | None) -> pd.DataFrame:
-    """Per key of ``page`` (indexed by key, ``PAGE_COLUMNS``): action, quiet flags, stale ledger.
+    """Per key of ``page`` (indexed by key, ``PAGE_COLUMNS``): action and quiet flags.
 
     ``version`` is the flow's mapping version: a ledger entry made under another one still
     says the record was synced once, but its hashes are not compared (first contact).
@@ -62,13 +64,11 @@ def judge(page: pd.DataFrame, version: str, watermark: datetime | None) -> pd.Da
     before_watermark = s_ts < pd.Timestamp(watermark) if watermark is not None else pd.Series(False, index=page.index)
     source_unmoved = current & (page["s_hash"] != page["l_source_hash"]) & (s_ts <= l_source_ts)
     target_unmoved = ~current | t_ts.isna() | (t_ts <= l_target_ts)
-    stale = ~current | (page["l_source_hash"] != page["s_hash"]) | (page["l_target_hash"] != page["t_hash"])
     return pd.DataFrame(
         {
             "action": action,
             "quiet_source": (before_watermark | source_unmoved | (known & ~t_seen)).to_numpy(dtype=bool),
             "quiet_target": target_unmoved.to_numpy(dtype=bool),
-            "refresh_ledger": (equal & stale).to_numpy(dtype=bool),
         },
         index=page.index,
     )

@@ -29,7 +29,7 @@ from truesync.connectors.base import Source, Target
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import EPOCH, as_text, keys_of, raw_keys, to_canonical
 from truesync.core.classify import side_hash
-from truesync.core.compare import DELETE, DELETED, FORGET, KEEP, REPORT, SYNC, TARGET_ONLY, judge
+from truesync.core.compare import DELETE, DELETED, FORGET, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.core.text import stand_in_key, unstorable_keys
 from truesync.pipeline import progress
 from truesync.pipeline.extract import prepare, stage_fetched
@@ -144,52 +144,30 @@ def _storable_keys(job: EntityJob, raw: pd.DataFrame, keys: pd.Series, side: str
 
 
 def _judge(job: EntityJob, dry_run: bool) -> int:
-    """Decide per key (``core.compare.judge``); store the differences, refresh stale ledger entries
-    of records in sync; returns how many records are in sync.
+    """Count the records in sync and refresh their stale ledger entries, in the store; decide per key
+    that differs (``core.compare.judge``) and store the decisions; returns how many records are in sync.
 
     A difference whose key the exception queue holds already is ``known``: a problem reported
     before, so never quiet drift again.
     """
     spec, version = job.config.flows[job.flow], job.mapping_version()
-    watermark, kept = runs.watermark(job.store, job.flow), 0
-    for page in compared.joined_pages(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
-        verdict = judge(page, version, watermark)
-        keep = verdict["action"] == KEEP
-        kept += int(keep.sum())
-        diffs = verdict.loc[~keep, ["action", "quiet_source", "quiet_target"]].rename_axis("key").reset_index()
-        queued = queue.active_ids(job.store, job.flow, job.entity, diffs["key"].tolist())
-        diffs["known"] = diffs["key"].isin(queued.keys())
-        compared.record_diffs(job.store, job.run_id, job.entity, diffs)
-        if not dry_run:
-            _refresh_ledger(job, page[verdict["refresh_ledger"].to_numpy()], version)
-    return kept
-
-
-def _refresh_ledger(job: EntityJob, fresh: pd.DataFrame, version: str) -> None:
-    """Write the entries of records found in sync: appended where the key had none (all of a
-    first compare's), merged where it had a stale one.
-    """
-    unknown = fresh["l_version"].isna().to_numpy()
-    for rows, new in ((fresh[unknown], True), (fresh[~unknown], False)):
-        if len(rows):
-            ledger.write(job.store, job.flow, job.entity, _ledger_rows(job, rows, version), new=new)
-
-
-def _ledger_rows(job: EntityJob, page: pd.DataFrame, version: str) -> pd.DataFrame:
-    """Ledger entries of records found in sync: what each side holds now."""
-    return pd.DataFrame(
-        {
-            "key": page.index,
-            "source_hash": page["s_hash"].to_numpy(),
-            "target_hash": page["t_hash"].to_numpy(),
-            "source_ts": pd.to_datetime(page["s_ts"]).to_numpy(),
-            "target_ts": pd.to_datetime(page["t_ts"]).to_numpy(),
+    watermark = runs.watermark(job.store, job.flow)
+    kept = compared.in_sync(job.store, job.run_id, job.entity)
+    if not dry_run:
+        entry = {
             "mapping_version": version,
             "run_id": job.run_id,
             "synced_at": utcnow(),
             "code_versions": job.code_versions(),
         }
-    )
+        compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, entry)
+    for page in compared.differences(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
+        verdict = judge(page, version, watermark)
+        diffs = verdict[["action", "quiet_source", "quiet_target"]].rename_axis("key").reset_index()
+        queued = queue.active_ids(job.store, job.flow, job.entity, diffs["key"].tolist())
+        diffs["known"] = diffs["key"].isin(queued.keys())
+        compared.record_diffs(job.store, job.run_id, job.entity, diffs)
+    return kept
 
 
 def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run: bool) -> dict[str, int]:

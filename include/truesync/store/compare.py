@@ -2,24 +2,27 @@
 
 Each system returns its rows in its own order (a REST listing by change time, a SQL table
 in any order, collations that disagree), so neither side is merged in Python. Both are
-written here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``), and one
-walk by key over the store's own index joins them with the ledger, a page at a time:
-memory stays bounded by the page, and the order is the store's on all three.
+written here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``), and the
+store's own database joins them with the ledger: it counts the records in sync and refreshes
+their ledger entries in place (``in_sync``, ``refresh_ledger``), and hands Python only the
+keys that differ (``differences``), streamed a page at a time, so memory stays bounded by the page.
 ``ts_compare_diff`` keeps the decision for every key that is not simply in sync.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, delete, false, func, select, true, update
+from sqlalchemy import and_, case, delete, exists, false, func, literal, null, or_, select, true, union_all, update
 
 from truesync.core.classify import OVERWRITTEN
 from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSES
-from truesync.store.core import Store, key_pages, row_pages
+from truesync.store.core import Store, key_pages
+from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_keys, ledger, results
-from truesync.support.bulk import Rows, insert, upsert_mostly_new, with_constants
+from truesync.support.bulk import Rows, insert, upsert_from_select, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
@@ -62,79 +65,99 @@ def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def joined_pages(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
-    """Every key of both sides and of the ledger, about ``size`` keys of the sides a page, in key order.
-
-    A page covers the key range since the previous page, so the ledger entries in that range
-    come with it, those of keys neither side holds included; entries past the last key of
-    the sides come last, in pages of their own. Columns: ``core.compare.PAGE_COLUMNS``.
-    """
-    last: str | None = None
-    while True:
-        sides, high = _sides(store, run_id, entity, last, size)
-        yield sides.join(_ledger_range(store, flow, entity, last, high), how="outer").reindex(
-            columns=list(PAGE_COLUMNS)
-        )
-        if high is None:
-            return
-        last = high
-
-
-def _sides(store: Store, run_id: str, entity: str, after: str | None, size: int) -> tuple[pd.DataFrame, str | None]:
-    """Both sides of the keys after ``after``, one row per key, and the last key (None: no more).
-
-    Rows are read in the order of the table's primary key (key, then side), so each page is
-    a range of its index that stops at the limit; the last key of a full page may lack its
-    second side, so it is left to the next page.
-    """
-    k = compare_keys
-    query = (
-        select(k.c.key, k.c.side, k.c.hash, k.c.ts)
-        .where(k.c.run_id == run_id, k.c.entity == entity)
-        .order_by(k.c.key, k.c.side)
-        .limit(2 * size)
-    )
-    if after is not None:
-        query = query.where(k.c.key > after)
+def in_sync(store: Store, run_id: str, entity: str) -> int:
+    """How many keys both sides hold with equal hashes: the records in sync (a null hash never is)."""
+    s, t = _scanned(run_id, entity)
+    query = select(func.count()).select_from(s.join(t, _same_key(s, t))).where(_equal(s, t))
     with store.engine.connect() as conn:
-        rows = from_rows(conn.execute(query).all(), ["key", "side", "hash", "ts"])
-    high = None
-    if len(rows) == 2 * size:
-        high = rows["key"].iloc[-1]
-        rows = rows[rows["key"] != high]
-        high = rows["key"].iloc[-1]
-    return _pivot(rows), high
+        return int(conn.execute(query).scalar() or 0)
 
 
-def _pivot(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per key: ``s_seen``, ``s_hash``, ``s_ts`` from the source row, ``t_*`` from the target's."""
-    frames = []
-    for side, prefix in ((SOURCE, "s"), (TARGET, "t")):
-        mine = rows[rows["side"] == side].set_index("key")
-        frames.append(
-            pd.DataFrame(
-                {f"{prefix}_seen": 1, f"{prefix}_hash": mine["hash"], f"{prefix}_ts": mine["ts"]}, index=mine.index
-            )
-        )
-    return frames[0].join(frames[1], how="outer")
+def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dict[str, Any]) -> int:
+    """Write what both sides hold now into the ledger entry of every record in sync whose entry is
+    missing, made under another mapping version (``entry["mapping_version"]``) or stale on either
+    hash; returns how many. One statement in the store: the records in sync, nearly all of a large
+    compare, never travel to Python. ``entry`` holds the constant columns (mapping version, run, time,
+    code versions).
+    """
+    s, t = _scanned(run_id, entity)
+    known = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
+    stale = or_(
+        ledger.c.key.is_(None),
+        ledger.c.mapping_version.is_distinct_from(entry["mapping_version"]),
+        ledger.c.source_hash.is_distinct_from(s.c.hash),
+        ledger.c.target_hash.is_distinct_from(t.c.hash),
+    )
+    constants = {"flow": flow, "entity": entity, **entry}
+    values = {
+        **{name: literal(value, ledger.c[name].type) for name, value in constants.items()},
+        "key": s.c.key,
+        "source_hash": s.c.hash,
+        "target_hash": t.c.hash,
+        "source_ts": s.c.ts,
+        "target_ts": t.c.ts,
+    }
+    query = (
+        select(*(value.label(name) for name, value in values.items()))
+        .select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, known))
+        .where(_equal(s, t), stale)
+    )
+    with store.engine.begin() as conn:
+        return upsert_from_select(conn, ledger, query, ("flow", "entity", "key"), LEDGER_COLUMNS)
 
 
-def _ledger_range(store: Store, flow: str, entity: str, after: str | None, upto: str | None) -> pd.DataFrame:
-    """Ledger entries with ``after < key <= upto`` (either bound open when None), read in pages."""
-    query = select(
-        ledger.c.key,
-        ledger.c.source_hash.label("l_source_hash"),
-        ledger.c.target_hash.label("l_target_hash"),
-        ledger.c.source_ts.label("l_source_ts"),
-        ledger.c.target_ts.label("l_target_ts"),
-        ledger.c.mapping_version.label("l_version"),
-    ).where(ledger.c.flow == flow, ledger.c.entity == entity)
-    if after is not None:
-        query = query.where(ledger.c.key > after)
-    if upto is not None:
-        query = query.where(ledger.c.key <= upto)
-    rows = [row for page in row_pages(store, query, ledger.c.key, 50_000) for row in page]
-    return from_rows(rows, ["key", *_LEDGER]).set_index("key")
+def differences(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
+    """Every key that is not simply in sync, ``size`` keys a page, indexed by key (``core.compare.PAGE_COLUMNS``):
+    keys the sides hold with different hashes (or a null one), keys one side holds, and ledger
+    entries of keys neither side holds. Read in one streamed query, in no particular order.
+    """
+    s, t = _scanned(run_id, entity)
+    in_ledger = and_(ledger.c.flow == flow, ledger.c.entity == entity)
+    entry = [column.label(name) for name, column in _ledger_columns().items()]
+    absent = [null().label(f"{p}_{c}") for p in "st" for c in ("seen", "hash", "ts")]
+    source_side = (
+        select(s.c.key, literal(1).label("s_seen"), s.c.hash.label("s_hash"), s.c.ts.label("s_ts"))
+        .add_columns(case((t.c.key.is_not(None), 1)).label("t_seen"), t.c.hash.label("t_hash"), t.c.ts.label("t_ts"))
+        .add_columns(*entry)
+        .select_from(s.outerjoin(t, _same_key(s, t)).outerjoin(ledger, and_(in_ledger, ledger.c.key == s.c.key)))
+        .where(or_(s.c.hash.is_(None), t.c.hash.is_(None), s.c.hash != t.c.hash))
+    )
+    target_only = (
+        select(t.c.key, *absent[:3], literal(1).label("t_seen"), t.c.hash.label("t_hash"), t.c.ts.label("t_ts"))
+        .add_columns(*entry)
+        .select_from(t.outerjoin(ledger, and_(in_ledger, ledger.c.key == t.c.key)))
+        .where(~exists().where(_same_key(t, s)))
+    )
+    k = compare_keys
+    scanned = exists().where(k.c.run_id == run_id, k.c.entity == entity, k.c.key == ledger.c.key)
+    ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, ~scanned)
+    columns = ["key", *PAGE_COLUMNS]
+    with store.engine.connect() as conn:
+        result = conn.execution_options(yield_per=size).execute(union_all(source_side, target_only, ledger_only))
+        for rows in result.partitions():
+            yield from_rows(rows, columns).set_index("key")
+
+
+def _ledger_columns() -> dict[str, Any]:
+    """The ledger entry as a page names it (``l_*``)."""
+    c = ledger.c
+    return dict(zip(_LEDGER, (c.source_hash, c.target_hash, c.source_ts, c.target_ts, c.mapping_version), strict=True))
+
+
+def _scanned(run_id: str, entity: str) -> tuple[Any, Any]:
+    """The source's and the target's scanned keys of a compare, as two subqueries (``key``, ``hash``, ``ts``)."""
+    k = compare_keys
+    scanned = select(k.c.key, k.c.hash, k.c.ts).where(k.c.run_id == run_id, k.c.entity == entity)
+    return scanned.where(k.c.side == SOURCE).subquery("s"), scanned.where(k.c.side == TARGET).subquery("t")
+
+
+def _same_key(one: Any, other: Any) -> Any:
+    return one.c.key == other.c.key
+
+
+def _equal(s: Any, t: Any) -> Any:
+    """Both sides hold the key with the same hash (a null hash is unreadable: never equal)."""
+    return and_(s.c.hash.is_not(None), s.c.hash == t.c.hash)
 
 
 def record_diffs(store: Store, run_id: str, entity: str, rows: Rows) -> None:

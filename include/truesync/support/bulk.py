@@ -103,6 +103,19 @@ def upsert(
     return len(rows)
 
 
+def upsert_from_select(
+    conn: Connection, table: Table, query: Any, conflict_columns: Iterable[str], update_columns: Iterable[str]
+) -> int:
+    """Create-or-update the rows ``query`` selects (its columns named as ``table``'s), inside the
+    database: one ``INSERT … SELECT … ON CONFLICT DO UPDATE``, no row travels. Returns how many were
+    written (PostgreSQL, SQLite; the statement needs a ``WHERE`` in ``query`` on SQLite, which parses
+    ``ON CONFLICT`` after a join's ``ON`` otherwise).
+    """
+    names = [column.name for column in query.selected_columns]
+    statement = _upsert_statement(conn, table, list(conflict_columns), list(update_columns))
+    return conn.execute(statement.from_select(names, query)).rowcount
+
+
 def update_or_insert(
     conn: Connection, table: Table, rows: Rows, key_columns: Iterable[str], update_columns: Iterable[str]
 ) -> int:

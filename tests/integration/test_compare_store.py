@@ -1,0 +1,121 @@
+"""The store's part of a full compare on SQLite and PostgreSQL (``store.compare``): records in sync are
+counted and their ledger refreshed inside the database, and only the keys that differ come out.
+
+The rules are ``docs/design.md``'s ("Full compare"); ``tests/unit/test_compare.py`` has the
+decisions ``core.compare.judge`` takes on the keys that come out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import URL, make_url
+
+from truesync.store import Store, ledger
+from truesync.store import compare as compared
+from truesync.store.schema import ledger as ledger_table
+
+FLOW, ENTITY, RUN, VERSION = "shop_to_crm", "customer", "compare__1", "shop@1->crm@1"
+BEFORE, SCANNED, NOW = datetime(2026, 11, 1), datetime(2026, 11, 20, 9, 30), datetime(2026, 12, 6, 12)
+# key: (source hash, target hash, ledger entry's source and target hash and version); None: absent
+KEYS = {
+    "new": ("h", "h", None),
+    "current": ("h", "h", ("h", "h", VERSION)),
+    "other_version": ("h", "h", ("h", "h", "shop@0->crm@1")),
+    "stale_source": ("h2", "h2", ("h1", "h2", VERSION)),
+    "stale_target": ("h", "h", ("h", "x", VERSION)),
+    "differs": ("a", "b", ("a", "a", VERSION)),
+    "unreadable": ("", "", None),  # '' stands for a null hash: a row the mapping could not read
+    "source_only": ("s", None, None),
+    "target_only": (None, "t", ("t", "t", VERSION)),
+    "ledger_only": (None, None, ("l", "l", VERSION)),
+}
+IN_SYNC = {"new", "current", "other_version", "stale_source", "stale_target"}
+REFRESHED = IN_SYNC - {"current"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url: URL = (
+        make_url(f"sqlite:///{tmp_path / 'store.db'}")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    handle = Store(url)
+    _scan_and_remember(handle)
+    yield handle
+    handle.engine.dispose()
+
+
+def _scan_and_remember(store: Store) -> None:
+    for position, side in ((0, compared.SOURCE), (1, compared.TARGET)):
+        held = {key: hashes[position] for key, hashes in KEYS.items() if hashes[position] is not None}
+        rows = pd.DataFrame(
+            {"key": list(held), "hash": [h or None for h in held.values()], "ts": pd.Timestamp(SCANNED)}
+        )
+        compared.record_keys(store, RUN, ENTITY, side, rows)
+    entries = [
+        {"key": key, "source_hash": e[0], "target_hash": e[1], "source_ts": BEFORE, "target_ts": BEFORE,
+         "mapping_version": e[2], "run_id": "sync__0", "synced_at": BEFORE, "code_versions": None}
+        for key, (_, _, e) in KEYS.items() if e is not None
+    ]  # fmt: skip
+    ledger.write(store, FLOW, ENTITY, entries)
+    other = {**entries[0], "key": "elsewhere"}
+    ledger.write(store, FLOW, "order", [other])  # another entity's entry is no key of this compare
+
+
+def _ledger(store: Store, entity: str = ENTITY) -> dict[str, dict]:
+    t = ledger_table
+    query = select(t).where(t.c.flow == FLOW, t.c.entity == entity)
+    with store.engine.connect() as conn:
+        return {row.key: dict(row._mapping) for row in conn.execute(query)}
+
+
+def test_the_records_in_sync_are_the_keys_both_sides_hold_with_one_readable_hash(store: Store) -> None:
+    assert compared.in_sync(store, RUN, ENTITY) == len(IN_SYNC)
+
+
+def test_the_ledger_of_records_in_sync_is_written_where_missing_or_stale_and_nowhere_else(store: Store) -> None:
+    before = _ledger(store)
+    entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": "codes@2"}
+
+    assert compared.refresh_ledger(store, FLOW, RUN, ENTITY, entry) == len(REFRESHED)
+
+    after = _ledger(store)
+    for key in REFRESHED:
+        source_hash, target_hash, _ = KEYS[key]
+        assert after[key] == {
+            "flow": FLOW, "entity": ENTITY, "key": key, "source_hash": source_hash, "target_hash": target_hash,
+            "source_ts": SCANNED, "target_ts": SCANNED, "mapping_version": VERSION, "run_id": RUN,
+            "synced_at": NOW, "code_versions": "codes@2",
+        }, key  # fmt: skip
+    unchanged = set(before) - REFRESHED
+    assert {key: after[key] for key in unchanged} == {key: before[key] for key in unchanged}
+    assert set(after) == set(before) | {"new"}, "a key out of sync or unreadable gets no entry"
+    assert set(_ledger(store, "order")) == {"elsewhere"}
+
+
+def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_page_at_a_time(store: Store) -> None:
+    pages = list(compared.differences(store, FLOW, RUN, ENTITY, size=2))
+
+    assert all(len(page) <= 2 for page in pages)
+    keys = [key for page in pages for key in page.index]
+    assert sorted(keys) == sorted(set(KEYS) - IN_SYNC)
+    page = pd.concat(pages)
+    seen = {key: (bool(row["s_seen"] == 1), bool(row["t_seen"] == 1)) for key, row in page.iterrows()}
+    assert seen == {
+        "differs": (True, True), "unreadable": (True, True), "source_only": (True, False),
+        "target_only": (False, True), "ledger_only": (False, False),
+    }  # fmt: skip
+    assert page.loc["differs", ["s_hash", "t_hash", "l_source_hash", "l_target_hash", "l_version"]].tolist() == [
+        "a", "b", "a", "a", VERSION,
+    ]  # fmt: skip
+    assert page.loc["unreadable", ["s_hash", "t_hash", "l_source_hash"]].isna().all()
+    assert pd.Timestamp(page.loc["target_only", "t_ts"]) == pd.Timestamp(SCANNED)
+    assert pd.Timestamp(page.loc["ledger_only", "l_target_ts"]) == pd.Timestamp(BEFORE)
+    assert page.loc["source_only", ["t_hash", "l_source_hash"]].isna().all()
