@@ -6,9 +6,9 @@ Hashes are :func:`truesync.core.classify.side_hash` values, so a source and a ta
 agree on every synced field have equal hashes, and each side compares with what the
 ledger remembers of it. The rules (``docs/design.md``, "Full compare"):
 
-* both sides, equal hashes: ``in_sync``; kept (``KEEP``). The store counts these and refreshes
-  their stale ledger entries itself (``store.compare.in_sync``, ``refresh_ledger``), so a page
-  from ``store.compare.differences`` never holds one;
+* both sides, equal hashes: ``in_sync``; kept (``KEEP``). The store refreshes their stale
+  ledger entries itself (``store.compare.refresh_ledger``), and a page from
+  ``store.compare.differences`` never holds one;
 * both sides, different, or the source only: ``SYNC``: the source record is staged and the
   incremental classifier decides ``missing``, ``delayed``, ``overwritten`` or ``mismatched``;
 * the target and the ledger, no source: ``deleted``, handled by the flow's delete policy;

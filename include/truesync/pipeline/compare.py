@@ -4,10 +4,10 @@ Named steps, in this order:
 
 1. ``begin_compare``: a run of kind ``compare``, its window everything up to now.
 2. ``compare_entity``, per entity in dependency order: both sides are scanned whole, in
-   chunks, hashed on the synced fields and written to the store; one walk by key joins them
-   with the ledger (``store.compare``) and ``core.compare.judge`` decides per key. Records in
-   sync are counted (their ledger refreshed); source records that differ or are missing in
-   the target are fetched again by key and staged as an extract stages them.
+   chunks, hashed on the synced fields and written to the store, which joins them with the
+   ledger (``store.compare``): it counts the records in sync and refreshes their ledger itself,
+   and ``core.compare.judge`` decides per key that differs. Source records that differ or are
+   missing in the target are fetched again by key and staged as an extract stages them.
 3. The staged records are classified and written by the incremental path
    (``load.plan_partitions``, ``load.sync_entity``): same classes, holds, audit and ledger.
 4. ``apply_deletes``: records only the target holds, children before parents, under the
@@ -144,30 +144,27 @@ def _storable_keys(job: EntityJob, raw: pd.DataFrame, keys: pd.Series, side: str
 
 
 def _judge(job: EntityJob, dry_run: bool) -> int:
-    """Count the records in sync and refresh their stale ledger entries, in the store; decide per key
-    that differs (``core.compare.judge``) and store the decisions; returns how many records are in sync.
+    """Refresh the stale ledger entries of the records in sync, in the store; decide per key that
+    differs (``core.compare.judge``) and store the decisions; returns how many records are in sync:
+    the source's keys that are not among the differences.
 
     A difference whose key the exception queue holds already is ``known``: a problem reported
     before, so never quiet drift again.
     """
     spec, version = job.config.flows[job.flow], job.mapping_version()
     watermark = runs.watermark(job.store, job.flow)
-    kept = compared.in_sync(job.store, job.run_id, job.entity)
     if not dry_run:
-        entry = {
-            "mapping_version": version,
-            "run_id": job.run_id,
-            "synced_at": utcnow(),
-            "code_versions": job.code_versions(),
-        }
-        compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, entry)
+        synced = {"mapping_version": version, "run_id": job.run_id, "code_versions": job.code_versions()}
+        compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, synced | {"synced_at": utcnow()})
+    differing = 0
     for page in compared.differences(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
+        differing += int(page["s_seen"].notna().sum())
         verdict = judge(page, version, watermark)
         diffs = verdict[["action", "quiet_source", "quiet_target"]].rename_axis("key").reset_index()
         queued = queue.active_ids(job.store, job.flow, job.entity, diffs["key"].tolist())
         diffs["known"] = diffs["key"].isin(queued.keys())
         compared.record_diffs(job.store, job.run_id, job.entity, diffs)
-    return kept
+    return compared.side_count(job.store, job.run_id, job.entity, compared.SOURCE) - differing
 
 
 def apply_deletes(config: Config, store: Store, flow: str, run_id: str, dry_run: bool) -> dict[str, int]:

@@ -3,9 +3,9 @@
 Each system returns its rows in its own order (a REST listing by change time, a SQL table
 in any order, collations that disagree), so neither side is merged in Python. Both are
 written here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``), and the
-store's own database joins them with the ledger: it counts the records in sync and refreshes
-their ledger entries in place (``in_sync``, ``refresh_ledger``), and hands Python only the
-keys that differ (``differences``), streamed a page at a time, so memory stays bounded by the page.
+store's own database joins them with the ledger: it refreshes the ledger entries of the
+records in sync in place (``refresh_ledger``) and hands Python only the keys that differ
+(``differences``), streamed a page at a time, so memory stays bounded by the page.
 ``ts_compare_diff`` keeps the decision for every key that is not simply in sync.
 """
 
@@ -16,13 +16,14 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, case, delete, exists, false, func, literal, null, or_, select, true, union_all, update
+from sqlalchemy.engine import Connection
 
 from truesync.core.classify import OVERWRITTEN
 from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSES
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_keys, ledger, results
-from truesync.support.bulk import Rows, insert, upsert_from_select, upsert_mostly_new, with_constants
+from truesync.support.bulk import Rows, insert, insert_from_select, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
@@ -65,45 +66,33 @@ def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def in_sync(store: Store, run_id: str, entity: str) -> int:
-    """How many keys both sides hold with equal hashes: the records in sync (a null hash never is)."""
-    s, t = _scanned(run_id, entity)
-    query = select(func.count()).select_from(s.join(t, _same_key(s, t))).where(_equal(s, t))
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar() or 0)
-
-
 def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dict[str, Any]) -> int:
     """Write what both sides hold now into the ledger entry of every record in sync whose entry is
     missing, made under another mapping version (``entry["mapping_version"]``) or stale on either
-    hash; returns how many. One statement in the store: the records in sync, nearly all of a large
-    compare, never travel to Python. ``entry`` holds the constant columns (mapping version, run, time,
-    code versions).
+    hash; returns how many. Two statements in the store, an update of the stale entries and an
+    insert of the missing ones: the records in sync, nearly all of a large compare, never travel to
+    Python. ``entry`` holds the constant columns (mapping version, run, time, code versions).
     """
     s, t = _scanned(run_id, entity)
-    known = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
+    of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
     stale = or_(
-        ledger.c.key.is_(None),
         ledger.c.mapping_version.is_distinct_from(entry["mapping_version"]),
         ledger.c.source_hash.is_distinct_from(s.c.hash),
         ledger.c.target_hash.is_distinct_from(t.c.hash),
     )
-    constants = {"flow": flow, "entity": entity, **entry}
-    values = {
-        **{name: literal(value, ledger.c[name].type) for name, value in constants.items()},
-        "key": s.c.key,
-        "source_hash": s.c.hash,
-        "target_hash": t.c.hash,
-        "source_ts": s.c.ts,
-        "target_ts": t.c.ts,
-    }
-    query = (
-        select(*(value.label(name) for name, value in values.items()))
-        .select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, known))
-        .where(_equal(s, t), stale)
+    now = {"source_hash": s.c.hash, "target_hash": t.c.hash, "source_ts": s.c.ts, "target_ts": t.c.ts}
+    now |= {name: literal(value, ledger.c[name].type) for name, value in entry.items()}
+    update_stale = update(ledger).where(of_key, _same_key(s, t), _equal(s, t), stale).values(now)
+    new = {name: literal(value, ledger.c[name].type) for name, value in (("flow", flow), ("entity", entity))}
+    missing = (
+        select(*(value.label(name) for name, value in (new | {"key": s.c.key} | now).items()))
+        .select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, of_key))
+        .where(_equal(s, t), ledger.c.key.is_(None))
     )
     with store.engine.begin() as conn:
-        return upsert_from_select(conn, ledger, query, ("flow", "entity", "key"), LEDGER_COLUMNS)
+        _hash_joins(conn)
+        updated = conn.execute(update_stale).rowcount
+        return updated + insert_from_select(conn, ledger, missing, ("flow", "entity", "key"), LEDGER_COLUMNS)
 
 
 def differences(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
@@ -132,10 +121,22 @@ def differences(store: Store, flow: str, run_id: str, entity: str, size: int) ->
     scanned = exists().where(k.c.run_id == run_id, k.c.entity == entity, k.c.key == ledger.c.key)
     ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, ~scanned)
     columns = ["key", *PAGE_COLUMNS]
-    with store.engine.connect() as conn:
+    with store.engine.begin() as conn:
+        _hash_joins(conn)
         result = conn.execution_options(yield_per=size).execute(union_all(source_side, target_only, ledger_only))
         for rows in result.partitions():
             yield from_rows(rows, columns).set_index("key")
+
+
+def _hash_joins(conn: Connection) -> None:
+    """On PostgreSQL, join by hashing for the rest of the transaction, never by a nested loop.
+
+    The planner takes the two sides' hashes for independent columns, so it expects about one key
+    to have equal hashes where nearly all do, and would look each of them up in the ledger's
+    index, one probe per record: four times slower on 1.5M records than hashing both.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
 
 
 def _ledger_columns() -> dict[str, Any]:
