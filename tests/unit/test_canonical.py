@@ -119,6 +119,31 @@ def test_date_spellings() -> None:
     assert converted("born", values) == ["2024-01-31"] * 4 + [None]
 
 
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("born", [dt.date(2024, 1, 31), dt.date(1, 1, 1), dt.date(9999, 12, 31), None]),
+        ("born", [dt.datetime(2024, 1, 31, 23, 59), dt.datetime(2024, 2, 1, 0, 30, tzinfo=dt.UTC), None]),
+        (
+            "seen_at",
+            [
+                dt.datetime(2026, 10, 1, 10, 0, 0, 5),
+                dt.datetime(2026, 10, 1, 5, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+                dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+                None,
+            ],
+        ),
+        ("seen_at", [pd.Timestamp("2026-10-01 12:00", tz="Europe/Berlin"), pd.Timestamp("2026-10-01 12:00")]),
+        ("born", [20240131, None]),  # a number is read by its text, never as a count since 1970
+    ],
+)
+def test_a_column_of_date_or_time_objects_reads_as_the_same_values_spelled_as_text(
+    field: str, values: list[object]
+) -> None:
+    spelled = [None if v is None else str(v) for v in values]
+    assert converted(field, values) == converted(field, spelled)
+
+
 def test_datetime_spellings_become_naive_utc_with_microseconds() -> None:
     values = [
         "2026-10-01 10:00",

@@ -27,7 +27,7 @@ from truesync.config import (
     FieldSpec,
     check_columns,
 )
-from truesync.core.canonical import as_text, raw_keys, to_utc_naive
+from truesync.core.canonical import as_text, blank, raw_keys, read_times, to_utc_naive
 from truesync.core.money import iso_currencies
 from truesync.support.frames import iso_text
 
@@ -194,8 +194,9 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
     if spec.composite:  # the record key, for uniqueness and examples (``core.keys``)
         frame[spec.key] = raw_keys(raw, mapping)
     if mapping.cursor:
-        frame[CHANGE_TIME] = as_text(raw[mapping.cursor]) if mapping.cursor in raw else None
-        frame[CHANGE_INSTANT] = iso_text(to_utc_naive(frame[CHANGE_TIME]))
+        times = raw[mapping.cursor] if mapping.cursor in raw else blank(raw.index)
+        frame[CHANGE_TIME] = as_text(times)
+        frame[CHANGE_INSTANT] = iso_text(read_times(times))
     return frame
 
 
