@@ -40,8 +40,10 @@ from truesync.support.bulk import (
     KEYS_PER_IN,
     DuplicateKeys,
     insert,
+    insert_from_select,
     select_by_keys,
     upsert,
+    upsert_from_select,
     upsert_mostly_new,
 )
 from truesync.support.sqldb import open_engine
@@ -188,6 +190,31 @@ def test_an_upsert_of_mostly_new_rows_inserts_them_and_merges_when_a_key_exists(
     with pytest.raises(DuplicateKeys, match="K001000"), engine.begin() as conn:
         upsert_mostly_new(conn, table, twice, ["item_key"], ["label"])
     assert len(_read(engine, table)) == COPY_FROM_ROWS + 40
+
+
+def test_rows_selected_inside_the_database_are_appended_or_merged_where_a_key_exists(
+    engine: Engine, table: Table
+) -> None:
+    """The compare's ledger path: ``INSERT … SELECT`` with no row in Python, plain when the rows are
+    new (rolled back to its savepoint and merged when one is not), merging by key when asked."""
+    source = Table("bulk_source", MetaData(), *(Column(c.name, c.type) for c in table.columns))
+    source.create(engine)
+    with engine.begin() as conn:
+        insert(conn, source, [_row(i, label="selected") for i in range(COPY_FROM_ROWS + 20)])
+        insert(conn, table, [_row(7, label="there first")])
+    everything = select(source).where(source.c.item_key.is_not(None))
+    with engine.begin() as conn:
+        insert_from_select(conn, table, everything, ["item_key"], ["label"])
+    stored = _read(engine, table)
+    assert len(stored) == COPY_FROM_ROWS + 20
+    assert {r["label"] for r in stored.values()} == {"selected"}, "the key that was there is merged"
+
+    with engine.begin() as conn:
+        conn.execute(source.update().where(source.c.item_key.in_(["K000003", "K000030"])).values(label="moved"))
+        changed = select(source).where(source.c.label == "moved")
+        upsert_from_select(conn, table, changed, ["item_key"], ["label"])
+    labels = {k: r["label"] for k, r in _read(engine, table).items() if r["label"] != "selected"}
+    assert labels == {"K000003": "moved", "K000030": "moved"}
 
 
 def test_bulk_insert_appends_every_row(engine: Engine, table: Table) -> None:

@@ -117,3 +117,15 @@ def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_pa
     assert page.loc["source_only", ["t_hash", "l_source_hash"]].isna().all()
     in_sync = compared.side_count(store, RUN, ENTITY, compared.SOURCE) - int(page["s_seen"].notna().sum())
     assert in_sync == len(IN_SYNC), "the records in sync: the source's keys not among the differences"
+
+
+def test_a_first_compare_appends_every_entry_and_the_next_finds_none_stale(store: Store) -> None:
+    first = "invoice"  # an entity with no ledger entry yet
+    for side in (compared.SOURCE, compared.TARGET):
+        rows = pd.DataFrame({"key": [f"I{i}" for i in range(75)], "hash": "h", "ts": pd.Timestamp(SCANNED)})
+        compared.record_keys(store, RUN, first, side, rows)
+    entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": None}
+
+    assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 75
+    assert len(_ledger(store, first)) == 75
+    assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 0

@@ -103,27 +103,36 @@ def upsert(
     return len(rows)
 
 
+def upsert_from_select(
+    conn: Connection, table: Table, query: Any, conflict_columns: Iterable[str], update_columns: Iterable[str]
+) -> int:
+    """Create-or-update the rows ``query`` selects (its columns named as ``table``'s) inside the
+    database, one ``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row travels. Returns how many.
+
+    ``query`` needs a ``WHERE`` on SQLite, which would read ``ON CONFLICT`` after a join's ``ON`` otherwise.
+    """
+    statement = _upsert_statement(conn, table, list(conflict_columns), list(update_columns))
+    return conn.execute(statement.from_select(_selected(query), query)).rowcount
+
+
 def insert_from_select(
     conn: Connection, table: Table, query: Any, conflict_columns: Iterable[str], update_columns: Iterable[str]
 ) -> int:
-    """Append the rows ``query`` selects (its columns named as ``table``'s) inside the database, one
-    ``INSERT … SELECT``: no row travels. Returns how many.
-
-    The rows are expected new. On PostgreSQL the plain insert runs in a savepoint, twice as fast as
-    merging (``ON CONFLICT`` probes the index before each row); should a row exist after all
-    (written by another process since the caller looked), it is rolled back and merged instead by
-    ``conflict_columns``, as on other dialects. ``query`` needs a ``WHERE`` on SQLite, which would
-    read ``ON CONFLICT`` after a join's ``ON`` otherwise.
+    """``upsert_from_select`` for rows expected new: on PostgreSQL a plain ``INSERT … SELECT`` in a
+    savepoint, twice as fast (``ON CONFLICT`` probes the index before each row), merged only if a
+    row exists after all (written by another process since the caller looked).
     """
-    names = [column.name for column in query.selected_columns]
     if conn.dialect.name == "postgresql":
         try:
             with conn.begin_nested():
-                return conn.execute(table.insert().from_select(names, query)).rowcount
+                return conn.execute(table.insert().from_select(_selected(query), query)).rowcount
         except IntegrityError:
             pass
-    statement = _upsert_statement(conn, table, list(conflict_columns), list(update_columns))
-    return conn.execute(statement.from_select(names, query)).rowcount
+    return upsert_from_select(conn, table, query, conflict_columns, update_columns)
+
+
+def _selected(query: Any) -> list[str]:
+    return [column.name for column in query.selected_columns]
 
 
 def update_or_insert(
