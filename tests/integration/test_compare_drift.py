@@ -65,7 +65,9 @@ def box(request: pytest.FixtureRequest, state: Path, tmp_path: Path, monkeypatch
 
 
 def _deleting(directory: Path) -> Path:
-    """The project's configuration with ``deletes: delete`` for every entity of the compared flows.
+    """The project's configuration with ``deletes: delete`` for every entity of the compared flows,
+    in chunks of 7 records: each side is scanned in many chunks, read ahead and written behind, and
+    the differences come in many pages.
 
     The share guard allows 2%: at scale 200 one stock item is more than 1% of stock control.
     """
@@ -74,6 +76,7 @@ def _deleting(directory: Path) -> Path:
     for flow in FLOWS:
         spec = flows["flows"][flow]
         spec["compare"] = {"max_delete_share": 0.02, "deletes": dict.fromkeys(spec["entities"], "delete")}
+        spec["chunk_size"] = 7
     (directory / "flows.yaml").write_text(yaml.safe_dump(flows, sort_keys=False))
     return directory
 

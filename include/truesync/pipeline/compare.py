@@ -42,6 +42,7 @@ from truesync.store import compare as compared
 from truesync.store.core import utcnow
 from truesync.store.rate_limits import shared_ceilings
 from truesync.support.collector import setup_frozen
+from truesync.support.overlap import WriteBehind, read_ahead
 
 CHILDREN_REMAIN = "children_remain"
 
@@ -107,25 +108,28 @@ def compare_entity(job: EntityJob) -> int:
 def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping, side: str) -> int:
     """Write one side's keys, hashes of the synced fields and change times to the store; returns rows read.
 
-    A row the mapping cannot read, or a key read twice in one chunk, gets no hash, so it is
-    always compared again (and its problem reported by the checks that stage it). A key the
-    store cannot hold (``core.text``) is compared under its stand-in name on the target side
-    (so it shows as ``target_only``); a source row with one is staged for the checks at once,
-    which hold it as extract does, since it could not be fetched again by that name.
+    The next chunk is read while this one is mapped and hashed, and each is written behind the next
+    (``support.overlap``), in order, so a key read twice keeps its last reading. A row the mapping
+    cannot read, or a key read twice in one chunk, gets no hash, so it is always compared again
+    (and its problem reported by the checks that stage it). A key the store cannot hold
+    (``core.text``) is compared under its stand-in name on the target side (so it shows as
+    ``target_only``); a source row with one is staged for the checks at once, which hold it as
+    extract does, since it could not be fetched again by that name.
     """
     fields = job.config.synced_fields(job.flow, job.entity)
     shared = job.config.shared_fields(job.flow, job.entity)
     read = 0
-    for raw in frames:
-        read += len(raw)
-        canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
-        hashes = side_hash(canon.records[fields], shared)
-        keys = _storable_keys(job, raw, keys_of(raw, canon, mapping, job.spec.key), side)
-        frame = pd.DataFrame({"key": keys, "hash": hashes, "ts": canon.source_ts})
-        unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
-        frame.loc[unsure, "hash"] = None
-        frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
-        compared.record_keys(job.store, job.run_id, job.entity, side, frame)
+    with WriteBehind("truesync-compare-keys") as behind:
+        for raw in read_ahead(frames, "truesync-scan"):
+            read += len(raw)
+            canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
+            hashes = side_hash(canon.records[fields], shared)
+            keys = _storable_keys(job, raw, keys_of(raw, canon, mapping, job.spec.key), side)
+            frame = pd.DataFrame({"key": keys, "hash": hashes, "ts": canon.source_ts})
+            unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
+            frame.loc[unsure, "hash"] = None
+            frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
+            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, frame)
     return read
 
 
