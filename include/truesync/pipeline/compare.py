@@ -5,8 +5,8 @@ Named steps, in this order:
 1. ``begin_compare``: a run of kind ``compare``, its window everything up to now.
 2. ``compare_entity``, per entity in dependency order: both sides are scanned whole, in
    chunks, hashed on the synced fields and written to the store, which joins them with the
-   ledger (``store.compare``): it counts the records in sync and refreshes their ledger itself,
-   and ``core.compare.judge`` decides per key that differs. Source records that differ or are
+   ledger (``store.compare``): it refreshes the ledger of the records in sync itself, and
+   ``core.compare.judge`` decides per key that differs. Source records that differ or are
    missing in the target are fetched again by key and staged as an extract stages them.
 3. The staged records are classified and written by the incremental path
    (``load.plan_partitions``, ``load.sync_entity``): same classes, holds, audit and ledger.

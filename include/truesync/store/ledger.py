@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, literal, or_, select
 
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import ledger
-from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, upsert_mostly_new, with_constants
+from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, with_constants
 from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = (
@@ -47,15 +47,10 @@ def _entries(store: Store, columns: list[str], which: Any, keys: list[str]) -> p
         return from_rows(select_by_keys(conn, query, ledger.c.key, keys), columns)
 
 
-def write(store: Store, flow: str, entity: str, rows: Rows, new: bool = False) -> int:
-    """Record what was seen and written for each key (after the target commit).
-
-    ``new``: the keys had no entry when the caller looked (a first compare's records in sync),
-    so they are appended (``COPY`` on PostgreSQL), and merged only if one was written since.
-    """
-    write_rows = upsert_mostly_new if new else upsert
+def write(store: Store, flow: str, entity: str, rows: Rows) -> int:
+    """Record what was seen and written for each key (after the target commit)."""
     with store.engine.begin() as conn:
-        return write_rows(
+        return upsert(
             conn, ledger, with_constants(rows, flow=flow, entity=entity), ("flow", "entity", "key"), LEDGER_COLUMNS
         )
 
