@@ -111,6 +111,22 @@ def postgres_url(postgres_databases: ServerDatabases) -> URL:
     return postgres_databases.new()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
+    """The store's database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return make_url(f"sqlite:///{tmp_path / 'store.db'}")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url: URL) -> Iterator[Store]:
+    """A migrated store on SQLite, then on PostgreSQL."""
+    handle = Store(store_url)
+    yield handle
+    handle.engine.dispose()
+
+
 @pytest.fixture
 def mysql_url() -> Iterator[URL]:
     """A fresh MariaDB/MySQL database for one test, dropped afterwards."""

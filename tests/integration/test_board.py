@@ -5,12 +5,7 @@ freshness against the SLA, the newest runs' counts and trend, dry runs left out,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
-from sqlalchemy.engine import URL, make_url
 
 from truesync.config import load_config
 from truesync.reporting.board import FAILING, LATE, ON_TIME, board, freshness, sparkline
@@ -18,18 +13,6 @@ from truesync.store import Store, queue, runs
 from truesync.store.core import utcnow
 
 SHOP, ERP = "webshop_to_crm", "erp_to_stockctl"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url: URL = (
-        make_url(f"sqlite:///{tmp_path / 'store.db'}")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    handle = Store(url)
-    yield handle
-    handle.engine.dispose()
 
 
 def _run(store: Store, flow: str, run_id: str, status: str, counts: dict[str, int], dry_run: bool = False) -> None:

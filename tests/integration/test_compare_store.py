@@ -7,14 +7,11 @@ decisions ``core.compare.judge`` takes on the keys that come out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import URL, make_url
 
 from truesync.store import Store, ledger
 from truesync.store import compare as compared
@@ -39,17 +36,11 @@ IN_SYNC = {"new", "current", "other_version", "stale_source", "stale_target"}
 REFRESHED = IN_SYNC - {"current"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url: URL = (
-        make_url(f"sqlite:///{tmp_path / 'store.db'}")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    handle = Store(url)
-    _scan_and_remember(handle)
-    yield handle
-    handle.engine.dispose()
+@pytest.fixture
+def scanned(store: Store) -> Store:
+    """The store (on SQLite, then PostgreSQL) holding a compare's scanned keys of ``KEYS`` and their ledger."""
+    _scan_and_remember(store)
+    return store
 
 
 def _scan_and_remember(store: Store) -> None:
@@ -76,13 +67,13 @@ def _ledger(store: Store, entity: str = ENTITY) -> dict[str, dict]:
         return {row.key: dict(row._mapping) for row in conn.execute(query)}
 
 
-def test_the_ledger_of_records_in_sync_is_written_where_missing_or_stale_and_nowhere_else(store: Store) -> None:
-    before = _ledger(store)
+def test_the_ledger_of_records_in_sync_is_written_where_missing_or_stale_and_nowhere_else(scanned: Store) -> None:
+    before = _ledger(scanned)
     entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": "codes@2"}
 
-    assert compared.refresh_ledger(store, FLOW, RUN, ENTITY, entry) == len(REFRESHED)
+    assert compared.refresh_ledger(scanned, FLOW, RUN, ENTITY, entry) == len(REFRESHED)
 
-    after = _ledger(store)
+    after = _ledger(scanned)
     for key in REFRESHED:
         source_hash, target_hash, _ = KEYS[key]
         assert after[key] == {
@@ -93,11 +84,11 @@ def test_the_ledger_of_records_in_sync_is_written_where_missing_or_stale_and_now
     unchanged = set(before) - REFRESHED
     assert {key: after[key] for key in unchanged} == {key: before[key] for key in unchanged}
     assert set(after) == set(before) | {"new"}, "a key out of sync or unreadable gets no entry"
-    assert set(_ledger(store, "order")) == {"elsewhere"}
+    assert set(_ledger(scanned, "order")) == {"elsewhere"}
 
 
-def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_page_at_a_time(store: Store) -> None:
-    pages = list(compared.differences(store, FLOW, RUN, ENTITY, size=2))
+def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_page_at_a_time(scanned: Store) -> None:
+    pages = list(compared.differences(scanned, FLOW, RUN, ENTITY, size=2))
 
     assert all(len(page) <= 2 for page in pages)
     keys = [key for page in pages for key in page.index]
@@ -115,7 +106,7 @@ def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_pa
     assert pd.Timestamp(page.loc["target_only", "t_ts"]) == pd.Timestamp(SCANNED)
     assert pd.Timestamp(page.loc["ledger_only", "l_target_ts"]) == pd.Timestamp(BEFORE)
     assert page.loc["source_only", ["t_hash", "l_source_hash"]].isna().all()
-    in_sync = compared.side_count(store, RUN, ENTITY, compared.SOURCE) - int(page["s_seen"].notna().sum())
+    in_sync = compared.side_count(scanned, RUN, ENTITY, compared.SOURCE) - int(page["s_seen"].notna().sum())
     assert in_sync == len(IN_SYNC), "the records in sync: the source's keys not among the differences"
 
 

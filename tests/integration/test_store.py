@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from truesync.store import Store, ledger, queue, runs, staging, triage
 from truesync.store.core import MIGRATIONS, utcnow
@@ -24,20 +23,6 @@ from truesync.store.schema import metadata, watermarks
 
 FLOW, ENTITY = "webshop_to_crm", "customer"
 T0 = datetime(2026, 11, 1)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
-    if request.param == "sqlite":
-        return make_url(f"sqlite:///{tmp_path / 'store.db'}")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(store_url: URL) -> Iterator[Store]:
-    handle = Store(store_url)
-    yield handle
-    handle.engine.dispose()
 
 
 def _head() -> str:
