@@ -98,6 +98,9 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
     return parsed.dt.tz_localize(None)
 
 
+_TIME_KINDS = ("date", "datetime", "datetime64")  # what ``infer_dtype`` calls a column of date or time objects
+
+
 def read_times(values: pd.Series) -> pd.Series:
     """Values as naive UTC timestamps (``to_utc_naive``), each read as its text reads: a column of date
     or time objects is converted as it is, at once, which gives the same instants without spelling
@@ -106,9 +109,6 @@ def read_times(values: pd.Series) -> pd.Series:
     if pd.api.types.infer_dtype(values, skipna=True) in _TIME_KINDS:
         return to_utc_naive(values)
     return to_utc_naive(as_text(values))
-
-
-_TIME_KINDS = ("date", "datetime", "datetime64")
 
 
 def _no_errors(index: pd.Index) -> pd.DataFrame:

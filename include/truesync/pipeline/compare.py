@@ -158,8 +158,13 @@ def _judge(job: EntityJob, dry_run: bool) -> int:
     spec, version = job.config.flows[job.flow], job.mapping_version()
     watermark = runs.watermark(job.store, job.flow)
     if not dry_run:
-        synced = {"mapping_version": version, "run_id": job.run_id, "code_versions": job.code_versions()}
-        compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, synced | {"synced_at": utcnow()})
+        entry = {
+            "mapping_version": version,
+            "run_id": job.run_id,
+            "synced_at": utcnow(),
+            "code_versions": job.code_versions(),
+        }
+        compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, entry)
     differing = 0
     for page in compared.differences(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
         differing += int(page["s_seen"].notna().sum())

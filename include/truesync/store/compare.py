@@ -34,7 +34,6 @@ from truesync.support.bulk import (
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
-_LEDGER = ("l_source_hash", "l_target_hash", "l_source_ts", "l_target_ts", "l_version")
 
 
 def clear(store: Store, run_id: str, entity: str) -> None:
@@ -111,7 +110,7 @@ def differences(store: Store, flow: str, run_id: str, entity: str, size: int) ->
     """
     s, t = _scanned(run_id, entity)
     in_ledger = and_(ledger.c.flow == flow, ledger.c.entity == entity)
-    entry = [column.label(name) for name, column in _ledger_columns().items()]
+    entry = _ledger_entry()
     absent = [null().label(f"{p}_{c}") for p in "st" for c in ("seen", "hash", "ts")]
     source_side = (
         select(s.c.key, literal(1).label("s_seen"), s.c.hash.label("s_hash"), s.c.ts.label("s_ts"))
@@ -148,10 +147,16 @@ def _hash_joins(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
 
 
-def _ledger_columns() -> dict[str, Any]:
-    """The ledger entry as a page names it (``l_*``)."""
+def _ledger_entry() -> list[Any]:
+    """The ledger entry's columns as a page names them (``l_*`` of ``core.compare.PAGE_COLUMNS``)."""
     c = ledger.c
-    return dict(zip(_LEDGER, (c.source_hash, c.target_hash, c.source_ts, c.target_ts, c.mapping_version), strict=True))
+    return [
+        c.source_hash.label("l_source_hash"),
+        c.target_hash.label("l_target_hash"),
+        c.source_ts.label("l_source_ts"),
+        c.target_ts.label("l_target_ts"),
+        c.mapping_version.label("l_version"),
+    ]
 
 
 def _scanned(run_id: str, entity: str) -> tuple[Any, Any]:
