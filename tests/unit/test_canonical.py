@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,6 +87,16 @@ def test_integer_spellings() -> None:
         "0",
         None,
     ]
+
+
+def test_a_column_of_whole_numbers_reads_as_the_same_values_spelled_as_text() -> None:
+    """A driver's ints are spelled at once (``str``); the texts and mixtures go value by value: same result."""
+    ints = [12, -3, 0, 2**70, np.int64(7), None]
+    assert converted("qty", ints) == converted("qty", ["12", "-3", "0", str(2**70), "7", None])
+    assert converted("qty", [1, 2, 3]) == ["1", "2", "3"]
+    flags = canon("qty", [True, 1])  # bools are not whole numbers, beside ints or not
+    assert flags.errors["check_name"].tolist() == ["valid_integer"]
+    assert canon("qty", [True, False]).errors["check_name"].tolist() == ["valid_integer", "valid_integer"]
 
 
 def test_decimal_spellings_normalise_to_the_scale() -> None:

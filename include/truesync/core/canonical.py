@@ -59,8 +59,11 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
         if field in mapping.minor_units:
             values = _from_minor(values, raw, mapping, entity, field, errors)
         spec = entity.fields[field]
-        records[field] = _cast(values, spec, field, column, errors)
-        _require(records[field], values, spec.required or field in entity.key_fields, field, column, errors)
+        present = values.notna()
+        records[field] = _cast(values, present, spec, field, column, errors)
+        if spec.required or field in entity.key_fields:
+            reason = f"required field '{field}' (column '{column}') is null"
+            _flag(errors, ~present, "not_null", field, reason)
     if entity.composite and set(entity.key_fields) <= set(wanted):
         records[entity.key] = keys.join([records[field] for field in entity.key_fields])
     return Canonical(records, ts, errors.dropna(subset=["check_name"]))
@@ -123,6 +126,8 @@ def _flag(
     ``value`` is the offending value (absent for a null), so reports can mask it inside the reason;
     ``{value}`` in ``reason`` is replaced by it. Reasons are built for the flagged rows only.
     """
+    if not mask.any():
+        return
     mask = mask & errors["check_name"].isna()
     if not mask.any():
         return
@@ -139,14 +144,6 @@ def _flag(
 def _literal(before: str, name: str, after: str) -> str:
     """A reason template with a column or field name in it: braces in the name are kept as written."""
     return before + name.replace("{", "{{").replace("}", "}}") + after
-
-
-def _require(
-    canon: pd.Series, values: pd.Series, required: bool, field: str, column: str, errors: pd.DataFrame
-) -> None:
-    if required:
-        missing = canon.isna() & values.isna()
-        _flag(errors, missing, "not_null", field, f"required field '{field}' (column '{column}') is null")
 
 
 def as_text(values: pd.Series) -> pd.Series:
@@ -235,8 +232,10 @@ def _exact(amount: decimal.Decimal | None, quantum: decimal.Decimal) -> decimal.
     return amount if amount is not None and amount == amount.quantize(quantum) else None
 
 
-def _cast(values: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame) -> pd.Series:
-    present = values.notna()
+def _cast(
+    values: pd.Series, present: pd.Series, spec: FieldSpec, field: str, column: str, errors: pd.DataFrame
+) -> pd.Series:
+    """``values`` (``present`` where not null) as canonical text; a value the type cannot read is flagged and nulled."""
     out, bad = _CASTS[spec.type](values, spec)
     bad = bad & present
     reason = _literal("cannot read column '", column, f"' as {spec.type}: '{{value}}'")
@@ -283,7 +282,8 @@ def _cast_number(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Seri
     One pass per value: read, check, and spell it.
     """
     if spec.type == "integer":
-        shown = map_values(values, _integer_text)
+        whole = pd.api.types.infer_dtype(values, skipna=True) == "integer"  # ints (a driver's): spelled as they are
+        shown = map_values(values, str if whole else _integer_text)
     else:
         shown = map_values(values, functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-spec.scale)))
     return shown, shown.isna()

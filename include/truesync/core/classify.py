@@ -43,11 +43,15 @@ class Classification:
 
 
 def row_hash(frame: pd.DataFrame) -> pd.Series:
-    """A stable 64-bit content hash per row over the given canonical text columns, as decimal text."""
+    """A stable 64-bit content hash per row over the given canonical text columns, as decimal text.
+
+    Not categorized first: the hashes are the same, and most columns (amounts, comments) hold
+    few repeats, so factorizing them costs more than it saves.
+    """
     if frame.shape[1] == 0:
         return pd.Series("0", index=frame.index, dtype=object)
     text = frame.astype(object).where(frame.notna(), _NULL)  # canonical text: str objects hash as they are
-    hashed = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
+    hashed = pd.util.hash_pandas_object(text, index=False, categorize=False).to_numpy(dtype=np.uint64)
     return pd.Series(hashed.astype(str), index=frame.index, dtype=object)
 
 

@@ -32,8 +32,12 @@ def map_values(values: pd.Series, func: Callable[[Any], Any]) -> pd.Series:
     ``Series.map`` in pandas 3 infers a ``str`` dtype (Arrow) for text results, and each later
     step on the column converts it back, element by element.
     """
+    given = values.to_numpy(dtype=object)
     missing = values.isna().to_numpy()
-    out = [None if skip else func(v) for v, skip in zip(values.to_numpy(dtype=object), missing, strict=True)]
+    if missing.any():
+        out = [None if skip else func(v) for v, skip in zip(given, missing, strict=True)]
+    else:
+        out = list(map(func, given))
     return pd.Series(out, index=values.index, dtype=object)
 
 
