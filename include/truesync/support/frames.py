@@ -9,6 +9,7 @@ become ``datetime``, which every driver understands.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,10 @@ def from_rows(rows: Sequence[Sequence[Any]], columns: list[str]) -> pd.DataFrame
     """Query rows as a frame of Python objects, built column by column.
 
     ``pd.DataFrame(rows)`` probes every row for ``dtype`` before giving up on it, and an
-    SQLAlchemy ``Row`` answers each probe by raising and catching an exception.
+    SQLAlchemy ``Row`` answers each probe by raising and catching an exception. Each column
+    is taken out of the rows by ``itemgetter`` (a loop in C); transposing them with
+    ``zip(*rows)`` costs twice as much.
     """
-    data: dict[str, np.ndarray] = {}
-    for name, values in zip(columns, zip(*rows, strict=True) if rows else [()] * len(columns), strict=True):
-        data[name] = np.fromiter(values, dtype=object, count=len(values))
+    n = len(rows)
+    data = {name: np.fromiter(map(itemgetter(i), rows), dtype=object, count=n) for i, name in enumerate(columns)}
     return pd.DataFrame(data, columns=columns, dtype=object)
