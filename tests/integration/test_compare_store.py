@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from truesync.store import Store, ledger
 from truesync.store import compare as compared
+from truesync.store.schema import compare_keys
 from truesync.store.schema import ledger as ledger_table
 
 FLOW, ENTITY, RUN, VERSION = "shop_to_crm", "customer", "compare__1", "shop@1->crm@1"
@@ -49,7 +50,8 @@ def _scan_and_remember(store: Store) -> None:
         rows = pd.DataFrame(
             {"key": list(held), "hash": [h or None for h in held.values()], "ts": pd.Timestamp(SCANNED)}
         )
-        compared.record_keys(store, RUN, ENTITY, side, rows)
+        compared.record_keys(store, RUN, ENTITY, side, 0, rows)
+    compared.settle(store, RUN, ENTITY, repeats=False)
     entries = [
         {"key": key, "source_hash": e[0], "target_hash": e[1], "source_ts": BEFORE, "target_ts": BEFORE,
          "mapping_version": e[2], "run_id": "sync__0", "synced_at": BEFORE, "code_versions": None}
@@ -114,9 +116,45 @@ def test_a_first_compare_appends_every_entry_and_the_next_finds_none_stale(store
     first = "invoice"  # an entity with no ledger entry yet
     for side in (compared.SOURCE, compared.TARGET):
         rows = pd.DataFrame({"key": [f"I{i}" for i in range(75)], "hash": "h", "ts": pd.Timestamp(SCANNED)})
-        compared.record_keys(store, RUN, first, side, rows)
+        compared.record_keys(store, RUN, first, side, 0, rows)
+    compared.settle(store, RUN, first, repeats=False)
     entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": None}
 
     assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 75
     assert len(_ledger(store, first)) == 75
     assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 0
+
+
+def _scanned_keys(store: Store, entity: str) -> list[tuple[str, str, str | None]]:
+    k = compare_keys
+    query = select(k.c.side, k.c.key, k.c.hash).where(k.c.run_id == RUN, k.c.entity == entity)
+    with store.engine.connect() as conn:
+        return sorted((side, key, hash_) for side, key, hash_ in conn.execute(query))
+
+
+@pytest.mark.parametrize("repeats", [True, False])
+def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store: Store, repeats: bool) -> None:
+    """Chunks are appended as read; a side that may repeat a key (a listing paged while it changes) is
+    settled to each key's last reading. A side that promised each key once is left as it was read.
+    """
+    entity = "repeated"
+    readings = [
+        (compared.SOURCE, 0, {"a": "h1", "b": "h1"}),
+        (compared.SOURCE, 1, {"a": "h2", "c": None}),
+        (compared.SOURCE, 2, {"a": "h3"}),
+        (compared.TARGET, 0, {"a": "t1"}),
+        (compared.TARGET, 1, {"b": "t1"}),
+    ]
+    for side, seq, hashes in readings:
+        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
+        compared.record_keys(store, RUN, entity, side, seq, rows)
+    compared.record_keys(store, "other_run", entity, compared.SOURCE, 0, pd.DataFrame({"key": ["a"], "hash": "x"}))
+
+    compared.settle(store, RUN, entity, repeats=repeats)
+
+    settled = [("S", "a", "h3"), ("S", "b", "h1"), ("S", "c", None), ("T", "a", "t1"), ("T", "b", "t1")]
+    read = sorted([("S", "a", "h1"), ("S", "a", "h2"), *settled])
+    assert _scanned_keys(store, entity) == (settled if repeats else read)
+    with store.engine.connect() as conn:
+        k = compare_keys
+        assert conn.execute(select(k.c.hash).where(k.c.run_id == "other_run")).scalars().all() == ["x"]

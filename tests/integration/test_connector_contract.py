@@ -357,3 +357,5 @@ def test_a_target_table_without_a_unique_key_is_refused_by_name(backend: Backend
     message = str(caught.value)
     assert f"system '{SYSTEM}'" in message and "table 'loose' has no unique key" in message
     _assert_secret_free(caught.value)
+    assert not target.scans_each_key_once(loose), "a table without a unique key may hold a key twice"
+    assert target.scans_each_key_once(MAPPING)

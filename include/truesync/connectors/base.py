@@ -166,3 +166,10 @@ class KeepsFiles(Protocol):
     """A source that reads new and changed files only, by a ledger the extract hands it."""
 
     def remember(self, ledger: FileLedger) -> None: ...
+
+
+@runtime_checkable
+class ScansKeysOnce(Protocol):
+    """A system that can promise its ``scan`` returns each key at most once (one query over a unique key)."""
+
+    def scans_each_key_once(self, mapping: EntityMapping) -> bool: ...

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from truesync.config import Config, EntityMapping
-from truesync.connectors.base import Source, Target
+from truesync.connectors.base import ScansKeysOnce, Source, Target
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import EPOCH, as_text, keys_of, raw_keys, to_canonical
 from truesync.core.classify import side_hash
@@ -94,7 +94,9 @@ def compare_entity(job: EntityJob) -> int:
         compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
         compared.TARGET: _scan(job, target.scan(target_mapping, size, hidden), target_mapping, compared.TARGET),
     }
-    compared.settle(job.store)
+    sides = ((source, source_mapping), (target, target_mapping))
+    once = all(isinstance(s, ScansKeysOnce) and s.scans_each_key_once(m) for s, m in sides)
+    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
     kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
     repairs = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, size)
     staged = stage_fetched(job, source, repairs)  # a record deleted at the source since its scan waits for the next
@@ -109,7 +111,7 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
     """Write one side's keys, hashes of the synced fields and change times to the store; returns rows read.
 
     The next chunk is read while this one is mapped and hashed, and each is written behind the next
-    (``support.overlap``), in order, so a key read twice keeps its last reading. A row the mapping
+    (``support.overlap``) with its number, so a key read twice keeps its last reading. A row the mapping
     cannot read, or a key read twice in one chunk, gets no hash, so it is always compared again
     (and its problem reported by the checks that stage it). A key the store cannot hold
     (``core.text``) is compared under its stand-in name on the target side (so it shows as
@@ -120,7 +122,7 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
     shared = job.config.shared_fields(job.flow, job.entity)
     read = 0
     with WriteBehind("truesync-compare-keys") as behind:
-        for raw in read_ahead(frames, "truesync-scan"):
+        for seq, raw in enumerate(read_ahead(frames, "truesync-scan")):
             read += len(raw)
             canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
             hashes = side_hash(canon.records[fields], shared)
@@ -129,7 +131,7 @@ def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping
             unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
             frame.loc[unsure, "hash"] = None
             frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
-            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, frame)
+            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, seq, frame)
     return read
 
 

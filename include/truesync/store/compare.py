@@ -23,14 +23,7 @@ from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSE
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_keys, ledger, results
-from truesync.support.bulk import (
-    Rows,
-    insert,
-    insert_from_select,
-    upsert_from_select,
-    upsert_mostly_new,
-    with_constants,
-)
+from truesync.support.bulk import Rows, insert, insert_from_select, upsert_from_select, with_constants
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
@@ -43,25 +36,33 @@ def clear(store: Store, run_id: str, entity: str) -> None:
             conn.execute(delete(table).where(table.c.run_id == run_id, table.c.entity == entity))
 
 
-def record_keys(store: Store, run_id: str, entity: str, side: str, rows: pd.DataFrame) -> int:
-    """Store one side's ``key``, ``hash`` and ``ts``; a key read twice keeps its last reading."""
-    with store.engine.begin() as conn:
-        return upsert_mostly_new(
-            conn,
-            compare_keys,
-            with_constants(rows, run_id=run_id, entity=entity, side=side),
-            ("run_id", "entity", "key", "side"),
-            ("hash", "ts"),
-        )
+def record_keys(store: Store, run_id: str, entity: str, side: str, seq: int, rows: pd.DataFrame) -> int:
+    """Append one side's ``key``, ``hash`` and ``ts`` as read in its chunk number ``seq``.
 
-
-def settle(store: Store) -> None:
-    """Refresh PostgreSQL's statistics of the scanned keys: just after a bulk load it has none, and
-    would sort the rest of the table for every page instead of walking its index.
+    Appended, never merged: a key read twice is settled once the side is read (``settle``).
     """
-    if store.engine.dialect.name == "postgresql":
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(f"ANALYZE {compare_keys.name}")
+    with store.engine.begin() as conn:
+        return insert(conn, compare_keys, with_constants(rows, run_id=run_id, entity=entity, side=side, seq=seq))
+
+
+def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
+    """Make the scanned keys ready to join: where a side may have returned a key twice (``repeats``),
+    only its last reading (highest ``seq``) stays; on PostgreSQL the statistics are refreshed, since
+    just after a bulk load it has none and would misjudge the joins.
+    """
+    k, later = compare_keys, compare_keys.alias("later")
+    with store.engine.begin() as conn:
+        if repeats:
+            read_again = exists().where(
+                later.c.run_id == k.c.run_id,
+                later.c.entity == k.c.entity,
+                later.c.side == k.c.side,
+                later.c.key == k.c.key,
+                later.c.seq > k.c.seq,
+            )
+            conn.execute(delete(k).where(k.c.run_id == run_id, k.c.entity == entity, read_again))
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ANALYZE {k.name}")
 
 
 def side_count(store: Store, run_id: str, entity: str, side: str) -> int:

@@ -109,13 +109,14 @@ results = Table(
 )
 
 # The compare tables are a run's scratch, emptied when it ends: UNLOGGED on PostgreSQL (``0003_compare``).
-compare_keys = Table(
+compare_keys = Table(  # appended as read, no unique key (migration 0009); indexed by key except on PostgreSQL
     "ts_compare_key",
     metadata,
-    Column("run_id", String(250), primary_key=True),
-    Column("entity", String(100), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("side", String(1), primary_key=True),  # S (source) or T (target)
+    Column("run_id", String(250), nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("side", String(1), nullable=False),  # S (source) or T (target)
+    Column("seq", Integer, nullable=False),  # the side's chunk it was read in: a key read twice keeps the last
     Column("hash", String(64)),  # classify.side_hash of the synced fields; null: unreadable, always compared
     Column("ts", DateTime),
 )

@@ -174,6 +174,10 @@ class SqlSystem:
         except OperationalError as exc:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
 
+    def scans_each_key_once(self, mapping: EntityMapping) -> bool:
+        """``scan`` is one query, so it returns each key once where a unique key covers the key columns."""
+        return self._has_unique_key(mapping)
+
     def _live(self, table: Table, mapping: EntityMapping, column: str, value: str | None) -> Any:
         """Rows not marked deleted by ``column`` (null, or another value than ``value``)."""
         if column not in table.c:
