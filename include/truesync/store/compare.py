@@ -3,9 +3,10 @@
 Each system returns its rows in its own order (a REST listing by change time, a SQL table
 in any order, collations that disagree), so neither side is merged in Python. Both are
 appended here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``, with the
-number of the chunk it was read in), and the store's own database joins them with the ledger: it refreshes the ledger entries of the
-records in sync in place (``refresh_ledger``) and hands Python only the keys that differ
-(``differences``), streamed a page at a time, so memory stays bounded by the page.
+number of the chunk it was read in), and the store's own database joins them with the
+ledger: it refreshes the ledger entries of the records in sync in place (``refresh_ledger``)
+and hands Python only the keys that differ (``differences``), streamed a page at a time, so
+memory stays bounded by the page.
 ``ts_compare_diff`` keeps the decision for every key that is not simply in sync.
 """
 
