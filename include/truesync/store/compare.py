@@ -108,18 +108,42 @@ def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dic
 def differences(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
     """Every key that is not simply in sync, ``size`` keys a page, indexed by key (``core.compare.PAGE_COLUMNS``):
     keys the sides hold with different hashes (or a null one), keys one side holds, and ledger
-    entries of keys neither side holds. Read in one streamed query, in no particular order.
+    entries of keys neither side holds. Read in one streamed query, in no particular order: on
+    PostgreSQL one full join of both sides and the ledger (each read once, hashed), elsewhere a
+    union of three outer joins (SQLite has full joins only since 3.39).
     """
     s, t = _scanned(run_id, entity)
+    read = _full_join if store.engine.dialect.name == "postgresql" else _outer_joins
+    columns = ["key", *PAGE_COLUMNS]
+    with store.engine.begin() as conn:
+        _hash_joins(conn)
+        result = conn.execution_options(yield_per=size).execute(read(s, t, flow, entity, run_id))
+        for rows in result.partitions():
+            yield from_rows(rows, columns).set_index("key")
+
+
+def _full_join(s: Any, t: Any, flow: str, entity: str, run_id: str) -> Any:
+    """``differences`` as one query: both sides and the entity's ledger, fully joined by key."""
+    entries = select(ledger).where(ledger.c.flow == flow, ledger.c.entity == entity).subquery("l")
+    either = func.coalesce(s.c.key, t.c.key)
+    joined = s.join(t, _same_key(s, t), full=True).join(entries, entries.c.key == either, full=True)
+    seen = [case((side.c.key.is_not(None), 1)) for side in (s, t)]
+    return (
+        select(func.coalesce(either, entries.c.key).label("key"), *_sides(s, t, *seen), *_ledger_entry(entries))
+        .select_from(joined)
+        .where(_unequal(s, t))
+    )
+
+
+def _outer_joins(s: Any, t: Any, flow: str, entity: str, run_id: str) -> Any:
+    """``differences`` as a union: keys the source holds, keys only the target holds, entries neither holds."""
     in_ledger = and_(ledger.c.flow == flow, ledger.c.entity == entity)
-    entry = _ledger_entry()
+    entry = _ledger_entry(ledger)
     absent = [null().label(f"{p}_{c}") for p in "st" for c in ("seen", "hash", "ts")]
     source_side = (
-        select(s.c.key, literal(1).label("s_seen"), s.c.hash.label("s_hash"), s.c.ts.label("s_ts"))
-        .add_columns(case((t.c.key.is_not(None), 1)).label("t_seen"), t.c.hash.label("t_hash"), t.c.ts.label("t_ts"))
-        .add_columns(*entry)
+        select(s.c.key, *_sides(s, t, literal(1), case((t.c.key.is_not(None), 1))), *entry)
         .select_from(s.outerjoin(t, _same_key(s, t)).outerjoin(ledger, and_(in_ledger, ledger.c.key == s.c.key)))
-        .where(or_(s.c.hash.is_(None), t.c.hash.is_(None), s.c.hash != t.c.hash))
+        .where(_unequal(s, t))
     )
     target_only = (
         select(t.c.key, *absent[:3], literal(1).label("t_seen"), t.c.hash.label("t_hash"), t.c.ts.label("t_ts"))
@@ -130,12 +154,24 @@ def differences(store: Store, flow: str, run_id: str, entity: str, size: int) ->
     k = compare_keys
     scanned = exists().where(k.c.run_id == run_id, k.c.entity == entity, k.c.key == ledger.c.key)
     ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, ~scanned)
-    columns = ["key", *PAGE_COLUMNS]
-    with store.engine.begin() as conn:
-        _hash_joins(conn)
-        result = conn.execution_options(yield_per=size).execute(union_all(source_side, target_only, ledger_only))
-        for rows in result.partitions():
-            yield from_rows(rows, columns).set_index("key")
+    return union_all(source_side, target_only, ledger_only)
+
+
+def _sides(s: Any, t: Any, s_seen: Any, t_seen: Any) -> list[Any]:
+    """Both sides' columns as a page names them (``s_*``, ``t_*`` of ``core.compare.PAGE_COLUMNS``)."""
+    return [
+        s_seen.label("s_seen"),
+        s.c.hash.label("s_hash"),
+        s.c.ts.label("s_ts"),
+        t_seen.label("t_seen"),
+        t.c.hash.label("t_hash"),
+        t.c.ts.label("t_ts"),
+    ]
+
+
+def _unequal(s: Any, t: Any) -> Any:
+    """Not simply in sync: a side lacks the key, could not read it (a null hash), or the hashes differ."""
+    return or_(s.c.hash.is_(None), t.c.hash.is_(None), s.c.hash != t.c.hash)
 
 
 def _hash_joins(conn: Connection) -> None:
@@ -149,9 +185,9 @@ def _hash_joins(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
 
 
-def _ledger_entry() -> list[Any]:
+def _ledger_entry(entries: Any) -> list[Any]:
     """The ledger entry's columns as a page names them (``l_*`` of ``core.compare.PAGE_COLUMNS``)."""
-    c = ledger.c
+    c = entries.c
     return [
         c.source_hash.label("l_source_hash"),
         c.target_hash.label("l_target_hash"),
