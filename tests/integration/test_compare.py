@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
+from truesync.connectors.sql.system import SqlSystem
 from truesync.pipeline.compare import DeleteGuardError, run_compare
 from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
@@ -92,7 +93,15 @@ def tables(unique: bool = True) -> tuple[MetaData, MetaData]:
 class Systems:
     """The shop and the CRM, the configuration pointing at them, and the store."""
 
-    def __init__(self, root: Path, crm_url: URL, monkeypatch: pytest.MonkeyPatch, compare: str, unique: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        crm_url: URL,
+        monkeypatch: pytest.MonkeyPatch,
+        compare: str,
+        unique: bool = True,
+        shop_url: URL | None = None,
+    ):
         config_dir = root / "config"
         config_dir.mkdir()
         for name, text in CONFIG.items():
@@ -108,7 +117,7 @@ class Systems:
         """
         (config_dir / "flows.yaml").write_text(textwrap.dedent(flows))
         monkeypatch.setenv("TRUESYNC_CONFIG_DIR", str(config_dir))
-        self.shop_url = make_url(f"sqlite:///{root / 'shop.db'}")
+        self.shop_url = shop_url or make_url(f"sqlite:///{root / 'shop.db'}")
         monkeypatch.setenv("AIRFLOW_CONN_T_SHOP", self.shop_url.render_as_string(False))
         monkeypatch.setenv("AIRFLOW_CONN_T_CRM", crm_url.render_as_string(False))
         self.shop, self.crm = open_engine(self.shop_url), open_engine(crm_url)
@@ -153,6 +162,10 @@ class Systems:
         with engine.begin() as conn:
             conn.execute(statement)
 
+    def run_query(self, engine: Engine, query: Any) -> list[Any]:
+        with engine.connect() as conn:
+            return list(conn.execute(query))
+
     def close(self) -> None:
         self.shop.dispose()
         self.crm.dispose()
@@ -178,8 +191,10 @@ def crm_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     return databases.new()
 
 
-def open_systems(state: Path, crm_url: URL, monkeypatch: pytest.MonkeyPatch, compare: str) -> Systems:
-    systems = Systems(state.parent, crm_url, monkeypatch, compare)
+def open_systems(
+    state: Path, crm_url: URL, monkeypatch: pytest.MonkeyPatch, compare: str, shop_url: URL | None = None
+) -> Systems:
+    systems = Systems(state.parent, crm_url, monkeypatch, compare, shop_url=shop_url)
     report = systems.sync()
     assert report["totals"]["created"] == 30
     return systems
@@ -233,6 +248,71 @@ def test_deletes_go_children_first_and_a_parent_whose_children_remain_waits(
     }
     assert again["entities"]["customer"]["exceptions"]["resolved"] == 1
     assert queue.list_exceptions(systems.store, flow=FLOW, status="open") == []
+    systems.close()
+
+
+@pytest.fixture(params=["postgresql", "mysql", "postgresql-mysql"])
+def server_pair(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[URL, URL]:
+    """The shop's and the CRM's databases, both on servers that hash (PostgreSQL, MariaDB, or one of each);
+    beside a PostgreSQL shop the store is on PostgreSQL too."""
+    shop, _, crm = request.param.partition("-")
+
+    def server(kind: str) -> URL:
+        if kind == "mysql":
+            return request.getfixturevalue("mysql_url")  # one database holds both systems' tables
+        return request.getfixturevalue("postgres_databases").new()
+
+    if shop == "postgresql":
+        monkeypatch.setenv("AIRFLOW_CONN_TRUESYNC_STORE", server(shop).render_as_string(False))
+    return server(shop), server(crm or shop)
+
+
+def _no_row_scan(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("a row scan, where both sides give digests and the ledger knows every record")
+
+
+def test_with_both_sides_on_servers_a_compare_reads_only_what_digests_and_ledger_cannot_confirm(
+    state: Path, server_pair: tuple[URL, URL], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop_url, crm_url = server_pair
+    policy = "{max_delete_share: 1.0, deletes: {customer: delete}}"
+    systems = open_systems(state, crm_url, monkeypatch, policy, shop_url)
+    customers, contacts, orders = systems.t["customers"], systems.t["contacts"], systems.t["orders"]
+    systems.run(systems.crm, update(contacts).where(contacts.c.ext == "C03").values(name="Typo"))  # time kept
+    systems.run(systems.shop, update(orders).where(orders.c.id == "O02").values(total=99))  # time kept
+    renamed = update(customers).where(customers.c.id == "C04").values(name="Renamed", updated_at=datetime(2026, 11, 2))
+    systems.run(systems.shop, renamed)
+    systems.run(systems.shop, delete(customers).where(customers.c.id == "C15"))
+    systems.run(systems.crm, insert(contacts).values(ext="C99", name="Walk-in", modified_at=OLD))
+    read: set[tuple[str, str]] = set()
+    fetch = SqlSystem.fetch
+
+    def counted(self: SqlSystem, mapping: Any, keys: list[str], hidden: Any = None) -> Any:
+        read.update((mapping.table, key) for key in keys)
+        return fetch(self, mapping, keys, hidden)
+
+    monkeypatch.setattr(SqlSystem, "fetch", counted)
+    monkeypatch.setattr(SqlSystem, "scan", _no_row_scan)
+    report = systems.compare()
+    assert systems.results() == {
+        ("customer", "C03"): ("overwritten", "updated", True),
+        ("customer", "C04"): ("delayed", "updated", False),
+        ("order", "O02"): ("delayed", "updated", True),
+        ("customer", "C15"): ("deleted", "removed", True),
+        ("customer", "C99"): ("target_only", "reported", True),
+    }
+    changed = {("customers", "C03"), ("contacts", "C03"), ("customers", "C04"), ("contacts", "C04")}
+    changed |= {("orders", "O02"), ("deals", "O02"), ("contacts", "C02")}  # O02's customer: its reference checked
+    assert read == changed | {("customers", "C15")}, "no untouched row is read; the deleted one is asked again"
+    assert report["entities"]["customer"]["conserved"] and report["entities"]["order"]["conserved"]
+    assert report["entities"]["customer"]["classes"]["in_sync"] == 17, "19 at the source, 2 of them repaired"
+    names = dict(systems.run_query(systems.crm, select(contacts.c.ext, contacts.c.name)))
+    assert (names["C03"], names["C04"]) == ("Customer 3", "Renamed")
+
+    read.clear()
+    systems.compare("again")
+    assert systems.results("again") == {("customer", "C99"): ("target_only", "reported", True)}
+    assert read == set(), "after the repairs the ledger confirms every record, and none is read"
     systems.close()
 
 

@@ -13,7 +13,7 @@ import pytest
 from config_edits import SHIPPED, edit, expect_error
 
 from truesync.cli import main
-from truesync.config import ConfigError, load_config, parse_duration
+from truesync.config import ConfigError, EntityMapping, MinorUnits, load_config, parse_duration
 from truesync.connectors.kinds import KINDS
 from truesync.connectors.rest.settings import RestConfig
 
@@ -950,3 +950,17 @@ def test_the_stripe_example_loads_beside_the_sandbox(tmp_path: Path) -> None:
     assert config.load_order(config.flows["stripe_to_crm_api"].entities) == ["charge", "refund"]
     events = config.systems["payments_stripe"].settings.endpoints["charge_events"]
     assert (events.record_path, events.order, events.time_format) == ("data.object", "desc", "epoch_s")
+
+
+def test_a_field_is_read_as_stored_unless_codes_a_code_table_or_minor_units_translate_it() -> None:
+    mapping = EntityMapping(
+        table="orders",
+        key="id",
+        fields={"order_id": "id", "status": "st", "total": "cents", "country": "cc", "note": "note"},
+        codes={"status": {"O": "open"}},
+        minor_units={"total": MinorUnits(currency="currency")},
+        code_tables={"country": "countries"},
+    )
+    assert mapping.as_stored(["order_id", "note"])
+    for translated in ("status", "total", "country"):
+        assert not mapping.as_stored(["note", translated]), translated

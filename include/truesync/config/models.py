@@ -263,6 +263,11 @@ class EntityMapping(_Strict):
         cursor = [self.cursor] if self.cursor else []
         return list(dict.fromkeys([*self.key_columns, *self.fields.values(), *cursor]))
 
+    def as_stored(self, fields: list[str]) -> bool:
+        """Whether each of ``fields`` is read as its column holds it: no codes, code table or minor units."""
+        translated = {*self.codes, *self.code_tables, *self.minor_units}
+        return not translated.intersection(fields)
+
     def narrowed(self, fields: list[str]) -> EntityMapping:
         """This mapping with only ``fields`` of its canonical fields, and the key's: a read of what a check needs."""
         kept = {f: c for f, c in self.fields.items() if f in fields or c in self.key_columns}

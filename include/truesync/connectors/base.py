@@ -24,6 +24,7 @@ import pandas as pd
 from truesync.config import EntityMapping
 
 SoftMark = tuple[str, str | None] | None  # (column, value) marking a soft-deleted row; value None: any value
+DIGEST_COLUMN = "truesync_digest"  # the digest beside a row's key and change time (``ScansDigests``)
 ORIGIN = "_origin"  # column a source may add to its frames: where a record was read (file and line)
 PROBLEM = "_problem"  # column a source may add: why a row could not be read at all (the row is quarantined)
 
@@ -173,3 +174,18 @@ class ScansKeysOnce(Protocol):
     """A system that can promise its ``scan`` returns each key at most once (one query over a unique key)."""
 
     def scans_each_key_once(self, mapping: EntityMapping) -> bool: ...
+
+
+@runtime_checkable
+class ScansDigests(Protocol):
+    """A system that can hash the compared columns of its rows itself (``docs/design.md``, "Digests")."""
+
+    def gives_digests(self) -> bool:
+        """Whether ``scan_digests`` works here (its database has the hash function)."""
+        ...
+
+    def scan_digests(
+        self, mapping: EntityMapping, columns: list[str], size: int, hidden: SoftMark = None
+    ) -> Iterator[pd.DataFrame]:
+        """As ``scan``, but each row holds only the key columns, the cursor and the digest of ``columns``."""
+        ...

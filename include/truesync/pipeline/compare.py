@@ -4,8 +4,10 @@ Named steps, in this order:
 
 1. ``begin_compare``: a run of kind ``compare``, its window everything up to now.
 2. ``compare_entity``, per entity in dependency order: both sides are scanned whole, in
-   chunks, hashed on the synced fields and written to the store, which joins them with the
-   ledger (``store.compare``): it refreshes the ledger of the records in sync itself, and
+   chunks, hashed on the synced fields and written to the store; or, where both databases give
+   digests and the ledger knows the entity, scanned as digests, and only the records the ledger
+   cannot confirm read and hashed (``docs/design.md``, "Digests"). The store joins both sides
+   with the ledger (``store.compare``): it refreshes the ledger of the records in sync itself, and
    ``core.compare.judge`` decides per key that differs. Source records that differ or are
    missing in the target are fetched again by key and staged as an extract stages them.
 3. The staged records are classified and written by the incremental path
@@ -19,15 +21,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pandas as pd
 
 from truesync.config import Config, EntityMapping
-from truesync.connectors.base import ScansKeysOnce, Source, Target
+from truesync.connectors.base import DIGEST_COLUMN, ScansDigests, ScansKeysOnce, SoftMark, Source, Target
 from truesync.connectors.registry import open_source, open_target
-from truesync.core.canonical import EPOCH, as_text, keys_of, raw_keys, to_canonical
+from truesync.core.canonical import EPOCH, Canonical, as_text, keys_of, raw_keys, to_canonical
 from truesync.core.classify import side_hash
 from truesync.core.compare import DELETE, DELETED, FORGET, REPORT, SYNC, TARGET_ONLY, judge
 from truesync.core.text import stand_in_key, unstorable_keys
@@ -39,12 +41,15 @@ from truesync.pipeline.load import plan_partitions, sync_entity
 from truesync.pipeline.window import Window
 from truesync.store import Store, checks, code_tables, ledger, queue, runs, staging
 from truesync.store import compare as compared
+from truesync.store.compare import SOURCE, TARGET
 from truesync.store.core import utcnow
 from truesync.store.rate_limits import shared_ceilings
 from truesync.support.collector import setup_frozen
 from truesync.support.overlap import WriteBehind, read_ahead
 
 CHILDREN_REMAIN = "children_remain"
+Fetch = Callable[[list[str]], pd.DataFrame]  # a side's current rows of some keys
+Rows = Callable[[pd.Series], pd.DataFrame]  # the rows of some of a chunk's keys (indexed as the chunk)
 
 
 class DeleteGuardError(RuntimeError):
@@ -89,16 +94,12 @@ def compare_entity(job: EntityJob) -> int:
     checks.clear(job.store, job.run_id, job.entity, "extract")
     code_tables.register(job.store, job.code_tables(), job.run_id, str(job.config.directory))
     hidden = spec.compare.deletes_of(job.entity).mark
-    size = spec.chunk_size
-    scanned = {
-        compared.SOURCE: _scan(job, source.scan(source_mapping, size), source_mapping, compared.SOURCE),
-        compared.TARGET: _scan(job, target.scan(target_mapping, size, hidden), target_mapping, compared.TARGET),
-    }
     sides = ((source, source_mapping), (target, target_mapping))
     once = all(isinstance(s, ScansKeysOnce) and s.scans_each_key_once(m) for s, m in sides)
-    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+    scan = _scan_digests if _by_digest(job, source, target) else _scan_rows
+    scanned = scan(job, source, target, hidden, once)
     kept = _judge(job, runs.get(job.store, job.run_id)["dry_run"])
-    repairs = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, size)
+    repairs = compared.diff_keys(job.store, job.run_id, job.entity, SYNC, spec.chunk_size)
     staged = stage_fetched(job, source, repairs)  # a record deleted at the source since its scan waits for the next
     seconds = time.monotonic() - began
     counts = {"extracted": kept + staged, "in_sync": kept, "unchanged": kept, "extract_seconds": seconds}
@@ -107,42 +108,144 @@ def compare_entity(job: EntityJob) -> int:
     return kept + staged
 
 
-def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], mapping: EntityMapping, side: str) -> int:
-    """Write one side's keys, hashes of the synced fields and change times to the store; returns rows read.
-
-    The next chunk is read while this one is mapped and hashed, and each is written behind the next
-    (``support.overlap``) with its number, so a key read twice keeps its last reading. A row the mapping
-    cannot read, or a key read twice in one chunk, gets no hash, so it is always compared again
-    (and its problem reported by the checks that stage it). A key the store cannot hold
-    (``core.text``) is compared under its stand-in name on the target side (so it shows as
-    ``target_only``); a source row with one is staged for the checks at once, which hold it as
-    extract does, since it could not be fetched again by that name.
+def _by_digest(job: EntityJob, source: Source, target: Target) -> bool:
+    """Whether both sides can give digests of the synced fields (``docs/design.md``, "Digests"): both
+    databases hash, both mappings read every synced field as stored, and the ledger holds entries
+    made under the current mapping version to confirm the records that did not change.
     """
     fields = job.config.synced_fields(job.flow, job.entity)
-    shared = job.config.shared_fields(job.flow, job.entity)
-    read = 0
+    systems = ((source, job.mapping("source")), (target, job.mapping("target")))
+    return all(
+        isinstance(system, ScansDigests) and system.gives_digests() and mapping.as_stored(fields)
+        for system, mapping in systems
+    ) and ledger.holds_entries(job.store, job.flow, job.entity, job.mapping_version())
+
+
+def _scan_rows(job: EntityJob, source: Source, target: Target, hidden: SoftMark, once: bool) -> dict[str, int]:
+    """Scan both sides whole, every row mapped and hashed (``_hasher``); returns rows read per side."""
+    size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
+    frames = {SOURCE: source.scan(mappings[SOURCE], size), TARGET: target.scan(mappings[TARGET], size, hidden)}
+    scanned = {side: _scan(job, frames[side], _hasher(job, mappings[side], side), side)[0] for side in frames}
+    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+    return scanned
+
+
+def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMark, once: bool) -> dict[str, int]:
+    """Scan both sides as digests; then read and hash, by key, every record both hold that the ledger
+    cannot confirm (``store.compare.unconfirmed``), so only confirmed records stay as digests;
+    returns rows read per side.
+
+    A key read again is appended after its digest, and each side keeps its last reading (``settle``).
+    """
+    fields = job.config.synced_fields(job.flow, job.entity)
+    size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
+    columns = {side: [mapping.fields[f] for f in fields] for side, mapping in mappings.items()}
+    digests = cast(ScansDigests, source), cast(ScansDigests, target)
+    frames = {
+        SOURCE: digests[0].scan_digests(mappings[SOURCE], columns[SOURCE], size),
+        TARGET: digests[1].scan_digests(mappings[TARGET], columns[TARGET], size, hidden),
+    }
+    fetch: dict[str, Fetch] = {
+        SOURCE: lambda keys: source.fetch(mappings[SOURCE], keys),
+        TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
+    }
+    scanned, chunks = {}, {}
+    for side, mapping in mappings.items():
+        scanned[side], chunks[side] = _scan(job, frames[side], _digester(job, mapping, side, fetch[side]), side)
+    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+    hashers = {side: _hasher(job, mapping, side) for side, mapping in mappings.items()}
+    pages = compared.unconfirmed(job.store, job.flow, job.run_id, job.entity, job.mapping_version(), size)
     with WriteBehind("truesync-compare-keys") as behind:
-        for seq, raw in enumerate(read_ahead(frames, "truesync-scan")):
-            read += len(raw)
-            canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
-            hashes = side_hash(canon.records[fields], shared)
-            keys = _storable_keys(job, raw, keys_of(raw, canon, mapping, job.spec.key), side)
-            frame = pd.DataFrame({"key": keys, "hash": hashes, "ts": canon.source_ts})
-            unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
-            frame.loc[unsure, "hash"] = None
-            frame = frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
-            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, seq, frame)
+        for seq, keys in enumerate(pages, start=max(chunks.values())):
+            for side, hashed in hashers.items():
+                behind.submit(
+                    compared.record_keys, job.store, job.run_id, job.entity, side, seq, hashed(fetch[side](keys))
+                )
+    compared.settle(job.store, job.run_id, job.entity, repeats=True)
+    return scanned
+
+
+def _mappings(job: EntityJob) -> dict[str, EntityMapping]:
+    return {SOURCE: job.mapping("source"), TARGET: job.mapping("target")}
+
+
+def _scan(
+    job: EntityJob, frames: Iterator[pd.DataFrame], read: Callable[[pd.DataFrame], pd.DataFrame], side: str
+) -> tuple[int, int]:
+    """Write one side's keys, hashes and change times, as ``read`` makes them of each chunk, to the
+    store; returns rows and chunks read.
+
+    The next chunk is read while this one is mapped and hashed, and each is written behind the next
+    (``support.overlap``) with its number, so a key read twice keeps its last reading.
+    """
+    rows = chunks = 0
+    with WriteBehind("truesync-compare-keys") as behind:
+        for chunks, raw in enumerate(read_ahead(frames, "truesync-scan"), start=1):
+            rows += len(raw)
+            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, chunks - 1, read(raw))
+    return rows, chunks
+
+
+def _hasher(job: EntityJob, mapping: EntityMapping, side: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Rows to their keys, the hash of their synced fields (``classify.side_hash``) and change times."""
+    fields = job.config.synced_fields(job.flow, job.entity)
+    shared = job.config.shared_fields(job.flow, job.entity)
+
+    def read(raw: pd.DataFrame) -> pd.DataFrame:
+        canon = to_canonical(raw, mapping, job.spec, [job.spec.key, *fields])
+        hashes = side_hash(canon.records[fields], shared)
+        return _keyed(job, raw, canon, mapping, side, hashes, lambda keys: raw.loc[keys.index])
+
     return read
 
 
-def _storable_keys(job: EntityJob, raw: pd.DataFrame, keys: pd.Series, side: str) -> pd.Series:
-    """``keys`` with each unstorable one named by its stand-in (target side) or left out and staged (source side)."""
+def _digester(
+    job: EntityJob, mapping: EntityMapping, side: str, fetch: Fetch
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Digest rows (``ScansDigests``) to their keys, digests (``DIGEST_PREFIX``) and change times;
+    ``fetch`` reads the whole rows of keys (a source's unstorable ones, to stage)."""
+
+    def read(raw: pd.DataFrame) -> pd.DataFrame:
+        canon = to_canonical(raw, mapping, job.spec, [job.spec.key])
+        digests = compared.DIGEST_PREFIX + raw[DIGEST_COLUMN]
+        return _keyed(job, raw, canon, mapping, side, digests, lambda keys: fetch(keys.tolist()))
+
+    return read
+
+
+def _keyed(
+    job: EntityJob,
+    raw: pd.DataFrame,
+    canon: Canonical,
+    mapping: EntityMapping,
+    side: str,
+    hashes: pd.Series,
+    rows: Rows,
+) -> pd.DataFrame:
+    """One chunk's ``key``, ``hash`` and ``ts``, each key once.
+
+    A row the mapping cannot read, or a key read twice in one chunk, gets no hash, so it is always
+    compared again (and its problem reported by the checks that stage it). A key the store cannot
+    hold (``core.text``) is compared under its stand-in name on the target side (so it shows as
+    ``target_only``); a source row with one is staged for the checks at once, which hold it as
+    extract does, since it could not be fetched again by that name; ``rows`` gives its whole row.
+    """
+    keys = _storable_keys(job, keys_of(raw, canon, mapping, job.spec.key), side, rows)
+    frame = pd.DataFrame({"key": keys, "hash": hashes, "ts": canon.source_ts})
+    unsure = frame.index.isin(canon.errors.index) | frame["key"].duplicated(keep=False).to_numpy()
+    frame.loc[unsure, "hash"] = None
+    return frame.dropna(subset=["key"]).drop_duplicates("key", keep="last")
+
+
+def _storable_keys(job: EntityJob, keys: pd.Series, side: str, rows: Rows) -> pd.Series:
+    """``keys`` with each unstorable one named by its stand-in (target side) or left out and its ``rows``
+    staged (source side)."""
     unstorable = unstorable_keys(keys).index
     if not len(unstorable):
         return keys
     keys = keys.copy()
     if side == compared.SOURCE:
-        staging.stage(job.store, job.run_id, job.entity, prepare(job, raw.loc[unstorable]))
+        staging.stage(job.store, job.run_id, job.entity, prepare(job, rows(keys[unstorable])))
         keys[unstorable] = None
     else:
         keys[unstorable] = keys[unstorable].map(stand_in_key)

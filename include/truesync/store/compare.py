@@ -28,6 +28,7 @@ from truesync.support.bulk import Rows, insert, insert_from_select, upsert_from_
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
+DIGEST_PREFIX = "md5:"  # a hash that is a system's digest of the compared columns, not ``side_hash`` (``unconfirmed``)
 
 
 def clear(store: Store, run_id: str, entity: str) -> None:
@@ -74,12 +75,41 @@ def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
+def unconfirmed(store: Store, flow: str, run_id: str, entity: str, version: str, size: int) -> Iterator[list[str]]:
+    """Keys both sides hold as digests (``DIGEST_PREFIX``) that the ledger cannot confirm in sync,
+    ``size`` a page, streamed in no particular order.
+
+    A key is confirmed when both digests are equal (so both sides agree now) and its entry, made
+    under mapping ``version``, says both sides were in sync (equal hashes) when the source showed the
+    change time it shows now: the record is as the entry remembers it. The target's time is not
+    asked, since a database may keep it coarser than the write time the entry holds. Every other key
+    both sides hold must be read and hashed as a scan does, so it is compared and its ledger entry
+    refreshed as without digests.
+    """
+    s, t = _scanned(run_id, entity)
+    of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
+    doubt = or_(
+        ~_equal(s, t),
+        t.c.hash.is_(None),
+        ledger.c.key.is_(None),
+        ledger.c.mapping_version != version,
+        ledger.c.source_hash != ledger.c.target_hash,
+        s.c.ts.is_distinct_from(ledger.c.source_ts),
+    )
+    query = select(s.c.key).select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, of_key)).where(doubt)
+    with store.engine.begin() as conn:
+        _hash_joins(conn)
+        for rows in conn.execution_options(yield_per=size).execute(query).partitions():
+            yield [row[0] for row in rows]
+
+
 def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dict[str, Any]) -> int:
     """Write what both sides hold now into the ledger entry of every record in sync whose entry is
     missing, made under another mapping version (``entry["mapping_version"]``) or stale on either
     hash; returns how many. One statement in the store, so the records in sync, nearly all of a
     large compare, never travel to Python: a merge, or an append when the entity has no entry yet
     (a first compare). ``entry`` holds the constant columns (mapping version, run, time, code versions).
+    A record confirmed by its digests (``unconfirmed``) is skipped: its entry holds what both sides hold.
     """
     s, t = _scanned(run_id, entity)
     of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
@@ -96,7 +126,7 @@ def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dic
     query = (
         select(*(value.label(name) for name, value in values.items()))
         .select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, of_key))
-        .where(_equal(s, t), due)
+        .where(_equal(s, t), s.c.hash.not_like(DIGEST_PREFIX + "%"), due)
     )
     known = select(ledger.c.key).where(ledger.c.flow == flow, ledger.c.entity == entity).limit(1)
     with store.engine.begin() as conn:

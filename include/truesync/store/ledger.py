@@ -27,6 +27,13 @@ def lookup(store: Store, flow: str, entity: str, keys: list[str]) -> pd.DataFram
     return _entries(store, columns, (ledger.c.flow == flow) & (ledger.c.entity == entity), keys).set_index("key")
 
 
+def holds_entries(store: Store, flow: str, entity: str, version: str) -> bool:
+    """Whether the entity has at least one entry made under mapping ``version``."""
+    which = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.mapping_version == version)
+    with store.engine.connect() as conn:
+        return conn.execute(select(literal(1)).where(which).limit(1)).first() is not None
+
+
 def written(store: Store, pairs: list[tuple[str, str]], keys: list[str]) -> pd.DataFrame:
     """The entries of the (flow, entity) ``pairs`` for ``keys``: what each saw in its source
     (``source_hash``) and left in its target (``target_hash``), and the source's change time.

@@ -41,6 +41,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 from truesync.config import EntityMapping
 from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
+from truesync.connectors.sql.digest import DIALECTS, row_digest
 from truesync.core.keys import split, system_keys
 from truesync.support.bulk import in_pages, select_by_keys, update_or_insert, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
@@ -161,11 +162,26 @@ class SqlSystem:
         ``hidden`` is a soft-delete mark ``(column, value)``: rows whose column holds the value
         (any value, when it is None) are deleted records and left out.
         """
+        return self._scan(mapping, self._columns(mapping), size, hidden)
+
+    def gives_digests(self) -> bool:
+        """PostgreSQL, MariaDB and MySQL hash with MD5 (``connectors.sql.digest``); SQLite has no hash function."""
+        return self.engine.dialect.name in DIALECTS
+
+    def scan_digests(
+        self, mapping: EntityMapping, columns: list[str], size: int, hidden: SoftMark = None
+    ) -> Iterator[pd.DataFrame]:
+        """As ``scan``, each row only its key columns, its cursor and the digest of ``columns`` (``DIGEST_COLUMN``)."""
         table = self._table(mapping)
-        query = select(*self._columns(mapping)).where(*(table.c[c].is_not(None) for c in mapping.key_columns))
+        read = [table.c[c] for c in mapping.narrowed([]).columns]  # the key columns and the cursor
+        return self._scan(mapping, [*read, row_digest([table.c[c] for c in columns])], size, hidden)
+
+    def _scan(self, mapping: EntityMapping, selected: list[Any], size: int, hidden: SoftMark) -> Iterator[pd.DataFrame]:
+        table = self._table(mapping)
+        query = select(*selected).where(*(table.c[c].is_not(None) for c in mapping.key_columns))
         if hidden is not None:
             query = query.where(self._live(table, mapping, *hidden))
-        columns = [c.name for c in self._columns(mapping)]
+        columns = [c.name for c in selected]
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
