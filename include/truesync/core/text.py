@@ -11,6 +11,7 @@ name made from a hash of the key; messages and flagged values show such text esc
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pandas as pd
 
@@ -18,6 +19,7 @@ KEY_LENGTH = 255  # characters the store's key columns hold (``store/schema.py``
 BAD_KEY_PREFIX = "bad-key:"
 SHOWN_KEY = 60  # characters of an unstorable key a message shows
 _UNSTORABLE = "[\x00\ud800-\udfff]"
+_UNSTORABLE_TEXT = re.compile(_UNSTORABLE)
 
 
 def escaped(value: str) -> str:
@@ -49,8 +51,14 @@ def key_problem(key: str) -> str | None:
 
 
 def unstorable_keys(keys: pd.Series) -> pd.Series:
-    """For each key that cannot name a record, why (indexed like ``keys``; empty when all can)."""
+    """For each key that cannot name a record, why (indexed like ``keys``; empty when all can).
+
+    Nearly every chunk holds none, so the whole chunk is asked first, in one pass: its longest key
+    and one search of all keys joined. Only a chunk with one is asked key by key.
+    """
     text = keys.dropna()
+    if not len(text) or (max(map(len, text)) <= KEY_LENGTH and not _UNSTORABLE_TEXT.search("".join(text))):
+        return text.iloc[:0]
     odd = text[text.str.len().gt(KEY_LENGTH) | text.str.contains(_UNSTORABLE, regex=True)]
     return odd.map(key_problem)
 
