@@ -89,8 +89,7 @@ def unconfirmed(store: Store, flow: str, run_id: str, entity: str, version: str,
     s, t = _scanned(run_id, entity)
     of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
     doubt = or_(
-        ~_equal(s, t),
-        t.c.hash.is_(None),
+        _unequal(s, t),
         ledger.c.key.is_(None),
         ledger.c.mapping_version != version,
         ledger.c.source_hash != ledger.c.target_hash,
