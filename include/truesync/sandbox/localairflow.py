@@ -111,11 +111,16 @@ class LocalAirflow:
             }
         )
         env.update(self.extra_env)
+        if self._metadata_url(env).startswith("sqlite"):  # Airflow's own default: 5 s, short beside a busy scheduler
+            env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "truesync.support.sqldb.SQLITE_CONNECT_ARGS")
         return env
 
     @property
     def metadata_url(self) -> str:
-        return self.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{self.home / 'airflow.db'}")
+        return self._metadata_url(self.env)
+
+    def _metadata_url(self, env: dict[str, str]) -> str:
+        return env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{self.home / 'airflow.db'}")
 
     def cli(self, *args: str, timeout: float = 300) -> str:
         """Run an ``airflow`` CLI command; raise with its output when it fails."""

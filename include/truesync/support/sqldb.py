@@ -12,6 +12,10 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 
+# How long a SQLite connection waits for another's write lock: truesync's engines, and Airflow's own
+# SQLite metadata database where ``sandbox.localairflow`` runs Airflow (``sql_alchemy_connect_args``).
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+
 
 def open_engine(url: URL | str) -> Engine:
     """An engine with settings that make concurrent task access safe on every dialect."""
@@ -24,7 +28,7 @@ def open_engine(url: URL | str) -> Engine:
 def _connect_args(url: URL | str) -> dict[str, Any]:
     name = url.get_backend_name() if isinstance(url, URL) else str(url).split(":", 1)[0]
     if name.startswith("sqlite"):
-        return {"timeout": 60}
+        return dict(SQLITE_CONNECT_ARGS)  # a copy: Airflow adds its own keys to the dict it imports
     if name.startswith("postgresql"):
         return {"connect_timeout": 10}
     if name.startswith("mysql"):
