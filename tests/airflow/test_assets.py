@@ -44,6 +44,7 @@ def test_products_written_into_stock_control_start_accounting_which_books_their_
 
     airflow = LocalAirflow(state / "airflow", schedules=True)
     airflow.prepare([dags.dag_id(PRODUCER), dags.dag_id(CONSUMER)])
+    assert airflow.query("PRAGMA journal_mode") == [("wal",)], "Airflow's SQLite metadata in WAL, as the store"
     airflow.trigger(dags.dag_id(PRODUCER), "manual__products")
     airflow.start()
     try:

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 from truesync.config import load_config
 from truesync.pipeline.dags import preloaded_workers, target_pools
 from truesync.support.paths import PROJECT_ROOT
+from truesync.support.sqldb import open_engine
 
 # What ``airflow.__main__`` does for one command, for each command of a JSON list of argument lists.
 _CLI_EACH = """
@@ -150,8 +151,19 @@ class LocalAirflow:
         return [["db", "migrate"], ["pools", "import", str(pools)]]
 
     def prepare(self, dag_ids: list[str]) -> None:
-        """Migrate the metadata DB, create the pools, serialize the DAGs and unpause them."""
+        """Migrate the metadata DB, create the pools, serialize the DAGs and unpause them.
+
+        A SQLite metadata DB is put in WAL mode, as truesync's own (``support.sqldb``; the file keeps
+        the mode): in its default journal, a CLI command that writes beside the scheduler's heartbeats
+        can be refused at once with "database is locked", since SQLite skips the busy wait where
+        waiting could deadlock.
+        """
         self.cli_each([*self._migrate(), ["dags", "reserialize"], *(["dags", "unpause", d] for d in dag_ids)])
+        if self.metadata_url.startswith("sqlite"):
+            engine = open_engine(self.metadata_url)
+            with engine.connect():  # opening a connection sets journal_mode=WAL
+                pass
+            engine.dispose()
 
     def start(self, components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")) -> None:
         """Start the components (``celery-worker`` may be repeated) and wait for the api-server."""
