@@ -89,6 +89,7 @@ SANDBOX_FLOW = "webshop_to_crm"
 SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
 CHUNK_SIZE, PARTITION_SIZE = 50_000, 10_000_000
 EPOCH = datetime(1970, 1, 1)
+LOOKBACK = timedelta(hours=2)  # the bench flow's lookback: a daily run's window starts this much earlier
 KEY = "o_orderkey"
 # canonical field -> column, the same on both sides; the key first
 FIELDS = {
@@ -166,11 +167,12 @@ class Drift:
     deleted: np.ndarray
     edited: np.ndarray
 
-    def differences(self) -> dict[str, int]:
-        """What a diff of the two tables must find, by reladiff's three kinds."""
+    def differences(self, synced: bool = False) -> dict[str, int]:
+        """What a diff of the two tables must find, by reladiff's three kinds; ``synced``: after an
+        incremental sync of the drift day, which wrote the source's updates and inserts."""
         return {
-            "differ": len(self.updated) + len(self.edited),
-            "source_only": len(self.inserted),
+            "differ": (0 if synced else len(self.updated)) + len(self.edited),
+            "source_only": 0 if synced else len(self.inserted),
             "target_only": len(self.deleted),
         }
 
@@ -269,7 +271,7 @@ def flow_config() -> dict[str, Any]:
         "target": TARGET_SYSTEM,
         "entities": [ENTITY],
         "description": "The full-compare benchmark (bench/compare.py).",
-        "lookback": "2h",
+        "lookback": f"{LOOKBACK.seconds // 3600}h",
         "freshness_sla": "1d",
         "chunk_size": CHUNK_SIZE,
         "partition_size": PARTITION_SIZE,
@@ -347,8 +349,8 @@ def compare_child(flow: str, profile: str | None) -> dict[str, Any]:
     return {**result, "status": report["status"], "entities": entity_figures(report)}
 
 
-def sync_child(flow: str, end: str) -> dict[str, Any]:
-    """One incremental run of ``flow`` over [1970-01-01, end): the ledger a later compare reads."""
+def sync_child(flow: str, end: str, start: str = EPOCH.isoformat()) -> dict[str, Any]:
+    """One incremental run of ``flow`` over [start, end): the ledger a later compare reads."""
     anchor.warm_imports()
     from truesync.config import load_config
     from truesync.pipeline.runner import run_flow
@@ -359,7 +361,11 @@ def sync_child(flow: str, end: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with measured(result):
         report = run_flow(
-            config, store, flow, f"{flow}:sync-{time.time_ns()}", Window(EPOCH, datetime.fromisoformat(end))
+            config,
+            store,
+            flow,
+            f"{flow}:sync-{time.time_ns()}",
+            Window(datetime.fromisoformat(start), datetime.fromisoformat(end)),
         )
     return {**result, "status": report["status"], "entities": entity_figures(report)}
 
@@ -417,16 +423,21 @@ def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str,
 
 
 def run_case(name: str, args: argparse.Namespace, databases: Any, rng: np.random.Generator) -> dict[str, Any]:
-    """One case on rebuilt tables and a fresh store: ``first`` compares at once, ``ledger`` syncs first."""
+    """One case on rebuilt tables and a fresh store: ``first`` compares at once, ``ledger`` syncs first,
+    ``synced`` syncs first and syncs the drift day's delta before it compares."""
     rebuild(databases)
     fresh_store(args.server, databases)
     case: dict[str, Any] = {}
-    if name == "ledger":
+    if name in ("ledger", "synced"):
         case["sync"] = child("sync", FLOW, anchor.DRIFT_DAY.isoformat())
         print(f"  sync before the drift: {case['sync']['wall_seconds']:.1f} s, {case['sync']['entities']}", flush=True)
     made = drift(args.rows, rng, databases)
     case["drift"] = made.counts()
     print(f"  drift {case['drift']}", flush=True)
+    if name == "synced":
+        day = (anchor.DRIFT_DAY - LOOKBACK, anchor.DRIFT_DAY + timedelta(days=1))
+        case["catch_up"] = child("sync", FLOW, day[1].isoformat(), day[0].isoformat())
+        print(f"  sync of the drift day: {brief(case['catch_up'])}, {case['catch_up']['entities']}", flush=True)
     urls = [anchor.dsn(url) for url in (databases.source, databases.target)]
     case["reladiff_runs"] = []
     for threads in args.reladiff_threads:
@@ -454,9 +465,9 @@ def check_case(name: str, rows: int, made: Drift, case: dict[str, Any]) -> list[
     """What failed of: reladiff found the drift as made, truesync compared every key (S and T) and
     conserved them, and the repair left only what the flow's rules leave (the target-only keys,
     reported, when there is no ledger; nothing with one)."""
-    problems = []
-    if case["reladiff"]["differences"] != made.differences():
-        problems.append(f"reladiff found {case['reladiff']['differences']}, the drift made {made.differences()}")
+    problems, expected = [], made.differences(synced=name == "synced")
+    if case["reladiff"]["differences"] != expected:
+        problems.append(f"reladiff found {case['reladiff']['differences']}, the drift left {expected}")
     entity = case["truesync"]["entities"][ENTITY]
     keys = rows + len(made.inserted)
     if entity["keys"] != keys:
@@ -509,7 +520,12 @@ def run_sandbox(scale: int, directory: Path) -> dict[str, Any]:
 
 
 HEADER = ["what", "keys", "wall s", "client CPU s", "peak RSS MiB", "truesync / reladiff", "aim"]
-CASES = {"first": "first compare, no ledger", "ledger": "compare after a sync, with a ledger"}
+CASES = {
+    "first": "first compare, no ledger",
+    "ledger": "compare after a sync, with a ledger",
+    "synced": "compare after the drift day's sync",
+}
+SANDBOX_CASES = ("first", "ledger")
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -537,7 +553,8 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         )
     sandbox = results.get("sandbox")
     if sandbox:
-        for name, title in CASES.items():
+        for name in SANDBOX_CASES:
+            title = CASES[name]
             keys = sum(e["keys"] for e in sandbox[name]["entities"].values())
             scale = sandbox["init"]["scale"]
             rows.append([f"SQLite sandbox {scale:,}: {title}", keys, *figures(sandbox[name]), None, "RSS < 400 MiB"])
@@ -565,6 +582,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server", default=server, help="PostgreSQL server URL (any database on it)")
     parser.add_argument(
         "--reladiff-threads", type=int, nargs="+", default=[1, 2], help="reladiff's connections per database, each run"
+    )
+    parser.add_argument(
+        "--cases", nargs="+", choices=list(CASES), default=list(CASES), help="the PostgreSQL cases to run, in order"
     )
     parser.add_argument("--sqlite-scale", type=int, default=1_000_000, help="customers of the SQLite sandbox")
     parser.add_argument("--skip-sqlite-sandbox", action="store_true", help="leave out the sandbox (minutes)")
@@ -597,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary_rows(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
-    return 1 if any(results[name]["checks"] for name in CASES) else 0
+    return 1 if any(results[name]["checks"] for name in args.cases) else 0
 
 
 def run_bench(args: argparse.Namespace, databases: Any, work: Path) -> dict[str, Any]:
@@ -608,8 +628,8 @@ def run_bench(args: argparse.Namespace, databases: Any, work: Path) -> dict[str,
     print(f"generated {args.rows:,} rows in {time.perf_counter() - began:.1f} s", flush=True)
     os.environ.update(write_config(databases, work / "config"))
     rng = np.random.default_rng(args.seed + 1)
-    for name, title in CASES.items():
-        print(f"{title}:", flush=True)
+    for name in args.cases:
+        print(f"{CASES[name]}:", flush=True)
         results[name] = run_case(name, args, databases, rng)
     if not args.skip_sqlite_sandbox:
         print(f"SQLite sandbox at {args.sqlite_scale:,} customers:", flush=True)

@@ -158,3 +158,28 @@ def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store:
     with store.engine.connect() as conn:
         k = compare_keys
         assert conn.execute(select(k.c.hash).where(k.c.run_id == "other_run")).scalars().all() == ["x"]
+
+
+def test_keys_read_again_after_scans_that_read_each_key_once_replace_only_their_own_earlier_readings(
+    store: Store,
+) -> None:
+    """``since``: the chunks from that number on are keys read again (by key, after both scans were
+    settled), so only their earlier readings go. Readings before it are not compared with each other:
+    ``b``, read twice by the source's scan here, would have been settled with the scan."""
+    entity = "read_again"
+    readings = [
+        (compared.SOURCE, 0, {"a": "md5:1", "b": "md5:1"}),
+        (compared.SOURCE, 1, {"b": "md5:9", "c": "md5:1"}),
+        (compared.TARGET, 0, {"a": "md5:2", "c": "md5:1"}),
+        (compared.SOURCE, 2, {"a": "h1"}),
+        (compared.TARGET, 2, {"a": "h2"}),
+        (compared.TARGET, 3, {"c": "h3"}),
+    ]
+    for side, seq, hashes in readings:
+        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
+        compared.record_keys(store, RUN, entity, side, seq, rows)
+
+    compared.settle(store, RUN, entity, repeats=True, since=2)
+
+    settled = [("S", "a", "h1"), ("S", "b", "md5:1"), ("S", "b", "md5:9"), ("S", "c", "md5:1")]
+    assert _scanned_keys(store, entity) == [*settled, ("T", "a", "h2"), ("T", "c", "h3")]

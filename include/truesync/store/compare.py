@@ -47,10 +47,14 @@ def record_keys(store: Store, run_id: str, entity: str, side: str, seq: int, row
         return insert(conn, compare_keys, with_constants(rows, run_id=run_id, entity=entity, side=side, seq=seq))
 
 
-def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
+def settle(store: Store, run_id: str, entity: str, repeats: bool, since: int = 0) -> None:
     """Make the scanned keys ready to join: where a side may have returned a key twice (``repeats``),
     only its last reading (highest ``seq``) stays; on PostgreSQL the statistics are refreshed, since
     just after a bulk load it has none and would misjudge the joins.
+
+    ``since`` is the first chunk number that may repeat an earlier one's key: the keys read again
+    after scans that read each key once. Only those few readings are then looked up, not every
+    reading against every other.
     """
     k, later = compare_keys, compare_keys.alias("later")
     with store.engine.begin() as conn:
@@ -61,6 +65,7 @@ def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
                 later.c.side == k.c.side,
                 later.c.key == k.c.key,
                 later.c.seq > k.c.seq,
+                later.c.seq >= since,
             )
             conn.execute(delete(k).where(k.c.run_id == run_id, k.c.entity == entity, read_again))
         if store.engine.dialect.name == "postgresql":
