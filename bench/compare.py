@@ -8,6 +8,10 @@ a. a first compare, with no ledger: ``truesync.pipeline.compare.run_compare`` of
 b. a compare after a sync, with a ledger: the tables are rebuilt, an incremental sync
    (``truesync.pipeline.runner.run_flow``, window 1970-01-01 .. the drift day) writes the
    ledger of every row, a fresh drift is made, then the same compare;
+b2. a compare after the drift day's sync, the weekly case (``--cases synced``): as b, and before the
+   compare an incremental sync of the drift day (its window widened by the flow's lookback) writes
+   the source's updates and inserts, so the compare finds only what no change time shows: the
+   source's deletes and the target's edits;
 c. before each truesync compare, reladiff's hashdiff (``reladiff.diff_tables``, algorithm
    ``HASHDIFF``, its defaults: bisection factor 32, threshold 16,384 rows) on the same two
    tables, same key, same compared columns, once per ``--reladiff-threads`` value (connections
@@ -37,21 +41,22 @@ revised, open orders finished, a change time on the drift day), 1% inserted, 0.5
 in the target 0.1% of other rows edited (comment) with their change time kept. Case b's
 drift draws other keys than case a's. reladiff must find, and truesync's compare classify:
 updated + edited keys that differ, inserted keys only in the source, deleted keys only in
-the target. The bench flow owns every field at the source and deletes what the source
-deleted (``compare.deletes: {order: delete}``; 0.5% is under the 1% guard); without a ledger
-those keys are ``target_only`` and only reported.
+the target (after the drift day's sync, only the edited and the deleted keys). The bench
+flow owns every field at the source and deletes what the source deleted
+(``compare.deletes: {order: delete}``; 0.5% is under the 1% guard); without a ledger those keys
+are ``target_only`` and only reported.
 
 The configuration is written to a temporary directory (``TRUESYNC_CONFIG_DIR``): one entity
 ``order``, the key and 6 fields, ``chunk_size: 50000``, ``partition_size: 10000000``;
 connections as ``AIRFLOW_CONN_<ID>`` variables.
 
     .venv/bin/pip install -r bench/requirements.txt -c constraints.txt   # reladiff (and dlt)
-    python bench/compare.py [--rows 1500000] [--sqlite-scale 1000000] [--skip-sqlite-sandbox]
-                            [--reladiff-threads 1 2] [--profile PREFIX] [--server URL] [--seed N]
-                            [--keep] [--json FILE]
+    python bench/compare.py [--rows 1500000] [--cases first ledger synced] [--sqlite-scale 1000000]
+                            [--skip-sqlite-sandbox] [--reladiff-threads 1 2] [--profile PREFIX]
+                            [--server URL] [--seed N] [--keep] [--json FILE]
 
 ``--profile PREFIX`` runs each truesync compare under cProfile and writes
-``PREFIX-first.prof`` and ``PREFIX-ledger.prof`` (the figures then include the profiler's
+``PREFIX-<case>.prof`` (``first``, ``ledger``, ``synced``) (the figures then include the profiler's
 cost); ``python -m pstats`` reads them. ``--keep`` leaves the databases in place.
 """
 
@@ -463,7 +468,8 @@ def brief(result: dict[str, Any]) -> str:
 
 def check_case(name: str, rows: int, made: Drift, case: dict[str, Any]) -> list[str]:
     """What failed of: reladiff found the drift as made, truesync compared every key (S and T) and
-    conserved them, and the repair left only what the flow's rules leave (the target-only keys,
+    conserved them (after the drift day's sync: classified exactly the target's edits and the source's
+    deletes, all quiet), and the repair left only what the flow's rules leave (the target-only keys,
     reported, when there is no ledger; nothing with one)."""
     problems, expected = [], made.differences(synced=name == "synced")
     if case["reladiff"]["differences"] != expected:
@@ -474,6 +480,11 @@ def check_case(name: str, rows: int, made: Drift, case: dict[str, Any]) -> list[
         problems.append(f"truesync compared {entity['keys']:,} keys, the tables hold {keys:,}")
     if not entity["conserved"]:
         problems.append("truesync's counts are not conserved")
+    if name == "synced":  # only what no change time shows is left, all of it quiet
+        quiet = {"overwritten": len(made.edited), "deleted": len(made.deleted)}
+        classes = {"in_sync": keys - sum(quiet.values()), **quiet}
+        if entity["classes"] != classes or entity["quiet"] != quiet:
+            problems.append(f"truesync classified {entity['classes']}, quiet {entity['quiet']}; expected {classes}")
     left = {"differ": 0, "source_only": 0, "target_only": len(made.deleted) if name == "first" else 0}
     if case["after"]["differences"] != left:
         problems.append(f"after the repair reladiff finds {case['after']['differences']}, expected {left}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pandas as pd
@@ -127,9 +126,9 @@ def _scan_rows(job: EntityJob, source: Source, target: Target, hidden: SoftMark,
     """Scan both sides whole, every row mapped and hashed (``_hasher``); returns rows read per side."""
     size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
     frames = {SOURCE: source.scan(mappings[SOURCE], size), TARGET: target.scan(mappings[TARGET], size, hidden)}
-    scanned = _scan_sides(job, {side: (frames[side], _hasher(job, mappings[side], side)) for side in frames})
+    scanned = {side: _scan(job, frames[side], _hasher(job, mappings[side], side), side)[0] for side in frames}
     compared.settle(job.store, job.run_id, job.entity, repeats=not once)
-    return {side: rows for side, (rows, _) in scanned.items()}
+    return scanned
 
 
 def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMark, once: bool) -> dict[str, int]:
@@ -151,13 +150,13 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
         SOURCE: lambda keys: source.fetch(mappings[SOURCE], keys),
         TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
     }
-    scanned = _scan_sides(
-        job, {side: (frames[side], _digester(job, mapping, side, fetch[side])) for side, mapping in mappings.items()}
-    )
+    scanned, chunks = {}, {}
+    for side, mapping in mappings.items():
+        scanned[side], chunks[side] = _scan(job, frames[side], _digester(job, mapping, side, fetch[side]), side)
     compared.settle(job.store, job.run_id, job.entity, repeats=not once)
     hashers = {side: _hasher(job, mapping, side) for side, mapping in mappings.items()}
     pages = compared.unconfirmed(job.store, job.flow, job.run_id, job.entity, job.mapping_version(), size)
-    again = max(chunks for _, chunks in scanned.values())  # the first chunk number after both scans, settled
+    again = max(chunks.values())  # the first chunk number after both scans, each settled
     with WriteBehind("truesync-compare-keys") as behind:
         for seq, keys in enumerate(pages, start=again):
             for side, hashed in hashers.items():
@@ -165,23 +164,11 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
                     compared.record_keys, job.store, job.run_id, job.entity, side, seq, hashed(fetch[side](keys))
                 )
     compared.settle(job.store, job.run_id, job.entity, repeats=True, since=again)
-    return {side: rows for side, (rows, _) in scanned.items()}
+    return scanned
 
 
 def _mappings(job: EntityJob) -> dict[str, EntityMapping]:
     return {SOURCE: job.mapping("source"), TARGET: job.mapping("target")}
-
-
-def _scan_sides(job: EntityJob, scans: dict[str, tuple[Iterator[pd.DataFrame], Reader]]) -> dict[str, tuple[int, int]]:
-    """Each side's frames written to the store as its reader makes them (``_scan``), both sides at once
-    on threads of their own; returns each side's rows and chunks read.
-
-    One database computes and sends while the other side's chunk is mapped, so their waits overlap
-    instead of adding up. Memory holds one side's chunks in flight more.
-    """
-    with ThreadPoolExecutor(max_workers=len(scans), thread_name_prefix="truesync-side") as pool:
-        running = {side: pool.submit(_scan, job, frames, read, side) for side, (frames, read) in scans.items()}
-        return {side: done.result() for side, done in running.items()}
 
 
 def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], read: Reader, side: str) -> tuple[int, int]:
