@@ -3,24 +3,26 @@
 On PostgreSQL and MariaDB (when their servers are configured) the digest a SQL system gives
 must be exactly the MD5 of the spelling ``docs/design.md`` states ("Digests"), computed here in
 Python from the same values' text, so both databases give the same digest for the same values.
-SQLite has no hash function, so it gives none.
+SQLite has no hash function, so it gives none. On PostgreSQL, where the key column's text is the
+canonical key, the digests can also be spelled as ``COPY`` text for a PostgreSQL store.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, insert
+from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, insert
 from sqlalchemy.engine import URL, make_url
 
 from truesync.config import EntityMapping
-from truesync.connectors.base import DIGEST_COLUMN, ScansDigests
+from truesync.connectors.base import DIGEST_COLUMN, CopiesDigests, ScansDigests
 from truesync.connectors.sql.system import SqlSystem
+from truesync.core.canonical import to_utc_naive
 from truesync.support.sqldb import open_engine
 
 MAPPING = EntityMapping(
@@ -85,3 +87,66 @@ def test_a_scan_of_digests_leaves_out_the_rows_a_soft_delete_marks(system: SqlSy
 
 def test_sqlite_gives_no_digests(tmp_path: Path) -> None:
     assert not SqlSystem("things", make_url(f"sqlite:///{tmp_path / 'things.db'}")).gives_digests()
+
+
+def test_copied_digests_are_the_scanned_ones_with_the_change_time_in_utc(postgres_url: URL) -> None:
+    """``copy_digests`` spells what ``scan_digests`` gives once mapped: the key's text, the change time as
+    naive UTC whatever the session's time zone, and the prefixed digest; soft-deleted rows left out."""
+    engine = open_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE \"{postgres_url.database}\" SET timezone = 'America/New_York'")
+    table = Table(
+        "things", MetaData(), Column("id", BigInteger, primary_key=True), Column("a", String(20)),
+        Column("b", String(20)), Column("amount", Numeric(10, 2)), Column("day", Date),
+        Column("changed", DateTime(timezone=True)),
+    )  # fmt: skip
+    table.metadata.create_all(engine)
+    zurich = timezone(timedelta(hours=1))
+    rows = [
+        dict(zip(("a", "b", "amount", "day"), v, strict=True))
+        | {"id": k, "changed": None if k == 5 else datetime(2026, 11, 1, 9, 30, k, 250 * k, tzinfo=zurich)}
+        for k, v in ROWS.items()
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(table), rows)
+    engine.dispose()
+    system, columns = SqlSystem("things", postgres_url), ["a", "b", "amount", "day"]
+    assert isinstance(system, CopiesDigests) and system.copies_digests(MAPPING)
+
+    lines = b"".join(system.copy_digests(MAPPING, columns, None, "md5:")).decode().splitlines()
+
+    copied = {(key, None if ts == "\\N" else pd.Timestamp(ts), digest) for key, ts, digest in map(_fields, lines)}
+    scanned = pd.concat(system.scan_digests(MAPPING, columns, 10))
+    times = to_utc_naive(scanned["changed"])
+    expected = {
+        (str(k), None if pd.isna(t) else t, f"md5:{d}")
+        for k, t, d in zip(scanned["id"], times, scanned[DIGEST_COLUMN], strict=True)
+    }
+    assert copied == expected and len(lines) == len(ROWS)
+    assert ("3", pd.Timestamp("2026-11-01 08:30:03.00075"), f"md5:{spelled(ROWS[3])}") in copied, "09:30 Zürich"
+    live = b"".join(system.copy_digests(MAPPING, ["a"], ("b", "ab"), "md5:")).decode().splitlines()
+    assert sorted(int(line.split("\t")[0]) for line in live) == [1, 3, 4, 5, 6, 7]
+
+
+def test_only_a_whole_number_key_held_once_with_a_date_or_time_cursor_on_postgresql_is_copied(
+    system: SqlSystem, postgres_url: URL
+) -> None:
+    """Anything else is scanned and mapped in Python, which knows every key type and checks each key."""
+    assert system.copies_digests(MAPPING) == (system.engine.dialect.name == "postgresql")
+    engine, metadata = open_engine(postgres_url), MetaData()
+    Table("text_key", metadata, Column("id", String(20), primary_key=True), Column("changed", DateTime))
+    Table("text_time", metadata, Column("id", Integer, primary_key=True), Column("changed", String(30)))
+    Table("not_unique", metadata, Column("id", Integer), Column("changed", DateTime))
+    Table("by_day", metadata, Column("id", Integer, primary_key=True), Column("changed", Date))
+    metadata.create_all(engine)
+    engine.dispose()
+    other = SqlSystem("others", postgres_url)
+    copied = {name: other.copies_digests(EntityMapping(table=name, key="id", cursor="changed", fields={"k": "id"}))
+              for name in metadata.tables}  # fmt: skip
+    assert copied == {"text_key": False, "text_time": False, "not_unique": False, "by_day": True}
+    assert other.copies_digests(EntityMapping(table="by_day", key="id", fields={"k": "id"})), "no cursor at all"
+
+
+def _fields(line: str) -> tuple[str, str, str]:
+    key, ts, digest = line.split("\t")
+    return key, ts, digest

@@ -189,3 +189,20 @@ class ScansDigests(Protocol):
     ) -> Iterator[pd.DataFrame]:
         """As ``scan``, but each row holds only the key columns, the cursor and the digest of ``columns``."""
         ...
+
+
+@runtime_checkable
+class CopiesDigests(Protocol):
+    """A system that can spell its digests as a PostgreSQL store keeps them, for a ``COPY`` from one to the
+    other (``support.copy_stream``; ``docs/design.md``, "Digests")."""
+
+    def copies_digests(self, mapping: EntityMapping) -> bool:
+        """Whether ``copy_digests`` works for this table: PostgreSQL, one whole-number key column that holds
+        each key once (its text is its canonical key), a change time of a date or time type, or none."""
+        ...
+
+    def copy_digests(
+        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
+    ) -> Iterator[bytes]:
+        """Every row's key, change time (naive UTC) and ``prefix`` + digest of ``columns``, as ``COPY`` text lines."""
+        ...

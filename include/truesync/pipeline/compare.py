@@ -27,7 +27,7 @@ from typing import Any, cast
 import pandas as pd
 
 from truesync.config import Config, EntityMapping
-from truesync.connectors.base import DIGEST_COLUMN, ScansDigests, ScansKeysOnce, SoftMark, Source, Target
+from truesync.connectors.base import DIGEST_COLUMN, CopiesDigests, ScansDigests, ScansKeysOnce, SoftMark, Source, Target
 from truesync.connectors.registry import open_source, open_target
 from truesync.core.canonical import EPOCH, Canonical, as_text, keys_of, raw_keys, to_canonical
 from truesync.core.classify import side_hash
@@ -132,27 +132,21 @@ def _scan_rows(job: EntityJob, source: Source, target: Target, hidden: SoftMark,
 
 
 def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMark, once: bool) -> dict[str, int]:
-    """Scan both sides as digests; then read and hash, by key, every record both hold that the ledger
-    cannot confirm (``store.compare.unconfirmed``), so only confirmed records stay as digests;
+    """Scan both sides as digests (``_digests``); then read and hash, by key, every record both hold that
+    the ledger cannot confirm (``store.compare.unconfirmed``), so only confirmed records stay as digests;
     returns rows read per side.
 
     A key read again is appended after its digest, and each side keeps its last reading (``settle``).
     """
-    fields = job.config.synced_fields(job.flow, job.entity)
     size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
-    columns = {side: [mapping.fields[f] for f in fields] for side, mapping in mappings.items()}
-    digests = cast(ScansDigests, source), cast(ScansDigests, target)
-    frames = {
-        SOURCE: digests[0].scan_digests(mappings[SOURCE], columns[SOURCE], size),
-        TARGET: digests[1].scan_digests(mappings[TARGET], columns[TARGET], size, hidden),
-    }
+    systems, hiding = {SOURCE: source, TARGET: target}, {SOURCE: None, TARGET: hidden}
     fetch: dict[str, Fetch] = {
         SOURCE: lambda keys: source.fetch(mappings[SOURCE], keys),
         TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
     }
     scanned, chunks = {}, {}
-    for side, mapping in mappings.items():
-        scanned[side], chunks[side] = _scan(job, frames[side], _digester(job, mapping, side, fetch[side]), side)
+    for side, system in systems.items():
+        scanned[side], chunks[side] = _digests(job, system, mappings[side], side, hiding[side], fetch[side])
     compared.settle(job.store, job.run_id, job.entity, repeats=not once)
     hashers = {side: _hasher(job, mapping, side) for side, mapping in mappings.items()}
     pages = compared.unconfirmed(job.store, job.flow, job.run_id, job.entity, job.mapping_version(), size)
@@ -165,6 +159,34 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
                 )
     compared.settle(job.store, job.run_id, job.entity, repeats=True, since=again)
     return scanned
+
+
+def _digests(
+    job: EntityJob, system: Source | Target, mapping: EntityMapping, side: str, hidden: SoftMark, fetch: Fetch
+) -> tuple[int, int]:
+    """One side's digests into the store: copied from its database into the store's where both are
+    PostgreSQL and its keys need no mapping (``_copies``), else scanned in chunks and keyed here
+    (``_digester``); returns rows and chunks read."""
+    columns = [mapping.fields[f] for f in job.config.synced_fields(job.flow, job.entity)]
+    if _copies(job, system, mapping):
+        lines = cast(CopiesDigests, system).copy_digests(mapping, columns, hidden, compared.DIGEST_PREFIX)
+        return compared.copy_keys(job.store, job.run_id, job.entity, side, 0, lines), 1
+    frames = cast(ScansDigests, system).scan_digests(mapping, columns, job.config.flows[job.flow].chunk_size, hidden)
+    return _scan(job, frames, _digester(job, mapping, side, fetch), side)
+
+
+def _copies(job: EntityJob, system: Source | Target, mapping: EntityMapping) -> bool:
+    """Whether a side's digests can go from its database to the store's with no row through Python: both
+    are PostgreSQL (``CopiesDigests``, ``store.compare.copies_keys``), and the key column's text is the
+    canonical key (a whole number, read as a whole number or a string, no code translating it)."""
+    key = job.spec.key
+    return (
+        compared.copies_keys(job.store)
+        and isinstance(system, CopiesDigests)
+        and system.copies_digests(mapping)
+        and job.spec.fields[key].type in ("integer", "string")
+        and mapping.as_stored([key])
+    )
 
 
 def _mappings(job: EntityJob) -> dict[str, EntityMapping]:

@@ -24,7 +24,8 @@ from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSE
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_keys, ledger, results
-from truesync.support.bulk import Rows, insert, insert_from_select, upsert_from_select, with_constants
+from truesync.support.bulk import Rows, copy_line, insert, insert_from_select, upsert_from_select, with_constants
+from truesync.support.copy_stream import copy_in
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
@@ -45,6 +46,25 @@ def record_keys(store: Store, run_id: str, entity: str, side: str, seq: int, row
     """
     with store.engine.begin() as conn:
         return insert(conn, compare_keys, with_constants(rows, run_id=run_id, entity=entity, side=side, seq=seq))
+
+
+def copies_keys(store: Store) -> bool:
+    """Whether ``copy_keys`` works: the store is on PostgreSQL."""
+    return store.engine.dialect.name == "postgresql"
+
+
+def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines: Iterator[bytes]) -> int:
+    """Append one side's ``key``, ``ts`` and ``hash`` as ``COPY`` text ``lines`` of another PostgreSQL
+    database (``support.copy_stream``), each given the run's constants; returns the keys appended.
+
+    As ``record_keys``, but no row passes through Python: the keys must be canonical and storable as
+    they come (``CopiesDigests``).
+    """
+    constants = "\t" + copy_line([run_id, entity, side, seq])
+    tagged = (block.replace(b"\n", constants.encode() + b"\n") for block in lines)
+    columns = ["key", "ts", "hash", "run_id", "entity", "side", "seq"]
+    with store.engine.begin() as conn:
+        return copy_in(conn, compare_keys, columns, tagged)
 
 
 def settle(store: Store, run_id: str, entity: str, repeats: bool, since: int = 0) -> None:

@@ -381,13 +381,13 @@ def _copy(conn: Connection, table: str, values: dict[str, Column]) -> None:
     columns = list(values)
     texts = [_copy_column(values[c]) for c in columns]
     statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    with _driver_errors(conn, statement) as cursor:
+    with driver_errors(conn, statement) as cursor:
         text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
         cursor.copy_expert(statement, io.BytesIO(text.encode(encodings[cursor.connection.encoding])))
 
 
 @contextmanager
-def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
+def driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
     """A raw cursor of the connection's transaction whose errors arrive as SQLAlchemy's, like any statement's.
 
     Text the driver cannot encode (a lone surrogate is not UTF-8) is a ``DataError`` too.
@@ -401,6 +401,11 @@ def _driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
         raise DataError(statement, None, exc) from exc
     finally:
         cursor.close()
+
+
+def copy_line(values: list[Any]) -> str:
+    """One row of ``values`` in ``COPY``'s text format, without its line end."""
+    return "\t".join(_copy_column([value])[0] for value in values)
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -21,14 +21,19 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
     MetaData,
     Table,
     and_,
+    cast,
     delete,
     false,
     func,
     inspect,
     literal,
+    null,
     or_,
     select,
     tuple_,
@@ -45,6 +50,7 @@ from truesync.connectors.sql.digest import DIALECTS, row_digest
 from truesync.core.keys import split, system_keys
 from truesync.support.bulk import in_pages, select_by_keys, update_or_insert, upsert, write_isolating
 from truesync.support.connections import safe, sqlalchemy_url
+from truesync.support.copy_stream import copy_out
 from truesync.support.frames import from_rows
 from truesync.support.sqldb import open_engine
 
@@ -176,11 +182,49 @@ class SqlSystem:
         read = [table.c[c] for c in mapping.narrowed([]).columns]  # the key columns and the cursor
         return self._scan(mapping, [*read, row_digest([table.c[c] for c in columns])], size, hidden)
 
-    def _scan(self, mapping: EntityMapping, selected: list[Any], size: int, hidden: SoftMark) -> Iterator[pd.DataFrame]:
+    def copies_digests(self, mapping: EntityMapping) -> bool:
+        """PostgreSQL, one whole-number key column with a unique key (its text is the canonical key, always
+        storable, each once), and a change time of a date or time type, or none (``CopiesDigests``)."""
+        if self.engine.dialect.name != "postgresql" or len(mapping.key_columns) != 1:
+            return False
+        table = self._table(mapping)
+        cursor = table.c[mapping.cursor].type if mapping.cursor else None
+        whole = isinstance(table.c[mapping.key_columns[0]].type, Integer)
+        return whole and (cursor is None or isinstance(cursor, DateTime | Date)) and self._has_unique_key(mapping)
+
+    def copy_digests(
+        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
+    ) -> Iterator[bytes]:
+        """Key, change time as naive UTC and ``prefix`` + digest of ``columns`` of every row, as ``COPY`` text
+        (``support.copy_stream``); only where ``copies_digests``."""
+        table = self._table(mapping)
+        digest = func.concat(literal(prefix), row_digest([table.c[c] for c in columns]))
+        query = self._scan_query(mapping, [table.c[mapping.key_columns[0]], self._utc(mapping), digest], hidden)
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        try:
+            yield from copy_out(self.engine, str(compiled))
+        except OperationalError as exc:
+            raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
+
+    def _utc(self, mapping: EntityMapping) -> Any:
+        """The change time as naive UTC, as ``core.canonical`` reads it (a naive time is UTC already)."""
+        if not mapping.cursor:
+            return cast(null(), DateTime)
+        column = self._table(mapping).c[mapping.cursor]
+        if isinstance(column.type, DateTime) and column.type.timezone:
+            return func.timezone("UTC", column)
+        return cast(column, DateTime)
+
+    def _scan_query(self, mapping: EntityMapping, selected: list[Any], hidden: SoftMark) -> Any:
+        """``selected`` of every row with a whole key, but the rows ``hidden`` marks soft-deleted."""
         table = self._table(mapping)
         query = select(*selected).where(*(table.c[c].is_not(None) for c in mapping.key_columns))
         if hidden is not None:
             query = query.where(self._live(table, mapping, *hidden))
+        return query
+
+    def _scan(self, mapping: EntityMapping, selected: list[Any], size: int, hidden: SoftMark) -> Iterator[pd.DataFrame]:
+        query = self._scan_query(mapping, selected, hidden)
         columns = [c.name for c in selected]
         try:
             with self.engine.connect() as conn:
