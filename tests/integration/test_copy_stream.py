@@ -3,6 +3,7 @@ every value arrives as it left, blocks stay whole lines, and a failure on either
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -10,10 +11,12 @@ from decimal import Decimal
 import pytest
 from conftest import ServerDatabases
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Numeric, Table, Text, insert, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 
-from truesync.support.copy_stream import copy_in, copy_out
+from truesync.store import Store
+from truesync.store import compare as compared
+from truesync.support.copy_stream import THREAD, copy_in, copy_out
 from truesync.support.sqldb import open_engine
 
 ROWS = [
@@ -93,3 +96,18 @@ def test_a_reader_that_stops_early_cuts_the_copy_short_and_the_source_serves_on(
     assert again.count(b"\n") == len(ROWS) + 5000
     with source.connect() as conn:
         assert conn.execute(select(table.c.note).where(table.c.id == 6)).scalar() == "Zürich € 東京 🙂"
+
+
+def test_a_store_that_refuses_the_lines_stops_the_source_and_keeps_nothing(
+    ends: tuple[Engine, Engine, Table], postgres_url: URL
+) -> None:
+    """``store.compare.copy_keys``: the store refuses the first line (no time in the time column), so its
+    transaction keeps nothing, and the source's reader is not left running."""
+    source, _, _ = ends
+    store = Store(postgres_url)
+    lines = copy_out(source, "SELECT id, 'not a time', 'md5:x' FROM things", block=64)
+    with pytest.raises(DBAPIError, match="timestamp"):
+        compared.copy_keys(store, "compare__1", "thing", compared.SOURCE, 0, lines)
+    assert not [t for t in threading.enumerate() if t.name == THREAD and t.is_alive()]
+    assert compared.side_count(store, "compare__1", "thing", compared.SOURCE) == 0
+    store.engine.dispose()

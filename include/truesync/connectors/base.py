@@ -14,7 +14,7 @@ when it is opened (``Ceilings``; the store keeps them, ``store.rate_limits``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -203,6 +203,6 @@ class CopiesDigests(Protocol):
 
     def copy_digests(
         self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Every row's key, change time (naive UTC) and ``prefix`` + digest of ``columns``, as ``COPY`` text lines."""
         ...

@@ -12,7 +12,8 @@ memory stays bounded by the page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from typing import Any
 
 import pandas as pd
@@ -53,17 +54,18 @@ def copies_keys(store: Store) -> bool:
     return store.engine.dialect.name == "postgresql"
 
 
-def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines: Iterator[bytes]) -> int:
+def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines: Generator[bytes, None, None]) -> int:
     """Append one side's ``key``, ``ts`` and ``hash`` as ``COPY`` text ``lines`` of another PostgreSQL
     database (``support.copy_stream``), each given the run's constants; returns the keys appended.
 
     As ``record_keys``, but no row passes through Python: the keys must be canonical and storable as
-    they come (``CopiesDigests``).
+    they come (``CopiesDigests``). ``lines`` is closed however the copy ends, so a copy the store's
+    driver gives up stops the other database's ``COPY`` at once.
     """
     constants = "\t" + copy_line([run_id, entity, side, seq])
     tagged = (block.replace(b"\n", constants.encode() + b"\n") for block in lines)
     columns = ["key", "ts", "hash", "run_id", "entity", "side", "seq"]
-    with store.engine.begin() as conn:
+    with closing(lines), store.engine.begin() as conn:
         return copy_in(conn, compare_keys, columns, tagged)
 
 

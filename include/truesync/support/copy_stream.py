@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from sqlalchemy import Table
@@ -27,6 +27,7 @@ from truesync.support.bulk import driver_errors
 
 BLOCK = 1 << 20  # bytes of COPY text handed over at once
 QUEUED = 4  # blocks read ahead of the store at most
+THREAD = "truesync-copy-out"  # the source's reader
 SESSION = ("SET LOCAL client_encoding = 'UTF8'", "SET LOCAL DateStyle = 'ISO, YMD'")
 _END = object()
 
@@ -35,7 +36,7 @@ class _Abandoned(Exception):
     """The reader of a stream stopped before its end: the source's COPY is cut short."""
 
 
-def copy_out(engine: Engine, query: str, block: int = BLOCK) -> Iterator[bytes]:
+def copy_out(engine: Engine, query: str, block: int = BLOCK) -> Generator[bytes, None, None]:
     """The rows of ``query`` in ``COPY`` text format, in blocks of whole lines of about ``block`` bytes.
 
     The source's error arrives where its next block would have. A reader that stops early
@@ -43,9 +44,8 @@ def copy_out(engine: Engine, query: str, block: int = BLOCK) -> Iterator[bytes]:
     """
     blocks: queue.Queue[Any] = queue.Queue(maxsize=QUEUED)
     stop = threading.Event()
-    reader = threading.Thread(
-        target=_read, args=(engine, f"COPY ({query}) TO STDOUT", _Blocks(blocks, stop, block)), daemon=True
-    )
+    statement = f"COPY ({query}) TO STDOUT"
+    reader = threading.Thread(target=_read, args=(engine, statement, _Blocks(blocks, stop, block)), name=THREAD)
     reader.start()
     try:
         while (item := blocks.get()) is not _END:

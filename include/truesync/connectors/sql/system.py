@@ -15,7 +15,7 @@ Each column takes the Python type its SQLAlchemy type names (None when it names 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -194,7 +194,7 @@ class SqlSystem:
 
     def copy_digests(
         self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Key, change time as naive UTC and ``prefix`` + digest of ``columns`` of every row, as ``COPY`` text
         (``support.copy_stream``); only where ``copies_digests``."""
         table = self._table(mapping)
