@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pandas as pd
@@ -137,6 +138,8 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
     returns rows read per side.
 
     A key read again is appended after its digest, and each side keeps its last reading (``settle``).
+    Both sides are read at once where one of them is copied: a copy holds no rows in Python, so it
+    costs little memory and interpreter time beside the other side, while the databases work.
     """
     size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
     systems, hiding = {SOURCE: source, TARGET: target}, {SOURCE: None, TARGET: hidden}
@@ -144,9 +147,15 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
         SOURCE: lambda keys: source.fetch(mappings[SOURCE], keys),
         TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
     }
+    copied = {side: _copies(job, system, mappings[side]) for side, system in systems.items()}
     scanned, chunks = {}, {}
-    for side, system in systems.items():
-        scanned[side], chunks[side] = _digests(job, system, mappings[side], side, hiding[side], fetch[side])
+    with ThreadPoolExecutor(max_workers=2 if any(copied.values()) else 1, thread_name_prefix="truesync-side") as pool:
+        running = {
+            side: pool.submit(_digests, job, system, mappings[side], side, hiding[side], fetch[side], copied[side])
+            for side, system in systems.items()
+        }
+        for side, done in running.items():
+            scanned[side], chunks[side] = done.result()
     compared.settle(job.store, job.run_id, job.entity, repeats=not once)
     hashers = {side: _hasher(job, mapping, side) for side, mapping in mappings.items()}
     pages = compared.unconfirmed(job.store, job.flow, job.run_id, job.entity, job.mapping_version(), size)
@@ -162,13 +171,18 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
 
 
 def _digests(
-    job: EntityJob, system: Source | Target, mapping: EntityMapping, side: str, hidden: SoftMark, fetch: Fetch
+    job: EntityJob,
+    system: Source | Target,
+    mapping: EntityMapping,
+    side: str,
+    hidden: SoftMark,
+    fetch: Fetch,
+    copied: bool,
 ) -> tuple[int, int]:
-    """One side's digests into the store: copied from its database into the store's where both are
-    PostgreSQL and its keys need no mapping (``_copies``), else scanned in chunks and keyed here
-    (``_digester``); returns rows and chunks read."""
+    """One side's digests into the store: ``copied`` from its database into the store's (``_copies``), else
+    scanned in chunks and keyed here (``_digester``); returns rows and chunks read."""
     columns = [mapping.fields[f] for f in job.config.synced_fields(job.flow, job.entity)]
-    if _copies(job, system, mapping):
+    if copied:
         lines = cast(CopiesDigests, system).copy_digests(mapping, columns, hidden, compared.DIGEST_PREFIX)
         return compared.copy_keys(job.store, job.run_id, job.entity, side, 0, lines), 1
     frames = cast(ScansDigests, system).scan_digests(mapping, columns, job.config.flows[job.flow].chunk_size, hidden)
