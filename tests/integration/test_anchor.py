@@ -10,16 +10,13 @@ upsert and the SQLite store are checked on the same workload. Results, never tim
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from bench_modules import load_bench
 from conftest import ServerDatabases
-
-from truesync.support.paths import PROJECT_ROOT
 
 ROWS = 10_000
 UPDATED, INSERTED, DELETED = ROWS // 10, ROWS // 100, ROWS // 200
@@ -28,14 +25,8 @@ DELTA = UPDATED + INSERTED
 
 @pytest.fixture(scope="module")
 def anchor() -> ModuleType:
-    """``bench/anchor.py``, loaded from its path (``bench/`` is not a package)."""
-    path = PROJECT_ROOT / "bench" / "anchor.py"
-    spec = importlib.util.spec_from_file_location("truesync_bench_anchor", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    """``bench/anchor.py``."""
+    return load_bench("anchor")
 
 
 @pytest.fixture

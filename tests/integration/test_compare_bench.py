@@ -11,8 +11,6 @@ scanned into Python. Afterwards both tables hold the same rows, and a second com
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -20,23 +18,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bench_modules import load_bench
 from conftest import ServerDatabases
 
 from truesync.connectors.sql.system import SqlSystem
-from truesync.support.paths import PROJECT_ROOT
 
 ROWS = 3_000
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    """``bench/compare.py``, loaded from its path (``bench/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("truesync_bench_compare", PROJECT_ROOT / "bench" / "compare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    """``bench/compare.py``."""
+    return load_bench("compare")
 
 
 @pytest.fixture

@@ -125,6 +125,13 @@ def test_a_first_compare_appends_every_entry_and_the_next_finds_none_stale(store
     assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 0
 
 
+def _record(store: Store, entity: str, readings: list[tuple[str, int, dict[str, str | None]]]) -> None:
+    """Append each (side, chunk number, key -> hash) reading as a scan does."""
+    for side, seq, hashes in readings:
+        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
+        compared.record_keys(store, RUN, entity, side, seq, rows)
+
+
 def _scanned_keys(store: Store, entity: str) -> list[tuple[str, str, str | None]]:
     k = compare_keys
     query = select(k.c.side, k.c.key, k.c.hash).where(k.c.run_id == RUN, k.c.entity == entity)
@@ -145,9 +152,7 @@ def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store:
         (compared.TARGET, 0, {"a": "t1"}),
         (compared.TARGET, 1, {"b": "t1"}),
     ]
-    for side, seq, hashes in readings:
-        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
-        compared.record_keys(store, RUN, entity, side, seq, rows)
+    _record(store, entity, readings)
     compared.record_keys(store, "other_run", entity, compared.SOURCE, 0, pd.DataFrame({"key": ["a"], "hash": "x"}))
 
     compared.settle(store, RUN, entity, repeats=repeats)
@@ -175,9 +180,7 @@ def test_keys_read_again_after_scans_that_read_each_key_once_replace_only_their_
         (compared.TARGET, 2, {"a": "h2"}),
         (compared.TARGET, 3, {"c": "h3"}),
     ]
-    for side, seq, hashes in readings:
-        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
-        compared.record_keys(store, RUN, entity, side, seq, rows)
+    _record(store, entity, readings)
 
     compared.settle(store, RUN, entity, repeats=True, since=2)
 
