@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, insert
+from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, insert, update
 from sqlalchemy.engine import URL, make_url
 
 from truesync.config import EntityMapping
@@ -109,6 +109,7 @@ def test_copied_digests_are_the_scanned_ones_with_the_change_time_in_utc(postgre
     ]
     with engine.begin() as conn:
         conn.execute(insert(table), rows)
+        conn.execute(update(table).where(table.c.id == 2).values(b="50%"))  # COPY takes '%' as itself
     engine.dispose()
     system, columns = SqlSystem("things", postgres_url), ["a", "b", "amount", "day"]
     assert isinstance(system, CopiesDigests) and system.copies_digests(MAPPING)
@@ -124,7 +125,7 @@ def test_copied_digests_are_the_scanned_ones_with_the_change_time_in_utc(postgre
     }
     assert copied == expected and len(lines) == len(ROWS)
     assert ("3", pd.Timestamp("2026-11-01 08:30:03.00075"), f"md5:{spelled(ROWS[3])}") in copied, "09:30 Zürich"
-    live = b"".join(system.copy_digests(MAPPING, ["a"], ("b", "ab"), "md5:")).decode().splitlines()
+    live = b"".join(system.copy_digests(MAPPING, ["a"], ("b", "50%"), "md5:")).decode().splitlines()
     assert sorted(int(line.split("\t")[0]) for line in live) == [1, 3, 4, 5, 6, 7]
 
 

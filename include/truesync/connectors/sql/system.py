@@ -40,6 +40,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 
@@ -200,7 +201,9 @@ class SqlSystem:
         table = self._table(mapping)
         digest = func.concat(literal(prefix), row_digest([table.c[c] for c in columns]))
         query = self._scan_query(mapping, [table.c[mapping.key_columns[0]], self._utc(mapping), digest], hidden)
-        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        # COPY takes the query as text: values inline, and '%' as itself, where psycopg2's own
+        # style doubles it for an interpolation COPY does not do
+        compiled = query.compile(dialect=postgresql.dialect(paramstyle="named"), compile_kwargs={"literal_binds": True})
         try:
             yield from copy_out(self.engine, str(compiled))
         except OperationalError as exc:
