@@ -186,7 +186,7 @@ def insert(conn: Connection, table: Table, rows: Rows) -> int:
     if not len(rows):
         return 0
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        _copy(conn, _qualified(table), _columns(rows))
+        _copy(conn, table, _columns(rows))
     else:
         _executemany(conn, table, table.insert(), _columns(rows))
     return len(rows)
@@ -370,20 +370,26 @@ def _copy_merge(
     conn.exec_driver_sql(f"DROP TABLE {staged}")
 
 
-def _copy(conn: Connection, table: str, values: dict[str, Column]) -> None:
+def _copy(conn: Connection, table: Table | str, values: dict[str, Column]) -> None:
     """Stream rows into ``table`` with ``COPY … FROM STDIN`` in PostgreSQL's text format.
 
     The text is encoded here, in the connection's encoding, not by the driver while it streams:
     text the encoding cannot hold then fails as a ``DataError`` before anything is sent, where
     the driver would cancel the COPY as if the server had gone.
     """
-    quote = postgresql.dialect().identifier_preparer.quote
     columns = list(values)
     texts = [_copy_column(values[c]) for c in columns]
-    statement = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    statement = copy_from_stdin(table, columns)
     with driver_errors(conn, statement) as cursor:
         text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
         cursor.copy_expert(statement, io.BytesIO(text.encode(encodings[cursor.connection.encoding])))
+
+
+def copy_from_stdin(table: Table | str, columns: list[str]) -> str:
+    """``COPY <table> (<columns>) FROM STDIN``, names quoted; a ``str`` table is spelled already (a temporary one)."""
+    quote = postgresql.dialect().identifier_preparer.quote
+    spelled = table if isinstance(table, str) else _qualified(table)
+    return f"COPY {spelled} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
 
 
 @contextmanager

@@ -20,10 +20,9 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from truesync.support.bulk import driver_errors
+from truesync.support.bulk import copy_from_stdin, driver_errors
 
 BLOCK = 1 << 20  # bytes of COPY text handed over at once
 QUEUED = 4  # blocks read ahead of the store at most
@@ -111,8 +110,7 @@ def copy_in(conn: Connection, table: Table, columns: list[str], blocks: Iterator
     """Append ``blocks`` of ``COPY`` text lines holding ``columns`` to ``table``, in the caller's transaction;
     returns the rows appended."""
     _session(conn)
-    quote = postgresql.dialect().identifier_preparer
-    statement = f"COPY {quote.format_table(table)} ({', '.join(map(quote.quote, columns))}) FROM STDIN"
+    statement = copy_from_stdin(table, columns)
     with driver_errors(conn, statement) as cursor:
         cursor.copy_expert(statement, _Lines(blocks), size=BLOCK)
         return int(cursor.rowcount)
