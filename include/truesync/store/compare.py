@@ -62,8 +62,8 @@ def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines
     they come (``CopiesDigests``). ``lines`` is closed however the copy ends, so a copy the store's
     driver gives up stops the other database's ``COPY`` at once.
     """
-    constants = "\t" + copy_line([run_id, entity, side, seq])
-    tagged = (block.replace(b"\n", constants.encode() + b"\n") for block in lines)
+    line_end = ("\t" + copy_line([run_id, entity, side, seq]) + "\n").encode()  # each line's constants
+    tagged = (block.replace(b"\n", line_end) for block in lines)
     columns = ["key", "ts", "hash", "run_id", "entity", "side", "seq"]
     with closing(lines), store.engine.begin() as conn:
         return copy_in(conn, compare_keys, columns, tagged)
