@@ -60,6 +60,7 @@ def _scan_and_remember(store: Store) -> None:
     ledger.write(store, FLOW, ENTITY, entries)
     other = {**entries[0], "key": "elsewhere"}
     ledger.write(store, FLOW, "order", [other])  # another entity's entry is no key of this compare
+    compared.doubt(store, FLOW, RUN, ENTITY, VERSION)
 
 
 def _ledger(store: Store, entity: str = ENTITY) -> dict[str, dict]:
@@ -90,7 +91,7 @@ def test_the_ledger_of_records_in_sync_is_written_where_missing_or_stale_and_now
 
 
 def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_page_at_a_time(scanned: Store) -> None:
-    pages = list(compared.differences(scanned, FLOW, RUN, ENTITY, size=2))
+    pages = list(compared.differences(scanned, RUN, ENTITY, size=2))
 
     assert all(len(page) <= 2 for page in pages)
     keys = [key for page in pages for key in page.index]
@@ -114,22 +115,29 @@ def test_only_the_keys_out_of_sync_come_out_with_both_sides_and_their_entry_a_pa
 
 def test_a_first_compare_appends_every_entry_and_the_next_finds_none_stale(store: Store) -> None:
     first = "invoice"  # an entity with no ledger entry yet
-    for side in (compared.SOURCE, compared.TARGET):
-        rows = pd.DataFrame({"key": [f"I{i}" for i in range(75)], "hash": "h", "ts": pd.Timestamp(SCANNED)})
-        compared.record_keys(store, RUN, first, side, 0, rows)
-    compared.settle(store, RUN, first, repeats=False)
     entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": None}
+    rows = pd.DataFrame({"key": [f"I{i}" for i in range(75)], "hash": "h", "ts": pd.Timestamp(SCANNED)})
+    refreshed = []
+    for _ in range(2):  # the first compare, then the next
+        compared.clear(store, RUN, first)
+        _record(store, first, [(side, 0, rows) for side in (compared.SOURCE, compared.TARGET)])
+        compared.settle(store, RUN, first, repeats=False)
+        compared.doubt(store, FLOW, RUN, first, VERSION)
+        refreshed.append(compared.refresh_ledger(store, FLOW, RUN, first, entry))
+        assert len(_ledger(store, first)) == 75
 
-    assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 75
-    assert len(_ledger(store, first)) == 75
-    assert compared.refresh_ledger(store, FLOW, RUN, first, entry) == 0
+    assert refreshed == [75, 0]
 
 
-def _record(store: Store, entity: str, readings: list[tuple[str, int, dict[str, str | None]]]) -> None:
-    """Append each (side, chunk number, key -> hash) reading as a scan does."""
-    for side, seq, hashes in readings:
-        rows = pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(SCANNED)})
+def _record(store: Store, entity: str, readings: list[tuple[str, int, dict[str, str | None] | pd.DataFrame]]) -> None:
+    """Append each (side, chunk number, key -> hash, or rows) reading as a scan does."""
+    for side, seq, read in readings:
+        rows = read if isinstance(read, pd.DataFrame) else _readings(read)
         compared.record_keys(store, RUN, entity, side, seq, rows)
+
+
+def _readings(hashes: dict[str, str | None], ts: datetime = SCANNED) -> pd.DataFrame:
+    return pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(ts)})
 
 
 def _scanned_keys(store: Store, entity: str) -> list[tuple[str, str, str | None]]:
@@ -165,24 +173,56 @@ def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store:
         assert conn.execute(select(k.c.hash).where(k.c.run_id == "other_run")).scalars().all() == ["x"]
 
 
-def test_keys_read_again_after_scans_that_read_each_key_once_replace_only_their_own_earlier_readings(
+def test_digests_are_doubted_unless_the_ledger_remembers_both_sides_in_sync_at_the_source_time_they_show(
     store: Store,
 ) -> None:
-    """``since``: the chunks from that number on are keys read again (by key, after both scans were
-    settled), so only their earlier readings go. Readings before it are not compared with each other:
-    ``b``, read twice by the source's scan here, would have been settled with the scan."""
+    """A key read by digest is confirmed only by equal digests and an entry of this mapping version with
+    equal hashes made when the source showed the change time it shows now; the target's time is not asked."""
+    entity = "digested"
+    later = datetime(2026, 11, 25)
+    entries = {  # key: (source hash, target hash, source time, version) of its ledger entry
+        "confirmed": ("h", "h", SCANNED, VERSION),
+        "target_time_moved": ("h", "h", SCANNED, VERSION),
+        "source_time_moved": ("h", "h", BEFORE, VERSION),
+        "entry_out_of_sync": ("h", "x", SCANNED, VERSION),
+        "other_version": ("h", "h", SCANNED, "shop@0->crm@1"),
+        "digests_differ": ("h", "h", SCANNED, VERSION),
+    }
+    source = {key: "md5:1" for key in [*entries, "no_entry"]}
+    target = {**source, "digests_differ": "md5:2"}
+    _record(store, entity, [(compared.SOURCE, 0, source), (compared.TARGET, 0, _readings(target))])
+    compared.record_keys(store, RUN, entity, compared.TARGET, 1, _readings({"target_time_moved": "md5:1"}, later))
+    compared.settle(store, RUN, entity, repeats=True)
+    ledger.write(store, FLOW, entity, [
+        {"key": key, "source_hash": e[0], "target_hash": e[1], "source_ts": e[2], "target_ts": e[2],
+         "mapping_version": e[3], "run_id": "sync__0", "synced_at": BEFORE, "code_versions": None}
+        for key, e in entries.items()
+    ])  # fmt: skip
+
+    assert compared.doubt(store, FLOW, RUN, entity, VERSION) == 5
+
+    doubted = [key for page in compared.unconfirmed(store, RUN, entity, size=2) for key in page]
+    assert doubted == sorted(set(source) - {"confirmed", "target_time_moved"})
+
+
+def test_a_key_read_again_replaces_only_its_own_sides_digest(store: Store) -> None:
+    """``reread``: the side's hash and time of a doubted key become what was read by key; the other side's
+    digest stays, and a key the side no longer returned keeps its digest, so it still differs."""
     entity = "read_again"
-    readings = [
-        (compared.SOURCE, 0, {"a": "md5:1", "b": "md5:1"}),
-        (compared.SOURCE, 1, {"b": "md5:9", "c": "md5:1"}),
-        (compared.TARGET, 0, {"a": "md5:2", "c": "md5:1"}),
-        (compared.SOURCE, 2, {"a": "h1"}),
-        (compared.TARGET, 2, {"a": "h2"}),
-        (compared.TARGET, 3, {"c": "h3"}),
-    ]
-    _record(store, entity, readings)
+    _record(store, entity, [(compared.SOURCE, 0, {"a": "md5:1", "b": "md5:1", "c": "md5:1"})])
+    _record(store, entity, [(compared.TARGET, 0, {"a": "md5:2", "b": "md5:1", "c": "md5:3"})])
+    compared.settle(store, RUN, entity, repeats=False)
+    compared.doubt(store, FLOW, RUN, entity, VERSION)  # no entries: every key is doubted
+    moved = datetime(2026, 11, 30)
 
-    compared.settle(store, RUN, entity, repeats=True, since=2)
+    compared.reread(store, RUN, entity, compared.SOURCE, _readings({"a": "h1", "b": "h1"}, moved))
+    compared.reread(store, RUN, entity, compared.TARGET, _readings({"a": "h2", "b": "h1"}))
 
-    settled = [("S", "a", "h1"), ("S", "b", "md5:1"), ("S", "b", "md5:9"), ("S", "c", "md5:1")]
-    assert _scanned_keys(store, entity) == [*settled, ("T", "a", "h2"), ("T", "c", "h3")]
+    page = pd.concat(compared.differences(store, RUN, entity, size=10))
+    assert sorted(page.index) == ["a", "c"], "b reads the same on both sides now"
+    assert page.loc["a", ["s_hash", "t_hash"]].tolist() == ["h1", "h2"]
+    assert pd.Timestamp(page.loc["a", "s_ts"]) == pd.Timestamp(moved)
+    assert page.loc["c", ["s_hash", "t_hash"]].tolist() == ["md5:1", "md5:3"]
+    entry = {"mapping_version": VERSION, "run_id": RUN, "synced_at": NOW, "code_versions": None}
+    assert compared.refresh_ledger(store, FLOW, RUN, entity, entry) == 1
+    assert _ledger(store, entity)["b"]["source_hash"] == "h1"

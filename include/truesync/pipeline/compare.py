@@ -5,10 +5,11 @@ Named steps, in this order:
 1. ``begin_compare``: a run of kind ``compare``, its window everything up to now.
 2. ``compare_entity``, per entity in dependency order: both sides are scanned whole, in
    chunks, hashed on the synced fields and written to the store; or, where both databases give
-   digests and the ledger knows the entity, scanned as digests, and only the records the ledger
-   cannot confirm read and hashed (``docs/design.md``, "Digests"). The store joins both sides
-   with the ledger (``store.compare``): it refreshes the ledger of the records in sync itself, and
-   ``core.compare.judge`` decides per key that differs. Source records that differ or are
+   digests and the ledger knows the entity, scanned as digests. The store joins both sides with
+   the ledger once (``store.compare.doubt``) and keeps only the keys it cannot confirm in sync;
+   read by digest, those are read again and hashed (``docs/design.md``, "Digests"). The store
+   refreshes the ledger of the doubted records in sync itself, and ``core.compare.judge``
+   decides per key that differs. Source records that differ or are
    missing in the target are fetched again by key and staged as an extract stages them.
 3. The staged records are classified and written by the incremental path
    (``load.plan_partitions``, ``load.sync_entity``): same classes, holds, audit and ledger.
@@ -127,17 +128,16 @@ def _scan_rows(job: EntityJob, source: Source, target: Target, hidden: SoftMark,
     """Scan both sides whole, every row mapped and hashed (``_hasher``); returns rows read per side."""
     size, mappings = job.config.flows[job.flow].chunk_size, _mappings(job)
     frames = {SOURCE: source.scan(mappings[SOURCE], size), TARGET: target.scan(mappings[TARGET], size, hidden)}
-    scanned = {side: _scan(job, frames[side], _hasher(job, mappings[side], side), side)[0] for side in frames}
-    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+    scanned = {side: _scan(job, frames[side], _hasher(job, mappings[side], side), side) for side in frames}
+    _settle(job, once)
     return scanned
 
 
 def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMark, once: bool) -> dict[str, int]:
-    """Scan both sides as digests (``_digests``); then read and hash, by key, every record both hold that
-    the ledger cannot confirm (``store.compare.unconfirmed``), so only confirmed records stay as digests;
-    returns rows read per side.
+    """Scan both sides as digests (``_digests``); then read and hash, by key, every doubted record both hold
+    (``store.compare.unconfirmed``), so only records the ledger confirms stay as digests; returns rows
+    read per side.
 
-    A key read again is appended after its digest, and each side keeps its last reading (``settle``).
     Both sides are read at once where one of them is copied: a copy holds no rows in Python, so it
     costs little memory and interpreter time beside the other side, while the databases work.
     """
@@ -148,26 +148,26 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
         TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
     }
     copied = {side: _copies(job, system, mappings[side]) for side, system in systems.items()}
-    scanned, chunks = {}, {}
     with ThreadPoolExecutor(max_workers=2 if any(copied.values()) else 1, thread_name_prefix="truesync-side") as pool:
         running = {
             side: pool.submit(_digests, job, system, mappings[side], side, hiding[side], fetch[side], copied[side])
             for side, system in systems.items()
         }
-        for side, done in running.items():
-            scanned[side], chunks[side] = done.result()
-    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+        scanned = {side: done.result() for side, done in running.items()}
+    _settle(job, once)
     hashers = {side: _hasher(job, mapping, side) for side, mapping in mappings.items()}
-    pages = compared.unconfirmed(job.store, job.flow, job.run_id, job.entity, job.mapping_version(), size)
-    again = max(chunks.values())  # the first chunk number after both scans, each settled
     with WriteBehind("truesync-compare-keys") as behind:
-        for seq, keys in enumerate(pages, start=again):
+        for keys in compared.unconfirmed(job.store, job.run_id, job.entity, size):
             for side, hashed in hashers.items():
-                behind.submit(
-                    compared.record_keys, job.store, job.run_id, job.entity, side, seq, hashed(fetch[side](keys))
-                )
-    compared.settle(job.store, job.run_id, job.entity, repeats=True, since=again)
+                behind.submit(compared.reread, job.store, job.run_id, job.entity, side, hashed(fetch[side](keys)))
     return scanned
+
+
+def _settle(job: EntityJob, once: bool) -> None:
+    """Both sides scanned: keep each key's last reading where a side may repeat one (``once`` promises
+    not), then doubt every key the ledger cannot confirm (``store.compare.doubt``)."""
+    compared.settle(job.store, job.run_id, job.entity, repeats=not once)
+    compared.doubt(job.store, job.flow, job.run_id, job.entity, job.mapping_version())
 
 
 def _digests(
@@ -178,13 +178,13 @@ def _digests(
     hidden: SoftMark,
     fetch: Fetch,
     copied: bool,
-) -> tuple[int, int]:
+) -> int:
     """One side's digests into the store: ``copied`` from its database into the store's (``_copies``), else
-    scanned in chunks and keyed here (``_digester``); returns rows and chunks read."""
+    scanned in chunks and keyed here (``_digester``); returns rows read."""
     columns = [mapping.fields[f] for f in job.config.synced_fields(job.flow, job.entity)]
     if copied:
         lines = cast(CopiesDigests, system).copy_digests(mapping, columns, hidden, compared.DIGEST_PREFIX)
-        return compared.copy_keys(job.store, job.run_id, job.entity, side, 0, lines), 1
+        return compared.copy_keys(job.store, job.run_id, job.entity, side, 0, lines)
     frames = cast(ScansDigests, system).scan_digests(mapping, columns, job.config.flows[job.flow].chunk_size, hidden)
     return _scan(job, frames, _digester(job, mapping, side, fetch), side)
 
@@ -207,19 +207,19 @@ def _mappings(job: EntityJob) -> dict[str, EntityMapping]:
     return {SOURCE: job.mapping("source"), TARGET: job.mapping("target")}
 
 
-def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], read: Reader, side: str) -> tuple[int, int]:
+def _scan(job: EntityJob, frames: Iterator[pd.DataFrame], read: Reader, side: str) -> int:
     """Write one side's keys, hashes and change times, as ``read`` makes them of each chunk, to the
-    store; returns rows and chunks read.
+    store; returns rows read.
 
     The next chunk is read while this one is mapped and hashed, and each is written behind the next
     (``support.overlap``) with its number, so a key read twice keeps its last reading.
     """
-    rows = chunks = 0
+    rows = 0
     with WriteBehind("truesync-compare-keys") as behind:
-        for chunks, raw in enumerate(read_ahead(frames, "truesync-scan"), start=1):
+        for seq, raw in enumerate(read_ahead(frames, "truesync-scan")):
             rows += len(raw)
-            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, chunks - 1, read(raw))
-    return rows, chunks
+            behind.submit(compared.record_keys, job.store, job.run_id, job.entity, side, seq, read(raw))
+    return rows
 
 
 def _hasher(job: EntityJob, mapping: EntityMapping, side: str) -> Reader:
@@ -305,7 +305,7 @@ def _judge(job: EntityJob, dry_run: bool) -> int:
         }
         compared.refresh_ledger(job.store, job.flow, job.run_id, job.entity, entry)
     differing = 0
-    for page in compared.differences(job.store, job.flow, job.run_id, job.entity, spec.chunk_size):
+    for page in compared.differences(job.store, job.run_id, job.entity, spec.chunk_size):
         differing += int(page["s_seen"].notna().sum())
         verdict = judge(page, version, watermark)
         diffs = verdict[["action", "quiet_source", "quiet_target"]].rename_axis("key").reset_index()

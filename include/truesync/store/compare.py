@@ -1,12 +1,15 @@
-"""Compare: the keys a full compare scanned on each side, and what it decided for each that differs.
+"""Compare: the keys a full compare scanned on each side, those it could not confirm in sync, and
+what it decided for each that differs.
 
 Each system returns its rows in its own order (a REST listing by change time, a SQL table
 in any order, collations that disagree), so neither side is merged in Python. Both are
 appended here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``, with the
-number of the chunk it was read in), and the store's own database joins them with the
-ledger: it refreshes the ledger entries of the records in sync in place (``refresh_ledger``)
-and hands Python only the keys that differ (``differences``), streamed a page at a time, so
-memory stays bounded by the page.
+number of the chunk it was read in). The store's own database joins them with the ledger
+once (``doubt``): every key it cannot confirm in sync goes to ``ts_compare_doubt`` with both
+sides' readings and its ledger entry, nearly none after syncs. The rest of the compare reads
+only those: the keys to read again by key (``unconfirmed``, ``reread``), the ledger entries to
+refresh in place (``refresh_ledger``) and the keys that differ, handed to Python a page at a
+time (``differences``), so memory stays bounded by the page.
 ``ts_compare_diff`` keeps the decision for every key that is not simply in sync.
 """
 
@@ -24,19 +27,29 @@ from truesync.core.classify import OVERWRITTEN
 from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSES
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
-from truesync.store.schema import compare_diffs, compare_keys, ledger, results
-from truesync.support.bulk import Rows, copy_line, insert, insert_from_select, upsert_from_select, with_constants
+from truesync.store.schema import compare_diffs, compare_doubts, compare_keys, ledger, results
+from truesync.support.bulk import (
+    Rows,
+    copy_line,
+    insert,
+    insert_from_select,
+    selected_names,
+    upsert,
+    upsert_from_select,
+    with_constants,
+)
 from truesync.support.copy_stream import copy_in
 from truesync.support.frames import from_rows
 
 SOURCE, TARGET = "S", "T"
-DIGEST_PREFIX = "md5:"  # a hash that is a system's digest of the compared columns, not ``side_hash`` (``unconfirmed``)
+DIGEST_PREFIX = "md5:"  # a hash that is a system's digest of the compared columns, not ``side_hash`` (``doubt``)
+DOUBT_KEY = ("run_id", "entity", "key")
 
 
 def clear(store: Store, run_id: str, entity: str) -> None:
-    """Forget what a compare scanned and decided for an entity, so a retried task starts clean."""
+    """Forget what a compare scanned, doubted and decided for an entity, so a retried task starts clean."""
     with store.engine.begin() as conn:
-        for table in (compare_keys, compare_diffs):
+        for table in (compare_keys, compare_doubts, compare_diffs):
             conn.execute(delete(table).where(table.c.run_id == run_id, table.c.entity == entity))
 
 
@@ -69,14 +82,10 @@ def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines
         return copy_in(conn, compare_keys, columns, tagged)
 
 
-def settle(store: Store, run_id: str, entity: str, repeats: bool, since: int = 0) -> None:
+def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
     """Make the scanned keys ready to join: where a side may have returned a key twice (``repeats``),
     only its last reading (highest ``seq``) stays; on PostgreSQL the statistics are refreshed, since
     just after a bulk load it has none and would misjudge the joins.
-
-    ``since`` is the first chunk number that may repeat an earlier one's key: the keys read again
-    after scans that read each key once. Only those few readings are then looked up, not every
-    reading against every other.
     """
     k, later = compare_keys, compare_keys.alias("later")
     with store.engine.begin() as conn:
@@ -87,7 +96,6 @@ def settle(store: Store, run_id: str, entity: str, repeats: bool, since: int = 0
                 later.c.side == k.c.side,
                 later.c.key == k.c.key,
                 later.c.seq > k.c.seq,
-                later.c.seq >= since,
             )
             conn.execute(delete(k).where(k.c.run_id == run_id, k.c.entity == entity, read_again))
         if store.engine.dialect.name == "postgresql":
@@ -102,104 +110,116 @@ def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def unconfirmed(store: Store, flow: str, run_id: str, entity: str, version: str, size: int) -> Iterator[list[str]]:
-    """Keys both sides hold as digests (``DIGEST_PREFIX``) that the ledger cannot confirm in sync,
-    ``size`` a page, streamed in no particular order.
+def doubt(store: Store, flow: str, run_id: str, entity: str, version: str) -> int:
+    """Write every key of the settled scans that is not confirmed in sync to ``ts_compare_doubt``, with both
+    sides' readings and its ledger entry (``PAGE_COLUMNS``); returns how many. One statement: the
+    records in sync, nearly all of a large compare, never leave the store's database.
 
-    A key is confirmed when both digests are equal (so both sides agree now) and its entry, made
-    under mapping ``version``, says both sides were in sync (equal hashes) when the source showed the
-    change time it shows now: the record is as the entry remembers it. The target's time is not
-    asked, since a database may keep it coarser than the write time the entry holds. Every other key
-    both sides hold must be read and hashed as a scan does, so it is compared and its ledger entry
-    refreshed as without digests.
+    A key is **confirmed** when both sides hold it with equal hashes and its ledger entry, made
+    under mapping ``version``, remembers the record as it is: it holds both hashes, or, where the
+    hashes are digests (``DIGEST_PREFIX``), it says both sides were in sync (equal hashes) when the
+    source showed the change time it shows now. The target's time is not asked, since a database
+    may keep it coarser than the write time the entry holds. Every other key is doubted: keys that
+    differ, keys one side holds, ledger entries of keys neither holds, and keys in sync whose entry
+    is missing, of another version or stale.
+
+    On PostgreSQL one full join of both sides and the ledger, each read once and hashed; elsewhere
+    a union of three outer joins (SQLite has full joins only since 3.39).
     """
     s, t = _scanned(run_id, entity)
-    of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
-    doubt = or_(
-        _unequal(s, t),
-        ledger.c.key.is_(None),
-        ledger.c.mapping_version != version,
-        ledger.c.source_hash != ledger.c.target_hash,
-        s.c.ts.is_distinct_from(ledger.c.source_ts),
-    )
-    query = select(s.c.key).select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, of_key)).where(doubt)
+    read = _full_join if store.engine.dialect.name == "postgresql" else _outer_joins
+    query = read(s, t, flow, entity, run_id, version)
     with store.engine.begin() as conn:
         _hash_joins(conn)
-        for rows in conn.execution_options(yield_per=size).execute(query).partitions():
-            yield [row[0] for row in rows]
+        written = conn.execute(compare_doubts.insert().from_select(selected_names(query), query)).rowcount
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ANALYZE {compare_doubts.name}")
+    return written
+
+
+def unconfirmed(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
+    """Doubted keys both sides hold (``doubt``), ``size`` a page in key order: read by digest, each must be
+    read again and hashed as a scan does (``reread``), so it is compared and its entry refreshed as
+    without digests."""
+    d = compare_doubts
+    query = select(d.c.key).where(d.c.run_id == run_id, d.c.entity == entity, d.c.s_seen == 1, d.c.t_seen == 1)
+    return key_pages(store, query, d.c.key, size)
+
+
+def reread(store: Store, run_id: str, entity: str, side: str, rows: pd.DataFrame) -> int:
+    """Replace one side's reading (``hash``, ``ts``) of doubted keys with ``rows`` (``key``, ``hash``, ``ts``),
+    read again by key; a key the side no longer returns keeps its digest, so it still differs."""
+    prefix = "s" if side == SOURCE else "t"
+    readings = rows.rename(columns={"hash": f"{prefix}_hash", "ts": f"{prefix}_ts"}).assign(**{f"{prefix}_seen": 1})
+    updates = [f"{prefix}_seen", f"{prefix}_hash", f"{prefix}_ts"]
+    with store.engine.begin() as conn:
+        return upsert(conn, compare_doubts, with_constants(readings, run_id=run_id, entity=entity), DOUBT_KEY, updates)
 
 
 def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dict[str, Any]) -> int:
-    """Write what both sides hold now into the ledger entry of every record in sync whose entry is
-    missing, made under another mapping version (``entry["mapping_version"]``) or stale on either
-    hash; returns how many. One statement in the store, so the records in sync, nearly all of a
-    large compare, never travel to Python: a merge, or an append when the entity has no entry yet
-    (a first compare). ``entry`` holds the constant columns (mapping version, run, time, code versions).
-    A record confirmed by its digests (``unconfirmed``) is skipped: its entry holds what both sides hold.
+    """Write what both sides hold now into the ledger entry of every doubted record in sync (``doubt``):
+    its entry is missing, made under another mapping version (``entry["mapping_version"]``) or
+    stale on either hash; returns how many. One statement in the store: a merge, or an append when
+    the entity has no entry yet (a first compare). ``entry`` holds the constant columns (mapping
+    version, run, time, code versions). A key still read by digest is skipped: a digest is no hash.
     """
-    s, t = _scanned(run_id, entity)
-    of_key = and_(ledger.c.flow == flow, ledger.c.entity == entity, ledger.c.key == s.c.key)
+    d = compare_doubts
     due = or_(
-        ledger.c.key.is_(None),
-        ledger.c.mapping_version.is_distinct_from(entry["mapping_version"]),
-        ledger.c.source_hash.is_distinct_from(s.c.hash),
-        ledger.c.target_hash.is_distinct_from(t.c.hash),
+        d.c.l_version.is_distinct_from(entry["mapping_version"]),
+        d.c.l_source_hash.is_distinct_from(d.c.s_hash),
+        d.c.l_target_hash.is_distinct_from(d.c.t_hash),
     )
     constants = {name: literal(value, ledger.c[name].type) for name, value in entry.items()}
-    values = {"flow": literal(flow, ledger.c.flow.type), "entity": literal(entity, ledger.c.entity.type)}
-    values |= {"key": s.c.key, "source_hash": s.c.hash, "target_hash": t.c.hash, "source_ts": s.c.ts}
-    values |= {"target_ts": t.c.ts, **constants}
-    query = (
-        select(*(value.label(name) for name, value in values.items()))
-        .select_from(s.join(t, _same_key(s, t)).outerjoin(ledger, of_key))
-        .where(_equal(s, t), s.c.hash.not_like(DIGEST_PREFIX + "%"), due)
+    values = {"flow": literal(flow, ledger.c.flow.type), "entity": d.c.entity, "key": d.c.key}
+    values |= {"source_hash": d.c.s_hash, "target_hash": d.c.t_hash, "source_ts": d.c.s_ts, "target_ts": d.c.t_ts}
+    equal = and_(d.c.s_hash == d.c.t_hash, d.c.s_hash.not_like(DIGEST_PREFIX + "%"))
+    query = select(*(value.label(name) for name, value in (values | constants).items())).where(
+        d.c.run_id == run_id, d.c.entity == entity, equal, due
     )
     known = select(ledger.c.key).where(ledger.c.flow == flow, ledger.c.entity == entity).limit(1)
     with store.engine.begin() as conn:
-        _hash_joins(conn)
         write = upsert_from_select if conn.execute(known).first() else insert_from_select
         return write(conn, ledger, query, ("flow", "entity", "key"), LEDGER_COLUMNS)
 
 
-def differences(store: Store, flow: str, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
-    """Every key that is not simply in sync, ``size`` keys a page, indexed by key (``core.compare.PAGE_COLUMNS``):
-    keys the sides hold with different hashes (or a null one), keys one side holds, and ledger
-    entries of keys neither side holds. Read in one streamed query, in no particular order: on
-    PostgreSQL one full join of both sides and the ledger (each read once, hashed), elsewhere a
-    union of three outer joins (SQLite has full joins only since 3.39).
+def differences(store: Store, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:
+    """Every doubted key that is not simply in sync (``doubt``), ``size`` keys a page, indexed by key
+    (``core.compare.PAGE_COLUMNS``): keys the sides hold with different hashes (or a null one), keys
+    one side holds, and ledger entries of keys neither side holds; streamed in no particular order.
     """
-    s, t = _scanned(run_id, entity)
-    read = _full_join if store.engine.dialect.name == "postgresql" else _outer_joins
+    d = compare_doubts
     columns = ["key", *PAGE_COLUMNS]
+    query = select(*(d.c[c] for c in columns)).where(
+        d.c.run_id == run_id, d.c.entity == entity, _unequal(d.c.s_hash, d.c.t_hash)
+    )
     with store.engine.begin() as conn:
-        _hash_joins(conn)
-        result = conn.execution_options(yield_per=size).execute(read(s, t, flow, entity, run_id))
-        for rows in result.partitions():
+        for rows in conn.execution_options(yield_per=size).execute(query).partitions():
             yield from_rows(rows, columns).set_index("key")
 
 
-def _full_join(s: Any, t: Any, flow: str, entity: str, run_id: str) -> Any:
-    """``differences`` as one query: both sides and the entity's ledger, fully joined by key."""
+def _full_join(s: Any, t: Any, flow: str, entity: str, run_id: str, version: str) -> Any:
+    """``doubt``'s query as one: both sides and the entity's ledger, fully joined by key."""
     entries = select(ledger).where(ledger.c.flow == flow, ledger.c.entity == entity).subquery("l")
     either = func.coalesce(s.c.key, t.c.key)
     joined = s.join(t, _same_key(s, t), full=True).join(entries, entries.c.key == either, full=True)
     seen = [case((side.c.key.is_not(None), 1)) for side in (s, t)]
     return (
         select(func.coalesce(either, entries.c.key).label("key"), *_sides(s, t, *seen), *_ledger_entry(entries))
+        .add_columns(*_run(run_id, entity))
         .select_from(joined)
-        .where(_unequal(s, t))
+        .where(_confirmed(s, t, entries, version).is_not(true()))
     )
 
 
-def _outer_joins(s: Any, t: Any, flow: str, entity: str, run_id: str) -> Any:
-    """``differences`` as a union: keys the source holds, keys only the target holds, entries neither holds."""
+def _outer_joins(s: Any, t: Any, flow: str, entity: str, run_id: str, version: str) -> Any:
+    """``doubt``'s query as a union: keys the source holds, keys only the target holds, entries neither holds."""
     in_ledger = and_(ledger.c.flow == flow, ledger.c.entity == entity)
-    entry = _ledger_entry(ledger)
+    entry = [*_ledger_entry(ledger), *_run(run_id, entity)]
     absent = [null().label(f"{p}_{c}") for p in "st" for c in ("seen", "hash", "ts")]
     source_side = (
         select(s.c.key, *_sides(s, t, literal(1), case((t.c.key.is_not(None), 1))), *entry)
         .select_from(s.outerjoin(t, _same_key(s, t)).outerjoin(ledger, and_(in_ledger, ledger.c.key == s.c.key)))
-        .where(_unequal(s, t))
+        .where(_confirmed(s, t, ledger, version).is_not(true()))
     )
     target_only = (
         select(t.c.key, *absent[:3], literal(1).label("t_seen"), t.c.hash.label("t_hash"), t.c.ts.label("t_ts"))
@@ -211,6 +231,25 @@ def _outer_joins(s: Any, t: Any, flow: str, entity: str, run_id: str) -> Any:
     scanned = exists().where(k.c.run_id == run_id, k.c.entity == entity, k.c.key == ledger.c.key)
     ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, ~scanned)
     return union_all(source_side, target_only, ledger_only)
+
+
+def _confirmed(s: Any, t: Any, entry: Any, version: str) -> Any:
+    """``doubt``'s rule: equal hashes on both sides, and an entry of ``version`` that remembers the record
+    as it is (null, never true, where the key lacks a side or an entry)."""
+    remembered = or_(
+        and_(entry.c.source_hash == s.c.hash, entry.c.target_hash == t.c.hash),
+        and_(
+            s.c.hash.like(DIGEST_PREFIX + "%"),
+            entry.c.source_hash == entry.c.target_hash,
+            s.c.ts.is_not_distinct_from(entry.c.source_ts),
+        ),
+    )
+    return and_(s.c.hash == t.c.hash, entry.c.mapping_version == version, remembered)
+
+
+def _run(run_id: str, entity: str) -> list[Any]:
+    """The run's constant columns of a doubt."""
+    return [literal(run_id, compare_doubts.c.run_id.type).label("run_id"), literal(entity).label("entity")]
 
 
 def _sides(s: Any, t: Any, s_seen: Any, t_seen: Any) -> list[Any]:
@@ -225,9 +264,9 @@ def _sides(s: Any, t: Any, s_seen: Any, t_seen: Any) -> list[Any]:
     ]
 
 
-def _unequal(s: Any, t: Any) -> Any:
+def _unequal(s_hash: Any, t_hash: Any) -> Any:
     """Not simply in sync: a side lacks the key, could not read it (a null hash), or the hashes differ."""
-    return or_(s.c.hash.is_(None), t.c.hash.is_(None), s.c.hash != t.c.hash)
+    return or_(s_hash.is_(None), t_hash.is_(None), s_hash != t_hash)
 
 
 def _hash_joins(conn: Connection) -> None:
@@ -262,11 +301,6 @@ def _scanned(run_id: str, entity: str) -> tuple[Any, Any]:
 
 def _same_key(one: Any, other: Any) -> Any:
     return one.c.key == other.c.key
-
-
-def _equal(s: Any, t: Any) -> Any:
-    """Both sides hold the key with the same hash (a null hash is unreadable: never equal)."""
-    return and_(s.c.hash.is_not(None), s.c.hash == t.c.hash)
 
 
 def record_diffs(store: Store, run_id: str, entity: str, rows: Rows) -> None:
@@ -325,6 +359,7 @@ def mark_quiet(store: Store, run_id: str) -> None:
 
 
 def purge(store: Store, run_id: str) -> None:
-    """Drop the scanned keys of a finished compare: two rows per record, needed only while it runs."""
+    """Drop the scanned and doubted keys of a finished compare: two rows per record, needed only while it runs."""
     with store.engine.begin() as conn:
-        conn.execute(delete(compare_keys).where(compare_keys.c.run_id == run_id))
+        for table in (compare_keys, compare_doubts):
+            conn.execute(delete(table).where(table.c.run_id == run_id))

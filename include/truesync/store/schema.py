@@ -121,6 +121,25 @@ compare_keys = Table(  # appended as read, no unique key (migration 0009); index
     Column("ts", DateTime),
 )
 
+compare_doubts = Table(  # keys a compare cannot confirm in sync from its scans and the ledger (migration 0010)
+    "ts_compare_doubt",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("s_seen", Integer),  # 1: the source holds the key; its reading (hash and change time) follows
+    Column("s_hash", String(64)),
+    Column("s_ts", DateTime),
+    Column("t_seen", Integer),  # the same for the target
+    Column("t_hash", String(64)),
+    Column("t_ts", DateTime),
+    Column("l_source_hash", String(64)),  # the key's ledger entry as the compare found it; null: none
+    Column("l_target_hash", String(64)),
+    Column("l_source_ts", DateTime),
+    Column("l_target_ts", DateTime),
+    Column("l_version", String(100)),
+)
+
 compare_diffs = Table(
     "ts_compare_diff",
     metadata,

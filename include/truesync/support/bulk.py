@@ -112,7 +112,7 @@ def upsert_from_select(
     ``query`` needs a ``WHERE`` on SQLite, which would read ``ON CONFLICT`` after a join's ``ON`` otherwise.
     """
     statement = _upsert_statement(conn, table, list(conflict_columns), list(update_columns))
-    return conn.execute(statement.from_select(_selected(query), query)).rowcount
+    return conn.execute(statement.from_select(selected_names(query), query)).rowcount
 
 
 def insert_from_select(
@@ -125,13 +125,14 @@ def insert_from_select(
     if conn.dialect.name == "postgresql":
         try:
             with conn.begin_nested():
-                return conn.execute(table.insert().from_select(_selected(query), query)).rowcount
+                return conn.execute(table.insert().from_select(selected_names(query), query)).rowcount
         except IntegrityError:
             pass
     return upsert_from_select(conn, table, query, conflict_columns, update_columns)
 
 
-def _selected(query: Any) -> list[str]:
+def selected_names(query: Any) -> list[str]:
+    """The names of the columns ``query`` selects, as an ``INSERT … SELECT`` lists them."""
     return [column.name for column in query.selected_columns]
 
 
