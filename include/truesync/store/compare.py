@@ -131,10 +131,7 @@ def doubt(store: Store, flow: str, run_id: str, entity: str, version: str) -> in
     query = read(s, t, flow, entity, run_id, version)
     with store.engine.begin() as conn:
         _hash_joins(conn)
-        written = conn.execute(compare_doubts.insert().from_select(selected_names(query), query)).rowcount
-        if store.engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"ANALYZE {compare_doubts.name}")
-    return written
+        return conn.execute(compare_doubts.insert().from_select(selected_names(query), query)).rowcount
 
 
 def unconfirmed(store: Store, run_id: str, entity: str, size: int) -> Iterator[list[str]]:
