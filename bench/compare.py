@@ -91,7 +91,6 @@ DATABASES = ("ts_compare_source", "ts_compare_target", "ts_compare_store")
 FLOW, ENTITY = "compare_bench", "order"
 SOURCE_SYSTEM, TARGET_SYSTEM = "compare_source", "compare_target"
 SANDBOX_FLOW = "webshop_to_crm"
-SANDBOX_SYSTEMS = ("webshop", "erp", "crm", "stockctl")
 CHUNK_SIZE, PARTITION_SIZE = 50_000, 10_000_000
 EPOCH = datetime(1970, 1, 1)
 LOOKBACK = timedelta(hours=2)  # the bench flow's lookback: a daily run's window starts this much earlier
@@ -495,19 +494,20 @@ def check_case(name: str, rows: int, made: Drift, case: dict[str, Any]) -> list[
 
 
 def sandbox_env(directory: Path) -> dict[str, str]:
-    """The sandbox's SQLite systems and default SQLite store under ``directory``, nothing of the bench flow."""
+    """The sandbox's own connections (``sandbox.local_connections``: every system a SQLite file) and its
+    default SQLite store under ``directory``, nothing of the bench flow."""
+    from truesync.sandbox import systems as sandbox
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUESYNC_", "AIRFLOW_CONN_"))}
     env["TRUESYNC_STATE_DIR"] = str(directory / "state")
-    for system in SANDBOX_SYSTEMS:
-        env[f"AIRFLOW_CONN_TRUESYNC_{system.upper()}"] = f"sqlite:///{directory / 'systems' / f'{system}.db'}"
-    return env
+    return env | sandbox.local_connections(directory / "state")
 
 
 def run_sandbox(scale: int, directory: Path) -> dict[str, Any]:
     """The sandbox at ``scale`` customers: a compare on a fresh store, then on a restored sandbox after a sync."""
     from truesync.sandbox import DEMO_DAYS, DEMO_START
 
-    env, systems = sandbox_env(directory), directory / "systems"
+    env, systems = sandbox_env(directory), directory / "state" / "sandbox"
     systems.mkdir(parents=True)
     result = {"init": child("sandbox-init", str(scale), env=env)}
     print(f"  sandbox init --scale {scale:,}: {result['init']['wall_seconds']:.1f} s", flush=True)

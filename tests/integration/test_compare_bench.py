@@ -87,3 +87,21 @@ def test_after_the_drift_days_sync_a_compare_copies_digests_and_finds_only_the_q
     again = bench.compare_child(bench.FLOW, None)["entities"]["order"]
     assert again["classes"] == {"in_sync": ROWS + len(made.inserted) - len(made.deleted)}
     assert read == set()
+
+
+def test_the_sandbox_part_compares_the_demo_systems_on_a_fresh_store_and_again_after_a_sync(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """``run_sandbox`` at 500 customers, each step in a process of its own on the sandbox's own
+    connections (every system the demo has, its drop folder included): the first compare and the one
+    after a sync of every demo day see the same restored systems, conserve every record, and the
+    sync leaves more of them in sync."""
+    result = bench.run_sandbox(500, tmp_path / "sandbox")
+
+    assert result["init"]["scale"] == 500
+    first, after = result["first"]["entities"], result["ledger"]["entities"]
+    assert set(first) == set(after) == {"customer", "order"}
+    for entity in first:
+        assert first[entity]["conserved"] and after[entity]["conserved"], entity
+        assert first[entity]["keys"] == after[entity]["keys"], "the same systems, restored before the sync"
+        assert after[entity]["classes"]["in_sync"] > first[entity]["classes"]["in_sync"], entity
