@@ -28,7 +28,7 @@ from truesync.pipeline.runner import run_flow
 from truesync.pipeline.window import Window
 from truesync.reporting import html as report_html
 from truesync.store import Store, queue, runs, staging
-from truesync.store.schema import ledger
+from truesync.store.schema import compare_doubts, compare_keys, ledger
 from truesync.support.sqldb import open_engine
 
 FLOW = "shop_to_crm"
@@ -396,6 +396,20 @@ def test_a_source_that_reads_empty_never_empties_the_target(
     ):
         systems.compare()
     assert len(systems.keys(systems.crm, "contacts")) == 20 and len(systems.keys(systems.crm, "deals")) == 10
+    systems.close()
+
+
+def test_a_compare_that_fails_keeps_none_of_its_scanned_or_doubted_keys(
+    state: Path, crm_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    systems = open_systems(state, crm_url, monkeypatch, "{max_delete_share: 0.01, deletes: {customer: delete}}")
+    systems.run(systems.shop, delete(systems.t["customers"]).where(systems.t["customers"].c.id == "C11"))
+    with pytest.raises(DeleteGuardError):
+        systems.compare()
+    assert runs.get(systems.store, f"{FLOW}:compare")["status"] == "failed"
+    with systems.store.engine.connect() as conn:
+        for table in (compare_keys, compare_doubts):
+            assert conn.execute(select(func.count()).select_from(table)).scalar() == 0, table.name
     systems.close()
 
 

@@ -46,6 +46,7 @@ from truesync.reporting.report import (
     write_report,
 )
 from truesync.store import Store, checks, files, last_seen, queue, review, runs, staging
+from truesync.store import compare as compared
 from truesync.store import retention as kept
 from truesync.support.collector import setup_frozen
 from truesync.support.failpoints import failpoint
@@ -118,9 +119,11 @@ def quiet_drift(config: Config, store: Store, flow: str, run: dict[str, Any]) ->
 
 
 def fail_run(store: Store, run_id: str, reason: str) -> None:
-    """Mark a run failed when one of its tasks failed for good."""
+    """Mark a run failed when one of its tasks failed for good. A compare's scanned and doubted keys go,
+    as when it finishes: a new run scans again, so they would only fill the store."""
     progress.run_failed(run_id, reason)
     runs.finish(store, run_id, "failed", {"run_id": run_id, "status": "failed", "reason": reason})
+    compared.purge(store, run_id)
     html.render_index(store)
 
 
