@@ -29,7 +29,7 @@ def row_digest(columns: list[Any]) -> Any:
     PostgreSQL and ``CONCAT`` on MariaDB and MySQL alike. So ``COALESCE`` spells a null as ``~``
     with no ``CASE``, and PostgreSQL joins the parts with ``||``, where its ``concat()`` looks up
     each argument's output function row by row: on 1.5M rows of six columns, 2.1 s instead of 2.6 s,
-    as fast as the ``md5(ROW(…)::text)`` of PostgreSQL alone.
+    about as fast as the ``md5(ROW(…)::text)`` of PostgreSQL alone (1.7–2.0 s).
     """
     parts = []
     for column in columns:
