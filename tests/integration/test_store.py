@@ -399,6 +399,49 @@ def test_ledger_keeps_one_entry_per_key_with_the_latest_sync(store: Store) -> No
     assert ledger.lookup(store, FLOW, "order", ["C1"]).empty
 
 
+def _ledger_entries(keys: range, run_id: str) -> list[dict[str, Any]]:
+    return [
+        {"key": f"C{n:05d}", "source_hash": "aaaa", "target_hash": "aaaa", "source_ts": T0, "target_ts": T0,
+         "mapping_version": "webshop@3->crm@5", "run_id": run_id, "synced_at": T0}
+        for n in keys
+    ]  # fmt: skip
+
+
+def _rows_known(store: Store, table: str) -> float:
+    """What the planner's statistics say the table holds (``pg_class.reltuples``; -1: never analyzed)."""
+    with store.engine.connect() as conn:
+        return float(conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table}).scalar())
+
+
+def test_a_bulk_write_gives_the_planner_statistics_that_look_keys_up(postgres_url: URL) -> None:
+    """``docs/design.md``, "Planner statistics": a write of more than 50 + 10% of the rows the statistics
+    know of analyzes the table at once, and with statistics a lookup of a few keys among many
+    entries of one entity goes by the key, where without them it reads every entry and filters.
+    """
+    store = Store(postgres_url)
+    try:
+        assert _rows_known(store, "ts_ledger") == -1
+        ledger.write(store, FLOW, ENTITY, _ledger_entries(range(3000), "run-1"))
+        assert _rows_known(store, "ts_ledger") == 3000
+        query = text(
+            "EXPLAIN SELECT key FROM ts_ledger WHERE flow = :flow AND entity = :entity "
+            "AND key = ANY(CAST(:keys AS VARCHAR[]))"
+        )
+        with store.engine.connect() as conn:
+            plan = conn.execute(query, {"flow": FLOW, "entity": ENTITY, "keys": ["C00001", "C02999"]}).scalars().all()
+        cond = next(line for line in plan if "Index Cond" in line)
+        assert "ANY" in cond and not any("Filter" in line for line in plan), plan
+        ledger.write(store, FLOW, ENTITY, _ledger_entries(range(3000, 3300), "run-2"))  # 300 <= 50 + 300
+        assert _rows_known(store, "ts_ledger") == 3000, "a small write leaves the statistics as they were"
+        assert ledger.forget(store, FLOW, ENTITY, [f"C{n:05d}" for n in range(1000)]) == 1000
+        assert _rows_known(store, "ts_ledger") == 2300
+        results = [{"key": f"C{n:05d}", "class": "in_sync", "outcome": "unchanged", "overdue": False} for n in range(80)]
+        staging.record_results(store, "run-2", ENTITY, results)
+        assert _rows_known(store, "ts_result") == 80
+    finally:
+        store.engine.dispose()
+
+
 def test_an_exception_opened_concurrently_stays_one(store: Store) -> None:
     """Two runs of one flow (a backfill beside the scheduled run) hold the same record at once."""
     row = {"key": "C1", "class": "invalid", "check_name": "not_null", "field": "k", "reason": "null", "payload": "{}"}

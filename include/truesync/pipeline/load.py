@@ -158,7 +158,8 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], ob
     hold_orphans(sync, source.loc[pending], verdict)
     began = time.monotonic()
     written_ts = _write(sync, verdict, pending)
-    done = [k for k in verdict.result.index if k not in sync.held and k not in stale]
+    classified = verdict.result.index
+    done = classified[~classified.isin(sync.held.keys) & ~classified.isin(stale)].tolist()
     if not sync.dry_run:
         failpoint("sync.target_written", job.run_id)
         entries = _ledger_entries(job, verdict, source_ts, matched_ts, written_ts, done)

@@ -28,6 +28,7 @@ from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSE
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_doubts, compare_keys, ledger, results
+from truesync.store.statistics import refresh
 from truesync.support.bulk import (
     Rows,
     copy_line,
@@ -176,7 +177,9 @@ def refresh_ledger(store: Store, flow: str, run_id: str, entity: str, entry: dic
     known = select(ledger.c.key).where(ledger.c.flow == flow, ledger.c.entity == entity).limit(1)
     with store.engine.begin() as conn:
         write = upsert_from_select if conn.execute(known).first() else insert_from_select
-        return write(conn, ledger, query, ("flow", "entity", "key"), LEDGER_COLUMNS)
+        written = write(conn, ledger, query, ("flow", "entity", "key"), LEDGER_COLUMNS)
+    refresh(store, ledger, written)
+    return written
 
 
 def differences(store: Store, run_id: str, entity: str, size: int) -> Iterator[pd.DataFrame]:

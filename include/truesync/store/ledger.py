@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, literal, or_, select
 
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import ledger
+from truesync.store.statistics import refresh
 from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, with_constants
 from truesync.support.frames import from_rows
 
@@ -57,16 +58,20 @@ def _entries(store: Store, columns: list[str], which: Any, keys: list[str]) -> p
 def write(store: Store, flow: str, entity: str, rows: Rows) -> int:
     """Record what was seen and written for each key (after the target commit)."""
     with store.engine.begin() as conn:
-        return upsert(
+        written = upsert(
             conn, ledger, with_constants(rows, flow=flow, entity=entity), ("flow", "entity", "key"), LEDGER_COLUMNS
         )
+    refresh(store, ledger, written)
+    return written
 
 
 def forget(store: Store, flow: str, entity: str, keys: list[str]) -> int:
     """Drop the entries of ``keys``: records a compare found gone, or deleted in the target."""
     where = (ledger.c.flow == flow) & (ledger.c.entity == entity)
     with store.engine.begin() as conn:
-        return sum(conn.execute(delete(ledger).where(where, page)).rowcount for page in in_pages(ledger.c.key, keys))
+        gone = sum(conn.execute(delete(ledger).where(where, page)).rowcount for page in in_pages(ledger.c.key, keys))
+    refresh(store, ledger, gone)
+    return gone
 
 
 def translated_otherwise(store: Store, flow: str, entity: str, labels: list[str], size: int) -> Iterator[list[str]]:

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select
 
 from truesync.store.core import Store, row_pages
 from truesync.store.schema import results, staging
+from truesync.store.statistics import refresh
 from truesync.support.bulk import Rows, insert, select_by_keys, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
@@ -170,6 +171,7 @@ def record_results(store: Store, run_id: str, entity: str, rows: Rows, code_vers
     if len(rows):
         with store.engine.begin() as conn:
             insert(conn, results, with_constants(rows, run_id=run_id, entity=entity, code_versions=code_versions))
+        refresh(store, results, len(rows))
 
 
 def outcomes(store: Store, run_id: str, entity: str, keys: list[str]) -> dict[str, str]:
