@@ -435,8 +435,8 @@ def test_a_bulk_write_gives_the_planner_statistics_that_look_keys_up(postgres_ur
         assert _rows_known(store, "ts_ledger") == 3000, "a small write leaves the statistics as they were"
         assert ledger.forget(store, FLOW, ENTITY, [f"C{n:05d}" for n in range(1000)]) == 1000
         assert _rows_known(store, "ts_ledger") == 2300
-        results = [{"key": f"C{n:05d}", "class": "in_sync", "outcome": "unchanged", "overdue": False} for n in range(80)]
-        staging.record_results(store, "run-2", ENTITY, results)
+        result = {"class": "in_sync", "outcome": "unchanged", "overdue": False}
+        staging.record_results(store, "run-2", ENTITY, [{"key": f"C{n:05d}", **result} for n in range(80)])
         assert _rows_known(store, "ts_result") == 80
     finally:
         store.engine.dispose()
