@@ -13,7 +13,7 @@ PostgreSQL the table is analyzed at once when that number passes autovacuum's de
 threshold, 50 plus 10% of the rows the statistics know of (``pg_class.reltuples``; none
 before the first ``ANALYZE``). The rule counts one write at a time: a table that grows by a
 little each run is left to autovacuum, and the planner scales what it knows by the table's
-size meanwhile. SQLite and MariaDB plan these lookups by their indexes without it.
+size meanwhile. On a SQLite store it does nothing: SQLite plans these lookups by their indexes.
 """
 
 from __future__ import annotations
