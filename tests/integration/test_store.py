@@ -414,9 +414,10 @@ def _rows_known(store: Store, table: str) -> float:
 
 
 def test_a_bulk_write_gives_the_planner_statistics_that_look_keys_up(postgres_url: URL) -> None:
-    """``docs/design.md``, "Planner statistics": a write of more than 50 + 10% of the rows the statistics
-    know of analyzes the table at once, and with statistics a lookup of a few keys among many
-    entries of one entity goes by the key, where without them it reads every entry and filters.
+    """``docs/design.md``, "Planner statistics": the first write of more than 50 rows analyzes a table,
+    and so does a write of more rows than its statistics know of; with statistics a lookup of a
+    few keys among many entries of one entity goes by the key, where without them it reads every
+    entry and filters.
     """
     store = Store(postgres_url)
     try:
@@ -431,13 +432,17 @@ def test_a_bulk_write_gives_the_planner_statistics_that_look_keys_up(postgres_ur
             plan = conn.execute(query, {"flow": FLOW, "entity": ENTITY, "keys": ["C00001", "C02999"]}).scalars().all()
         cond = next(line for line in plan if "Index Cond" in line)
         assert "ANY" in cond and not any("Filter" in line for line in plan), plan
-        ledger.write(store, FLOW, ENTITY, _ledger_entries(range(3000, 3300), "run-2"))  # 300 <= 50 + 300
-        assert _rows_known(store, "ts_ledger") == 3000, "a small write leaves the statistics as they were"
+        ledger.write(store, FLOW, ENTITY, _ledger_entries(range(2000, 5000), "run-2"))  # 3,000: not more than known
+        assert _rows_known(store, "ts_ledger") == 3000, "a write no bigger than the table leaves its statistics"
+        ledger.write(store, FLOW, ENTITY, _ledger_entries(range(5000, 8001), "run-3"))
+        assert _rows_known(store, "ts_ledger") == 8001
         assert ledger.forget(store, FLOW, ENTITY, [f"C{n:05d}" for n in range(1000)]) == 1000
-        assert _rows_known(store, "ts_ledger") == 2300
+        assert _rows_known(store, "ts_ledger") == 8001
         result = {"class": "in_sync", "outcome": "unchanged", "overdue": False}
-        staging.record_results(store, "run-2", ENTITY, [{"key": f"C{n:05d}", **result} for n in range(80)])
-        assert _rows_known(store, "ts_result") == 80
+        staging.record_results(store, "run-2", ENTITY, [{"key": f"C{n:05d}", **result} for n in range(50)])
+        assert _rows_known(store, "ts_result") == -1, "50 rows are too few to analyze"
+        staging.record_results(store, "run-3", ENTITY, [{"key": f"C{n:05d}", **result} for n in range(80)])
+        assert _rows_known(store, "ts_result") == 130
     finally:
         store.engine.dispose()
 
