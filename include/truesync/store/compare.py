@@ -28,7 +28,7 @@ from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSE
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
 from truesync.store.schema import compare_diffs, compare_doubts, compare_keys, ledger, results
-from truesync.store.statistics import refresh
+from truesync.store.statistics import analyze, refresh
 from truesync.support.bulk import (
     Rows,
     copy_line,
@@ -100,7 +100,7 @@ def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
             )
             conn.execute(delete(k).where(k.c.run_id == run_id, k.c.entity == entity, read_again))
         if store.engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"ANALYZE {k.name}")
+            analyze(conn, k)
 
 
 def side_count(store: Store, run_id: str, entity: str, side: str) -> int:

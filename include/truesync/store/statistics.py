@@ -22,6 +22,7 @@ On a SQLite store it does nothing: SQLite plans these lookups by their indexes.
 from __future__ import annotations
 
 from sqlalchemy import Table, text
+from sqlalchemy.engine import Connection
 
 from truesync.store.core import Store
 
@@ -39,5 +40,10 @@ def refresh(store: Store, table: Table, changed: int) -> bool:
         known = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name})
         if changed <= max(known.scalar() or 0, 0):
             return False
-        conn.exec_driver_sql(f"ANALYZE {name}")
+        analyze(conn, table)
     return True
+
+
+def analyze(conn: Connection, table: Table) -> None:
+    """Gather the planner's statistics of ``table`` now (PostgreSQL's ``ANALYZE``)."""
+    conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}")
