@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
+from operator import methodcaller
+from types import NoneType
 from typing import Any
 
 import pandas as pd
@@ -429,11 +431,15 @@ def _copy_column(values: Column) -> list[str]:
     """
     if isinstance(values, pd.Series):
         return _copy_times(values)
-    texts = _as_text(values)
+    kinds = set(map(type, values))
+    nulls = NoneType in kinds
+    texts = _as_text(values, kinds - {NoneType}, nulls)
     joined = _GLUE.join(texts)
     if any(c in joined for c in _SPECIAL):
         escaped = joined.translate(_ESCAPES).split(_GLUE)
         texts = escaped if len(escaped) == len(texts) else [t.translate(_ESCAPES) for t in texts]
+    if not nulls:
+        return texts
     return ["\\N" if v is None else t for v, t in zip(values, texts, strict=True)]
 
 
@@ -444,16 +450,35 @@ def _copy_times(times: pd.Series) -> list[str]:
     return ["\\N" if t is None else t + "+00:00" if aware else t for t in spelled]
 
 
-def _as_text(values: list[Any]) -> list[str]:
-    """Each value as text ('' for null): one conversion for a column of one type, else value by value."""
-    kinds = {type(v) for v in values} - {type(None)}
+def _as_text(values: list[Any], kinds: set[type], nulls: bool) -> list[str]:
+    """Each value as text ('' for null), ``kinds`` the types of the non-null ones: one conversion
+    for a column of one type, else value by value."""
     if kinds <= {str}:
-        return ["" if v is None else v for v in values]
-    if len(kinds) == 1 and kinds <= {datetime, date}:
-        return ["" if v is None else v.isoformat() for v in values]
-    if kinds <= {int, Decimal}:  # str() is their text; bool, a subclass of int, is not among them
-        return ["" if v is None else str(v) for v in values]
-    return ["" if v is None else _copy_text(v) for v in values]
+        return ["" if v is None else v for v in values] if nulls else values
+    if kinds in ({date}, {datetime}):
+        return _spelled_once(values) or _each(values, methodcaller("isoformat"), nulls)
+    return _each(values, str if kinds <= {int, Decimal} else _copy_text, nulls)  # bool, an int, is not among them
+
+
+def _each(values: list[Any], convert: Callable[[Any], str], nulls: bool) -> list[str]:
+    return ["" if v is None else convert(v) for v in values] if nulls else list(map(convert, values))
+
+
+def _spelled_once(values: list[Any]) -> list[str] | None:
+    """Dates or naive times in ISO 8601 ('' for null), each distinct value spelled once: a batch's
+    write time is one value on every row, and dates repeat. None when a time is aware, since equal
+    instants at other offsets would share one spelling.
+    """
+    first = next(v for v in values if v is not None)
+    if getattr(first, "tzinfo", None) is not None:
+        return None
+    distinct = dict.fromkeys(values)
+    distinct.pop(None, None)
+    if any(getattr(v, "tzinfo", None) is not None for v in distinct):  # naive and aware mixed
+        return None
+    spelled = {v: v.isoformat() for v in distinct}
+    spelled[None] = ""
+    return list(map(spelled.__getitem__, values))
 
 
 def _copy_text(value: Any) -> str:
