@@ -457,10 +457,12 @@ def _as_text(values: list[Any], kinds: set[type], nulls: bool) -> list[str]:
         return ["" if v is None else v for v in values] if nulls else values
     if kinds in ({date}, {datetime}):
         return _spelled_once(values) or _each(values, methodcaller("isoformat"), nulls)
-    return _each(values, str if kinds <= {int, Decimal} else _copy_text, nulls)  # bool, an int, is not among them
+    numbers = kinds <= {int, Decimal}  # str() is their text; bool, a subclass of int, is not among them
+    return _each(values, str if numbers else _copy_text, nulls)
 
 
 def _each(values: list[Any], convert: Callable[[Any], str], nulls: bool) -> list[str]:
+    """``convert`` of each value, '' for null; ``nulls`` says whether any value is null."""
     return ["" if v is None else convert(v) for v in values] if nulls else list(map(convert, values))
 
 
