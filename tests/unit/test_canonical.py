@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec, MinorUnits
 from truesync.core.canonical import to_canonical, to_system
+from truesync.support.frames import records
 
 ENTITY = EntityConfig(
     key="item_id",
@@ -409,8 +411,21 @@ FULL = {
 }
 
 
+def system_rows(*args: Any) -> tuple[list[dict[str, object]], pd.DataFrame]:
+    """``to_system``'s rows as dicts, the way a connector that writes row by row reads them."""
+    rows, errors = to_system(*args)
+    return records(rows), errors
+
+
+def test_to_system_gives_a_frame_of_the_systems_columns_on_the_canonical_index() -> None:
+    frame = canonical_frame([FULL, {**FULL, "item_id": "b", "status": "lost"}])
+    rows, errors = to_system(frame, MAPPING, TYPES, ["item_id", "qty", "status"])
+    assert list(rows.columns) == ["item_no", "amount", "status_code"] and rows.index.tolist() == ["a", "b"]
+    assert rows.dtypes.tolist() == [object] * 3 and errors.index.tolist() == ["b"]
+
+
 def test_to_system_converts_to_python_types_per_column() -> None:
-    rows, errors = to_system(
+    rows, errors = system_rows(
         canonical_frame([FULL, {**FULL, "item_id": "b", "qty": "-4", "active": "false"}]), MAPPING, TYPES, ALL
     )
     assert errors.empty
@@ -438,7 +453,7 @@ def test_to_system_converts_to_python_types_per_column() -> None:
 
 def test_to_system_nulls_become_none() -> None:
     row = {"item_id": "a", "name": "w"}
-    rows, errors = to_system(canonical_frame([row]), MAPPING, TYPES, ALL)
+    rows, errors = system_rows(canonical_frame([row]), MAPPING, TYPES, ALL)
     assert errors.empty
     assert rows[0]["item_no"] == "a"
     assert all(rows[0][c] is None for c in ("memo", "unit_price", "kg", "is_active", "dob", "last_seen", "status_code"))
@@ -448,7 +463,7 @@ def test_to_system_reverses_codes() -> None:
     frame = canonical_frame(
         [{**FULL, "item_id": k, "status": s} for k, s in (("a", "pending"), ("b", "shipped"), ("c", "payment_failed"))]
     )
-    rows, errors = to_system(frame, MAPPING, TYPES, ["item_id", "status"])
+    rows, errors = system_rows(frame, MAPPING, TYPES, ["item_id", "status"])
     assert errors.empty
     assert [r["status_code"] for r in rows] == ["P", "S", "7"]
     assert set(rows[0]) == {"item_no", "status_code"}
@@ -456,7 +471,7 @@ def test_to_system_reverses_codes() -> None:
 
 def test_to_system_unmappable_value_is_a_known_code_error() -> None:
     frame = canonical_frame([{**FULL, "item_id": "a"}, {**FULL, "item_id": "b", "status": "lost"}])
-    rows, errors = to_system(frame, MAPPING, TYPES, ["item_id", "status"])
+    rows, errors = system_rows(frame, MAPPING, TYPES, ["item_id", "status"])
     assert list(errors.index) == ["b"]
     assert errors.loc["b", "check_name"] == "known_code"
     assert errors.loc["b", "field"] == "status"
@@ -469,7 +484,7 @@ def test_round_trip_system_to_canonical_and_back() -> None:
     frame = canonical_frame(
         [FULL, {"item_id": "b", "name": "gadget", "qty": "0", "active": "false", "status": "pending"}]
     )
-    rows, errors = to_system(frame, MAPPING, TYPES, ALL)
+    rows, errors = system_rows(frame, MAPPING, TYPES, ALL)
     assert errors.empty
     raw = pd.DataFrame(rows, dtype=object)
     back = to_canonical(raw, MAPPING, ENTITY, ALL)
@@ -501,12 +516,12 @@ def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:
 
 
 def test_to_system_keeps_integers_next_to_nulls() -> None:
-    rows, _ = to_system(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TYPES, ALL)
+    rows, _ = system_rows(canonical_frame([FULL, {**FULL, "item_id": "b", "qty": None}]), MAPPING, TYPES, ALL)
     assert [type(r["amount"]) for r in rows] == [int, type(None)]
 
 
 def test_to_system_sends_the_canonical_text_to_a_column_of_any_type() -> None:
-    rows, _ = to_system(canonical_frame([FULL]), MAPPING, {**TYPES, "amount": None, "unit_price": str}, ALL)
+    rows, _ = system_rows(canonical_frame([FULL]), MAPPING, {**TYPES, "amount": None, "unit_price": str}, ALL)
     assert (rows[0]["amount"], rows[0]["unit_price"]) == ("3", "12.50")
 
 
@@ -557,7 +572,7 @@ def test_a_fraction_of_a_minor_unit_or_an_unlisted_currency_is_an_error_naming_f
 def test_amounts_are_written_back_in_minor_units() -> None:
     canon_rows = pd.DataFrame({"payment_id": ["a", "b", "c"], "amount": ["12.00", "1200.00", "1.20"],
                                "currency": ["USD", "JPY", "KWD"]}, dtype=object)  # fmt: skip
-    rows, errors = to_system(
+    rows, errors = system_rows(
         canon_rows, IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str}, ["payment_id", "amount", "currency"]
     )
     assert errors.empty
@@ -568,7 +583,7 @@ def test_an_amount_that_is_not_a_whole_number_of_minor_units_is_not_written() ->
     canon_rows = pd.DataFrame({"payment_id": ["a", "b"], "amount": ["1200.50", "3.00"], "currency": ["JPY", "JPY"]},
                               dtype=object)  # fmt: skip
     fields = ["payment_id", "amount", "currency"]
-    rows, errors = to_system(canon_rows, IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str}, fields)
+    rows, errors = system_rows(canon_rows, IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str}, fields)
     assert errors.loc[0, ["check_name", "field", "reason"]].tolist() == [
         "valid_decimal", "amount", "'amount' is not a whole number of minor units: '1200.50'",
     ]  # fmt: skip

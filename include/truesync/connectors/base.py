@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from truesync.config import EntityMapping
+from truesync.support.bulk import Rows
 
 SoftMark = tuple[str, str | None] | None  # (column, value) marking a soft-deleted row; value None: any value
 DIGEST_COLUMN = "truesync_digest"  # the digest beside a row's key and change time (``ScansDigests``)
@@ -116,8 +117,9 @@ class Target(Protocol):
         """Soft delete: set ``column`` to ``value`` on the records of ``keys``; returns how many."""
         ...
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
-        """Create-or-update ``rows`` by key, returning how many were written; writing them again changes nothing.
+    def write(self, mapping: EntityMapping, rows: Rows, batch_size: int, run_id: str = "") -> int:
+        """Create-or-update ``rows`` (dicts, or a frame's rows) by key, returning how many were written;
+        writing them again changes nothing.
 
         ``run_id`` scopes idempotency keys where the system uses them.
         """

@@ -17,7 +17,7 @@ import pandas as pd
 
 from truesync.config import CodeTable, EntityConfig, EntityMapping, FieldSpec, MinorUnits
 from truesync.core import keys, money
-from truesync.support.frames import iso_text, map_values, records
+from truesync.support.frames import iso_text, map_values
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 EPOCH = dt.datetime(1970, 1, 1)  # naive UTC, as every time in the engine; where a first window starts
@@ -317,13 +317,14 @@ _CASTS = {
 
 def to_system(
     canon: pd.DataFrame, mapping: EntityMapping, types: dict[str, type | None], fields: list[str]
-) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canonical text back to a system's columns, codes and Python types for writing.
 
     ``types`` is the Python type each column takes (a target's ``columns``); a column typed
     None, or by a type with no conversion, gets the canonical text. Returns the rows ready
-    for the system and the errors of rows whose canonical value has no code in this
-    system's code map (those rows must not be written).
+    for the system, a frame of Python objects on ``canon``'s index named by the system's
+    columns, and the errors of rows whose canonical value has no code in this system's code
+    map (those rows must not be written).
     """
     index = canon.index
     errors = _no_errors(index)
@@ -343,7 +344,7 @@ def to_system(
         if field in mapping.minor_units:
             values = _to_minor(values, canon, mapping, field, errors)
         out[column] = _to_python(values, types[column])
-    return records(out), errors.dropna(subset=["check_name"])
+    return out, errors.dropna(subset=["check_name"])
 
 
 def _to_minor(

@@ -37,6 +37,7 @@ from truesync.store.core import utcnow
 from truesync.store.staging import EVERYTHING, Partition
 from truesync.support.collector import setup_frozen
 from truesync.support.failpoints import failpoint
+from truesync.support.frames import records
 from truesync.support.overlap import WriteBehind
 
 WRITE_BATCH = 10_000  # rows a target write takes at once (one transaction on SQL targets)
@@ -228,13 +229,10 @@ def _write(sync: ChunkSync, verdict: Classification, pending: pd.Index) -> Any:
         sync.hold(key, verdict.result.at[key, "class"], err["check_name"], err["field"], err["reason"])
     now = utcnow()
     blocked = set(errors.index)
-    kept = [k for k in keys if k not in blocked]
-    rows = [r for k, r in zip(keys, rows, strict=True) if k not in blocked]
-    stamps = _stamps(job, now)
-    for row in rows:
-        row.update(stamps)
+    rows = rows.drop(index=errors.index)
+    stamped = {column: pd.Series(value, index=rows.index, dtype=object) for column, value in _stamps(job, now).items()}
     if not sync.dry_run:
-        blocked |= _write_rows(sync, verdict, dict(zip(kept, rows, strict=True)))
+        blocked |= _write_rows(sync, verdict, rows.assign(**stamped))
         written = set(keys) - blocked
         reconcile.repair_balances(sync, written)
         audit = verdict.changes(sorted(written)) if sync.audit_all else verdict.audit
@@ -258,16 +256,17 @@ def _stamps(job: EntityJob, now: Any) -> dict[str, Any]:
     return stamps
 
 
-def _write_rows(sync: ChunkSync, verdict: Classification, rows: dict[str, dict[str, Any]]) -> set[str]:
-    """Write the rows; records the target refuses one by one are held, so they block nothing else.
+def _write_rows(sync: ChunkSync, verdict: Classification, rows: pd.DataFrame) -> set[str]:
+    """Write the rows (a frame of the target's columns by record key); records the target refuses one
+    by one are held, so they block nothing else.
 
     Returns the keys held that way.
     """
     mapping = sync.job.mapping("target")
     try:
-        sync.target.write(mapping, list(rows.values()), WRITE_BATCH, run_id=sync.job.run_id)
+        sync.target.write(mapping, rows, WRITE_BATCH, run_id=sync.job.run_id)
     except RecordsRejected as exc:
-        by_system_key = dict(zip(system_keys(list(rows.values()), mapping), rows, strict=True))
+        by_system_key = dict(zip(system_keys(records(rows), mapping), rows.index, strict=True))
         refused = {by_system_key[k]: reason for k, reason in exc.rejected.items()}
         for key, reason in refused.items():
             sync.hold(key, verdict.result.at[key, "class"], "target_rejected", None, reason)

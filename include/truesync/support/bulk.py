@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.sql.elements import Tuple
 
-from truesync.support.frames import column_values, iso_text
+from truesync.support.frames import column_values, iso_text, records
 
 COPY_FROM_ROWS = 50  # fewer rows go as one ON CONFLICT statement: COPY costs three statements more
 KEYS_PER_IN = 5000  # bound parameters per IN list where arrays are not available (SQLite allows 32,766)
@@ -85,6 +85,18 @@ def with_constants(rows: Rows, **values: Any) -> Rows:
 def part(rows: Rows, start: int, stop: int) -> Rows:
     """Rows ``start`` to ``stop`` of a list or a frame."""
     return rows.iloc[start:stop] if isinstance(rows, pd.DataFrame) else rows[start:stop]
+
+
+def column_names(rows: Rows) -> list[str]:
+    """The columns every row carries (none when there is no row in a list)."""
+    if isinstance(rows, pd.DataFrame):
+        return [str(c) for c in rows.columns]
+    return list(rows[0]) if len(rows) else []
+
+
+def as_dicts(rows: Rows) -> list[dict[str, Any]]:
+    """Rows as dicts keyed by column name, a frame's through ``frames.records``."""
+    return records(rows) if isinstance(rows, pd.DataFrame) else list(rows)
 
 
 def upsert(

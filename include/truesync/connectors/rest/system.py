@@ -25,6 +25,7 @@ from truesync.connectors.rest.connection import HttpConnection, http_connection
 from truesync.connectors.rest.members import ItemReader
 from truesync.connectors.rest.session import Api
 from truesync.connectors.rest.settings import EndpointConfig, RestConfig
+from truesync.support.bulk import Rows, as_dicts
 
 
 class RestSystem:
@@ -117,9 +118,9 @@ class RestSystem:
         found = writes.lookup(self.api, self._endpoint(mapping), mapping, values, column)
         return _frame(found, self._reader(mapping, False), [column])
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
+    def write(self, mapping: EntityMapping, rows: Rows, batch_size: int, run_id: str = "") -> int:
         """Create-or-update each row by its external key (see ``writes``); returns how many rows were written."""
-        return writes.write(self.api, self._endpoint(mapping), mapping, rows, batch_size, run_id)
+        return writes.write(self.api, self._endpoint(mapping), mapping, as_dicts(rows), batch_size, run_id)
 
 
 def _frames(items: Iterable[dict[str, Any]], reader: ItemReader, size: int) -> Iterator[pd.DataFrame]:

@@ -49,7 +49,17 @@ from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
 from truesync.connectors.sql.digest import DIALECTS, row_digest
 from truesync.core.keys import split, system_keys
-from truesync.support.bulk import in_pages, select_by_keys, update_or_insert, upsert, write_isolating
+from truesync.support.bulk import (
+    Rows,
+    as_dicts,
+    column_names,
+    in_pages,
+    part,
+    select_by_keys,
+    update_or_insert,
+    upsert,
+    write_isolating,
+)
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.copy_stream import copy_out
 from truesync.support.frames import from_rows
@@ -348,7 +358,7 @@ class SqlSystem:
         by = table.c[column]
         return self._frames(lambda conn: select_by_keys(conn, base, by, typed), mapping, extra)
 
-    def write(self, mapping: EntityMapping, rows: list[dict[str, Any]], batch_size: int, run_id: str = "") -> int:
+    def write(self, mapping: EntityMapping, rows: Rows, batch_size: int, run_id: str = "") -> int:
         """Create-or-update rows by the mapping's key column, ``batch_size`` rows a transaction, set-based
         (row by row where no unique key covers the key columns: ``bulk.update_or_insert``).
 
@@ -358,17 +368,18 @@ class SqlSystem:
         transaction needs no idempotency key.
         """
         table = self._table(mapping)
-        updates = [c for c in (rows[0] if rows else {}) if c not in mapping.key_columns]
-        merge = upsert if not rows or self._has_unique_key(mapping) else update_or_insert
+        updates = [c for c in column_names(rows) if c not in mapping.key_columns]
+        merge = upsert if not len(rows) or self._has_unique_key(mapping) else update_or_insert
 
-        def write(conn: Connection, part: Any) -> int:
-            return merge(conn, table, part, mapping.key_columns, updates)
+        def write(conn: Connection, batch: Rows) -> int:
+            return merge(conn, table, batch, mapping.key_columns, updates)
 
         refused: dict[str, str] = {}
         for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
+            batch = part(rows, start, start + batch_size)
             failed = self._write_batch(mapping, batch, write)
-            names = system_keys([batch[position] for position in failed], mapping)
+            shown = as_dicts(batch) if failed else []
+            names = system_keys([shown[position] for position in failed], mapping)
             for name, reason in zip(names, failed.values(), strict=True):
                 refused[name] = f"{self.describe()} refused it: {reason}"
         if refused:
@@ -376,7 +387,7 @@ class SqlSystem:
         return len(rows)
 
     def _write_batch(
-        self, mapping: EntityMapping, batch: list[dict[str, Any]], write: Callable[[Connection, Any], Any]
+        self, mapping: EntityMapping, batch: Rows, write: Callable[[Connection, Rows], Any]
     ) -> dict[int, str]:
         try:
             return write_isolating(self.engine, batch, write)
