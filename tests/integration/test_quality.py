@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -349,6 +351,26 @@ def test_a_check_passing_within_mostly_reports_rows_but_holds_none() -> None:
     verdict = _suite(loose).validate(_items(["1.00", "2.00", "3.00"], ["thing", "other", "thing"]))
     assert verdict.failures.empty
     assert verdict.stats[-1]["unexpected"] == 1
+
+
+def test_no_checked_chunk_outlives_its_validation() -> None:
+    """GX caches the last batch's data in its execution engine; a suite lives as long as the
+    process, so a chunk it kept would stay in memory through the sync that follows."""
+    cap = ExpectationSpec(expectation="expect_column_values_to_be_between", kwargs={"column": "price", "max_value": 9})
+    suite, items = _suite(cap), _items(["5.00", "25.00"])  # a text part and a typed part
+    checked = weakref.ref(items)
+    assert suite.validate(items).failures["check_name"].to_dict() == {1: "expect_column_values_to_be_between"}
+    frame = pd.DataFrame({"key": ["a", "b"]})
+    adhoc = weakref.ref(frame)
+    check = quality.unique("key", quality.WARN, "must be unique")
+    assert quality.run_checks([check], frame, "key").stats[0]["unexpected"] == 0
+    del items, frame
+    gc.collect()
+    assert checked() is None and adhoc() is None
+    assert len(suite.parts) == 2 and all(
+        not part.batch_definition.data_asset.datasource.get_execution_engine().batch_manager.batch_data_cache
+        for part in suite.parts
+    )
 
 
 def test_an_empty_batch_is_no_error() -> None:

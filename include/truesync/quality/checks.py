@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -242,11 +244,27 @@ class _Part:
         self.batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("chunk")
 
     def run(self, frame: pd.DataFrame) -> list[Any]:
-        result = self.batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
-            self.suite, result_format=_COMPLETE
-        )
+        with _batch_of(self.batch_definition, frame) as batch:
+            result = batch.validate(self.suite, result_format=_COMPLETE)
         by_id = {outcome.expectation_config.id: outcome for outcome in result.results}  # GX may reorder them
         return [by_id[expectation.id] for expectation in self.suite.expectations]
+
+
+@contextmanager
+def _batch_of(definition: Any, frame: pd.DataFrame) -> Iterator[Any]:
+    """A GX batch of ``frame``, whose data GX forgets once the block is done.
+
+    GX keeps the last batch's data in its execution engine's cache after validating, and
+    ``BatchManager.reset_batch_cache`` leaves that data in place. A suite lives as long as its
+    process, so each one would hold the last chunk it checked: at 50,000 records a chunk, tens
+    of MB per suite, through the sync that follows.
+    """
+    try:
+        yield definition.get_batch(batch_parameters={"dataframe": frame})
+    finally:
+        manager = definition.data_asset.datasource.get_execution_engine().batch_manager
+        manager.reset_batch_cache()
+        manager.batch_data_cache.clear()
 
 
 def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
@@ -271,8 +289,8 @@ def run_checks(checks: list[Check], frame: pd.DataFrame, key: str, first_positio
     """
     if frame.empty:
         return ChunkVerdict(_no_failures(frame.index))
-    batch = _adhoc_batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    outcomes = [batch.validate(check.expectation, result_format=_COMPLETE) for check in checks]
+    with _batch_of(_adhoc_batch_definition(), frame) as batch:
+        outcomes = [batch.validate(check.expectation, result_format=_COMPLETE) for check in checks]
     return _verdict(checks, outcomes, frame, key, first_position)
 
 
