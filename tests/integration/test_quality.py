@@ -354,23 +354,30 @@ def test_a_check_passing_within_mostly_reports_rows_but_holds_none() -> None:
 
 
 def test_no_checked_chunk_outlives_its_validation() -> None:
-    """GX caches the last batch's data in its execution engine; a suite lives as long as the
-    process, so a chunk it kept would stay in memory through the sync that follows."""
+    """GX caches the last batch's data and the metrics computed from it in its execution engine;
+    a suite lives as long as the process, so what it kept would stay in memory through the sync
+    that follows. After validating, no frame, column or list of the chunk's length is left."""
+    n = 4_321
+
+    def left() -> list[str]:
+        gc.collect()
+        kinds = (pd.DataFrame, pd.Series, list)
+        return [type(o).__name__ for o in gc.get_objects() if isinstance(o, kinds) and len(o) == n]
+
+    assert left() == []
     cap = ExpectationSpec(expectation="expect_column_values_to_be_between", kwargs={"column": "price", "max_value": 9})
-    suite, items = _suite(cap), _items(["5.00", "25.00"])  # a text part and a typed part
+    suite = _suite(cap)
+    assert len(suite.parts) == 2, "a text part and a typed part"
+    items = _items(["5.00"] * (n - 1) + ["25.00"])
     checked = weakref.ref(items)
-    assert suite.validate(items).failures["check_name"].to_dict() == {1: "expect_column_values_to_be_between"}
-    frame = pd.DataFrame({"key": ["a", "b"]})
+    assert suite.validate(items).failures["check_name"].to_dict() == {n - 1: "expect_column_values_to_be_between"}
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(n)]})
     adhoc = weakref.ref(frame)
     check = quality.unique("key", quality.WARN, "must be unique")
     assert quality.run_checks([check], frame, "key").stats[0]["unexpected"] == 0
     del items, frame
-    gc.collect()
     assert checked() is None and adhoc() is None
-    assert len(suite.parts) == 2 and all(
-        not part.batch_definition.data_asset.datasource.get_execution_engine().batch_manager.batch_data_cache
-        for part in suite.parts
-    )
+    assert left() == []
 
 
 def test_an_empty_batch_is_no_error() -> None:

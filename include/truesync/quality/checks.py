@@ -252,19 +252,22 @@ class _Part:
 
 @contextmanager
 def _batch_of(definition: Any, frame: pd.DataFrame) -> Iterator[Any]:
-    """A GX batch of ``frame``, whose data GX forgets once the block is done.
+    """A GX batch of ``frame``, which GX forgets once the block is done.
 
-    GX keeps the last batch's data in its execution engine's cache after validating, and
-    ``BatchManager.reset_batch_cache`` leaves that data in place. A suite lives as long as its
-    process, so each one would hold the last chunk it checked: at 50,000 records a chunk, tens
-    of MB per suite, through the sync that follows.
+    After validating, GX's execution engine keeps the batch's data in its batch manager
+    (``reset_batch_cache`` leaves the data in place) and the metrics it computed (columns
+    of the chunk's values) in its metric cache, which no later validation reads: each
+    recomputes its own. A suite lives as long as its process, so each one would hold the
+    last chunk it checked: at 50,000 records a chunk, tens of MB per suite, through the
+    sync that follows. The metric cache has no public way to empty it.
     """
     try:
         yield definition.get_batch(batch_parameters={"dataframe": frame})
     finally:
-        manager = definition.data_asset.datasource.get_execution_engine().batch_manager
-        manager.reset_batch_cache()
-        manager.batch_data_cache.clear()
+        engine = definition.data_asset.datasource.get_execution_engine()
+        engine.batch_manager.reset_batch_cache()
+        engine.batch_manager.batch_data_cache.clear()
+        engine._metric_cache.clear()
 
 
 def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
