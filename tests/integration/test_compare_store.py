@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from truesync.store import Store, ledger
 from truesync.store import compare as compared
-from truesync.store.schema import compare_keys
 from truesync.store.schema import ledger as ledger_table
 
 FLOW, ENTITY, RUN, VERSION = "shop_to_crm", "customer", "compare__1", "shop@1->crm@1"
@@ -45,6 +44,7 @@ def scanned(store: Store) -> Store:
 
 
 def _scan_and_remember(store: Store) -> None:
+    compared.clear(store, RUN, ENTITY)
     for position, side in ((0, compared.SOURCE), (1, compared.TARGET)):
         held = {key: hashes[position] for key, hashes in KEYS.items() if hashes[position] is not None}
         rows = pd.DataFrame(
@@ -140,11 +140,13 @@ def _readings(hashes: dict[str, str | None], ts: datetime = SCANNED) -> pd.DataF
     return pd.DataFrame({"key": list(hashes), "hash": list(hashes.values()), "ts": pd.Timestamp(ts)})
 
 
-def _scanned_keys(store: Store, entity: str) -> list[tuple[str, str, str | None]]:
-    k = compare_keys
-    query = select(k.c.side, k.c.key, k.c.hash).where(k.c.run_id == RUN, k.c.entity == entity)
+def _scanned_keys(store: Store, entity: str, run: str = RUN) -> list[tuple[str, str, str | None]]:
+    read = []
     with store.engine.connect() as conn:
-        return sorted((side, key, hash_) for side, key, hash_ in conn.execute(query))
+        for side in (compared.SOURCE, compared.TARGET):
+            k = compared.scan_table(run, entity, side)
+            read += [(side, key, hash_) for key, hash_ in conn.execute(select(k.c.key, k.c.hash))]
+    return sorted(read)
 
 
 @pytest.mark.parametrize("repeats", [True, False])
@@ -160,6 +162,8 @@ def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store:
         (compared.TARGET, 0, {"a": "t1"}),
         (compared.TARGET, 1, {"b": "t1"}),
     ]
+    compared.clear(store, RUN, entity)
+    compared.clear(store, "other_run", entity)
     _record(store, entity, readings)
     compared.record_keys(store, "other_run", entity, compared.SOURCE, 0, pd.DataFrame({"key": ["a"], "hash": "x"}))
 
@@ -168,9 +172,7 @@ def test_a_key_read_twice_keeps_its_last_reading_once_the_side_is_settled(store:
     settled = [("S", "a", "h3"), ("S", "b", "h1"), ("S", "c", None), ("T", "a", "t1"), ("T", "b", "t1")]
     read = sorted([("S", "a", "h1"), ("S", "a", "h2"), *settled])
     assert _scanned_keys(store, entity) == (settled if repeats else read)
-    with store.engine.connect() as conn:
-        k = compare_keys
-        assert conn.execute(select(k.c.hash).where(k.c.run_id == "other_run")).scalars().all() == ["x"]
+    assert _scanned_keys(store, entity, "other_run") == [("S", "a", "x")]
 
 
 def test_digests_are_doubted_unless_the_ledger_remembers_both_sides_in_sync_at_the_source_time_they_show(
@@ -190,6 +192,7 @@ def test_digests_are_doubted_unless_the_ledger_remembers_both_sides_in_sync_at_t
     }
     source = {key: "md5:1" for key in [*entries, "no_entry"]}
     target = {**source, "digests_differ": "md5:2"}
+    compared.clear(store, RUN, entity)
     _record(store, entity, [(compared.SOURCE, 0, source), (compared.TARGET, 0, _readings(target))])
     compared.record_keys(store, RUN, entity, compared.TARGET, 1, _readings({"target_time_moved": "md5:1"}, later))
     compared.settle(store, RUN, entity, repeats=True)
@@ -209,6 +212,7 @@ def test_a_key_read_again_replaces_only_its_own_sides_digest(store: Store) -> No
     """``reread``: the side's hash and time of a doubted key become what was read by key; the other side's
     digest stays, and a key the side no longer returned keeps its digest, so it still differs."""
     entity = "read_again"
+    compared.clear(store, RUN, entity)
     _record(store, entity, [(compared.SOURCE, 0, {"a": "md5:1", "b": "md5:1", "c": "md5:1"})])
     _record(store, entity, [(compared.TARGET, 0, {"a": "md5:2", "b": "md5:1", "c": "md5:3"})])
     compared.settle(store, RUN, entity, repeats=False)

@@ -105,9 +105,10 @@ def test_a_store_that_refuses_the_lines_stops_the_source_and_keeps_nothing(
     transaction keeps nothing, and the source's reader is not left running."""
     source, _, _ = ends
     store = Store(postgres_url)
+    compared.clear(store, "compare__1", "thing")
     lines = copy_out(source, "SELECT id, 'not a time', 'md5:x' FROM things", block=64)
     with pytest.raises(DBAPIError, match="timestamp"):
-        compared.copy_keys(store, "compare__1", "thing", compared.SOURCE, 0, lines)
+        compared.copy_keys(store, "compare__1", "thing", compared.SOURCE, lines)
     assert not [t for t in threading.enumerate() if t.name == THREAD and t.is_alive()]
     assert compared.side_count(store, "compare__1", "thing", compared.SOURCE) == 0
     store.engine.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import URL
 
 from truesync.store import Store, ledger, queue, runs, staging, triage
+from truesync.store import compare as compared
 from truesync.store.core import MIGRATIONS, utcnow
 from truesync.store.schema import metadata, watermarks
 
@@ -51,9 +52,11 @@ def test_migrations_create_every_declared_table_and_column(store: Store) -> None
         assert {i.name for i in table.indexes} <= indexes, name
     assert _versions(store) == [_head()]
     if store.engine.dialect.name == "postgresql":  # a compare's scratch tables write no WAL
-        query = text("SELECT relpersistence FROM pg_class WHERE relname IN ('ts_compare_key', 'ts_compare_diff')")
+        compared.clear(store, "compare__1", "customer")  # makes the run's scan tables
+        names = ["ts_compare_doubt", "ts_compare_diff", *compared.scan_table_names(store, "compare__1")]
+        query = text("SELECT relpersistence FROM pg_class WHERE relname = ANY(:names)")
         with store.engine.connect() as conn:
-            assert list(conn.execute(query).scalars()) == ["u", "u"]
+            assert list(conn.execute(query, {"names": names}).scalars()) == ["u"] * 4
 
 
 def test_migrating_twice_is_a_no_op(store_url: URL, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

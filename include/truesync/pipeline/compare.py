@@ -184,7 +184,7 @@ def _digests(
     columns = [mapping.fields[f] for f in job.config.synced_fields(job.flow, job.entity)]
     if copied:
         lines = cast(CopiesDigests, system).copy_digests(mapping, columns, hidden, compared.DIGEST_PREFIX)
-        return compared.copy_keys(job.store, job.run_id, job.entity, side, 0, lines)
+        return compared.copy_keys(job.store, job.run_id, job.entity, side, lines)
     frames = cast(ScansDigests, system).scan_digests(mapping, columns, job.config.flows[job.flow].chunk_size, hidden)
     return _scan(job, frames, _digester(job, mapping, side, fetch), side)
 

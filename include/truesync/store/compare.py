@@ -3,35 +3,56 @@ what it decided for each that differs.
 
 Each system returns its rows in its own order (a REST listing by change time, a SQL table
 in any order, collations that disagree), so neither side is merged in Python. Both are
-appended here, key, hash and change time (``ts_compare_key``, side ``S`` or ``T``, with the
-number of the chunk it was read in). The store's own database joins them with the ledger
-once (``doubt``): every key it cannot confirm in sync goes to ``ts_compare_doubt`` with both
-sides' readings and its ledger entry, nearly none after syncs. The rest of the compare reads
+appended here, key, hash and change time, each side to a table of its own made for the
+compare (``schema.scanned_keys``), with the number of the chunk it was read in. The store's
+own database joins them with the ledger once (``doubt``): every key it cannot confirm in sync
+goes to ``ts_compare_doubt`` with both sides' readings and its ledger entry, nearly none after
+syncs. The rest of the compare reads
 only those: the keys to read again by key (``unconfirmed``, ``reread``), the ledger entries to
 refresh in place (``refresh_ledger``) and the keys that differ, handed to Python a page at a
 time (``differences``), so memory stays bounded by the page.
-``ts_compare_diff`` keeps the decision for every key that is not simply in sync.
+``ts_compare_diff`` keeps the decision for every key that is not simply in sync. When the run
+ends, its scan tables are dropped (``purge``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from functools import partial
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, case, delete, exists, false, func, literal, null, or_, select, true, union_all, update
+from sqlalchemy import (
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    inspect,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import DropTable
 
 from truesync.core.classify import OVERWRITTEN
 from truesync.core.compare import ALWAYS_QUIET, PAGE_COLUMNS, SOURCE_SIDE_CLASSES
 from truesync.store.core import Store, key_pages
 from truesync.store.ledger import LEDGER_COLUMNS
-from truesync.store.schema import compare_diffs, compare_doubts, compare_keys, ledger, results
+from truesync.store.schema import SCAN_PREFIX, compare_diffs, compare_doubts, ledger, results, scanned_keys
 from truesync.store.statistics import analyze, refresh
 from truesync.support.bulk import (
     Rows,
-    copy_line,
     insert,
     insert_from_select,
     selected_names,
@@ -45,13 +66,31 @@ from truesync.support.frames import from_rows
 SOURCE, TARGET = "S", "T"
 DIGEST_PREFIX = "md5:"  # a hash that is a system's digest of the compared columns, not ``side_hash`` (``doubt``)
 DOUBT_KEY = ("run_id", "entity", "key")
+DOUBT_PARTS = 2  # concurrent statements of a doubt on PostgreSQL (``doubt``); a power of two
 
 
 def clear(store: Store, run_id: str, entity: str) -> None:
-    """Forget what a compare scanned, doubted and decided for an entity, so a retried task starts clean."""
+    """Forget what a compare scanned, doubted and decided for an entity, so a retried task starts clean: its
+    doubts and decisions are deleted, and both sides' scan tables made again, empty."""
+    postgresql = store.engine.dialect.name == "postgresql"
     with store.engine.begin() as conn:
-        for table in (compare_keys, compare_doubts, compare_diffs):
+        for table in (compare_doubts, compare_diffs):
             conn.execute(delete(table).where(table.c.run_id == run_id, table.c.entity == entity))
+        for side in (SOURCE, TARGET):
+            table = scanned_keys(_scan_name(run_id, entity, side), postgresql)
+            conn.execute(DropTable(table, if_exists=True))
+            table.create(conn)
+
+
+def scan_table(run_id: str, entity: str, side: str) -> Table:
+    """One side's scan table of a compare, as queries read and write it (``clear`` makes it)."""
+    return scanned_keys(_scan_name(run_id, entity, side))
+
+
+def scan_table_names(store: Store, run_id: str) -> list[str]:
+    """The names of the scan tables a compare run has in the store (``clear`` makes them, ``purge`` drops them)."""
+    prefix = _run_prefix(run_id)
+    return sorted(name for name in inspect(store.engine).get_table_names() if name.startswith(prefix))
 
 
 def record_keys(store: Store, run_id: str, entity: str, side: str, seq: int, rows: pd.DataFrame) -> int:
@@ -60,7 +99,7 @@ def record_keys(store: Store, run_id: str, entity: str, side: str, seq: int, row
     Appended, never merged: a key read twice is settled once the side is read (``settle``).
     """
     with store.engine.begin() as conn:
-        return insert(conn, compare_keys, with_constants(rows, run_id=run_id, entity=entity, side=side, seq=seq))
+        return insert(conn, scan_table(run_id, entity, side), with_constants(rows, seq=seq))
 
 
 def copies_keys(store: Store) -> bool:
@@ -68,19 +107,16 @@ def copies_keys(store: Store) -> bool:
     return store.engine.dialect.name == "postgresql"
 
 
-def copy_keys(store: Store, run_id: str, entity: str, side: str, seq: int, lines: Generator[bytes, None, None]) -> int:
+def copy_keys(store: Store, run_id: str, entity: str, side: str, lines: Generator[bytes, None, None]) -> int:
     """Append one side's ``key``, ``ts`` and ``hash`` as ``COPY`` text ``lines`` of another PostgreSQL
-    database (``support.copy_stream``), each given the run's constants; returns the keys appended.
+    database (``support.copy_stream``), as they come; returns the keys appended.
 
-    As ``record_keys``, but no row passes through Python: the keys must be canonical and storable as
-    they come (``CopiesDigests``). ``lines`` is closed however the copy ends, so a copy the store's
-    driver gives up stops the other database's ``COPY`` at once.
+    As ``record_keys`` of one chunk, but no row passes through Python: the keys must be canonical
+    and storable as they come (``CopiesDigests``). ``lines`` is closed however the copy ends, so a
+    copy the store's driver gives up stops the other database's ``COPY`` at once.
     """
-    line_end = ("\t" + copy_line([run_id, entity, side, seq]) + "\n").encode()  # each line's constants
-    tagged = (block.replace(b"\n", line_end) for block in lines)
-    columns = ["key", "ts", "hash", "run_id", "entity", "side", "seq"]
     with closing(lines), store.engine.begin() as conn:
-        return copy_in(conn, compare_keys, columns, tagged)
+        return copy_in(conn, scan_table(run_id, entity, side), ["key", "ts", "hash"], lines)
 
 
 def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
@@ -88,25 +124,20 @@ def settle(store: Store, run_id: str, entity: str, repeats: bool) -> None:
     only its last reading (highest ``seq``) stays; on PostgreSQL the statistics are refreshed, since
     just after a bulk load it has none and would misjudge the joins.
     """
-    k, later = compare_keys, compare_keys.alias("later")
     with store.engine.begin() as conn:
-        if repeats:
-            read_again = exists().where(
-                later.c.run_id == k.c.run_id,
-                later.c.entity == k.c.entity,
-                later.c.side == k.c.side,
-                later.c.key == k.c.key,
-                later.c.seq > k.c.seq,
-            )
-            conn.execute(delete(k).where(k.c.run_id == run_id, k.c.entity == entity, read_again))
-        if store.engine.dialect.name == "postgresql":
-            analyze(conn, k)
+        for side in (SOURCE, TARGET):
+            k = scan_table(run_id, entity, side)
+            if repeats:
+                later = k.alias("later")
+                read_again = exists().where(later.c.key == k.c.key, later.c.seq > k.c.seq)
+                conn.execute(delete(k).where(read_again))
+            if store.engine.dialect.name == "postgresql":
+                analyze(conn, k)
 
 
 def side_count(store: Store, run_id: str, entity: str, side: str) -> int:
     """How many keys one side holds."""
-    k = compare_keys
-    query = select(func.count()).where(k.c.run_id == run_id, k.c.entity == entity, k.c.side == side)
+    query = select(func.count()).select_from(scan_table(run_id, entity, side))
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
@@ -124,12 +155,22 @@ def doubt(store: Store, flow: str, run_id: str, entity: str, version: str) -> in
     differ, keys one side holds, ledger entries of keys neither holds, and keys in sync whose entry
     is missing, of another version or stale.
 
-    On PostgreSQL one full join of both sides and the ledger, each read once and hashed; elsewhere
-    a union of three outer joins (SQLite has full joins only since 3.39).
+    On PostgreSQL a full join of both sides and the ledger, each read once and hashed, in
+    ``DOUBT_PARTS`` statements at once, each joining the keys of one part (``_part``): PostgreSQL
+    runs no ``INSERT … SELECT`` in parallel itself. Elsewhere a union of three outer joins (SQLite has
+    full joins only since 3.39).
     """
-    s, t = _scanned(run_id, entity)
-    read = _full_join if store.engine.dialect.name == "postgresql" else _outer_joins
-    query = read(s, t, flow, entity, run_id, version)
+    if store.engine.dialect.name != "postgresql":
+        return _insert_doubts(store, _outer_joins(*_scanned(run_id, entity), flow, entity, run_id, version))
+    parts = [
+        _full_join(*_scanned(run_id, entity, part), flow, entity, run_id, version, part) for part in range(DOUBT_PARTS)
+    ]
+    with ThreadPoolExecutor(DOUBT_PARTS, thread_name_prefix="truesync-doubt") as pool:
+        return sum(pool.map(partial(_insert_doubts, store), parts))
+
+
+def _insert_doubts(store: Store, query: Any) -> int:
+    """Write the doubts ``query`` selects, in a transaction of its own."""
     with store.engine.begin() as conn:
         _hash_joins(conn)
         return conn.execute(compare_doubts.insert().from_select(selected_names(query), query)).rowcount
@@ -197,9 +238,10 @@ def differences(store: Store, run_id: str, entity: str, size: int) -> Iterator[p
             yield from_rows(rows, columns).set_index("key")
 
 
-def _full_join(s: Any, t: Any, flow: str, entity: str, run_id: str, version: str) -> Any:
-    """``doubt``'s query as one: both sides and the entity's ledger, fully joined by key."""
-    entries = select(ledger).where(ledger.c.flow == flow, ledger.c.entity == entity).subquery("l")
+def _full_join(s: Any, t: Any, flow: str, entity: str, run_id: str, version: str, part: int) -> Any:
+    """``doubt``'s query for the keys of one ``part``: both sides and the entity's ledger, fully joined by key."""
+    entries = select(ledger).where(ledger.c.flow == flow, ledger.c.entity == entity, _part(ledger.c.key, part))
+    entries = entries.subquery("l")
     either = func.coalesce(s.c.key, t.c.key)
     joined = s.join(t, _same_key(s, t), full=True).join(entries, entries.c.key == either, full=True)
     seen = [case((side.c.key.is_not(None), 1)) for side in (s, t)]
@@ -227,9 +269,8 @@ def _outer_joins(s: Any, t: Any, flow: str, entity: str, run_id: str, version: s
         .select_from(t.outerjoin(ledger, and_(in_ledger, ledger.c.key == t.c.key)))
         .where(~exists().where(_same_key(t, s)))
     )
-    k = compare_keys
-    scanned = exists().where(k.c.run_id == run_id, k.c.entity == entity, k.c.key == ledger.c.key)
-    ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, ~scanned)
+    scanned = [exists().where(side.c.key == ledger.c.key) for side in (s, t)]
+    ledger_only = select(ledger.c.key, *absent, *entry).where(in_ledger, *(~held for held in scanned))
     return union_all(source_side, target_only, ledger_only)
 
 
@@ -292,11 +333,37 @@ def _ledger_entry(entries: Any) -> list[Any]:
     ]
 
 
-def _scanned(run_id: str, entity: str) -> tuple[Any, Any]:
-    """The source's and the target's scanned keys of a compare, as two subqueries (``key``, ``hash``, ``ts``)."""
-    k = compare_keys
-    scanned = select(k.c.key, k.c.hash, k.c.ts).where(k.c.run_id == run_id, k.c.entity == entity)
-    return scanned.where(k.c.side == SOURCE).subquery("s"), scanned.where(k.c.side == TARGET).subquery("t")
+def _scanned(run_id: str, entity: str, part: int | None = None) -> tuple[Any, Any]:
+    """The source's and the target's scanned keys of a compare, or of one ``part`` of its keys (``_part``),
+    as two subqueries ``s`` and ``t`` (``key``, ``hash``, ``ts``)."""
+    subqueries = []
+    for side, name in ((SOURCE, "s"), (TARGET, "t")):
+        k = scan_table(run_id, entity, side)
+        query = select(k.c.key, k.c.hash, k.c.ts)
+        subqueries.append((query if part is None else query.where(_part(k.c.key, part))).subquery(name))
+    return subqueries[0], subqueries[1]
+
+
+def _part(key: Any, part: int) -> Any:
+    """Whether a key is of ``part`` of a doubt (``DOUBT_PARTS``): its hash's low bits, PostgreSQL's ``hashtext``."""
+    return func.hashtext(key).op("&")(DOUBT_PARTS - 1) == part
+
+
+def _scan_name(run_id: str, entity: str, side: str) -> str:
+    """A scan table's name: the run's prefix (``_run_prefix``), the entity's digest and the side.
+
+    Digests, since a run id and an entity name may be longer than a table name can be, or hold
+    characters it cannot; 12 and 8 hexadecimal digits keep it under 64 characters.
+    """
+    return f"{_run_prefix(run_id)}{_digest(entity)[:8]}_{side.lower()}"
+
+
+def _run_prefix(run_id: str) -> str:
+    return f"{SCAN_PREFIX}{_digest(run_id)[:12]}_"
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()
 
 
 def _same_key(one: Any, other: Any) -> Any:
@@ -359,7 +426,9 @@ def mark_quiet(store: Store, run_id: str) -> None:
 
 
 def purge(store: Store, run_id: str) -> None:
-    """Drop the scanned and doubted keys of a finished compare: two rows per record, needed only while it runs."""
+    """Drop the scan tables and the doubted keys of a finished compare: needed only while it runs."""
+    names = scan_table_names(store, run_id)
     with store.engine.begin() as conn:
-        for table in (compare_keys, compare_doubts):
-            conn.execute(delete(table).where(table.c.run_id == run_id))
+        for name in names:
+            conn.execute(DropTable(scanned_keys(name), if_exists=True))
+        conn.execute(delete(compare_doubts).where(compare_doubts.c.run_id == run_id))

@@ -109,17 +109,27 @@ results = Table(
 )
 
 # The compare tables are a run's scratch, emptied when it ends: UNLOGGED on PostgreSQL (``0003_compare``).
-compare_keys = Table(  # appended as read, no unique key (migration 0009); indexed by key except on PostgreSQL
-    "ts_compare_key",
-    metadata,
-    Column("run_id", String(250), nullable=False),
-    Column("entity", String(100), nullable=False),
-    Column("key", String(255), nullable=False),
-    Column("side", String(1), nullable=False),  # S (source) or T (target)
-    Column("seq", Integer, nullable=False),  # the side's chunk it was read in: a key read twice keeps the last
-    Column("hash", String(64)),  # classify.side_hash of the synced fields; null: unreadable, always compared
-    Column("ts", DateTime),
-)
+SCAN_PREFIX = "ts_scan_"  # each side's scanned keys of a compare: a table of its own (``scanned_keys``)
+
+
+def scanned_keys(name: str, postgresql: bool = False) -> Table:
+    """One side's keys as a compare scanned them, in a table of its own named ``name`` (``SCAN_PREFIX``), made
+    when the entity's compare begins and dropped when the run ends (``store.compare``; migration 0011 dropped
+    the one table all compares shared). Appended as read, no unique key: a key read twice keeps its
+    reading of the highest ``seq``. UNLOGGED with no index on PostgreSQL, which joins the sides by
+    hashing (``postgresql``); indexed by key elsewhere.
+    """
+    return Table(
+        name,
+        MetaData(),
+        Column("key", String(255), nullable=False),
+        Column("seq", Integer, nullable=False, server_default="0"),  # the chunk it was read in
+        Column("hash", String(64)),  # classify.side_hash of the synced fields, or a digest; null: always compared
+        Column("ts", DateTime),
+        *([] if postgresql else [Index(f"{name}_key", "key")]),
+        prefixes=["UNLOGGED"] if postgresql else [],
+    )
+
 
 compare_doubts = Table(  # keys a compare cannot confirm in sync from its scans and the ledger (migration 0010)
     "ts_compare_doubt",

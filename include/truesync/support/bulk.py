@@ -424,11 +424,6 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[Any]:
         cursor.close()
 
 
-def copy_line(values: list[Any]) -> str:
-    """One row of ``values`` in ``COPY``'s text format, without its line end."""
-    return "\t".join(_copy_column([value])[0] for value in values)
-
-
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _SPECIAL = ("\\", "\t", "\n", "\r")
 _GLUE = "\x00"  # joins a column's values to escape them in one call: PostgreSQL text never holds NUL
