@@ -363,6 +363,7 @@ def test_the_report_policy_leaves_the_target_as_it_is(
         ("customer", "C99"): ("target_only", "reported", True),
     }
     assert len(systems.keys(systems.crm, "contacts")) == 21 and len(systems.keys(systems.crm, "deals")) == 10
+    assert _scratch_left(systems.store) == ([], 0), "a finished compare drops its scan tables and doubts"
     systems.close()
 
 
@@ -421,10 +422,15 @@ def test_a_compare_that_fails_keeps_none_of_its_scanned_or_doubted_keys(
     with pytest.raises(DeleteGuardError):
         systems.compare()
     assert runs.get(systems.store, f"{FLOW}:compare")["status"] == "failed"
-    assert not [name for name in inspect(systems.store.engine).get_table_names() if name.startswith(SCAN_PREFIX)]
-    with systems.store.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(compare_doubts)).scalar() == 0
+    assert _scratch_left(systems.store) == ([], 0)
     systems.close()
+
+
+def _scratch_left(store: Store) -> tuple[list[str], int]:
+    """The scan tables left in the store, and the doubted keys."""
+    scans = [name for name in inspect(store.engine).get_table_names() if name.startswith(SCAN_PREFIX)]
+    with store.engine.connect() as conn:
+        return scans, conn.execute(select(func.count()).select_from(compare_doubts)).scalar()
 
 
 def test_a_dry_run_lists_every_planned_change_and_writes_nothing(
