@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.types import TypeEngine
 
 from truesync.cli import main as truesync
 from truesync.config import Config, load_config
@@ -49,6 +50,7 @@ FLOW = "shop_to_crm"
 SECRET = "compare-s3cret"
 OLD = datetime(2026, 10, 1, 12)
 EVERYTHING = Window(datetime(2026, 1, 1), datetime(2026, 11, 1))
+AMOUNT = Numeric(10, 2)  # the type both keep an order's total in
 CONFIG = {
     "systems.yaml": """
         systems:
@@ -89,7 +91,8 @@ CONFIG = {
 }
 
 
-def tables(unique: bool = True) -> tuple[MetaData, MetaData]:
+def tables(unique: bool = True, amount: TypeEngine[Any] = AMOUNT) -> tuple[MetaData, MetaData]:
+    """The shop's and the CRM's tables; ``amount``: the type the CRM keeps an order's total in."""
     shop, crm = MetaData(), MetaData()
     Table("customers", shop, Column("id", String(10), primary_key=True), Column("name", String(40)),
           Column("updated_at", DateTime))  # fmt: skip
@@ -99,7 +102,7 @@ def tables(unique: bool = True) -> tuple[MetaData, MetaData]:
           Column("ext", String(10), unique=unique), Column("name", String(40)), Column("modified_at", DateTime),
           Column("deleted_at", DateTime))  # fmt: skip
     Table("deals", crm, Column("row", Integer, primary_key=True, autoincrement=True),
-          Column("ext", String(10), unique=True), Column("contact", String(10)), Column("amount", Numeric(10, 2)),
+          Column("ext", String(10), unique=True), Column("contact", String(10)), Column("amount", amount),
           Column("modified_at", DateTime))  # fmt: skip
     return shop, crm
 
@@ -115,6 +118,7 @@ class Systems:
         compare: str,
         unique: bool = True,
         shop_url: URL | None = None,
+        amount: TypeEngine[Any] = AMOUNT,
     ):
         config_dir = root / "config"
         config_dir.mkdir()
@@ -135,7 +139,7 @@ class Systems:
         monkeypatch.setenv("AIRFLOW_CONN_T_SHOP", self.shop_url.render_as_string(False))
         monkeypatch.setenv("AIRFLOW_CONN_T_CRM", crm_url.render_as_string(False))
         self.shop, self.crm = open_engine(self.shop_url), open_engine(crm_url)
-        shop_tables, crm_tables = tables(unique)
+        shop_tables, crm_tables = tables(unique, amount)
         shop_tables.create_all(self.shop)
         crm_tables.create_all(self.crm)
         self.t = {**shop_tables.tables, **crm_tables.tables}
@@ -206,9 +210,14 @@ def crm_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
 
 
 def open_systems(
-    state: Path, crm_url: URL, monkeypatch: pytest.MonkeyPatch, compare: str, shop_url: URL | None = None
+    state: Path,
+    crm_url: URL,
+    monkeypatch: pytest.MonkeyPatch,
+    compare: str,
+    shop_url: URL | None = None,
+    amount: TypeEngine[Any] = AMOUNT,
 ) -> Systems:
-    systems = Systems(state.parent, crm_url, monkeypatch, compare, shop_url=shop_url)
+    systems = Systems(state.parent, crm_url, monkeypatch, compare, shop_url=shop_url, amount=amount)
     report = systems.sync()
     assert report["totals"]["created"] == 30
     return systems
@@ -285,6 +294,20 @@ def _no_row_scan(*args: Any, **kwargs: Any) -> None:
     raise AssertionError("a row scan, where both sides give digests and the ledger knows every record")
 
 
+def _fetches(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """From now on, every (table, key) a SQL system reads by key, as the set returned; a row scan fails."""
+    read: set[tuple[str, str]] = set()
+    fetch = SqlSystem.fetch
+
+    def counted(self: SqlSystem, mapping: Any, keys: list[str], hidden: Any = None) -> Any:
+        read.update((mapping.table, key) for key in keys)
+        return fetch(self, mapping, keys, hidden)
+
+    monkeypatch.setattr(SqlSystem, "fetch", counted)
+    monkeypatch.setattr(SqlSystem, "scan", _no_row_scan)
+    return read
+
+
 def test_with_both_sides_on_servers_a_compare_reads_only_what_digests_and_ledger_cannot_confirm(
     state: Path, server_pair: tuple[URL, URL], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,15 +321,7 @@ def test_with_both_sides_on_servers_a_compare_reads_only_what_digests_and_ledger
     systems.run(systems.shop, renamed)
     systems.run(systems.shop, delete(customers).where(customers.c.id == "C15"))
     systems.run(systems.crm, insert(contacts).values(ext="C99", name="Walk-in", modified_at=OLD))
-    read: set[tuple[str, str]] = set()
-    fetch = SqlSystem.fetch
-
-    def counted(self: SqlSystem, mapping: Any, keys: list[str], hidden: Any = None) -> Any:
-        read.update((mapping.table, key) for key in keys)
-        return fetch(self, mapping, keys, hidden)
-
-    monkeypatch.setattr(SqlSystem, "fetch", counted)
-    monkeypatch.setattr(SqlSystem, "scan", _no_row_scan)
+    read = _fetches(monkeypatch)
     report = systems.compare()
     assert systems.results() == {
         ("customer", "C03"): ("overwritten", "updated", True),
@@ -328,6 +343,43 @@ def test_with_both_sides_on_servers_a_compare_reads_only_what_digests_and_ledger
     assert systems.results("again") == {("customer", "C99"): ("target_only", "reported", True)}
     assert read == set(), "after the repairs the ledger confirms every record, and none is read"
     systems.close()
+
+
+@pytest.mark.parametrize("amount", [AMOUNT, String(20)], ids=["number", "text"])
+def test_digests_spell_a_field_without_its_length_only_where_both_sides_hold_a_number(
+    state: Path, server_pair: tuple[URL, URL], monkeypatch: pytest.MonkeyPatch, amount: TypeEngine[Any]
+) -> None:
+    """A field is spelled without its length (``connectors.sql.digest``) only where both sides hold it in a
+    number, date or time column, and then by both. With the CRM keeping an order's total as text, both
+    spell it with its length. Either way the untouched records are confirmed by digest, none of them read."""
+    shop_url, crm_url = server_pair
+    systems = open_systems(state, crm_url, monkeypatch, "{}", shop_url, amount=amount)
+    amounts = dict(systems.run_query(systems.crm, select(systems.t["deals"].c.ext, systems.t["deals"].c.amount)))
+    assert str(amounts["O03"]) == "3.00", "the text the shop's numeric(10,2) spells"
+    read, plain = _fetches(monkeypatch), _plain_columns(monkeypatch)
+    report = systems.compare()
+    assert systems.results() == {}
+    assert report["entities"]["order"]["classes"]["in_sync"] == 10
+    assert read == set(), "every record confirmed by digest and ledger"
+    number = isinstance(amount, Numeric)
+    assert plain == {"customers": set(), "contacts": set()} | (
+        {"orders": {"total"}, "deals": {"amount"}} if number else {"orders": set(), "deals": set()}
+    )
+    systems.close()
+
+
+def _plain_columns(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+    """From now on, per table, the columns a SQL system is asked to spell without their length in digests."""
+    asked: dict[str, set[str]] = {}
+    for name in ("scan_digests", "copy_digests"):
+        method = getattr(SqlSystem, name)
+
+        def spy(self: SqlSystem, mapping: Any, *args: Any, method: Any = method, plain: Any = (), **kw: Any) -> Any:
+            asked[mapping.table] = set(plain)
+            return method(self, mapping, *args, plain=plain, **kw)
+
+        monkeypatch.setattr(SqlSystem, name, spy)
+    return asked
 
 
 def test_a_soft_delete_marks_the_row_and_a_record_written_again_is_live(

@@ -45,10 +45,12 @@ ROWS = {
 TEXT = {Decimal("12.50"): "12.50", Decimal("-0.05"): "-0.05", Decimal("0.00"): "0.00"}
 
 
-def spelled(values: tuple[object, ...]) -> str:
-    """The digest ``docs/design.md`` states: MD5 of each column as ``<length>:<text>``, or ``~`` when null."""
+def spelled(values: tuple[object, ...], plain: tuple[bool, ...] = (False,) * 4) -> str:
+    """The digest ``docs/design.md`` states: MD5 of each column as ``<length>:<text>``, or ``<text>|`` where
+    ``plain``, or ``~`` when null."""
     texts = [None if v is None else TEXT.get(v, str(v)) for v in values]  # type: ignore[call-overload]
-    return hashlib.md5("".join("~" if t is None else f"{len(t)}:{t}" for t in texts).encode()).hexdigest()
+    parts = ["~" if t is None else f"{t}|" if bare else f"{len(t)}:{t}" for t, bare in zip(texts, plain, strict=True)]
+    return hashlib.md5("".join(parts).encode()).hexdigest()
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -77,6 +79,20 @@ def test_a_digest_is_the_md5_of_each_columns_length_and_text(system: SqlSystem) 
     assert list(found.columns) == ["changed", DIGEST_COLUMN], "the key, the cursor and the digest, nothing else"
     assert set(found["changed"]) == {CHANGED}
     assert found[DIGEST_COLUMN].to_dict() == {k: spelled(v) for k, v in ROWS.items()}
+    assert found[DIGEST_COLUMN].nunique() == 6, "only rows 1 and 7 hold the same values"
+
+
+def test_number_date_and_time_columns_are_plain_and_spelled_as_their_text_and_a_bar(system: SqlSystem) -> None:
+    """Their text never holds a ``|`` nor starts with ``~``, so the spelling still reads back in one way only."""
+    assert system.plain_columns(MAPPING, ["id", "a", "b", "amount", "day", "changed"]) == {
+        "id",
+        "amount",
+        "day",
+        "changed",
+    }
+    found = pd.concat(system.scan_digests(MAPPING, ["a", "b", "amount", "day"], 10, plain={"amount", "day"}))
+    expected = {k: spelled(v, (False, False, True, True)) for k, v in ROWS.items()}
+    assert found.set_index("id")[DIGEST_COLUMN].to_dict() == expected
     assert found[DIGEST_COLUMN].nunique() == 6, "only rows 1 and 7 hold the same values"
 
 
@@ -125,6 +141,8 @@ def test_copied_digests_are_the_scanned_ones_with_the_change_time_in_utc(postgre
     }
     assert copied == expected and len(lines) == len(ROWS)
     assert ("3", pd.Timestamp("2026-11-01 08:30:03.00075"), f"md5:{spelled(ROWS[3])}") in copied, "09:30 Zürich"
+    plain = b"".join(system.copy_digests(MAPPING, columns, None, "md5:", plain={"amount"})).decode().splitlines()
+    assert f"md5:{spelled(ROWS[3], (False, False, True, False))}" in {line.split("\t")[2] for line in plain}
     live = b"".join(system.copy_digests(MAPPING, ["a"], ("b", "50%"), "md5:")).decode().splitlines()
     assert sorted(int(line.split("\t")[0]) for line in live) == [1, 3, 4, 5, 6, 7]
 

@@ -14,7 +14,7 @@ when it is opened (``Ceilings``; the store keeps them, ``store.rate_limits``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -186,10 +186,21 @@ class ScansDigests(Protocol):
         """Whether ``scan_digests`` works here (its database has the hash function)."""
         ...
 
+    def plain_columns(self, mapping: EntityMapping, columns: list[str]) -> set[str]:
+        """Those of ``columns`` whose every value's text holds no ``|`` and starts with no ``~`` (numbers, dates,
+        times): a column that is plain on both sides may be spelled without its length."""
+        ...
+
     def scan_digests(
-        self, mapping: EntityMapping, columns: list[str], size: int, hidden: SoftMark = None
+        self,
+        mapping: EntityMapping,
+        columns: list[str],
+        size: int,
+        hidden: SoftMark = None,
+        plain: Collection[str] = (),
     ) -> Iterator[pd.DataFrame]:
-        """As ``scan``, but each row holds only the key columns, the cursor and the digest of ``columns``."""
+        """As ``scan``, but each row holds only the key columns, the cursor and the digest of ``columns``, those
+        in ``plain`` (``plain_columns`` of both sides) spelled without their length."""
         ...
 
 
@@ -204,7 +215,8 @@ class CopiesDigests(Protocol):
         ...
 
     def copy_digests(
-        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
+        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str, plain: Collection[str] = ()
     ) -> Generator[bytes, None, None]:
-        """Every row's key, change time (naive UTC) and ``prefix`` + digest of ``columns``, as ``COPY`` text lines."""
+        """Every row's key, change time (naive UTC) and ``prefix`` + digest of ``columns`` (``plain`` as in
+        ``ScansDigests.scan_digests``), as ``COPY`` text lines."""
         ...

@@ -148,9 +148,12 @@ def _scan_digests(job: EntityJob, source: Source, target: Target, hidden: SoftMa
         TARGET: lambda keys: target.fetch(mappings[TARGET], keys, hidden),
     }
     copied = {side: _copies(job, system, mappings[side]) for side, system in systems.items()}
+    plain = _plain_fields(job, systems, mappings)
     with ThreadPoolExecutor(max_workers=2 if any(copied.values()) else 1, thread_name_prefix="truesync-side") as pool:
         running = {
-            side: pool.submit(_digests, job, system, mappings[side], side, hiding[side], fetch[side], copied[side])
+            side: pool.submit(
+                _digests, job, system, mappings[side], side, hiding[side], fetch[side], copied[side], plain
+            )
             for side, system in systems.items()
         }
         scanned = {side: done.result() for side, done in running.items()}
@@ -178,15 +181,32 @@ def _digests(
     hidden: SoftMark,
     fetch: Fetch,
     copied: bool,
+    plain: set[str],
 ) -> int:
     """One side's digests into the store: ``copied`` from its database into the store's (``_copies``), else
-    scanned in chunks and keyed here (``_digester``); returns rows read."""
+    scanned in chunks and keyed here (``_digester``); the ``plain`` fields spelled without their length
+    (``_plain_fields``); returns rows read."""
     columns = [mapping.fields[f] for f in job.config.synced_fields(job.flow, job.entity)]
+    spelled = {mapping.fields[f] for f in plain}
     if copied:
-        lines = cast(CopiesDigests, system).copy_digests(mapping, columns, hidden, compared.DIGEST_PREFIX)
+        lines = cast(CopiesDigests, system).copy_digests(
+            mapping, columns, hidden, compared.DIGEST_PREFIX, plain=spelled
+        )
         return compared.copy_keys(job.store, job.run_id, job.entity, side, lines)
-    frames = cast(ScansDigests, system).scan_digests(mapping, columns, job.config.flows[job.flow].chunk_size, hidden)
+    size = job.config.flows[job.flow].chunk_size
+    frames = cast(ScansDigests, system).scan_digests(mapping, columns, size, hidden, plain=spelled)
     return _scan(job, frames, _digester(job, mapping, side, fetch), side)
+
+
+def _plain_fields(job: EntityJob, systems: dict[str, Source | Target], mappings: dict[str, EntityMapping]) -> set[str]:
+    """The synced fields both sides hold in a number, date or time column (``ScansDigests.plain_columns``):
+    both spell them in their digests without their length, so both spell every field alike."""
+    plain = set(job.config.synced_fields(job.flow, job.entity))
+    for side, system in systems.items():
+        mapping = mappings[side]
+        columns = cast(ScansDigests, system).plain_columns(mapping, [mapping.fields[f] for f in plain])
+        plain = {f for f in plain if mapping.fields[f] in columns}
+    return plain
 
 
 def _copies(job: EntityJob, system: Source | Target, mapping: EntityMapping) -> bool:

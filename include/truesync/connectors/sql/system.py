@@ -15,7 +15,7 @@ Each column takes the Python type its SQLAlchemy type names (None when it names 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError
 from truesync.config import EntityMapping
 from truesync.connectors.base import SoftMark
 from truesync.connectors.errors import ConfigurationProblem, RecordsRejected, SystemUnavailable
-from truesync.connectors.sql.digest import DIALECTS, row_digest
+from truesync.connectors.sql.digest import DIALECTS, plain_type, row_digest
 from truesync.core.keys import split, system_keys
 from truesync.support.bulk import (
     Rows,
@@ -185,13 +185,24 @@ class SqlSystem:
         """PostgreSQL, MariaDB and MySQL hash with MD5 (``connectors.sql.digest``); SQLite has no hash function."""
         return self.engine.dialect.name in DIALECTS
 
+    def plain_columns(self, mapping: EntityMapping, columns: list[str]) -> set[str]:
+        """Those of ``columns`` of a number, date or time type (``connectors.sql.digest.plain_type``)."""
+        table = self._table(mapping)
+        return {c for c in columns if plain_type(table.c[c].type)}
+
     def scan_digests(
-        self, mapping: EntityMapping, columns: list[str], size: int, hidden: SoftMark = None
+        self,
+        mapping: EntityMapping,
+        columns: list[str],
+        size: int,
+        hidden: SoftMark = None,
+        plain: Collection[str] = (),
     ) -> Iterator[pd.DataFrame]:
-        """As ``scan``, each row only its key columns, its cursor and the digest of ``columns`` (``DIGEST_COLUMN``)."""
+        """As ``scan``, each row only its key columns, its cursor and the digest of ``columns`` (``DIGEST_COLUMN``),
+        those in ``plain`` spelled without their length."""
         table = self._table(mapping)
         read = [table.c[c] for c in mapping.narrowed([]).columns]  # the key columns and the cursor
-        return self._scan(mapping, [*read, row_digest([table.c[c] for c in columns])], size, hidden)
+        return self._scan(mapping, [*read, row_digest([table.c[c] for c in columns], plain)], size, hidden)
 
     def copies_digests(self, mapping: EntityMapping) -> bool:
         """PostgreSQL, one whole-number key column with a unique key (its text is the canonical key, always
@@ -204,12 +215,12 @@ class SqlSystem:
         return whole and (cursor is None or isinstance(cursor, DateTime | Date)) and self._has_unique_key(mapping)
 
     def copy_digests(
-        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str
+        self, mapping: EntityMapping, columns: list[str], hidden: SoftMark, prefix: str, plain: Collection[str] = ()
     ) -> Generator[bytes, None, None]:
-        """Key, change time as naive UTC and ``prefix`` + digest of ``columns`` of every row, as ``COPY`` text
-        (``support.copy_stream``); only where ``copies_digests``."""
+        """Key, change time as naive UTC and ``prefix`` + digest of ``columns`` (``plain`` as in ``scan_digests``)
+        of every row, as ``COPY`` text (``support.copy_stream``); only where ``copies_digests``."""
         table = self._table(mapping)
-        digest = func.concat(literal(prefix), row_digest([table.c[c] for c in columns]))
+        digest = func.concat(literal(prefix), row_digest([table.c[c] for c in columns], plain))
         query = self._scan_query(mapping, [table.c[mapping.key_columns[0]], self._utc(mapping), digest], hidden)
         # COPY takes the query as text: values inline, and '%' as itself, where psycopg2's own
         # style doubles it for an interpolation COPY does not do
