@@ -7,10 +7,10 @@ appended here, key, hash and change time, each side to a table of its own made f
 compare (``schema.scanned_keys``), with the number of the chunk it was read in. The store's
 own database joins them with the ledger once (``doubt``): every key it cannot confirm in sync
 goes to ``ts_compare_doubt`` with both sides' readings and its ledger entry, nearly none after
-syncs. The rest of the compare reads
-only those: the keys to read again by key (``unconfirmed``, ``reread``), the ledger entries to
-refresh in place (``refresh_ledger``) and the keys that differ, handed to Python a page at a
-time (``differences``), so memory stays bounded by the page.
+syncs. The rest of the compare reads only those: the keys to read again by key
+(``unconfirmed``, ``reread``), the ledger entries to refresh in place (``refresh_ledger``) and
+the keys that differ, handed to Python a page at a time (``differences``), so memory stays
+bounded by the page.
 ``ts_compare_diff`` keeps the decision for every key that is not simply in sync. When the run
 ends, its scan tables are dropped (``purge``).
 """
