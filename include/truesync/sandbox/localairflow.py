@@ -37,11 +37,9 @@ _CLI_EACH = """
 import json, sys
 from airflow import configuration
 from airflow.cli import cli_parser
+from truesync.sandbox.airflow_cli import run_commands
 configuration.write_default_airflow_configuration_if_needed()
-parser = cli_parser.get_parser()
-for argv in json.loads(sys.argv[1]):
-    args = parser.parse_args(argv)
-    args.func(args)
+run_commands(cli_parser.get_parser(), json.loads(sys.argv[1]))
 """
 
 
@@ -130,7 +128,8 @@ class LocalAirflow:
     def cli_each(self, commands: list[list[str]], timeout: float = 300) -> str:
         """Run ``airflow`` CLI commands one after the other in one interpreter, each as ``airflow``
         runs it: Airflow is imported once instead of once per command (seconds each). Stops at
-        the first that fails, and raises with the output."""
+        the first that fails, and raises with the output. A command a SQLite metadata DB refuses
+        as locked is run again (``airflow_cli.run_commands``)."""
         done = subprocess.run(
             [sys.executable, "-c", _CLI_EACH, json.dumps(commands)],
             env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
