@@ -60,6 +60,22 @@ def test_a_broken_run_keeps_its_staged_records_until_it_ages_out(demo: Demo) -> 
     assert _per_run(demo, staged_rows) == {}, "aged out"
 
 
+def test_a_run_still_running_keeps_its_staged_records_however_many_newer_runs_finish(demo: Demo) -> None:
+    """A flow with several active runs (``max_active_runs``) may finish newer runs while an older one works:
+    the retention drops nothing of a run still running, and its detail once it has finished and aged out."""
+    running = f"{SHOP_FLOW}:still-running"
+    runs.begin(demo.store, running, SHOP_FLOW, DEMO_START, DEMO_START, dry_run=False)
+    left = [{"key": f"C{n}", "source_ts": DEMO_START, "payload": "{}", "check_name": None} for n in range(3)]
+    staging.stage(demo.store, running, "customer", left)
+    demo.config.flows[SHOP_FLOW].retention = RetentionConfig(results_runs=1)
+    demo.run(SHOP_FLOW, 0)
+    demo.run(SHOP_FLOW, 1)
+    assert _per_run(demo, staged_rows) == {running: 3}, "two newer runs finished, the running one keeps its records"
+    runs.finish(demo.store, running, "failed", None)
+    demo.run(SHOP_FLOW, 2)
+    assert _per_run(demo, staged_rows) == {}, "finished, then aged out"
+
+
 def test_a_sync_task_run_again_alone_after_its_run_finished_refuses_and_keeps_the_results(demo: Demo) -> None:
     report = demo.run(SHOP_FLOW, 0)
     before = _per_run(demo, results)

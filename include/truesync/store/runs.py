@@ -57,10 +57,12 @@ def latest(store: Store, flow: str | None = None, limit: int = 1, finished: bool
 
 
 def older_than(store: Store, flow: str, keep: int) -> list[str]:
-    """Run ids of the flow's runs beyond its ``keep`` newest (by start)."""
-    query = select(runs.c.run_id).where(runs.c.flow == flow).order_by(runs.c.started_at.desc()).offset(keep)
+    """Run ids of the flow's runs beyond its ``keep`` newest (by start), but for runs still running: a flow
+    allowed several active runs (``max_active_runs``) may finish newer ones while an older one works."""
+    query = select(runs.c.run_id, runs.c.status).where(runs.c.flow == flow)
     with store.engine.connect() as conn:
-        return list(conn.execute(query).scalars())
+        rows = conn.execute(query.order_by(runs.c.started_at.desc()).offset(keep)).all()
+    return [run_id for run_id, status in rows if status != "running"]
 
 
 def flows(store: Store) -> list[str]:
