@@ -77,14 +77,15 @@ def clear(store: Store, run_id: str, entity: str) -> None:
         for table in (compare_doubts, compare_diffs):
             conn.execute(delete(table).where(table.c.run_id == run_id, table.c.entity == entity))
         for side in (SOURCE, TARGET):
-            table = scanned_keys(_scan_name(run_id, entity, side), postgresql)
+            table = scan_table(run_id, entity, side, postgresql)
             conn.execute(DropTable(table, if_exists=True))
             table.create(conn)
 
 
-def scan_table(run_id: str, entity: str, side: str) -> Table:
-    """One side's scan table of a compare, as queries read and write it (``clear`` makes it)."""
-    return scanned_keys(_scan_name(run_id, entity, side))
+def scan_table(run_id: str, entity: str, side: str, postgresql: bool = False) -> Table:
+    """One side's scan table of a compare, as queries read and write it, or as ``clear`` makes it on
+    PostgreSQL (``postgresql``: UNLOGGED, no index; ``schema.scanned_keys``)."""
+    return scanned_keys(_scan_name(run_id, entity, side), postgresql)
 
 
 def scan_table_names(store: Store, run_id: str) -> list[str]:
