@@ -106,7 +106,8 @@ class _Catalogue:
 
     def build(self) -> None:
         demo_first = [s for s in self.skus if self._on_demo_days(self.first_ordered.get(s))]
-        earlier = [s for s in self.skus if s in self.first_ordered and s not in demo_first and s in self.stock]
+        first_on_demo_days = set(demo_first)
+        earlier = [s for s in self.skus if s in self.first_ordered and s not in first_on_demo_days and s in self.stock]
         unordered = [s for s in self.skus if s not in self.first_ordered and s in self.stock]
         scenario = dict.fromkeys(demo_first, "in_sync")
         held = [s for s in demo_first if s in self.stock]

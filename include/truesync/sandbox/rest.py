@@ -68,6 +68,7 @@ class Payments:
     crm: list[dict[str, Any]] = field(default_factory=list)
     books: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    _invoice_by_ref: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def add(self, key: str | None, deal: dict[str, Any], kind: str, state: str, ts: datetime, **override: Any) -> None:
         txn = {"txn_id": key, "type": KINDS[kind], "status": STATES.get(state, state), "amount": str(deal["amount"]),
@@ -104,9 +105,15 @@ class Payments:
 
     def invoice(self, deal: dict[str, Any], ts: datetime, **override: Any) -> None:
         """Accounting's invoice of the deal's sales order."""
-        self.invoices.append({"invoice_ref": invoice_of(deal["order_ref"]), "order_ref": deal["order_ref"],
-                              "customer_ref": deal["contact_ref"], "total": deal["amount"], "modified_at": ts}
-                             | override)  # fmt: skip
+        invoice = {"invoice_ref": invoice_of(deal["order_ref"]), "order_ref": deal["order_ref"],
+                   "customer_ref": deal["contact_ref"], "total": deal["amount"], "modified_at": ts}  # fmt: skip
+        invoice |= override
+        self.invoices.append(invoice)
+        self._invoice_by_ref.setdefault(invoice["invoice_ref"], invoice)
+
+    def invoice_named(self, ref: str) -> dict[str, Any]:
+        """The first invoice made under ``ref`` (a lookup, not a scan: the sandbox makes one per deal)."""
+        return self._invoice_by_ref[ref]
 
     def to_accounting(self, rows: Rows) -> None:
         """Accounting's invoices and finance ledger among the sandbox's rows."""
@@ -211,7 +218,7 @@ def _payment_case(
     elif scenario == "finance_ref":
         out.add(key, deal, "payment", "captured", ts)
         mine = invoice_of(deal["order_ref"])
-        invoice = next(i for i in out.invoices if i["invoice_ref"] == mine)
+        invoice = out.invoice_named(mine)
         invoice["order_ref"] = other["order_ref"]
         label(PAYMENT_FLOW, "payment", key, "mismatched", ts, "reference_match")
     elif scenario == "refund_open":
