@@ -114,6 +114,36 @@ def test_decimal_scale_is_per_field() -> None:
     assert converted("weight", [1.5, "2", decimal.Decimal("0.1234")]) == ["1.500", "2.000", "0.123"]
 
 
+def test_a_column_of_decimals_reads_as_the_same_values_spelled_as_text() -> None:
+    """A driver's Decimals at the field's scale are spelled at once (``str``); other exponents, scientific
+    spellings and mixtures go value by value: the same result as from their texts."""
+    d = decimal.Decimal
+    values = [d("12.50"), d("-0.00"), d("0.01"), d("12345678901234567.89"), d("12.5"), d("12.505"), d("1E+3"),
+              d("1.2E+5"), d("12"), d("0E-7"), None]  # fmt: skip
+    expected = ["12.50", "-0.00", "0.01", "12345678901234567.89", "12.50", "12.51", "1000.00", "120000.00", "12.00",
+                "0.00", None]  # fmt: skip
+    assert converted("price", values) == expected
+    assert converted("price", [None if v is None else str(v) for v in values]) == expected
+    assert converted("price", [*values[:3], 7]) == [*expected[:3], "7.00"]
+
+
+@pytest.mark.parametrize("scale", [0, 1, 2, 4, 7])
+def test_decimals_spelled_at_once_equal_each_one_quantized(scale: int) -> None:
+    """Random Decimals of every exponent around the scale, their scientific spellings among them (``1.2E+5``
+    ends in four characters after its point, as a value at scale 4 does)."""
+    rng = np.random.default_rng(scale)
+    d = decimal.Decimal
+    values = [
+        d(int(c)).scaleb(int(e))
+        for c, e in zip(rng.integers(-(10**6), 10**6, 2000), rng.integers(-9, 7, 2000), strict=True)
+    ]
+    entity = EntityConfig(key="item_id", fields={"item_id": FieldSpec(), "qty": FieldSpec(type="decimal", scale=scale)})
+    raw = pd.DataFrame({"item_no": [f"k{i}" for i in range(len(values))], "amount": values}, dtype=object)
+    spelled = to_canonical(raw, MAPPING, entity, ["item_id", "qty"]).records["qty"].tolist()
+    quantum = d(1).scaleb(-scale)
+    assert spelled == [str(v.quantize(quantum, rounding=decimal.ROUND_HALF_UP)) for v in values]
+
+
 def test_decimal_with_scale_zero() -> None:
     entity = EntityConfig(key="item_id", fields={"item_id": FieldSpec(), "qty": FieldSpec(type="decimal", scale=0)})
     raw = pd.DataFrame({"item_no": ["a", "b"], "amount": ["7.0", 8]}, dtype=object)
@@ -502,9 +532,10 @@ def test_numbers_keep_every_digit() -> None:
     assert converted("qty", [str(2**60 + 1)]) == [str(2**60 + 1)]
 
 
-@pytest.mark.parametrize("bad", ["inf", "-Infinity", "nan"])
-def test_non_finite_decimals_are_errors(bad: str) -> None:
-    result = canon("price", ["1.00", bad])
+@pytest.mark.parametrize("bad", ["inf", "-Infinity", "nan", decimal.Decimal("Infinity"), decimal.Decimal("-Infinity")])
+def test_non_finite_decimals_are_errors(bad: object) -> None:
+    good = decimal.Decimal("1.00") if isinstance(bad, decimal.Decimal) else "1.00"  # a column of Decimals, or of text
+    result = canon("price", [good, bad])
     assert list(result.errors["check_name"]) == ["valid_decimal"]
     assert result.records["price"].iloc[0] == "1.00"
 

@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from truesync.config import CodeTable, EntityConfig, EntityMapping, FieldSpec, MinorUnits
@@ -285,8 +286,32 @@ def _cast_number(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Seri
         whole = pd.api.types.infer_dtype(values, skipna=True) == "integer"  # ints (a driver's): spelled as they are
         shown = map_values(values, str if whole else _integer_text)
     else:
-        shown = map_values(values, functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-spec.scale)))
+        shown = _decimal_texts(values, spec.scale)
     return shown, shown.isna()
+
+
+def _decimal_texts(values: pd.Series, scale: int) -> pd.Series:
+    """Each value's ``_decimal_text`` at ``scale``, a column of ``Decimal`` objects (what SQL drivers return
+    for numeric columns) spelled at once where it can be.
+
+    A ``Decimal`` whose ``str`` ends in a point and ``scale`` digits has exactly that exponent (its
+    scientific spelling ends in an exponent), so quantizing at ``scale`` leaves it as it is: that
+    text is the canonical one. A database's numeric column at the field's scale gives only such
+    values. Every other value (another exponent, a scientific spelling, ``NaN``, any value at
+    scale 0, a column of anything but ``Decimal``) is read, checked and spelled one by one.
+    """
+    exact = functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-scale))
+    if pd.api.types.infer_dtype(values, skipna=True) != "decimal":
+        return map_values(values, exact)
+    given, present = values.to_numpy(dtype=object), np.flatnonzero(values.notna().to_numpy())
+    spelled = np.full(len(given), None, dtype=object)
+    spelled[present] = list(map(str, given[present]))
+    text = spelled[present].astype(str)
+    point, digits = np.strings.rfind(text, "."), np.strings.isdigit(np.strings.slice(text, -scale, None))
+    at_scale = (point >= 0) & (point == np.strings.str_len(text) - scale - 1) & digits
+    again = present[~at_scale]
+    spelled[again] = [exact(v) for v in given[again]]
+    return pd.Series(spelled, index=values.index, dtype=object)
 
 
 def _cast_boolean(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
