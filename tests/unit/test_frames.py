@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine, text
 
-from truesync.support.frames import from_rows, map_values
+from truesync.support.frames import from_rows, iso_text, map_values
 
 VALUES = [
     (1, "a", decimal.Decimal("12.50"), dt.date(2026, 11, 1), [1, 2], {"x": 1}),
@@ -44,3 +44,15 @@ def test_map_values_skips_nulls_and_keeps_objects() -> None:
     assert map_values(values, str).tolist() == ["1", None, None, "3"]
     assert map_values(pd.Series([1, 2], dtype=object), lambda v: None if v == 1 else v).tolist() == [None, 2]
     assert map_values(pd.Series(["a"], dtype=object), str).dtype == object
+
+
+def test_iso_text_spells_each_time_and_date_with_nulls_kept_apart() -> None:
+    """Repeated, distinct and null times, and a column of nulls only: each spelled as ``strftime`` would."""
+    first = dt.datetime(2026, 11, 1, 9, 30, 0, 5)
+    stamps = [first, None, dt.datetime(1999, 12, 31), first, dt.datetime(2026, 11, 1, 23, 59, 59, 999999), None]
+    times = pd.Series(pd.to_datetime(stamps))
+    expected = [None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%f") for t in stamps]
+    assert iso_text(times).tolist() == expected
+    assert iso_text(times, "D").tolist() == [None if t is None else t.date().isoformat() for t in stamps]
+    assert iso_text(pd.Series(pd.to_datetime([None, None]))).tolist() == [None, None]
+    assert iso_text(times.iloc[:0]).tolist() == []
