@@ -31,7 +31,6 @@ from sqlalchemy import (
     case,
     delete,
     exists,
-    false,
     func,
     inspect,
     literal,
@@ -405,25 +404,28 @@ def quiet_counts(store: Store, run_id: str) -> dict[str, int]:
 
 
 def mark_quiet(store: Store, run_id: str) -> None:
-    """Set each result's ``quiet`` flag from its class and the flags its key got when compared.
+    """Flag ``quiet`` the results whose class and compared key make them quiet drift; the others stay null,
+    as every result of an incremental run does (not quiet).
 
-    A record the exception queue held before the compare is known, so not quiet drift.
+    A record the exception queue held before the compare is known, so not quiet drift. Only the
+    flagged rows are written: a first compare's results are mostly records written as the
+    increments would have, and rewriting each of them cost seconds.
     """
     d, klass = compare_diffs, results.c["class"]
-    flag = case(
-        (d.c.known, false()),
-        (klass.in_(SOURCE_SIDE_CLASSES), d.c.quiet_source),
-        (klass == OVERWRITTEN, d.c.quiet_target),
-        (klass.in_(ALWAYS_QUIET), true()),
-        else_=false(),
-    )
-    found = (
-        select(flag)
+    quiet = (
+        select(d.c.key)
         .where(d.c.run_id == results.c.run_id, d.c.entity == results.c.entity, d.c.key == results.c.key)
-        .scalar_subquery()
+        .where(
+            ~d.c.known,
+            or_(
+                klass.in_(SOURCE_SIDE_CLASSES) & d.c.quiet_source,
+                (klass == OVERWRITTEN) & d.c.quiet_target,
+                klass.in_(ALWAYS_QUIET),
+            ),
+        )
     )
     with store.engine.begin() as conn:
-        conn.execute(update(results).where(results.c.run_id == run_id).values(quiet=func.coalesce(found, false())))
+        conn.execute(update(results).where(results.c.run_id == run_id, quiet.exists()).values(quiet=True))
 
 
 def purge(store: Store, run_id: str) -> None:

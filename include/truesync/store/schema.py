@@ -103,7 +103,7 @@ results = Table(
     Column("field", String(100)),
     Column("reason", Text),
     Column("value", Text),
-    Column("quiet", Boolean),  # compare runs: a difference no change time shows
+    Column("quiet", Boolean),  # compare runs: true for a difference no change time shows, else null
     Column("code_versions", String(500)),  # name@version of each code table that translated the record
     Index("ix_ts_result_record", "entity", "key"),  # one record's path (store.history)
 )
