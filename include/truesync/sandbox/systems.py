@@ -45,6 +45,7 @@ from sqlalchemy.engine import URL
 from truesync.config import Config
 from truesync.sandbox import DEMO_DAYS, DEMO_START, accounting, addresses, compliance, pos, products
 from truesync.sandbox.made import BETWEEN, IN_SET, NOT_NULL, PARENT, REGEX, UNIQUE, UNSEEN, Customer, Made, Order
+from truesync.support import bulk
 from truesync.support.connections import sqlalchemy_url
 from truesync.support.sqldb import open_engine
 
@@ -489,7 +490,7 @@ def write(rows: Rows, urls: dict[str, URL], labels_path: Path) -> dict[str, int]
             data = rows.tables.get((system, table.name), [])
             with engine.begin() as conn:
                 for start in range(0, len(data), INSERT_BATCH):
-                    conn.execute(table.insert(), data[start : start + INSERT_BATCH])
+                    bulk.insert(conn, table, data[start : start + INSERT_BATCH])
             counts[f"{system}.{table.name}"] = len(data)
         with engine.begin() as conn:
             for name, query in made.items():
