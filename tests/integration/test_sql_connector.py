@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, func, select
 from sqlalchemy.engine import URL, Engine, make_url
 
-from truesync.config import EntityMapping
+from truesync.config import EntityConfig, EntityMapping, FieldSpec
 from truesync.connectors.errors import ConfigurationProblem, SystemUnavailable
 from truesync.connectors.sql.system import SqlSystem
+from truesync.core.canonical import to_canonical
 from truesync.support.sqldb import open_engine
 
 START = datetime(2026, 3, 1)
@@ -307,3 +308,28 @@ def test_unreachable_server_is_unavailable_and_never_shows_the_password(url: str
 
 def test_columns_are_every_column_of_the_table_with_the_python_type_it_takes(shop: SqlSystem) -> None:
     assert shop.columns(NUMBERED) == {"id": int, "num": int, "name": str, "changed_at": datetime}
+
+
+def test_a_numeric_nan_read_from_postgresql_is_refused_by_the_mapping_not_carried_as_a_null(postgres_url: URL) -> None:
+    """PostgreSQL's ``numeric`` holds ``NaN``, which psycopg2 reads as ``Decimal('NaN')`` and pandas counts as
+    missing: the record must be held as not a number, beside a real null and a number that load."""
+    engine = open_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE prices (sku text PRIMARY KEY, price numeric(12, 2), changed_at timestamp)")
+        conn.exec_driver_sql(
+            "INSERT INTO prices VALUES ('a', 1.50, '2026-03-01 10:00'), ('b', 'NaN', '2026-03-01 10:00'), "
+            "('c', NULL, '2026-03-01 10:00')"
+        )
+    engine.dispose()
+    mapping = EntityMapping(table="prices", key="sku", cursor="changed_at", fields={"sku": "sku", "price": "price"})
+    entity = EntityConfig(key="sku", fields={"sku": FieldSpec(), "price": FieldSpec(type="decimal", scale=2)})
+    system = SqlSystem("prices", postgres_url)
+    raw = system.fetch(mapping, ["a", "b", "c"]).sort_values("sku", ignore_index=True)
+    system.engine.dispose()
+    canon = to_canonical(raw, mapping, entity, ["sku", "price"])
+    assert canon.records["price"].tolist() == ["1.50", None, None]
+    assert canon.errors.to_dict("records") == [
+        {"check_name": "valid_decimal", "field": "price", "reason": "cannot read column 'price' as decimal: 'NaN'",
+         "value": "NaN"}
+    ]  # fmt: skip
+    assert canon.errors.index.tolist() == [1]

@@ -540,6 +540,23 @@ def test_non_finite_decimals_are_errors(bad: object) -> None:
     assert result.records["price"].iloc[0] == "1.00"
 
 
+def test_a_numeric_nan_is_refused_as_not_a_number_never_read_as_a_null() -> None:
+    """pandas counts ``Decimal("NaN")`` (PostgreSQL's numeric NaN) as missing: it must never become a null."""
+    result = canon("price", [decimal.Decimal("1.00"), decimal.Decimal("NaN"), None])
+    assert result.errors.to_dict("records") == [
+        {"check_name": "valid_decimal", "field": "price", "reason": "cannot read column 'unit_price' as decimal: 'NaN'",
+         "value": "NaN"}
+    ]  # fmt: skip
+    assert result.errors.index.tolist() == [1]
+    assert result.records["price"].tolist() == ["1.00", None, None]
+    required = EntityConfig(
+        key="item_id", fields={"item_id": FieldSpec(), "qty": FieldSpec(type="integer", required=True)}
+    )
+    raw = pd.DataFrame({"item_no": ["a", "b"], "amount": [decimal.Decimal("NaN"), None]}, dtype=object)
+    flagged = to_canonical(raw, MAPPING, required, ["item_id", "qty"]).errors
+    assert flagged["check_name"].tolist() == ["valid_integer", "not_null"]
+
+
 def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:
     result = canon("born", ["2024-01-31", "2024-01-31T23:30:00-05:00", "31/02/1990"])
     assert list(result.records["born"])[:2] == ["2024-01-31", "2024-02-01"]

@@ -60,7 +60,7 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
         if field in mapping.minor_units:
             values = _from_minor(values, raw, mapping, entity, field, errors)
         spec = entity.fields[field]
-        present = values.notna()
+        present = _given(values, spec)
         records[field] = _cast(values, present, spec, field, column, errors)
         if spec.required or field in entity.key_fields:
             reason = f"required field '{field}' (column '{column}') is null"
@@ -68,6 +68,19 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
     if entity.composite and set(entity.key_fields) <= set(wanted):
         records[entity.key] = keys.join([records[field] for field in entity.key_fields])
     return Canonical(records, ts, errors.dropna(subset=["check_name"]))
+
+
+def _given(values: pd.Series, spec: FieldSpec) -> pd.Series:
+    """Where a field's value is given, not null.
+
+    pandas counts a ``Decimal('NaN')`` (PostgreSQL's numeric ``NaN``) as missing; in a number field
+    it is given, and the cast refuses it as not a number, so it is never carried on as a null.
+    """
+    given = values.notna()
+    if spec.type in ("integer", "decimal") and not given.all():
+        missing = ~given
+        given[missing] = [type(v) is decimal.Decimal for v in values[missing]]
+    return given
 
 
 def keys_of(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping, key: str) -> pd.Series:
@@ -137,7 +150,7 @@ def _flag(
     if value is None:
         errors.loc[mask, "reason"] = reason
         return
-    shown = as_text(value[mask])
+    shown = [str(v) for v in value[mask]]  # flagged values are given: a null is flagged without one
     errors.loc[mask, "reason"] = [reason.format(value=v) for v in shown]
     errors.loc[mask, "value"] = shown
 
