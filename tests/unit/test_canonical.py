@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from truesync.config import EntityConfig, EntityMapping, FieldSpec, MinorUnits
-from truesync.core.canonical import to_canonical, to_system
+from truesync.core.canonical import as_text, to_canonical, to_system
 from truesync.support.frames import records
 
 ENTITY = EntityConfig(
@@ -555,6 +555,8 @@ def test_a_numeric_nan_is_refused_as_not_a_number_never_read_as_a_null() -> None
     raw = pd.DataFrame({"item_no": ["a", "b"], "amount": [decimal.Decimal("NaN"), None]}, dtype=object)
     flagged = to_canonical(raw, MAPPING, required, ["item_id", "qty"]).errors
     assert flagged["check_name"].tolist() == ["valid_integer", "not_null"]
+    shown = as_text(pd.Series([decimal.Decimal("NaN"), None, decimal.Decimal("1.5"), np.nan], dtype=object))
+    assert shown.tolist() == ["NaN", None, "1.5", None]  # what the checks see: the source's text, not a null
 
 
 def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:

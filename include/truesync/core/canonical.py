@@ -71,16 +71,19 @@ def to_canonical(raw: pd.DataFrame, mapping: EntityMapping, entity: EntityConfig
 
 
 def _given(values: pd.Series, spec: FieldSpec) -> pd.Series:
-    """Where a field's value is given, not null.
-
-    pandas counts a ``Decimal('NaN')`` (PostgreSQL's numeric ``NaN``) as missing; in a number field
-    it is given, and the cast refuses it as not a number, so it is never carried on as a null.
-    """
+    """Where a field's value is given, not null: in a number field a numeric ``NaN`` is given
+    (``_numeric_nans``), and the cast refuses it as not a number, so it is never carried on as a null."""
     given = values.notna()
-    if spec.type in ("integer", "decimal") and not given.all():
-        missing = ~given
-        given[missing] = [type(v) is decimal.Decimal for v in values[missing]]
-    return given
+    return given | _numeric_nans(values, ~given) if spec.type in ("integer", "decimal") else given
+
+
+def _numeric_nans(values: pd.Series, missing: pd.Series) -> pd.Series:
+    """Which of the ``missing`` values (pandas' nulls) are a ``Decimal('NaN')``: PostgreSQL's numeric
+    ``NaN`` as psycopg2 reads it, which pandas counts as missing but a source holds as a value."""
+    found = pd.Series(False, index=values.index)
+    if missing.any():
+        found[missing] = [type(v) is decimal.Decimal for v in values[missing]]
+    return found
 
 
 def keys_of(raw: pd.DataFrame, canon: Canonical, mapping: EntityMapping, key: str) -> pd.Series:
@@ -161,10 +164,13 @@ def _literal(before: str, name: str, after: str) -> str:
 
 
 def as_text(values: pd.Series) -> pd.Series:
-    """Values as ``str`` objects, ``None`` for nulls; text columns pass through unconverted."""
+    """Values as ``str`` objects, ``None`` for nulls (a numeric ``NaN`` is the text ``NaN``); text columns pass
+    through unconverted."""
     if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
         return values.astype(object).where(values.notna(), None)
-    return map_values(values, str)
+    text = map_values(values, str)
+    nans = _numeric_nans(values, text.isna())
+    return text.mask(nans, "NaN") if nans.any() else text
 
 
 def _decode(values: pd.Series, codes: dict[str, str], field: str, column: str, errors: pd.DataFrame) -> pd.Series:
