@@ -322,14 +322,14 @@ def _decimal_texts(values: pd.Series, scale: int) -> pd.Series:
     exact = functools.partial(_decimal_text, decimal.Decimal(1).scaleb(-scale))
     if pd.api.types.infer_dtype(values, skipna=True) != "decimal":
         return map_values(values, exact)
-    given, present = values.to_numpy(dtype=object), np.flatnonzero(values.notna().to_numpy())
-    spelled = np.full(len(given), None, dtype=object)
-    spelled[present] = list(map(str, given[present]))
+    numbers, present = values.to_numpy(dtype=object), np.flatnonzero(values.notna().to_numpy())
+    spelled = np.full(len(numbers), None, dtype=object)
+    spelled[present] = list(map(str, numbers[present]))
     text = spelled[present].astype(str)
     point, digits = np.strings.rfind(text, "."), np.strings.isdigit(np.strings.slice(text, -scale, None))
     at_scale = (point >= 0) & (point == np.strings.str_len(text) - scale - 1) & digits
     again = present[~at_scale]
-    spelled[again] = [exact(v) for v in given[again]]
+    spelled[again] = [exact(v) for v in numbers[again]]
     return pd.Series(spelled, index=values.index, dtype=object)
 
 
