@@ -557,6 +557,7 @@ def test_a_numeric_nan_is_refused_as_not_a_number_never_read_as_a_null() -> None
     assert flagged["check_name"].tolist() == ["valid_integer", "not_null"]
     shown = as_text(pd.Series([decimal.Decimal("NaN"), None, decimal.Decimal("1.5"), np.nan], dtype=object))
     assert shown.tolist() == ["NaN", None, "1.5", None]  # what the checks see: the source's text, not a null
+    assert as_text(pd.Series([decimal.Decimal("NaN"), 7], dtype=object)).tolist() == ["NaN", "7"]  # mixed-integer
 
 
 def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:

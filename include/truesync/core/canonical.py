@@ -119,6 +119,7 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
 
 
 _TIME_KINDS = ("date", "datetime", "datetime64")  # what ``infer_dtype`` calls a column of date or time objects
+_NOT_DECIMAL = ("integer", "floating", "boolean", "bytes", *_TIME_KINDS, "time", "timedelta", "timedelta64")
 
 
 def read_times(values: pd.Series) -> pd.Series:
@@ -153,7 +154,7 @@ def _flag(
     if value is None:
         errors.loc[mask, "reason"] = reason
         return
-    shown = [str(v) for v in value[mask]]  # flagged values are given: a null is flagged without one
+    shown = as_text(value[mask])
     errors.loc[mask, "reason"] = [reason.format(value=v) for v in shown]
     errors.loc[mask, "value"] = shown
 
@@ -166,9 +167,12 @@ def _literal(before: str, name: str, after: str) -> str:
 def as_text(values: pd.Series) -> pd.Series:
     """Values as ``str`` objects, ``None`` for nulls (a numeric ``NaN`` is the text ``NaN``); text columns pass
     through unconverted."""
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("string", "empty"):
         return values.astype(object).where(values.notna(), None)
     text = map_values(values, str)
+    if kind in _NOT_DECIMAL:  # no Decimal among the values: none is a numeric NaN
+        return text
     nans = _numeric_nans(values, text.isna())
     return text.mask(nans, "NaN") if nans.any() else text
 
