@@ -571,6 +571,21 @@ def test_to_system_keeps_integers_next_to_nulls() -> None:
     assert [type(r["amount"]) for r in rows] == [int, type(None)]
 
 
+def test_to_system_reads_a_column_of_pandas_str_dtype_with_its_nulls_as_none() -> None:
+    """pandas 3 infers its ``str`` dtype for a list of texts (key parts assigned to a frame), and holds a
+    null there as NaN: it is written as None, never as ``Decimal('NaN')`` or a failed date parse."""
+    frame = canonical_frame([FULL, {**FULL, "item_id": "b"}]).astype({"price": "str", "born": "str", "qty": "str"})
+    frame.loc["b", ["price", "born", "qty"]] = None
+    rows, errors = system_rows(frame, MAPPING, TYPES, ALL)
+    assert errors.empty
+    assert (rows[0]["unit_price"], rows[0]["dob"], rows[0]["amount"]) == (
+        decimal.Decimal("12.50"),
+        dt.date(2024, 1, 31),
+        3,
+    )
+    assert (rows[1]["unit_price"], rows[1]["dob"], rows[1]["amount"]) == (None, None, None)
+
+
 def test_to_system_sends_the_canonical_text_to_a_column_of_any_type() -> None:
     rows, _ = system_rows(canonical_frame([FULL]), MAPPING, {**TYPES, "amount": None, "unit_price": str}, ALL)
     assert (rows[0]["amount"], rows[0]["unit_price"]) == ("3", "12.50")

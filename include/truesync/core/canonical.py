@@ -442,5 +442,7 @@ def _to_python(values: pd.Series, python_type: type | None) -> pd.Series:
     convert = converters.get(python_type)
     if convert is None:
         return values
-    # Element by element into an object Series: pandas would turn ints next to a None into floats.
-    return pd.Series([None if v is None else convert(v) for v in values], index=values.index, dtype=object)
+    # Element by element into an object Series: pandas would turn ints next to a None into floats. The
+    # values are taken out as objects first: iterating a column of pandas' ``str`` dtype boxes each one.
+    texts = values.to_numpy(dtype=object, na_value=None)
+    return pd.Series([None if v is None else convert(v) for v in texts], index=values.index, dtype=object)

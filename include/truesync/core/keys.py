@@ -62,6 +62,8 @@ def split(key: str, count: int) -> list[str]:
 
 def split_all(keys: list[str], fields: list[str]) -> dict[str, list[str]]:
     """Field -> its part of each record key, in the order of ``keys``."""
+    if len(fields) == 1:
+        return {fields[0]: list(keys)}
     parts = [split(key, len(fields)) for key in keys]
     return {field: [p[position] for p in parts] for position, field in enumerate(fields)}
 
