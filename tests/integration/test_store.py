@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
@@ -400,6 +401,25 @@ def test_ledger_keeps_one_entry_per_key_with_the_latest_sync(store: Store) -> No
     assert sorted(found.index) == ["C1", "C2"]
     assert found.loc["C1", ["source_hash", "target_hash"]].tolist() == ["cccc3333", "3333cccc"]
     assert ledger.lookup(store, FLOW, "order", ["C1"]).empty
+
+
+def test_ledger_appends_new_keys_and_merges_known_ones_even_when_a_key_was_entered_since(store: Store) -> None:
+    """``known`` (the keys ``lookup`` found at classification) are merged, the others appended (``COPY`` on
+    PostgreSQL); a key entered since the lookup, so not known, is still merged, never doubled or refused."""
+
+    entries = metadata.tables["ts_ledger"]
+
+    def run_of(keys: range) -> set[str]:
+        query = select(entries.c.run_id).where(entries.c.key.in_([f"C{n:05d}" for n in keys]))
+        with store.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    ledger.write(store, FLOW, ENTITY, pd.DataFrame(_ledger_entries(range(100), "run-1")))
+    known = [f"C{n:05d}" for n in range(50, 100)]
+    ledger.write(store, FLOW, ENTITY, pd.DataFrame(_ledger_entries(range(50, 250), "run-2")), known)
+    ledger.write(store, FLOW, ENTITY, pd.DataFrame(_ledger_entries(range(200, 300), "run-3")))  # 200-249 entered
+    assert len(ledger.lookup(store, FLOW, ENTITY, [f"C{n:05d}" for n in range(400)])) == 300
+    assert (run_of(range(50)), run_of(range(50, 200)), run_of(range(200, 300))) == ({"run-1"}, {"run-2"}, {"run-3"})
 
 
 def _ledger_entries(keys: range, run_id: str) -> list[dict[str, Any]]:

@@ -141,6 +141,7 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], ob
     sync.payload = pd.Series(good["payload"].to_numpy(), index=source.index)
     matched, matched_ts = _match_target(sync, list(source.index), fields)
     entries = ledger.lookup(job.store, job.flow, job.entity, list(source.index))
+    known = entries.index  # the keys the ledger holds, under any mapping
     entries = entries[entries["mapping_version"] == job.mapping_version()]  # another mapping: first contact
     shared = job.config.shared_fields(job.flow, job.entity)
     echoes = _echoes(job, list(source.index)) if shared else None
@@ -165,7 +166,7 @@ def _sync_good(sync: ChunkSync, good: pd.DataFrame, writes: list[Callable[[], ob
         failpoint("sync.target_written", job.run_id)
         entries = _ledger_entries(job, verdict, source_ts, matched_ts, written_ts, done)
         writes += [
-            partial(ledger.write, job.store, job.flow, job.entity, entries),
+            partial(ledger.write, job.store, job.flow, job.entity, entries, known),
             partial(failpoint, "sync.ledger_written", job.run_id),
         ]
         newest = _newest_seen(job, source, source_ts)

@@ -5,7 +5,7 @@ It is what lets the classifier tell *who* changed since last time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pandas as pd
@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, literal, or_, select
 from truesync.store.core import Store, key_pages
 from truesync.store.schema import ledger
 from truesync.store.statistics import refresh
-from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, with_constants
+from truesync.support.bulk import Rows, in_pages, select_by_keys, upsert, upsert_mostly_new, with_constants
 from truesync.support.frames import from_rows
 
 LEDGER_COLUMNS = (
@@ -55,12 +55,22 @@ def _entries(store: Store, columns: list[str], which: Any, keys: list[str]) -> p
         return from_rows(select_by_keys(conn, query, ledger.c.key, keys), columns)
 
 
-def write(store: Store, flow: str, entity: str, rows: Rows) -> int:
-    """Record what was seen and written for each key (after the target commit)."""
+def write(store: Store, flow: str, entity: str, rows: Rows, known: Collection[str] = ()) -> int:
+    """Record what was seen and written for each key (after the target commit).
+
+    ``known`` are the keys that had an entry when the chunk was classified (``lookup``): their
+    entries are merged. The others are new, so on PostgreSQL they are appended with ``COPY``
+    (``upsert_mostly_new``), which costs half the merge; an entry made since then only sends
+    them through the merge too.
+    """
+    rows = with_constants(
+        rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows)), flow=flow, entity=entity
+    )
+    new = ~rows["key"].isin(known).to_numpy()
+    on = ("flow", "entity", "key")
     with store.engine.begin() as conn:
-        written = upsert(
-            conn, ledger, with_constants(rows, flow=flow, entity=entity), ("flow", "entity", "key"), LEDGER_COLUMNS
-        )
+        written = upsert_mostly_new(conn, ledger, rows[new], on, LEDGER_COLUMNS)
+        written += upsert(conn, ledger, rows[~new], on, LEDGER_COLUMNS)
     refresh(store, ledger, written)
     return written
 
