@@ -221,9 +221,15 @@ def select_by_keys(conn: Connection, query: Any, column: Any, keys: Sequence[Any
 
 
 def _array_literal(values: Sequence[Any]) -> str:
-    """PostgreSQL's text form of an array of non-null values, each quoted: ``{"1","a \\"b\\""}``."""
-    quoted = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
-    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
+    """PostgreSQL's text form of an array of non-null values, each quoted: ``{"1","a \\"b\\""}``.
+
+    Each value is escaped only when the values together hold a backslash or a quote.
+    """
+    texts = list(map(str, values))
+    together = "".join(texts)
+    if "\\" in together or '"' in together:
+        texts = [t.replace("\\", "\\\\").replace('"', '\\"') for t in texts]
+    return '{"' + '","'.join(texts) + '"}' if texts else "{}"
 
 
 def in_pages(column: Any, keys: Sequence[Any]) -> list[Any]:
