@@ -333,3 +333,28 @@ def test_a_numeric_nan_read_from_postgresql_is_refused_by_the_mapping_not_carrie
          "value": "NaN"}
     ]  # fmt: skip
     assert canon.errors.index.tolist() == [1]
+
+
+def test_a_double_precision_nan_read_from_postgresql_is_refused_never_carried_as_a_null(postgres_url: URL) -> None:
+    """A ``double precision`` column holds ``NaN`` and infinities, which psycopg2 reads as floats; pandas
+    counts the NaN as missing. In a decimal field both are held as not a number, beside a real null."""
+    engine = open_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE rates (sku text PRIMARY KEY, rate double precision, changed_at timestamp)")
+        conn.exec_driver_sql(
+            "INSERT INTO rates VALUES ('a', 0.25, '2026-03-01'), ('b', 'NaN', '2026-03-01'), "
+            "('c', NULL, '2026-03-01'), ('d', '-Infinity', '2026-03-01')"
+        )
+    engine.dispose()
+    mapping = EntityMapping(table="rates", key="sku", cursor="changed_at", fields={"sku": "sku", "rate": "rate"})
+    entity = EntityConfig(key="sku", fields={"sku": FieldSpec(), "rate": FieldSpec(type="decimal", scale=4)})
+    system = SqlSystem("rates", postgres_url)
+    raw = system.fetch(mapping, ["a", "b", "c", "d"]).sort_values("sku", ignore_index=True)
+    system.engine.dispose()
+    canon = to_canonical(raw, mapping, entity, ["sku", "rate"])
+    assert canon.records["rate"].tolist() == ["0.2500", None, None, None]
+    assert canon.errors["reason"].tolist() == [
+        "cannot read column 'rate' as decimal: 'NaN'",
+        "cannot read column 'rate' as decimal: '-inf'",
+    ]
+    assert canon.errors.index.tolist() == [1, 3]

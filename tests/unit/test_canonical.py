@@ -555,9 +555,27 @@ def test_a_numeric_nan_is_refused_as_not_a_number_never_read_as_a_null() -> None
     raw = pd.DataFrame({"item_no": ["a", "b"], "amount": [decimal.Decimal("NaN"), None]}, dtype=object)
     flagged = to_canonical(raw, MAPPING, required, ["item_id", "qty"]).errors
     assert flagged["check_name"].tolist() == ["valid_integer", "not_null"]
-    shown = as_text(pd.Series([decimal.Decimal("NaN"), None, decimal.Decimal("1.5"), np.nan], dtype=object))
-    assert shown.tolist() == ["NaN", None, "1.5", None]  # what the checks see: the source's text, not a null
+    shown = as_text(pd.Series([decimal.Decimal("NaN"), None, decimal.Decimal("1.5")], dtype=object))
+    assert shown.tolist() == ["NaN", None, "1.5"]  # what the checks see: the source's text, not a null
     assert as_text(pd.Series([decimal.Decimal("NaN"), 7], dtype=object)).tolist() == ["NaN", "7"]  # mixed-integer
+
+
+def test_a_float_nan_object_is_refused_too_but_a_nan_in_a_column_of_floats_is_a_null() -> None:
+    """A connector gives a null as None, so a ``float`` NaN among its objects is the source's value
+    (PostgreSQL's ``double precision`` NaN, JSON's ``NaN``): refused like a numeric NaN. In a column
+    of floats (dtype ``float64``) pandas' NaN is the null itself, and stays one."""
+    result = canon("price", [2.5, float("nan"), None, float("inf")])
+    assert result.errors["reason"].tolist() == [
+        "cannot read column 'unit_price' as decimal: 'NaN'",
+        "cannot read column 'unit_price' as decimal: 'inf'",
+    ]
+    assert result.errors.index.tolist() == [1, 3] and result.records["price"].tolist() == ["2.50", None, None, None]
+    assert canon("qty", [3.0, np.nan]).errors["reason"].tolist() == ["cannot read column 'amount' as integer: 'NaN'"]
+    assert as_text(pd.Series([1.5, np.nan, None], dtype=object)).tolist() == ["1.5", "NaN", None]
+    raw = pd.DataFrame({"item_no": ["a", "b"], "title": ["w", "w"], "unit_price": [2.5, np.nan]})
+    floats = to_canonical(raw, MAPPING, ENTITY, ["item_id", "price"])
+    assert floats.errors.empty and floats.records["price"].tolist() == ["2.50", None]
+    assert as_text(pd.Series([1.5, np.nan])).tolist() == ["1.5", None]
 
 
 def test_dates_with_mixed_offsets_do_not_break_the_chunk() -> None:

@@ -78,11 +78,14 @@ def _given(values: pd.Series, spec: FieldSpec) -> pd.Series:
 
 
 def _numeric_nans(values: pd.Series, missing: pd.Series) -> pd.Series:
-    """Which of the ``missing`` values (pandas' nulls) are a ``Decimal('NaN')``: PostgreSQL's numeric
-    ``NaN`` as psycopg2 reads it, which pandas counts as missing but a source holds as a value."""
+    """Which of the ``missing`` values (pandas' nulls) are a numeric ``NaN`` that a source holds as a value:
+    a ``Decimal('NaN')`` (PostgreSQL's ``numeric`` NaN as psycopg2 reads it) or a ``float`` NaN (its
+    ``double precision`` NaN, JSON's ``NaN``) in a column of objects. Connectors give a null as None, so
+    a NaN object there is the source's; in a column of floats pandas' NaN is its null, and stays one.
+    """
     found = pd.Series(False, index=values.index)
-    if missing.any():
-        found[missing] = [type(v) is decimal.Decimal for v in values[missing]]
+    if values.dtype == object and missing.any():
+        found[missing] = [type(v) in _NAN_TYPES for v in values[missing]]
     return found
 
 
@@ -119,7 +122,8 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
 
 
 _TIME_KINDS = ("date", "datetime", "datetime64")  # what ``infer_dtype`` calls a column of date or time objects
-_NOT_DECIMAL = ("integer", "floating", "boolean", "bytes", *_TIME_KINDS, "time", "timedelta", "timedelta64")
+_NO_NAN = ("integer", "boolean", "bytes", *_TIME_KINDS, "time", "timedelta", "timedelta64")  # kinds holding no NaN
+_NAN_TYPES = (decimal.Decimal, float)
 
 
 def read_times(values: pd.Series) -> pd.Series:
@@ -168,10 +172,9 @@ def as_text(values: pd.Series) -> pd.Series:
     """Values as ``str`` objects, ``None`` for nulls (a numeric ``NaN`` is the text ``NaN``); text columns pass
     through unconverted."""
     kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind in ("string", "empty"):
-        return values.astype(object).where(values.notna(), None)
-    text = map_values(values, str)
-    if kind in _NOT_DECIMAL:  # no Decimal among the values: none is a numeric NaN
+    passed = kind in ("string", "empty")  # pandas skips a NaN object in finding the kind: it may be there still
+    text = values.astype(object).where(values.notna(), None) if passed else map_values(values, str)
+    if kind in _NO_NAN:  # no Decimal or float among the values: none is a numeric NaN
         return text
     nans = _numeric_nans(values, text.isna())
     return text.mask(nans, "NaN") if nans.any() else text
