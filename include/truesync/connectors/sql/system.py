@@ -63,7 +63,7 @@ from truesync.support.bulk import (
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.copy_stream import copy_out
 from truesync.support.frames import from_rows
-from truesync.support.sqldb import open_engine
+from truesync.support.sqldb import open_engine, time_types_read_leniently
 
 
 class SqlSystem:
@@ -94,7 +94,12 @@ class SqlSystem:
         ident = (mapping.db_schema, mapping.table)
         if ident not in self._tables:
             try:
-                table = Table(mapping.table, MetaData(), schema=mapping.db_schema, autoload_with=self.engine)
+                lenient = (
+                    [("column_reflect", time_types_read_leniently)] if self.engine.dialect.name == "sqlite" else []
+                )
+                table = Table(
+                    mapping.table, MetaData(), schema=mapping.db_schema, autoload_with=self.engine, listeners=lenient
+                )
             except NoSuchTableError as exc:
                 raise ConfigurationProblem(f"{self.describe()}: table '{mapping.table}' does not exist") from exc
             except OperationalError as exc:
@@ -140,7 +145,7 @@ class SqlSystem:
             if page.empty:
                 break
             last = tuple(page[c].iloc[-1] for c in order)
-            if after is not None and not last > after:
+            if after is not None and not _advances(last, after):
                 raise ConfigurationProblem(
                     f"{self.describe()}: paging '{mapping.table}' by ({', '.join(order)}) does not "
                     "advance; store the cursor column in one sortable format"
@@ -406,6 +411,14 @@ class SqlSystem:
             raise SystemUnavailable(f"{self.describe()} is unreachable: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise ConfigurationProblem(f"{self.describe()}: write to '{mapping.table}' failed: {exc.orig}") from exc
+
+
+def _advances(last: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    """Whether a page's last (cursor, key…) is past the one before; a change time read as its text
+    (SQLite's, when Python cannot read it: ``support.sqldb``) is compared with the other as text."""
+    if all(type(a) is type(b) for a, b in zip(last, after, strict=True)):
+        return last > after
+    return tuple(map(str, last)) > tuple(map(str, after))
 
 
 def _after(columns: list[Any], values: tuple[Any, ...]) -> Any:
