@@ -422,3 +422,34 @@ def test_a_date_python_cannot_hold_is_read_as_its_text_and_refused_alone(
     assert canon.records.loc["good", "born"] == "1985-01-01" and canon.records.loc["none", "born"] is None
     unread_ts = {key for key, ts in zip(fetched.index, canon.source_ts, strict=True) if pd.isna(ts)}
     assert unread_ts == ({"changed-hour-25"} if dialect == "sqlite" else set())  # extract holds it: valid_datetime
+
+
+def test_sqlite_keeps_any_value_in_any_column_and_each_is_read_as_its_field_reads_it(tmp_path: Any) -> None:
+    """SQLite stores ``'false'`` in a ``BOOLEAN`` and ``abc`` in a ``NUMERIC`` as written. SQLAlchemy read every
+    boolean but 0 as true (``'false'`` and ``'no'`` too: a quiet corruption) and failed the whole read
+    on the text number. Now a boolean is read as stored and the mapping reads it; the text number is
+    read as stored and refused alone (``support/sqldb.py``)."""
+    url = make_url(f"sqlite:///{tmp_path / 'flags.db'}")
+    engine = open_engine(url)
+    stored = {"one": (1, "1.50"), "zero": (0, "2"), "word-false": ("false", "3"), "word-no": ("no", "4"),
+              "word-yes": ("yes", "5"), "two": (2, "6"), "text-number": (1, "abc"), "null": (None, None)}  # fmt: skip
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE flags (id varchar(20) PRIMARY KEY, active boolean, price numeric(12, 2))")
+        conn.exec_driver_sql("INSERT INTO flags VALUES " + ", ".join("(?, ?, ?)" for _ in stored),
+                             tuple(v for key, (flag, price) in stored.items() for v in (key, flag, price)))  # fmt: skip
+    engine.dispose()
+    mapping = EntityMapping(table="flags", key="id", fields={"id": "id", "active": "active", "price": "price"})
+    entity = EntityConfig(key="id", fields={"id": FieldSpec(), "active": FieldSpec(type="boolean"),
+                                            "price": FieldSpec(type="decimal", scale=2)})  # fmt: skip
+    system = SqlSystem("flags", url)
+    raw = system.fetch(mapping, list(stored)).set_index("id", drop=False)
+    system.engine.dispose()
+    canon = to_canonical(raw, mapping, entity, ["id", "active", "price"])
+    read = canon.records.set_index("id")["active"].to_dict()
+    assert read == {"one": "true", "zero": "false", "word-false": "false", "word-no": "false", "word-yes": "true",
+                    "two": None, "text-number": "true", "null": None}  # fmt: skip
+    assert dict(zip(canon.errors.index, canon.errors["reason"], strict=True)) == {
+        "two": "cannot read column 'active' as boolean: '2'",
+        "text-number": "cannot read column 'price' as decimal: 'abc'",
+    }
+    assert canon.records.set_index("id")["price"].to_dict()["one"] == "1.50"

@@ -672,3 +672,32 @@ def test_an_amount_that_is_not_a_whole_number_of_minor_units_is_not_written() ->
         "valid_decimal", "amount", "'amount' is not a whole number of minor units: '1200.50'",
     ]  # fmt: skip
     assert errors.index.tolist() == [0] and rows[1]["amount"] == 3
+
+
+def test_a_number_longer_than_python_s_28_digits_is_spelled_in_full_and_one_past_1000_digits_refused() -> None:
+    """Python's default decimal context (28 digits) failed the whole chunk on ``1E+100`` in a decimal field
+    and rounded a long count of minor units. Numbers are exact up to ``money.DIGITS`` (1,000 digits, the
+    widest ``numeric(p, s)`` PostgreSQL declares), for the target to take or refuse; a longer one is refused."""
+    result = canon("price", [decimal.Decimal("1E+40"), "1e40", 1e30, "1e5000", decimal.Decimal("1E+999999"), "2.5"])
+    assert result.records["price"].tolist() == ["1" + "0" * 40 + ".00"] * 2 + [
+        "1" + "0" * 30 + ".00",
+        None,
+        None,
+        "2.50",
+    ]
+    assert result.errors["reason"].tolist() == [
+        "cannot read column 'unit_price' as decimal: '1e5000'",
+        "cannot read column 'unit_price' as decimal: '1E+999999'",
+    ]
+    whole = canon("qty", ["1e40", "1e5000"])  # str() of a 5,001-digit int would fail: Python stops at 4,300
+    assert whole.records["qty"].tolist() == ["1" + "0" * 40, None]
+    assert whole.errors["reason"].tolist() == ["cannot read column 'amount' as integer: '1e5000'"]
+    count = "1234567890" * 4  # a 40-digit count of cents, scaled exactly
+    result = to_canonical(
+        payments([count, "1" + "0" * 1200], ["usd", "usd"]), IN_MINOR_UNITS, PAYMENT, list(PAYMENT.fields)
+    )
+    assert result.records["amount"].tolist() == [count[:-2] + "." + count[-2:], None]
+    assert result.errors["check_name"].tolist() == ["valid_decimal"]
+    rows, errors = system_rows(result.records.iloc[:1], IN_MINOR_UNITS, {"id": str, "amount": int, "currency": str},
+                               ["payment_id", "amount", "currency"])  # fmt: skip
+    assert errors.empty and rows[0]["amount"] == int(count)

@@ -255,8 +255,13 @@ def _minor_digits(
 
 
 def _exact(amount: decimal.Decimal | None, quantum: decimal.Decimal) -> decimal.Decimal | None:
-    """The amount when the field's scale holds it exactly, else None."""
-    return amount if amount is not None and amount == amount.quantize(quantum) else None
+    """The amount when the field's scale holds it exactly, else None (and for more digits than ``money.DIGITS``)."""
+    if amount is None:
+        return None
+    try:
+        return amount if amount == amount.quantize(quantum, context=money.DIGITS) else None
+    except decimal.InvalidOperation:
+        return None
 
 
 def _cast(
@@ -294,13 +299,21 @@ def _integer_text(value: Any) -> str | None:
     if type(value) is int:
         return str(value)
     number = _decimal(value)
-    return None if number is None or number != number.to_integral_value() else str(int(number))
+    if number is None or number.adjusted() >= money.DIGITS.prec or number != number.to_integral_value():
+        return None
+    return str(int(number))
 
 
 def _decimal_text(quantum: decimal.Decimal, value: Any) -> str | None:
-    """A number's canonical text at the field's scale (half up), or None when it is not a number."""
+    """A number's canonical text at the field's scale (half up), or None when it is not a number or has more
+    digits than ``money.DIGITS`` holds."""
     number = _decimal(value)
-    return None if number is None else str(number.quantize(quantum, rounding=decimal.ROUND_HALF_UP))
+    if number is None:
+        return None
+    try:
+        return str(number.quantize(quantum, rounding=decimal.ROUND_HALF_UP, context=money.DIGITS))
+    except decimal.InvalidOperation:
+        return None
 
 
 def _cast_number(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:

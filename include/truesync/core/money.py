@@ -18,6 +18,11 @@ from iso4217 import Currency
 
 from truesync.config import MinorUnits
 
+# Amounts are exact up to 1,000 digits, PostgreSQL's widest declared ``numeric(p, s)``. Python's default
+# context keeps 28: it would round a longer amount in ``scaleb`` and fail it in ``quantize``. A longer
+# one is no amount truesync can carry: the mapping refuses it (``core.canonical``).
+DIGITS = decimal.Context(prec=1000)
+
 
 @cache
 def iso_currencies() -> frozenset[str]:
@@ -43,10 +48,10 @@ def from_minor(count: object, places: int) -> decimal.Decimal | None:
         return None
     if not number.is_finite() or number != number.to_integral_value():
         return None
-    return number.scaleb(-places)
+    return number.scaleb(-places, context=DIGITS)
 
 
 def to_minor(amount: str, places: int) -> int | None:
     """A canonical amount as the integer count of minor units a system stores; None for a fraction of one."""
-    count = decimal.Decimal(amount).scaleb(places)
+    count = decimal.Decimal(amount).scaleb(places, context=DIGITS)
     return int(count) if count == count.to_integral_value() else None

@@ -4,12 +4,15 @@ How truesync opens an engine: SQLite needs a busy timeout and WAL so several Air
 tasks can share one file, and foreign keys turned on to enforce the ones a table declares.
 The bulk writes live in ``bulk``.
 
-A date or time Python cannot hold must not fail a whole query: PostgreSQL keeps years up to
-294276 and before Christ (a birth year typed ``19850``), and SQLite keeps whatever text was
-written into a ``DATE`` column. Such a value is read as the database's own text instead
-(``_readable_times`` on PostgreSQL, ``time_types_read_leniently`` for a reflected SQLite
-table), so the mapping refuses that one record and names it, and every other record loads.
-PyMySQL gives an unreadable MariaDB date (``0000-00-00``) as its text already.
+A value Python cannot read must not fail a whole query, nor be read as another value.
+PostgreSQL keeps years up to 294276 and before Christ (a birth year typed ``19850``); SQLite
+keeps any value in any column: ``1985-02-31`` in a ``DATE``, ``abc`` in a ``NUMERIC``, and
+``'false'`` in a ``BOOLEAN``, which SQLAlchemy would read as true (every value but 0 is).
+So on PostgreSQL such a date or time is read as the server's text (``_readable_times``), and
+a reflected SQLite table reads what its types cannot as stored, and a boolean always as
+stored (``read_as_stored``). The mapping then reads each value as its field's type, refuses
+the one it cannot and names it, and every other record loads. PyMySQL gives an unreadable
+MariaDB date (``0000-00-00``) as its text already.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg2.extensions import PYDATE, PYDATETIME, PYDATETIMETZ, new_type, register_type
-from sqlalchemy import Date, DateTime, Time, create_engine, event
+from sqlalchemy import Boolean, create_engine, event
 from sqlalchemy.engine import URL, Engine, Inspector
 from sqlalchemy.schema import Table
 
@@ -57,7 +60,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _or_text(read: Callable[..., Any] | None) -> Callable[..., Any] | None:
+def _or_as_given(read: Callable[..., Any] | None) -> Callable[..., Any] | None:
     """``read``, giving back the value it was handed where it cannot read it."""
     if read is None:
         return None
@@ -65,7 +68,7 @@ def _or_text(read: Callable[..., Any] | None) -> Callable[..., Any] | None:
     def lenient(value: Any, *args: Any) -> Any:
         try:
             return read(value, *args)
-        except ValueError:
+        except (ValueError, TypeError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
             return value
 
     return lenient
@@ -76,26 +79,37 @@ def _readable_times(dbapi_connection: Any, _record: Any = None) -> None:
     ``0044-03-15 BC``) where psycopg2 would fail the query. ``infinity`` stays ``datetime.max``, as
     psycopg2 reads it."""
     for caster in (PYDATE, PYDATETIME, PYDATETIMETZ):
-        register_type(new_type(caster.values, caster.name, _or_text(caster)), dbapi_connection)
+        register_type(new_type(caster.values, caster.name, _or_as_given(caster)), dbapi_connection)
 
 
-class _TextWhenUnreadable:
-    """A date or time type whose stored text Python cannot read gives back that text."""
+class _AsStoredWhenUnreadable:
+    """A type that gives back the stored value its own reading fails on."""
 
     def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], Any] | None:
-        return _or_text(super().result_processor(dialect, coltype))
+        return _or_as_given(super().result_processor(dialect, coltype))
+
+
+class _AsStored:
+    """A type read as stored, for the mapping to read (SQLite's ``BOOLEAN``: 1, 0, or text)."""
+
+    def result_processor(self, dialect: Any, coltype: Any) -> None:
+        return None
 
 
 @functools.cache
-def _lenient(native: type) -> type:
-    return type(native.__name__, (_TextWhenUnreadable, native), {})
+def _reading(how: type, native: type) -> type:
+    return type(native.__name__, (how, native), {})
 
 
-def time_types_read_leniently(inspector: Inspector, _table: Table, column: dict[str, Any]) -> None:
-    """A ``column_reflect`` listener for SQLite: a date or time column reads as ``_TextWhenUnreadable``.
+def read_as_stored(inspector: Inspector, _table: Table, column: dict[str, Any]) -> None:
+    """A ``column_reflect`` listener for SQLite: a boolean column reads ``_AsStored``, any other whose type
+    converts what it reads (dates, times, numbers) ``_AsStoredWhenUnreadable``.
 
     Its type is a subclass of the dialect's own, so it writes, compares and reports its type as before.
     """
-    if isinstance(column["type"], Date | DateTime | Time):
-        native = inspector.dialect.type_descriptor(column["type"])
-        column["type"] = native.adapt(_lenient(type(native)))
+    dialect = inspector.dialect
+    native = dialect.type_descriptor(column["type"])
+    if isinstance(native, Boolean):
+        column["type"] = native.adapt(_reading(_AsStored, type(native)))
+    elif native.result_processor(dialect, None) is not None:
+        column["type"] = native.adapt(_reading(_AsStoredWhenUnreadable, type(native)))

@@ -63,7 +63,7 @@ from truesync.support.bulk import (
 from truesync.support.connections import safe, sqlalchemy_url
 from truesync.support.copy_stream import copy_out
 from truesync.support.frames import from_rows
-from truesync.support.sqldb import open_engine, time_types_read_leniently
+from truesync.support.sqldb import open_engine, read_as_stored
 
 
 class SqlSystem:
@@ -94,9 +94,7 @@ class SqlSystem:
         ident = (mapping.db_schema, mapping.table)
         if ident not in self._tables:
             try:
-                lenient = (
-                    [("column_reflect", time_types_read_leniently)] if self.engine.dialect.name == "sqlite" else []
-                )
+                lenient = [("column_reflect", read_as_stored)] if self.engine.dialect.name == "sqlite" else []
                 table = Table(
                     mapping.table, MetaData(), schema=mapping.db_schema, autoload_with=self.engine, listeners=lenient
                 )
@@ -414,8 +412,8 @@ class SqlSystem:
 
 
 def _advances(last: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
-    """Whether a page's last (cursor, key…) is past the one before; a change time read as its text
-    (SQLite's, when Python cannot read it: ``support.sqldb``) is compared with the other as text."""
+    """Whether a page's last (cursor, key…) is past the one before; a change time read as stored (SQLite's
+    text, when Python cannot read it: ``support.sqldb``) is compared with the other as text."""
     if all(type(a) is type(b) for a, b in zip(last, after, strict=True)):
         return last > after
     return tuple(map(str, last)) > tuple(map(str, after))
