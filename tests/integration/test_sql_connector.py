@@ -310,23 +310,30 @@ def test_columns_are_every_column_of_the_table_with_the_python_type_it_takes(sho
     assert shop.columns(NUMBERED) == {"id": int, "num": int, "name": str, "changed_at": datetime}
 
 
+def _one_column_mapped(url: URL, table: str, column: str, declared: str, rows: str, spec: FieldSpec) -> Any:
+    """A table ``(sku, <column> <declared>, changed_at)`` holding ``rows`` (SQL row literals), fetched in
+    key order through ``SqlSystem`` and mapped to canonical with ``spec`` for the column's field."""
+    engine = open_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {table} (sku text PRIMARY KEY, {column} {declared}, changed_at timestamp)")
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES {rows}")
+        keys = [key for (key,) in conn.exec_driver_sql(f"SELECT sku FROM {table}")]
+    engine.dispose()
+    mapping = EntityMapping(table=table, key="sku", cursor="changed_at", fields={"sku": "sku", column: column})
+    entity = EntityConfig(key="sku", fields={"sku": FieldSpec(), column: spec})
+    system = SqlSystem(table, url)
+    raw = system.fetch(mapping, keys).sort_values("sku", ignore_index=True)
+    system.engine.dispose()
+    return to_canonical(raw, mapping, entity, ["sku", column])
+
+
 def test_a_numeric_nan_read_from_postgresql_is_refused_by_the_mapping_not_carried_as_a_null(postgres_url: URL) -> None:
     """PostgreSQL's ``numeric`` holds ``NaN``, which psycopg2 reads as ``Decimal('NaN')`` and pandas counts as
     missing: the record must be held as not a number, beside a real null and a number that load."""
-    engine = open_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE prices (sku text PRIMARY KEY, price numeric(12, 2), changed_at timestamp)")
-        conn.exec_driver_sql(
-            "INSERT INTO prices VALUES ('a', 1.50, '2026-03-01 10:00'), ('b', 'NaN', '2026-03-01 10:00'), "
-            "('c', NULL, '2026-03-01 10:00')"
-        )
-    engine.dispose()
-    mapping = EntityMapping(table="prices", key="sku", cursor="changed_at", fields={"sku": "sku", "price": "price"})
-    entity = EntityConfig(key="sku", fields={"sku": FieldSpec(), "price": FieldSpec(type="decimal", scale=2)})
-    system = SqlSystem("prices", postgres_url)
-    raw = system.fetch(mapping, ["a", "b", "c"]).sort_values("sku", ignore_index=True)
-    system.engine.dispose()
-    canon = to_canonical(raw, mapping, entity, ["sku", "price"])
+    rows = "('a', 1.50, '2026-03-01 10:00'), ('b', 'NaN', '2026-03-01 10:00'), ('c', NULL, '2026-03-01 10:00')"
+    canon = _one_column_mapped(
+        postgres_url, "prices", "price", "numeric(12, 2)", rows, FieldSpec(type="decimal", scale=2)
+    )
     assert canon.records["price"].tolist() == ["1.50", None, None]
     assert canon.errors.to_dict("records") == [
         {"check_name": "valid_decimal", "field": "price", "reason": "cannot read column 'price' as decimal: 'NaN'",
@@ -338,20 +345,13 @@ def test_a_numeric_nan_read_from_postgresql_is_refused_by_the_mapping_not_carrie
 def test_a_double_precision_nan_read_from_postgresql_is_refused_never_carried_as_a_null(postgres_url: URL) -> None:
     """A ``double precision`` column holds ``NaN`` and infinities, which psycopg2 reads as floats; pandas
     counts the NaN as missing. In a decimal field both are held as not a number, beside a real null."""
-    engine = open_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE rates (sku text PRIMARY KEY, rate double precision, changed_at timestamp)")
-        conn.exec_driver_sql(
-            "INSERT INTO rates VALUES ('a', 0.25, '2026-03-01'), ('b', 'NaN', '2026-03-01'), "
-            "('c', NULL, '2026-03-01'), ('d', '-Infinity', '2026-03-01')"
-        )
-    engine.dispose()
-    mapping = EntityMapping(table="rates", key="sku", cursor="changed_at", fields={"sku": "sku", "rate": "rate"})
-    entity = EntityConfig(key="sku", fields={"sku": FieldSpec(), "rate": FieldSpec(type="decimal", scale=4)})
-    system = SqlSystem("rates", postgres_url)
-    raw = system.fetch(mapping, ["a", "b", "c", "d"]).sort_values("sku", ignore_index=True)
-    system.engine.dispose()
-    canon = to_canonical(raw, mapping, entity, ["sku", "rate"])
+    rows = ", ".join(
+        f"('{key}', {value}, '2026-03-01')"
+        for key, value in zip("abcd", ["0.25", "'NaN'", "NULL", "'-Infinity'"], strict=True)
+    )
+    canon = _one_column_mapped(
+        postgres_url, "rates", "rate", "double precision", rows, FieldSpec(type="decimal", scale=4)
+    )
     assert canon.records["rate"].tolist() == ["0.2500", None, None, None]
     assert canon.errors["reason"].tolist() == [
         "cannot read column 'rate' as decimal: 'NaN'",
