@@ -63,6 +63,8 @@ def write(store: Store, flow: str, entity: str, rows: Rows, known: Collection[st
     (``upsert_mostly_new``), which costs half the merge; an entry made since then only sends
     them through the merge too.
     """
+    if not len(rows):
+        return 0
     rows = with_constants(
         rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows)), flow=flow, entity=entity
     )
