@@ -258,8 +258,13 @@ def _exact(amount: decimal.Decimal | None, quantum: decimal.Decimal) -> decimal.
     """The amount when the field's scale holds it exactly, else None (and for more digits than ``money.DIGITS``)."""
     if amount is None:
         return None
+    return amount if _quantized(amount, quantum) == amount else None
+
+
+def _quantized(number: decimal.Decimal, quantum: decimal.Decimal) -> decimal.Decimal | None:
+    """``number`` at ``quantum``'s exponent, half up; None when that takes more digits than ``money.DIGITS``."""
     try:
-        return amount if amount == amount.quantize(quantum, context=money.DIGITS) else None
+        return number.quantize(quantum, rounding=decimal.ROUND_HALF_UP, context=money.DIGITS)
     except decimal.InvalidOperation:
         return None
 
@@ -308,12 +313,8 @@ def _decimal_text(quantum: decimal.Decimal, value: Any) -> str | None:
     """A number's canonical text at the field's scale (half up), or None when it is not a number or has more
     digits than ``money.DIGITS`` holds."""
     number = _decimal(value)
-    if number is None:
-        return None
-    try:
-        return str(number.quantize(quantum, rounding=decimal.ROUND_HALF_UP, context=money.DIGITS))
-    except decimal.InvalidOperation:
-        return None
+    exact = None if number is None else _quantized(number, quantum)
+    return None if exact is None else str(exact)
 
 
 def _cast_number(values: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:

@@ -74,7 +74,7 @@ def _or_as_given(read: Callable[..., Any] | None) -> Callable[..., Any] | None:
     return lenient
 
 
-def _readable_times(dbapi_connection: Any, _record: Any = None) -> None:
+def _readable_times(dbapi_connection: Any, _record: Any) -> None:
     """psycopg2's dates and times, but one Python cannot hold comes as PostgreSQL's text (``19850-01-01``,
     ``0044-03-15 BC``) where psycopg2 would fail the query. ``infinity`` stays ``datetime.max``, as
     psycopg2 reads it."""
