@@ -15,6 +15,10 @@ b. the same run with the default SQLite store, on a restored target;
 c. PostgreSQL's own set-based upsert of the same delta from the same data, the physical
    limit of the load stage: the delta COPYed out of the source into a temporary table of
    the target, then one ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM``;
+a'. a again, on a fresh store and a restored target, as requirements.txt installs truesync:
+   in a child process that cannot import the packages ``bench/requirements.txt`` adds and
+   the engine would use (``BENCH_ONLY``: pandas keeps text in pyarrow when it can import it,
+   44 MiB on import alone). Its peak RSS is the one the aim is about; a's includes them;
 d. dlt's ``sql_table`` (pyarrow backend, incremental on ``updated_at`` over the same
    window) to its postgres destination with ``merge`` on the key (``bench/requirements.txt``);
 e. the SQLite sandbox benchmark ``bench/sync_bench.py --rows 1000000 --delta 100000
@@ -47,8 +51,9 @@ the updated and inserted rows (165,000 of 1.5M).
 
 The configuration is written to a temporary directory (``TRUESYNC_CONFIG_DIR``) the way a
 user would set it up for a large delta: one entity ``order`` with the key and 7 fields, the
-status codes mapped to words, ``chunk_size: 50000`` and ``partition_size: 1000000`` (one
-partition), ``freshness_sla: 1d`` (a daily flow); connections as ``AIRFLOW_CONN_<ID>``
+status codes mapped to words, ``chunk_size: 20000`` and ``quality.batch_rows: 20000``
+(memory is bounded by them; 50,000 was no faster and held 60-80 MiB more), ``partition_size:
+1000000`` (one partition), ``freshness_sla: 1d`` (a daily flow); connections as ``AIRFLOW_CONN_<ID>``
 variables with ``postgresql+psycopg2://`` URLs. Imports (truesync, Great Expectations, dlt)
 happen before the clock starts and are reported apart.
 
@@ -67,6 +72,7 @@ import argparse
 import cProfile
 import ctypes
 import gc
+import importlib
 import io
 import json
 import os
@@ -97,7 +103,7 @@ LOOKBACK = timedelta(hours=2)
 FLOW, ENTITY = "anchor", "order"
 FIRST, RERUN, ROLLED_BACK = "first", "rerun", "rolled-back"  # kinds of run over the window (EXPECTED)
 SOURCE_SYSTEM, TARGET_SYSTEM = "anchor_source", "anchor_target"
-CHUNK_SIZE, PARTITION_SIZE = 50_000, 1_000_000
+CHUNK_SIZE, PARTITION_SIZE = 20_000, 1_000_000
 COPY_ROWS = 250_000
 STATUS_WORDS = {"F": "finished", "O": "open", "P": "partial"}
 PRIORITIES = np.array(["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"], dtype=object)
@@ -118,6 +124,14 @@ TARGET_COLUMNS = [t for _, t in FIELDS.values()]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BENCH_DIR = Path(__file__).resolve().parent
+# Packages bench/requirements.txt brings that the engine uses when they are there: pandas stores
+# text through pyarrow (44 MiB on import), requests parses JSON with simplejson. A user's install
+# (requirements.txt) has neither, so phase a' runs where they cannot be imported.
+BENCH_ONLY = ("pyarrow", "simplejson", "dlt")
+WITHOUT_BENCH_ONLY = (
+    "import runpy, sys; sys.modules.update(dict.fromkeys({names!r})); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 # ---------------------------------------------------------------- databases and COPY
@@ -166,10 +180,13 @@ def execute(url: URL, *statements: str, autocommit: bool = False) -> None:
 
 def create_databases(server: URL | str, databases: Databases) -> None:
     """Drop and create the three databases (a fresh run every time)."""
-    admin = make_url(server)
     for url in databases.all():
-        execute(admin, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)', autocommit=True)
-        execute(admin, f'CREATE DATABASE "{url.database}"', autocommit=True)
+        execute(make_url(server), *fresh_database(url), autocommit=True)
+
+
+def fresh_database(url: URL) -> tuple[str, str]:
+    """The statements that make ``url``'s database anew, run on any other database of its server."""
+    return f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)', f'CREATE DATABASE "{url.database}"'
 
 
 def drop_databases(server: URL | str, databases: Databases) -> None:
@@ -213,6 +230,10 @@ class Workload:
     inserted: np.ndarray  # keys inserted inside the window
     deleted: np.ndarray  # keys deleted from the source (no incremental run sees them)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        return self.window_start, self.window_end
 
     @property
     def delta(self) -> int:
@@ -418,6 +439,7 @@ def flow_config() -> dict[str, Any]:
         "freshness_sla": "1d",
         "chunk_size": CHUNK_SIZE,
         "partition_size": PARTITION_SIZE,
+        "quality": {"batch_rows": CHUNK_SIZE},
         "ownership": {ENTITY: {"*": SOURCE_SYSTEM}},
     }
 
@@ -525,9 +547,9 @@ def warm_imports() -> dict[str, float]:
 
 
 def run_truesync(
-    workload: Workload, store: str = "postgres", profile: Path | None = None, tag: str = ""
+    window: tuple[datetime, datetime], store: str = "postgres", profile: Path | None = None, tag: str = ""
 ) -> dict[str, Any]:
-    """One incremental run of the anchor flow over the drift window; figures, report and run id.
+    """One incremental run of the anchor flow over ``window`` (the drift's); figures, report and run id.
 
     ``store`` is ``postgres`` (the ``truesync_store`` connection) or ``sqlite`` (the default
     file in the state directory, made fresh). The configuration and connections come from the
@@ -540,13 +562,12 @@ def run_truesync(
 
     config, handle = load_config(), Store(store_url(store))
     run_id = f"{FLOW}:{store}{tag}-{time.time_ns()}"
-    window = Window(workload.window_start, workload.window_end)
     profiler = cProfile.Profile() if profile else None
     try:
         with Phase() as phase:
             if profiler:
                 profiler.enable()
-            report = run_flow(config, handle, FLOW, run_id, window)
+            report = run_flow(config, handle, FLOW, run_id, Window(*window))
             if profiler:
                 profiler.disable()
     finally:
@@ -797,8 +818,7 @@ def run_dlt(workload: Workload, pipelines_dir: Path) -> dict[str, Any]:
     resource = sql_table(
         credentials=workload.databases.source.render_as_string(hide_password=False),
         table="orders",
-        backend="pyarrow",
-        chunk_size=CHUNK_SIZE,
+        backend="pyarrow",  # and dlt's own chunk size (50,000)
         incremental=dlt.sources.incremental(
             "updated_at", initial_value=workload.window_start, end_value=workload.window_end
         ),
@@ -872,6 +892,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
         ("truesync, PostgreSQL store", "truesync_postgres", "ratio to dlt >= 1 (2 hoped); load <= 2x; RSS < 400 MiB"),
         ("truesync, PostgreSQL store, target rolled back", "truesync_rolled_back", "every updated record overwritten"),
         ("truesync, SQLite store", "truesync_sqlite", ""),
+        ("truesync, PostgreSQL store, as installed", "truesync_as_installed", "RSS < 400 MiB"),
     ):
         r = results[key]
         load_ratio = ratio(r["stages"]["load"], upsert)
@@ -935,6 +956,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="run the PostgreSQL-store phase under cProfile, stats to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     parser.add_argument("--json", type=Path, help="also write every figure to FILE as JSON")
+    parser.add_argument("--as-installed", nargs=2, metavar=("START", "END"), help=argparse.SUPPRESS)  # phase a's child
     return parser.parse_args(argv)
 
 
@@ -957,6 +979,9 @@ def measure_all(workload: Workload, args: argparse.Namespace, work: Path) -> dic
     results["pg_upsert"] = pg_upsert(workload)
     check_results(workload)
     print(f"  {json.dumps({k: v for k, v in results['pg_upsert'].items()})}", flush=True)
+    print(f"a'. a's run as installed: a fresh store, a child process that cannot import {BENCH_ONLY}", flush=True)
+    results["truesync_as_installed"] = as_installed_phase(workload)
+    print_truesync("truesync as installed", results["truesync_as_installed"])
     if args.skip_dlt:
         print("d. dlt: skipped (--skip-dlt)")
     else:
@@ -968,12 +993,50 @@ def measure_all(workload: Workload, args: argparse.Namespace, work: Path) -> dic
 
 
 def truesync_phase(workload: Workload, store: str, profile: Path | None, case: str = FIRST) -> dict[str, Any]:
-    result = run_truesync(workload, store, profile, tag="" if case == FIRST else f"-{case}")
+    result = run_truesync(workload.window, store, profile, tag="" if case == FIRST else f"-{case}")
     store_at = workload.databases.store if store == "postgres" else store_url_now()
+    return checked(workload, result, store_at, case)
+
+
+def checked(workload: Workload, result: dict[str, Any], store_at: URL, case: str = FIRST) -> dict[str, Any]:
+    """``result`` with its classes and the target checked (``check_run``, ``check_results``)."""
     result["class_outcomes"] = check_run(workload, result, store_at, case)
     result["target_check"] = check_results(workload)
     print(f"  classes {result['class_outcomes']}, target equals source on {result['target_check']['compared']:,} keys")
     return result
+
+
+def as_installed_phase(workload: Workload) -> dict[str, Any]:
+    """Phase a', a's first run on a fresh store and a restored target, in a child process that cannot
+    import ``BENCH_ONLY``: what the run costs as requirements.txt installs truesync.
+    """
+    store = workload.databases.store
+    execute(store.set(database="postgres"), *fresh_database(store), autocommit=True)
+    restore_target(workload)
+    start, end = (bound.isoformat() for bound in workload.window)
+    hiding = WITHOUT_BENCH_ONLY.format(names=BENCH_ONLY)
+    command = [sys.executable, "-c", hiding, str(Path(__file__).resolve()), "--as-installed", start, end]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"phase a' failed with exit code {done.returncode}: {done.stderr[-4000:]}")
+    return checked(workload, json.loads(done.stdout.splitlines()[-1]), store)
+
+
+def run_as_installed(start: str, end: str) -> dict[str, Any]:
+    """Inside phase a's child: the run, and which of ``BENCH_ONLY`` the child could import after it
+    (none, or the phase measured the wrong thing).
+    """
+    warm_imports()
+    result = run_truesync((datetime.fromisoformat(start), datetime.fromisoformat(end)), "postgres")
+    return {**result, "bench_only_importable": [name for name in BENCH_ONLY if importable(name)]}
+
+
+def importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def store_url_now() -> URL:
@@ -1004,7 +1067,8 @@ def print_ratios(results: dict[str, Any]) -> None:
         ratio(ts["stages"]["load"], upsert["wall_seconds"]),
     )
     print(f"truesync load stage / PostgreSQL upsert: {alone} (aim <= 2.0); / COPY + upsert: {copied}")
-    print(f"truesync peak RSS: {ts['peak_rss_mib']} MiB (aim < 400)")
+    installed = results["truesync_as_installed"]["peak_rss_mib"]
+    print(f"truesync peak RSS: {installed} MiB as installed, {ts['peak_rss_mib']} MiB beside dlt's imports (aim < 400)")
     if results.get("sandbox"):
         first = results["sandbox"]["runs"][0]
         rate, slowdown = first["total_records_per_s"], results["sandbox"]["slowdown"]
@@ -1024,6 +1088,9 @@ def commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.as_installed:
+        print(json.dumps(run_as_installed(*args.as_installed), default=str))
+        return 0
     databases = Databases.on_server(args.server)
     with tempfile.TemporaryDirectory(prefix="truesync-anchor-") as tmp:
         work = Path(tmp)

@@ -4,7 +4,8 @@ The same functions the benchmark times, on fresh databases of the test server: t
 generated drift is classified as it was made (updated rows ``delayed``, new rows
 ``missing``), conservation holds, the target equals the source on every key of the window,
 a rerun of the window finds everything in sync and writes nothing, and a run after the target was
-rolled back restores it and audits what it replaced. PostgreSQL's own
+rolled back restores it and audits what it replaced, and the run as installed (a child process
+that cannot import the bench-only packages) starts from a fresh store. PostgreSQL's own
 upsert and the SQLite store are checked on the same workload. Results, never timings.
 """
 
@@ -49,7 +50,7 @@ def test_the_drift_is_made_as_described(workload: Any) -> None:
 
 
 def test_an_incremental_run_syncs_the_delta_and_a_rerun_writes_nothing(anchor: ModuleType, workload: Any) -> None:
-    first = anchor.run_truesync(workload, "postgres")
+    first = anchor.run_truesync(workload.window, "postgres")
     assert anchor.check_run(workload, first, workload.databases.store) == {
         "delayed/updated": UPDATED,
         "missing/created": INSERTED,
@@ -61,13 +62,13 @@ def test_an_incremental_run_syncs_the_delta_and_a_rerun_writes_nothing(anchor: M
     assert anchor.check_results(workload) == {"compared": DELTA, "target_rows": ROWS + INSERTED}
 
     before = anchor.target_fingerprint(workload)
-    again = anchor.run_truesync(workload, "postgres", tag="-rerun")
+    again = anchor.run_truesync(workload.window, "postgres", tag="-rerun")
     assert anchor.check_run(workload, again, workload.databases.store, anchor.RERUN) == {"in_sync/unchanged": DELTA}
     assert anchor.target_fingerprint(workload) == before
 
 
 def test_a_rolled_back_target_is_restored_and_every_replaced_value_audited(anchor: ModuleType, workload: Any) -> None:
-    anchor.run_truesync(workload, "postgres")
+    anchor.run_truesync(workload.window, "postgres")
     anchor.restore_target(workload)
     rolled = anchor.truesync_phase(workload, "postgres", None, anchor.ROLLED_BACK)
     assert rolled["class_outcomes"] == {"overwritten/updated": UPDATED, "missing/created": INSERTED}
@@ -78,6 +79,17 @@ def test_a_rolled_back_target_is_restored_and_every_replaced_value_audited(ancho
     assert audited == set(workload.updated.tolist())
 
 
+def test_the_run_as_installed_cannot_import_the_bench_only_packages_and_starts_from_a_fresh_store(
+    anchor: ModuleType, workload: Any
+) -> None:
+    anchor.run_truesync(workload.window, "postgres")  # a ledger: on the same store the rerun would be overwritten
+    installed = anchor.as_installed_phase(workload)
+    assert installed["class_outcomes"] == {"delayed/updated": UPDATED, "missing/created": INSERTED}
+    assert installed["target_check"] == {"compared": DELTA, "target_rows": ROWS + INSERTED}
+    assert installed["records"] == DELTA
+    assert installed["bench_only_importable"] == []
+
+
 def test_postgres_upsert_and_the_sqlite_store_reach_the_same_target(anchor: ModuleType, workload: Any) -> None:
     pristine = anchor.target_fingerprint(workload)
     upsert = anchor.pg_upsert(workload)
@@ -86,7 +98,7 @@ def test_postgres_upsert_and_the_sqlite_store_reach_the_same_target(anchor: Modu
 
     anchor.restore_target(workload)
     assert anchor.target_fingerprint(workload) == pristine
-    result = anchor.run_truesync(workload, "sqlite")
+    result = anchor.run_truesync(workload.window, "sqlite")
     assert anchor.check_run(workload, result, anchor.store_url_now()) == {
         "delayed/updated": UPDATED,
         "missing/created": INSERTED,
