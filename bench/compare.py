@@ -1,7 +1,8 @@
 """The full-compare benchmark (issue #11): truesync's compare next to reladiff's hashdiff.
 
 What it measures, in one script and one session, each measurement in a fresh child process
-of this script (so every peak RSS is that process's own, ``VmHWM``, imports included):
+of this script (so every peak RSS is that process's own, ``VmHWM``, imports included; truesync's
+children cannot import what ``bench/requirements.txt`` adds, as in an install from requirements.txt):
 
 a. a first compare, with no ledger: ``truesync.pipeline.compare.run_compare`` of the bench
    flow on an empty store, repairing what the flow's rules allow;
@@ -229,10 +230,7 @@ def delete_keys(cur: Any, keys: np.ndarray) -> None:
 
 def fresh_store(server: URL | str, databases: Any) -> None:
     """Drop and create the store database: a case starts with no ledger and no watermark."""
-    admin = make_url(server)
-    name = databases.store.database
-    anchor.execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', autocommit=True)
-    anchor.execute(admin, f'CREATE DATABASE "{name}"', autocommit=True)
+    anchor.execute(make_url(server), *anchor.fresh_database(databases.store), autocommit=True)
 
 
 # ---------------------------------------------------------------- the truesync configuration
@@ -415,8 +413,14 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """This script in a fresh process for one measurement; its JSON result (the last line it prints)."""
+    """This script in a fresh process for one measurement; its JSON result (the last line it prints).
+
+    truesync's children cannot import the packages ``bench/requirements.txt`` adds (``anchor.BENCH_ONLY``),
+    so they hold what an install from requirements.txt holds; reladiff's child is left as installed.
+    """
     command = [sys.executable, __file__, "--child", kind, *args]
+    if kind != "reladiff":
+        command[1:1] = ["-c", anchor.WITHOUT_BENCH_ONLY.format(names=anchor.BENCH_ONLY)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed with exit code {done.returncode}:\n{done.stderr[-4000:]}")
@@ -609,7 +613,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        print(json.dumps(CHILDREN[args.child[0]](*args.child[1:])))
+        result = CHILDREN[args.child[0]](*args.child[1:])
+        print(json.dumps({**result, "bench_only_importable": [n for n in anchor.BENCH_ONLY if anchor.importable(n)]}))
         return 0
     if importlib.util.find_spec("reladiff") is None:
         print("reladiff is not installed: .venv/bin/pip install -r bench/requirements.txt -c constraints.txt")

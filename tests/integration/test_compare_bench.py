@@ -101,6 +101,7 @@ def test_the_sandbox_part_compares_the_demo_systems_on_a_fresh_store_and_again_a
     assert result["init"]["scale"] == 500
     first, after = result["first"]["entities"], result["ledger"]["entities"]
     assert set(first) == set(after) == {"customer", "order"}
+    assert result["first"]["bench_only_importable"] == [], "measured as an install from requirements.txt"
     for entity in first:
         assert first[entity]["conserved"] and after[entity]["conserved"], entity
         assert first[entity]["keys"] == after[entity]["keys"], "the same systems, restored before the sync"
