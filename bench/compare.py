@@ -48,8 +48,9 @@ flow owns every field at the source and deletes what the source deleted
 are ``target_only`` and only reported.
 
 The configuration is written to a temporary directory (``TRUESYNC_CONFIG_DIR``): one entity
-``order``, the key and 6 fields, ``chunk_size: 50000``, ``partition_size: 10000000``;
-connections as ``AIRFLOW_CONN_<ID>`` variables.
+``order``, the key and 6 fields, ``chunk_size: 20000`` and ``quality.batch_rows: 20000`` (at 50,000
+the compares took as long and held 100-160 MiB more), ``partition_size: 10000000``; connections as
+``AIRFLOW_CONN_<ID>`` variables.
 
     .venv/bin/pip install -r bench/requirements.txt -c constraints.txt   # reladiff (and dlt)
     python bench/compare.py [--rows 1500000] [--cases first ledger synced] [--sqlite-scale 1000000]
@@ -92,7 +93,7 @@ DATABASES = ("ts_compare_source", "ts_compare_target", "ts_compare_store")
 FLOW, ENTITY = "compare_bench", "order"
 SOURCE_SYSTEM, TARGET_SYSTEM = "compare_source", "compare_target"
 SANDBOX_FLOW = "webshop_to_crm"
-CHUNK_SIZE, PARTITION_SIZE = 50_000, 10_000_000
+CHUNK_SIZE, PARTITION_SIZE = 20_000, 10_000_000
 EPOCH = datetime(1970, 1, 1)
 LOOKBACK = timedelta(hours=2)  # the bench flow's lookback: a daily run's window starts this much earlier
 KEY = "o_orderkey"
@@ -277,6 +278,7 @@ def flow_config() -> dict[str, Any]:
         "freshness_sla": "1d",
         "chunk_size": CHUNK_SIZE,
         "partition_size": PARTITION_SIZE,
+        "quality": {"batch_rows": CHUNK_SIZE},
         "ownership": {ENTITY: {"*": SOURCE_SYSTEM}},
         "compare": {"max_delete_share": 0.01, "deletes": {ENTITY: "delete"}},
     }
