@@ -130,7 +130,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 # (requirements.txt) has neither, so phase a' runs where they cannot be imported.
 BENCH_ONLY = ("pyarrow", "simplejson", "dlt")
 WITHOUT_BENCH_ONLY = (
-    "import runpy, sys; sys.modules.update(dict.fromkeys({names!r})); "
+    f"import runpy, sys; sys.modules.update(dict.fromkeys({BENCH_ONLY!r})); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
@@ -1015,8 +1015,7 @@ def as_installed_phase(workload: Workload) -> dict[str, Any]:
     execute(store.set(database="postgres"), *fresh_database(store), autocommit=True)
     restore_target(workload)
     start, end = (bound.isoformat() for bound in workload.window)
-    hiding = WITHOUT_BENCH_ONLY.format(names=BENCH_ONLY)
-    command = [sys.executable, "-c", hiding, str(Path(__file__).resolve()), "--as-installed", start, end]
+    command = as_installed(Path(__file__).resolve(), "--as-installed", start, end)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"phase a' failed with exit code {done.returncode}: {done.stderr[-4000:]}")
@@ -1029,15 +1028,24 @@ def run_as_installed(start: str, end: str) -> dict[str, Any]:
     """
     warm_imports()
     result = run_truesync((datetime.fromisoformat(start), datetime.fromisoformat(end)), "postgres")
-    return {**result, "bench_only_importable": [name for name in BENCH_ONLY if importable(name)]}
+    return {**result, "bench_only_importable": bench_only_importable()}
 
 
-def importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
+def as_installed(script: Path, *args: str) -> list[str]:
+    """The command that runs ``script`` with ``args`` in a Python that cannot import ``BENCH_ONLY``."""
+    return [sys.executable, "-c", WITHOUT_BENCH_ONLY, str(script), *args]
+
+
+def bench_only_importable() -> list[str]:
+    """Which of ``BENCH_ONLY`` this process can import (imports them)."""
+    found = []
+    for name in BENCH_ONLY:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
 
 
 def store_url_now() -> URL:

@@ -420,9 +420,11 @@ def child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str,
     truesync's children cannot import the packages ``bench/requirements.txt`` adds (``anchor.BENCH_ONLY``),
     so they hold what an install from requirements.txt holds; reladiff's child is left as installed.
     """
-    command = [sys.executable, __file__, "--child", kind, *args]
-    if kind != "reladiff":
-        command[1:1] = ["-c", anchor.WITHOUT_BENCH_ONLY.format(names=anchor.BENCH_ONLY)]
+    arguments = ("--child", kind, *args)
+    if kind == "reladiff":
+        command = [sys.executable, __file__, *arguments]
+    else:
+        command = anchor.as_installed(Path(__file__), *arguments)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed with exit code {done.returncode}:\n{done.stderr[-4000:]}")
@@ -616,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         result = CHILDREN[args.child[0]](*args.child[1:])
-        print(json.dumps({**result, "bench_only_importable": [n for n in anchor.BENCH_ONLY if anchor.importable(n)]}))
+        print(json.dumps({**result, "bench_only_importable": anchor.bench_only_importable()}))
         return 0
     if importlib.util.find_spec("reladiff") is None:
         print("reladiff is not installed: .venv/bin/pip install -r bench/requirements.txt -c constraints.txt")
