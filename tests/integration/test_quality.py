@@ -324,7 +324,8 @@ def test_a_check_that_crashes_on_odd_data_is_reported_and_blocks_nothing() -> No
 def _items(prices: list[str | None], names: list[str | None] | None = None) -> pd.DataFrame:
     n = len(prices)
     return pd.DataFrame({"sku": [f"S{i}" for i in range(n)], "name": names or ["thing"] * n, "price": prices,
-                         "change_time": ["2026-11-01 10:00:00"] * n})  # fmt: skip
+                         "change_time": ["2026-11-01 10:00:00"] * n,
+                         quality.CHANGE_INSTANT: ["2026-11-01T10:00:00"] * n})  # fmt: skip
 
 
 def test_user_checks_see_numbers_so_ranges_and_means_work() -> None:
@@ -367,7 +368,7 @@ def test_no_checked_chunk_outlives_its_validation() -> None:
     assert left() == []
     cap = ExpectationSpec(expectation="expect_column_values_to_be_between", kwargs={"column": "price", "max_value": 9})
     suite = _suite(cap)
-    assert len(suite.parts) == 2, "a text part and a typed part"
+    assert suite.generated and suite.user, "generated checks, and user checks in a GX suite"
     items = _items(["5.00"] * (n - 1) + ["25.00"])
     checked = weakref.ref(items)
     assert suite.validate(items).failures["check_name"].to_dict() == {n - 1: "expect_column_values_to_be_between"}
@@ -378,6 +379,86 @@ def test_no_checked_chunk_outlives_its_validation() -> None:
     del items, frame
     assert checked() is None and adhoc() is None
     assert left() == []
+
+
+# --- generated checks: truesync's evaluation finds what GX's pandas engine finds -----------------
+
+_ODD_TEXT = ["a", "", None, float("nan"), "ü-Straße", "12,5O", " 42 ", "42", "a", "x@y.io", "\u00a0", "4.0\n", "A"]
+_ODD_OTHER = ["a", "", None, "n", "ü-Straße", None, " 42 ", "42", "b", "x@y.io", float("nan"), "4.0\n", "a"]
+_ODD_NUMBERS = [0.0, -1.0, None, float("nan"), 100.0, 100.5, 1e12, -0.0, 5.5, 99.99, float("inf"), 7.0, 0.0]
+
+
+def _odd_batch(text_dtype: str) -> pd.DataFrame:
+    """Nulls of every spelling, blanks, unicode, numbers as text, repeats, on an index with gaps."""
+    index = pd.Index([3 * i + 10 for i in range(len(_ODD_TEXT))])
+    return pd.DataFrame(
+        {
+            "text": pd.Series(_ODD_TEXT, index=index, dtype=text_dtype),
+            "other": pd.Series(_ODD_OTHER, index=index, dtype=text_dtype),
+            "number": pd.Series(_ODD_NUMBERS, index=index, dtype=float),
+        }
+    )
+
+
+_GENERATED = [
+    quality.gxe.ExpectColumnValuesToNotBeNull(column="text"),
+    quality.gxe.ExpectColumnValuesToBeInSet(column="text", value_set=["a", "", "42"]),
+    *(
+        quality.gxe.ExpectColumnValuesToMatchRegex(column="text", regex=pattern)
+        for pattern, _ in [*quality._TYPE_PATTERNS.values(), *quality._FORMAT_PATTERNS.values(), ("ß", "")]
+    ),
+    quality.gxe.ExpectColumnValuesToBeBetween(column="number", min_value=0, max_value=100),
+    quality.gxe.ExpectColumnValuesToBeBetween(column="number", min_value=0),
+    quality.gxe.ExpectColumnValuesToBeBetween(column="number", max_value=99.99),
+    quality.gxe.ExpectColumnValuesToBeBetween(column="number", min_value=0, max_value=100, strict_min=True),
+    quality.gxe.ExpectCompoundColumnsToBeUnique(column_list=["text", "other"]),
+    quality.gxe.ExpectCompoundColumnsToBeUnique(column_list=["other", "number"]),
+    quality.gxe.ExpectColumnPairValuesToBeEqual(column_A="text", column_B="other"),
+    quality.gxe.ExpectColumnValuesToBeUnique(column="text"),
+    quality.gxe.ExpectColumnValuesToBeUnique(column="other"),
+]
+
+
+def _by_gx(expectation: object, frame: pd.DataFrame) -> tuple[bool, list[object]]:
+    source = quality.fresh_context().data_sources.add_pandas("differential")
+    definition = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
+    outcome = definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+        expectation, result_format={"result_format": "COMPLETE"}
+    )
+    assert not outcome.exception_info.get("raised_exception"), outcome.exception_info
+    return outcome.success, list(outcome.result["unexpected_index_list"])
+
+
+@pytest.mark.parametrize("text_dtype", ["object", "str"])
+@pytest.mark.parametrize("expectation", _GENERATED, ids=lambda e: f"{e.expectation_type}:{e.configuration.kwargs}")
+def test_a_generated_check_finds_the_rows_gx_finds(expectation: object, text_dtype: str) -> None:
+    """Every expectation type truesync generates, evaluated by ``quality.generated``, against GX's own
+    validation of the same batch: the same unexpected rows in the same order, the same verdict."""
+    frame = _odd_batch(text_dtype)
+    check = quality.Check(expectation, None, quality.BLOCK, "rule")
+    ours = quality.run_checks([check], frame, "text").stats[0]
+    success, rows = _by_gx(expectation, frame)
+    assert quality.generated.evaluates(expectation)
+    assert quality._evaluated(check, frame) == quality.Outcome(success, rows)
+    assert ours["unexpected"] == len(rows) and ours["error"] is None
+
+
+def test_every_check_truesync_generates_is_one_it_evaluates() -> None:
+    config = load_config(CONFIG)
+    for flow in config.flows:
+        for name in config.flows[flow].entities:
+            spec, mapping = config.entities[name], config.entity_mapping(config.flows[flow].source, name)
+            built = quality.build_checks(spec, mapping, list(mapping.fields))
+            generated = [c for c in built if not c.typed]
+            assert generated and all(quality.generated.evaluates(c.expectation) for c in generated), (flow, name)
+
+
+def test_a_generated_check_that_cannot_run_is_reported_and_holds_nothing() -> None:
+    frame = pd.DataFrame({"key": ["k1", "k2"]})
+    missing = quality.Check(quality.gxe.ExpectColumnValuesToNotBeNull(column="gone"), "gone", quality.BLOCK, "x")
+    verdict = quality.run_checks([missing], frame, "key")
+    assert verdict.failures.empty
+    assert verdict.stats[0]["error"] == "the check itself failed: KeyError: 'gone'"
 
 
 def test_an_empty_batch_is_no_error() -> None:

@@ -3,21 +3,31 @@
 Every entity gets a suite built from what the YAML already says (key, required fields,
 types, code maps, formats, ranges) plus the expectations users add by name. Checks run on
 each extracted chunk, never on whole tables, with one ephemeral GX context and one suite
-per entity reused across chunks. GX finds the failing rows (its unexpected index list);
-truesync only turns them into exception-queue reasons and per-check statistics.
+per entity reused across chunks. Every check is a GX expectation, named and reported as
+GX names it. The ones generated from the YAML are evaluated by ``quality.generated`` with
+GX's pandas rules, a vectorised line each; user expectations are validated by GX, which
+finds their failing rows (its unexpected index list). truesync turns the rows into
+exception-queue reasons and per-check statistics.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import great_expectations as gx  # analytics are off: the package's __init__ ran first
+import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from great_expectations.execution_engine import pandas_execution_engine
+from great_expectations.expectations.registry import get_expectation_impl
 
 from truesync.config import (
     CHANGE_TIME,
@@ -31,21 +41,9 @@ from truesync.config import (
 )
 from truesync.core.canonical import as_text, blank, raw_keys, read_times, to_utc_naive
 from truesync.core.money import iso_currencies
+from truesync.quality import generated
 from truesync.support.frames import iso_text
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-import great_expectations as gx  # noqa: E402 - analytics must be off before GX is imported
-import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.data_context.types.base import (  # noqa: E402
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
-from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
-from great_expectations.expectations.registry import get_expectation_impl  # noqa: E402
-
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
 # GX fingerprints every pandas batch below this many bytes (pandas' hash of every row, then MD5)
 # for its batch markers, which truesync never reads: nearly half of what validating a chunk costs.
 # GX 1.x has no option to turn it off but this threshold, so it is set to fingerprint nothing.
@@ -203,21 +201,20 @@ def validation_frame(raw: pd.DataFrame, mapping: EntityMapping, spec: EntityConf
 
 
 class Suite:
-    """One entity's checks bound to GX batch definitions; validates batch after batch.
+    """One entity's checks; validates batch after batch.
 
-    Generated checks read the source's text (a pattern sees ``12,5O`` as written); user
-    checks get numbers and timestamps for typed fields, so ``expect_column_mean_to_be_between``
-    or a date range work as GX documents them.
+    Generated checks read the source's text (a pattern sees ``12,5O`` as written) and are
+    evaluated by ``quality.generated``; user checks get numbers and timestamps for typed
+    fields, so ``expect_column_mean_to_be_between`` or a date range work as GX documents
+    them, and are validated by GX as one saved suite.
     """
 
     def __init__(self, name: str, checks: list[Check], key: str, types: dict[str, str]) -> None:
         self.key, self.types = key, types
-        self.parts = [
-            _Part(f"{name}.{kind}", [c for c in checks if c.typed == typed])
-            for kind, typed in (("text", False), ("typed", True))
-            if any(c.typed == typed for c in checks)
-        ]
-        self.checks = [c for part in self.parts for c in part.checks]  # the order failures are reported in
+        self.generated = [c for c in checks if not c.typed]
+        user = [c for c in checks if c.typed]
+        self.user = _UserSuite(f"{name}.typed", user) if user else None
+        self.checks = self.generated + user  # the order failures are reported in
 
     def validate(self, frame: pd.DataFrame) -> ChunkVerdict:
         """Run every check; blocking failures name the first check each bad row failed."""
@@ -225,14 +222,37 @@ class Suite:
             return ChunkVerdict(_no_failures(frame.index))
         # exact copies of a row are one record, not a duplicate key (no copies where every key is unique)
         distinct = frame if frame[self.key].is_unique else frame.drop_duplicates()
-        outcomes = []
-        for part in self.parts:
-            outcomes += part.run(_typed(distinct, self.types) if part.checks[0].typed else distinct)
+        outcomes = [_evaluated(check, distinct) for check in self.generated]
+        if self.user:
+            outcomes += self.user.run(_typed(distinct, self.types))
         return _verdict(self.checks, outcomes, distinct, self.key)
 
 
-class _Part:
-    """A saved GX suite and the batch definition it validates."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one check found in a batch."""
+
+    success: bool
+    rows: list[Any]  # the unexpected rows, in the batch's order
+    error: str | None = None  # the check itself crashed on the data
+    observed: str | None = None  # what a failed check on the batch as a whole saw; it names no rows
+
+
+def _evaluated(check: Check, frame: pd.DataFrame) -> Outcome:
+    """A generated check's outcome (``quality.generated``): it passes when no row is unexpected.
+
+    A check that cannot run on the batch (a column it names is missing) fails without naming
+    rows and reports why, as GX reports an expectation that raised.
+    """
+    try:
+        mask = generated.unexpected(check.expectation, frame)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's error, as GX's catch_exceptions does
+        return Outcome(success=False, rows=[], error=f"the check itself failed: {type(exc).__name__}: {exc}")
+    return Outcome(success=not mask.any(), rows=frame.index[mask.to_numpy()].tolist())
+
+
+class _UserSuite:
+    """The user checks of an entity as a saved GX suite, and the batch definition it validates."""
 
     def __init__(self, name: str, checks: list[Check]) -> None:
         self.checks = checks
@@ -243,11 +263,11 @@ class _Part:
         source = context.data_sources.add_pandas(f"{name}#{id(self)}")  # one per suite: no shared state
         self.batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("chunk")
 
-    def run(self, frame: pd.DataFrame) -> list[Any]:
+    def run(self, frame: pd.DataFrame) -> list[Outcome]:
         with _batch_of(self.batch_definition, frame) as batch:
             result = batch.validate(self.suite, result_format=_COMPLETE)
         by_id = {outcome.expectation_config.id: outcome for outcome in result.results}  # GX may reorder them
-        return [by_id[expectation.id] for expectation in self.suite.expectations]
+        return [_from_gx(by_id[expectation.id]) for expectation in self.suite.expectations]
 
 
 @contextmanager
@@ -270,6 +290,15 @@ def _batch_of(definition: Any, frame: pd.DataFrame) -> Iterator[Any]:
         engine._metric_cache.clear()
 
 
+def _from_gx(outcome: Any) -> Outcome:
+    """A GX validation result read as an ``Outcome``; a check that crashed names no rows."""
+    error = _crash(outcome)
+    if error:
+        return Outcome(success=outcome.success, rows=[], error=error)
+    rows = list(outcome.result.get("unexpected_index_list") or [])
+    return Outcome(success=outcome.success, rows=rows, observed=_observed(outcome))
+
+
 def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
     """Numbers and timestamps for typed fields; unreadable values become null."""
     typed = frame.copy()
@@ -286,15 +315,10 @@ _COMPLETE = {"result_format": "COMPLETE"}
 
 
 def run_checks(checks: list[Check], frame: pd.DataFrame, key: str, first_position: int = 0) -> ChunkVerdict:
-    """Checks whose arguments change from call to call (the parents found in a target, a count).
-
-    They are validated one by one on a shared batch definition instead of a saved suite.
-    """
+    """Generated checks whose arguments change from call to call (the parents found in a target, a count)."""
     if frame.empty:
         return ChunkVerdict(_no_failures(frame.index))
-    with _batch_of(_adhoc_batch_definition(), frame) as batch:
-        outcomes = [batch.validate(check.expectation, result_format=_COMPLETE) for check in checks]
-    return _verdict(checks, outcomes, frame, key, first_position)
+    return _verdict(checks, [_evaluated(check, frame) for check in checks], frame, key, first_position)
 
 
 def found_in_target(column: str, severity: str, rule: str) -> Check:
@@ -302,7 +326,7 @@ def found_in_target(column: str, severity: str, rule: str) -> Check:
     equals the column ``with_found`` adds, which holds the value where it was found and null where not.
 
     A pair of columns instead of ``expect_column_values_to_be_in_set`` over the values found:
-    GX copies a value set many times per validation, so a set of a chunk's keys cost seconds.
+    the check's arguments, kept in the report and Data Docs, stay as short as the rule.
     """
     pair = gxe.ExpectColumnPairValuesToBeEqual(column_A=column, column_B=_found_column(column))
     return Check(pair, column, severity, rule)
@@ -324,7 +348,7 @@ def unique(column: str, severity: str, rule: str) -> Check:
 
 
 def _verdict(
-    checks: list[Check], outcomes: list[Any], frame: pd.DataFrame, key: str, first_position: int = 0
+    checks: list[Check], outcomes: list[Outcome], frame: pd.DataFrame, key: str, first_position: int = 0
 ) -> ChunkVerdict:
     failures: dict[Any, dict[str, Any]] = {}
     stats = [
@@ -336,17 +360,15 @@ def _verdict(
 
 
 def _read(
-    position: int, check: Check, outcome: Any, frame: pd.DataFrame, key: str, failures: dict[Any, dict[str, Any]]
+    position: int, check: Check, outcome: Outcome, frame: pd.DataFrame, key: str, failures: dict[Any, dict[str, Any]]
 ) -> dict[str, Any]:
     """One check's statistics; its failing rows join ``failures`` when the check blocks and failed.
 
     A check that passed within its ``mostly`` tolerance still lists its unexpected rows; they
     are reported, not held.
     """
-    error = _crash(outcome)
-    rows = [] if error else list(outcome.result.get("unexpected_index_list") or [])
     examples = []
-    for row in rows:
+    for row in outcome.rows:
         value = _shown(check, frame, row)
         if len(examples) < EXAMPLES_KEPT:
             examples.append({"key": _text(frame.at[row, key]), "value": value})
@@ -360,10 +382,10 @@ def _read(
         "severity": check.severity,
         "rule": check.rule,
         "evaluated": len(frame),
-        "unexpected": len(rows),
+        "unexpected": len(outcome.rows),
         "examples": examples,
-        "error": error,
-        "observed": None if error else _observed(outcome),
+        "error": outcome.error,
+        "observed": outcome.observed,
         "kwargs": check.expectation.configuration.kwargs,
     }
 
@@ -404,16 +426,6 @@ def _reason(check: Check, value: str | None) -> str:
     shown = "null" if value is None else f"'{value}'"
     subject = f"field '{check.column}'" if check.column else "the record"
     return f"{check.name}: {subject} {check.rule}; found {shown}"
-
-
-@cache
-def _adhoc_batch_definition() -> Any:
-    return (
-        _context()
-        .data_sources.add_pandas("truesync-adhoc")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole")
-    )
 
 
 def fresh_context() -> Any:
