@@ -48,8 +48,8 @@ flow owns every field at the source and deletes what the source deleted
 are ``target_only`` and only reported.
 
 The configuration is written to a temporary directory (``TRUESYNC_CONFIG_DIR``): one entity
-``order``, the key and 6 fields, ``chunk_size: 20000`` and ``quality.batch_rows: 20000`` (at 50,000
-the compares took as long and held 100-160 MiB more), ``partition_size: 10000000``; connections as
+``order``, the key and 6 fields and no user expectations, ``chunk_size: 20000`` (at 50,000 the
+compares took as long and held 100-160 MiB more), ``partition_size: 10000000``; connections as
 ``AIRFLOW_CONN_<ID>`` variables.
 
     .venv/bin/pip install -r bench/requirements.txt -c constraints.txt   # reladiff (and dlt)
@@ -278,7 +278,6 @@ def flow_config() -> dict[str, Any]:
         "freshness_sla": "1d",
         "chunk_size": CHUNK_SIZE,
         "partition_size": PARTITION_SIZE,
-        "quality": {"batch_rows": CHUNK_SIZE},
         "ownership": {ENTITY: {"*": SOURCE_SYSTEM}},
         "compare": {"max_delete_share": 0.01, "deletes": {ENTITY: "delete"}},
     }

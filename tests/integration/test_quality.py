@@ -16,6 +16,7 @@ from sqlalchemy import delete
 
 from truesync import cli
 from truesync.config import ConfigError, ExpectationSpec, QualityConfig, load_config
+from truesync.pipeline.extract import batch_rows
 from truesync.pipeline.finalize import QualityThresholdError, post_load_checks
 from truesync.pipeline.job import EntityJob
 from truesync.quality import checks as quality
@@ -459,6 +460,15 @@ def test_a_generated_check_that_cannot_run_is_reported_and_holds_nothing() -> No
     verdict = quality.run_checks([missing], frame, "key")
     assert verdict.failures.empty
     assert verdict.stats[0]["error"] == "the check itself failed: KeyError: 'gone'"
+
+
+def test_chunks_are_joined_into_check_batches_only_for_gx_validating_user_expectations(demo: Demo) -> None:
+    flow = demo.config.flows[SHOP_FLOW]
+    assert flow.chunk_size < flow.quality.batch_rows, "the premise: a batch holds several chunks"
+    customer, order = (EntityJob(demo.config, demo.store, SHOP_FLOW, e, "r") for e in ("customer", "order"))
+    assert demo.config.entities["customer"].expectations and not demo.config.entities["order"].expectations
+    assert batch_rows(customer) == flow.quality.batch_rows
+    assert batch_rows(order) == flow.chunk_size, "generated checks have no fixed cost to spread"
 
 
 def test_an_empty_batch_is_no_error() -> None:

@@ -332,7 +332,7 @@ class QualityConfig(_Strict):
     """When data quality fails a run, raises an alert, and what reports may show."""
 
     mask_pii: bool = True
-    batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="rows validated per Great Expectations call")
+    batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="rows of user checks validated per GX call")
     max_blocked_share: float = Field(0.05, ge=0, le=1, description="run fails above this share blocked per entity")
     min_records: int = Field(20, ge=0, description="shares of smaller batches are not judged: one bad row is not 100%")
     max_class_share: dict[str, float] = Field(

@@ -52,7 +52,7 @@ def extract_entity(job: EntityJob, window: Window) -> int:
     mapping = job.mapping("source")
     staging.clear(job.store, job.run_id, job.entity)
     checks.clear(job.store, job.run_id, job.entity, "extract")
-    batch = max(flow.chunk_size, flow.quality.batch_rows)
+    batch = batch_rows(job)
     with WriteBehind("truesync-stage") as behind:
         window_rows = read_ahead(source.extract(mapping, window.start, window.end, flow.chunk_size), "truesync-read")
         for raw in batched(window_rows, batch):
@@ -88,18 +88,25 @@ def stage_fetched(job: EntityJob, source: Source, keys: Iterator[list[str]]) -> 
     read ahead, each batch staged behind the next); returns how many distinct records are staged. A key
     the source no longer holds is not staged.
     """
-    flow = job.config.flows[job.flow]
     fetched = read_ahead((source.fetch(job.mapping("source"), page) for page in keys), "truesync-read")
     with WriteBehind("truesync-stage") as behind:
-        for raw in batched(fetched, max(flow.chunk_size, flow.quality.batch_rows)):
+        for raw in batched(fetched, batch_rows(job)):
             behind.submit(staging.stage, job.store, job.run_id, job.entity, prepare(job, raw))
     return staging.count(job.store, job.run_id, job.entity)
 
 
-def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
-    """Consecutive chunks joined into batches of about ``rows``: a GX validation has a fixed cost
-    per call (~0.1 s), so checking 50,000 rows at once costs a third of checking them 5,000 at a time.
+def batch_rows(job: EntityJob) -> int:
+    """Rows checked at once. An entity with user expectations joins chunks into batches of
+    ``quality.batch_rows``: GX's validation of them has a fixed cost per call (~0.1 s), so
+    checking 50,000 rows at once costs a third of checking them 5,000 at a time. Without them
+    each chunk is its own batch, and memory is bounded by ``chunk_size``.
     """
+    flow = job.config.flows[job.flow]
+    return max(flow.chunk_size, flow.quality.batch_rows) if suite(job).user else flow.chunk_size
+
+
+def batched(chunks: Iterator[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """Consecutive chunks joined into batches of about ``rows``."""
     pending: list[pd.DataFrame] = []
     size = 0
     for chunk in chunks:
