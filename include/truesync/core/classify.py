@@ -65,8 +65,17 @@ def side_hash(frame: pd.DataFrame, shared: list[str]) -> pd.Series:
     Owned and shared fields are hashed apart: who moved on an owned field decides the class,
     who moved on a shared field decides which value a shared field keeps.
     """
+    return _joined(_side_halves(frame, shared))
+
+
+def _side_halves(frame: pd.DataFrame, shared: list[str]) -> tuple[pd.Series, pd.Series]:
+    """The owned and the shared half of ``side_hash``, apart."""
     owned = [f for f in frame.columns if f not in shared]
-    return row_hash(frame[owned]) + ":" + row_hash(frame[shared])
+    return row_hash(frame[owned]), row_hash(frame[shared])
+
+
+def _joined(halves: tuple[pd.Series, pd.Series]) -> pd.Series:
+    return halves[0] + ":" + halves[1]
 
 
 @dataclass
@@ -113,18 +122,23 @@ def origin_ts(hashes: pd.Series, ts: pd.Series, written: pd.DataFrame) -> pd.Ser
 
 
 def _halves(hashes: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A ``side_hash`` text split into its halves; no hash (no ledger entry) splits into two blanks."""
+    if hashes.isna().all():
+        blanks = pd.Series("", index=hashes.index, dtype=object)
+        return blanks, blanks
     parts = [h.partition(":") if isinstance(h, str) else ("", "", "") for h in hashes]
     owned = pd.Series([p[0] for p in parts], index=hashes.index, dtype=object)
     return owned, pd.Series([p[2] for p in parts], index=hashes.index, dtype=object)
 
 
-def _moves(source_hash: pd.Series, target_hash: pd.Series, entry: pd.DataFrame) -> _Moves:
+def _moves(source: tuple[pd.Series, pd.Series], target: tuple[pd.Series, pd.Series], entry: pd.DataFrame) -> _Moves:
+    """Who moved since ``entry``, from each side's hash halves (``_side_halves``) now."""
     known = entry["source_hash"].notna()
     (seen_owned, seen_shared), (wrote_owned, wrote_shared) = (
         _halves(entry["source_hash"]),
         _halves(entry["target_hash"]),
     )
-    (s_owned, s_shared), (t_owned, t_shared) = _halves(source_hash), _halves(target_hash)
+    (s_owned, s_shared), (t_owned, t_shared) = source, target
     return _Moves(
         known,
         known & (s_owned != seen_owned),
@@ -156,11 +170,13 @@ def classify(
     t = target.reindex(source.index)[fields]
     t_ts = target_ts.reindex(source.index)
     s_ts = source_ts.reindex(source.index)
-    source_hash, target_hash = side_hash(source, shared), side_hash(t, shared)
-    moved = _moves(source_hash, target_hash, ledger.reindex(source.index))
+    source_halves, target_halves = _side_halves(source, shared), _side_halves(t, shared)
+    source_hash = _joined(source_halves)
+    moved = _moves(source_halves, target_halves, ledger.reindex(source.index))
     s_when, t_when = s_ts, t_ts
     if echoes is not None:
-        s_when, t_when = origin_ts(source_hash, s_ts, echoes.source), origin_ts(target_hash, t_ts, echoes.target)
+        s_when = origin_ts(source_hash, s_ts, echoes.source)
+        t_when = origin_ts(_joined(target_halves), t_ts, echoes.target)
 
     desired, conflict = _resolve_shared(source, t, s_when, t_when, present, shared, moved)
     same = _equal(desired, t).all(axis=1) & present
@@ -185,7 +201,7 @@ def classify(
             "overdue": np.isin(classes, [MISSING, DELAYED]) & (s_ts < pd.Timestamp(overdue_before)).to_numpy(),
             "conflict": conflict,
             "source_hash": source_hash,
-            "target_hash": side_hash(desired, shared),
+            "target_hash": side_hash(desired, shared) if shared else source_hash,  # owned: as the source
         },
         index=source.index,
     )

@@ -420,14 +420,18 @@ def _advances(last: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
 
 
 def _after(columns: list[Any], values: tuple[Any, ...]) -> Any:
-    """Rows after ``values`` in the order of ``columns``: ``c0 > v0 OR (c0 = v0 AND (c1 > v1 OR …))``.
+    """Rows after ``values`` in the order of ``columns``:
+    ``c0 >= v0 AND (c0 > v0 OR (c0 = v0 AND (c1 > v1 OR …)))``.
 
-    Spelt out rather than as a row comparison, which MariaDB does not serve from an index.
+    Spelt out rather than as a row comparison, which MariaDB does not serve from an index. The
+    leading ``c0 >= v0`` says the same as the rest, but it is what PostgreSQL starts its index
+    scan at: without it, the scan starts at the window's start and filters out every row of the
+    pages before, so paging through a window cost the square of its size.
     """
     condition = columns[-1] > values[-1]
     for column, value in zip(reversed(columns[:-1]), reversed(values[:-1]), strict=True):
         condition = or_(column > value, and_(column == value, condition))
-    return condition
+    return and_(columns[0] >= values[0], condition) if len(columns) > 1 else condition
 
 
 def _python_type(column_type: Any) -> type | None:
