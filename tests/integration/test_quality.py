@@ -397,6 +397,7 @@ def _odd_batch(text_dtype: str) -> pd.DataFrame:
             "text": pd.Series(_ODD_TEXT, index=index, dtype=text_dtype),
             "other": pd.Series(_ODD_OTHER, index=index, dtype=text_dtype),
             "number": pd.Series(_ODD_NUMBERS, index=index, dtype=float),
+            "whole": pd.Series([2**53 + i for i in range(len(_ODD_TEXT))], index=index, dtype="int64"),
         }
     )
 
@@ -412,6 +413,7 @@ _GENERATED = [
     quality.gxe.ExpectColumnValuesToBeBetween(column="number", min_value=0),
     quality.gxe.ExpectColumnValuesToBeBetween(column="number", max_value=99.99),
     quality.gxe.ExpectColumnValuesToBeBetween(column="number", min_value=0, max_value=100, strict_min=True),
+    quality.gxe.ExpectColumnValuesToBeBetween(column="whole", max_value=2**53),  # past a float's whole numbers
     quality.gxe.ExpectCompoundColumnsToBeUnique(column_list=["text", "other"]),
     quality.gxe.ExpectCompoundColumnsToBeUnique(column_list=["other", "number"]),
     quality.gxe.ExpectColumnPairValuesToBeEqual(column_A="text", column_B="other"),

@@ -13,7 +13,7 @@ every type against GX's own result on batches with nulls, NaN, unicode and repea
 - *null* is what pandas calls missing: ``None``, ``NaN``, ``NaT``; an empty text is a value;
 - a column check other than not-null never judges a null value (GX filters them out);
 - a pattern is searched for in the value as text (``str.contains``): it matches whole values only if anchored;
-- a range is inclusive unless ``strict_min``/``strict_max`` say otherwise;
+- a range is inclusive unless ``strict_min``/``strict_max`` say otherwise, compared as floats;
 - compound uniqueness skips rows whose every column is null, and flags every copy of a
   combination that appears twice;
 - a pair of columns skips rows where both are null; a value against a null differs;
@@ -58,7 +58,7 @@ def _matches(expectation: Any, frame: pd.DataFrame) -> pd.Series:
 
 
 def _between(expectation: Any, frame: pd.DataFrame) -> pd.Series:
-    values = frame[expectation.column].astype(float)
+    values = frame[expectation.column].astype(float)  # GX reads the bounds as floats too
     inside = pd.Series(True, index=frame.index)
     low, high = expectation.min_value, expectation.max_value
     if low is not None:
