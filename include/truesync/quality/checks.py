@@ -5,9 +5,10 @@ types, code maps, formats, ranges) plus the expectations users add by name. Chec
 each extracted chunk, never on whole tables, with one ephemeral GX context and one suite
 per entity reused across chunks. Every check is a GX expectation, named and reported as
 GX names it. The ones generated from the YAML are evaluated by ``quality.generated`` with
-GX's pandas rules, a vectorised line each; user expectations are validated by GX, which
-finds their failing rows (its unexpected index list). truesync turns the rows into
-exception-queue reasons and per-check statistics.
+GX's pandas rules, a vectorised line each, and never built as GX objects; user expectations
+are validated by GX, which finds their failing rows (its unexpected index list). GX is
+imported on first use (``_gx``): a process whose entities have no user expectations never
+imports it. truesync turns the rows into exception-queue reasons and per-check statistics.
 """
 
 from __future__ import annotations
@@ -18,16 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import great_expectations as gx  # analytics are off: the package's __init__ ran first
-import great_expectations.expectations as gxe
 import pandas as pd
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
-from great_expectations.execution_engine import pandas_execution_engine
-from great_expectations.expectations.registry import get_expectation_impl
 
 from truesync.config import (
     CHANGE_TIME,
@@ -42,17 +34,14 @@ from truesync.config import (
 from truesync.core.canonical import as_text, blank, raw_keys, read_times, to_utc_naive
 from truesync.core.money import iso_currencies
 from truesync.quality import generated
+from truesync.quality.generated import BETWEEN, COMPOUND_UNIQUE, IN_SET, MATCHES, NOT_NULL, PAIR_EQUAL, UNIQUE
 from truesync.support.frames import iso_text
-
-# GX fingerprints every pandas batch below this many bytes (pandas' hash of every row, then MD5)
-# for its batch markers, which truesync never reads: nearly half of what validating a chunk costs.
-# GX 1.x has no option to turn it off but this threshold, so it is set to fingerprint nothing.
-pandas_execution_engine.HASH_THRESHOLD = 0
 
 BLOCK, WARN = "block", "warn"
 CHANGE_INSTANT = "change_time_utc"  # the change time parsed: one instant spelled two ways is one instant
 EXAMPLES_KEPT = 5
 NUMBER_SUFFIX = "_as_number"
+_expect = generated.expectation
 
 _TYPE_PATTERNS = {
     "integer": (r"^\s*[-+]?\d+(?:\.0*)?\s*$", "must be a whole number"),
@@ -85,7 +74,7 @@ class ExpectationConfigError(ValueError):
 class Check:
     """One expectation of a suite, with what a person needs to read its failures."""
 
-    expectation: Any  # a great_expectations Expectation
+    expectation: Any  # a generated.Expectation, or a great_expectations Expectation for a user check
     column: str | None
     severity: str
     rule: str  # what a good value looks like, e.g. "must be an email address"
@@ -94,6 +83,13 @@ class Check:
     @property
     def name(self) -> str:
         return self.expectation.expectation_type
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The expectation's arguments, as GX's configuration holds them."""
+        if isinstance(self.expectation, generated.Expectation):
+            return self.expectation.kwargs
+        return self.expectation.configuration.kwargs
 
 
 @dataclass
@@ -104,8 +100,25 @@ class ChunkVerdict:
     stats: list[dict[str, Any]] = field(default_factory=list)  # one per check, for reports and Data Docs
 
 
+@cache
+def _gx() -> Any:
+    """Great Expectations, imported on first use: only user expectations and Data Docs need it, and the
+    import costs 2.5 s and 130 MiB."""
+    import great_expectations as gx  # analytics are off: the package's __init__ ran first
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every pandas batch below this many bytes (pandas' hash of every row, then MD5)
+    # for its batch markers, which truesync never reads: nearly half of what validating a chunk costs.
+    # GX 1.x has no option to turn it off but this threshold, so it is set to fingerprint nothing.
+    pandas_execution_engine.HASH_THRESHOLD = 0
+    return gx
+
+
 def user_expectation(spec: ExpectationSpec) -> Any:
     """A GX expectation from its snake_case name and arguments; unknown names and bad arguments raise."""
+    _gx()
+    from great_expectations.expectations.registry import get_expectation_impl
+
     try:
         impl = get_expectation_impl(spec.expectation)
     except Exception as exc:  # noqa: BLE001 - GX raises its own ExpectationNotFoundError
@@ -134,11 +147,11 @@ def check_expectations(config: Config) -> None:
 
 def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) -> list[Check]:
     """The entity's suite, in the order failures are reported: key first, user checks last."""
-    checks = [Check(gxe.ExpectColumnValuesToNotBeNull(column=f), f, BLOCK, "must not be null") for f in spec.key_fields]
+    checks = [Check(_expect(NOT_NULL, column=f), f, BLOCK, "must not be null") for f in spec.key_fields]
     if mapping.cursor:
-        checks.append(Check(gxe.ExpectColumnValuesToNotBeNull(column=CHANGE_TIME), CHANGE_TIME, BLOCK,
+        checks.append(Check(_expect(NOT_NULL, column=CHANGE_TIME), CHANGE_TIME, BLOCK,
                             f"(column '{mapping.cursor}') must not be null"))  # fmt: skip
-        unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=[spec.key, CHANGE_INSTANT])
+        unique = _expect(COMPOUND_UNIQUE, column_list=[spec.key, CHANGE_INSTANT])
         checks.append(Check(unique, spec.key, BLOCK, "must not appear twice with the same change time"))
     for name in fields:
         required = spec.fields[name].required and name not in spec.key_fields  # the key's own check comes first
@@ -154,22 +167,22 @@ def build_checks(spec: EntityConfig, mapping: EntityMapping, fields: list[str]) 
 def _field_checks(name: str, spec: FieldSpec, mapping: EntityMapping, required: bool) -> list[Check]:
     checks = []
     if required:
-        checks.append(Check(gxe.ExpectColumnValuesToNotBeNull(column=name), name, BLOCK, "must not be null"))
+        checks.append(Check(_expect(NOT_NULL, column=name), name, BLOCK, "must not be null"))
     if name in mapping.codes:
         codes = sorted(mapping.codes[name])
-        in_set = gxe.ExpectColumnValuesToBeInSet(column=name, value_set=codes)
+        in_set = _expect(IN_SET, column=name, value_set=codes)
         checks.append(Check(in_set, name, BLOCK, f"must be one of the codes {', '.join(codes)}"))
     elif spec.type in _TYPE_PATTERNS:
         pattern, rule = _TYPE_PATTERNS[spec.type]
-        checks.append(Check(gxe.ExpectColumnValuesToMatchRegex(column=name, regex=pattern), name, BLOCK, rule))
+        checks.append(Check(_expect(MATCHES, column=name, regex=pattern), name, BLOCK, rule))
     if spec.format == "currency":
-        currencies = gxe.ExpectColumnValuesToBeInSet(column=name, value_set=sorted(iso_currencies()))
+        currencies = _expect(IN_SET, column=name, value_set=sorted(iso_currencies()))
         checks.append(Check(currencies, name, spec.severity, "must be an ISO 4217 currency code"))
     elif spec.format:
         pattern, rule = _FORMAT_PATTERNS[spec.format]
-        checks.append(Check(gxe.ExpectColumnValuesToMatchRegex(column=name, regex=pattern), name, spec.severity, rule))
+        checks.append(Check(_expect(MATCHES, column=name, regex=pattern), name, spec.severity, rule))
     if spec.min is not None or spec.max is not None:
-        between = gxe.ExpectColumnValuesToBeBetween(column=name + NUMBER_SUFFIX, min_value=spec.min, max_value=spec.max)
+        between = _expect(BETWEEN, column=name + NUMBER_SUFFIX, min_value=spec.min, max_value=spec.max)
         checks.append(Check(between, name, spec.severity, _range_rule(spec)))
     return checks
 
@@ -258,7 +271,7 @@ class _UserSuite:
         self.checks = checks
         context = _context()
         self.suite = context.suites.add_or_update(
-            gx.ExpectationSuite(name=name, expectations=[c.expectation for c in checks])
+            _gx().ExpectationSuite(name=name, expectations=[c.expectation for c in checks])
         )
         source = context.data_sources.add_pandas(f"{name}#{id(self)}")  # one per suite: no shared state
         self.batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("chunk")
@@ -328,7 +341,7 @@ def found_in_target(column: str, severity: str, rule: str) -> Check:
     A pair of columns instead of ``expect_column_values_to_be_in_set`` over the values found:
     the check's arguments, kept in the report and Data Docs, stay as short as the rule.
     """
-    pair = gxe.ExpectColumnPairValuesToBeEqual(column_A=column, column_B=_found_column(column))
+    pair = _expect(PAIR_EQUAL, column_A=column, column_B=_found_column(column))
     return Check(pair, column, severity, rule)
 
 
@@ -344,7 +357,7 @@ def _found_column(column: str) -> str:
 
 def unique(column: str, severity: str, rule: str) -> Check:
     """No value of ``column`` appears twice: a written record matches one target record, not several."""
-    return Check(gxe.ExpectColumnValuesToBeUnique(column=column), column, severity, rule)
+    return Check(_expect(UNIQUE, column=column), column, severity, rule)
 
 
 def _verdict(
@@ -386,7 +399,7 @@ def _read(
         "examples": examples,
         "error": outcome.error,
         "observed": outcome.observed,
-        "kwargs": check.expectation.configuration.kwargs,
+        "kwargs": check.kwargs,
     }
 
 
@@ -417,7 +430,7 @@ def _text(value: Any) -> str | None:
 
 def _shown(check: Check, frame: pd.DataFrame, row: Any) -> str | None:
     """The offending value: the column's value, or the key and change time of a duplicate."""
-    columns = getattr(check.expectation, "column_list", None) or ([check.column] if check.column else [])
+    columns = check.kwargs.get("column_list") or ([check.column] if check.column else [])
     values = [_text(frame.at[row, c]) if c in frame else None for c in columns]
     return values[0] if len(values) == 1 else " @ ".join(v or "" for v in values) or None
 
@@ -430,6 +443,13 @@ def _reason(check: Check, value: str | None) -> str:
 
 def fresh_context() -> Any:
     """An ephemeral GX context: no files (not even a temporary docs site), no cloud, no progress bars."""
+    gx = _gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     in_memory = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(store_backend_defaults=in_memory))
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

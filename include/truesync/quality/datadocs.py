@@ -10,23 +10,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
-from great_expectations.core.run_identifier import RunIdentifier
-from great_expectations.data_context.types.resource_identifiers import (
-    ExpectationSuiteIdentifier,
-    ValidationResultIdentifier,
-)
-from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+from typing import TYPE_CHECKING, Any
 
 from truesync.quality.checks import fresh_context
+
+if TYPE_CHECKING:  # imported where a site is built: a process that builds none never imports GX
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
 
 
 def build_site(
     directory: Path, flow: str, source: str, run_id: str, run_time: datetime, entities: dict[str, list[dict[str, Any]]]
 ) -> Path:
     """Render the run's checks per entity into ``directory``; returns the site's index page."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
     context = fresh_context()
     site = {
         "class_name": "SiteBuilder",
@@ -46,6 +48,8 @@ def build_site(
 def _suite_result(
     suite: str, source: str, entity: str, run: RunIdentifier, items: list[dict[str, Any]]
 ) -> ExpectationSuiteValidationResult:
+    from great_expectations.core import ExpectationSuiteValidationResult
+
     results = [_result(item) for item in items]
     passed = sum(r.success for r in results)
     return ExpectationSuiteValidationResult(
@@ -73,6 +77,9 @@ def _suite_result(
 
 def _result(item: dict[str, Any]) -> ExpectationValidationResult:
     """One check summed over the run's chunks, in the shape GX's renderers expect."""
+    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
     evaluated, unexpected = item["evaluated"], item["unexpected"]
     percent = 100.0 * unexpected / evaluated if evaluated else 0.0
     kwargs = item.get("kwargs") or ({"column": item["column"]} if item["column"] else {})
