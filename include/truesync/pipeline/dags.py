@@ -36,11 +36,12 @@ it (:func:`triggered_until`), so it never reaches past what the other flow has w
 emits nothing, because Airflow would start the waiting flow once per backfilled interval, each
 run reaching up to now (apache/airflow#52665): backfill the waiting flow over the same dates instead.
 
-**Task start-up.** Each task imports its stage (pandas, SQLAlchemy, Great Expectations: about two
-seconds of CPU, most of a short task). :func:`preloaded_workers` has the workers import
-:data:`TASK_MODULES` once: the LocalExecutor's start from a ``forkserver`` that imported them, a
-Celery worker imports them before it forks its pool. Airflow forks each task from a worker, so the
-task inherits them instead of importing them again.
+**Task start-up.** Each task imports its stage (pandas, SQLAlchemy, and Great Expectations where
+it checks user expectations or builds Data Docs: about two seconds of CPU, most of a short task).
+:func:`preloaded_workers` has the workers import :data:`TASK_MODULES` once: the LocalExecutor's
+start from a ``forkserver`` that imported them, a Celery worker imports them before it forks its
+pool. Airflow forks each task from a worker, so the task inherits them instead of importing them
+again.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ TASK_MODULES = (
     "truesync.pipeline.finalize",
     "truesync.pipeline.load",
     "truesync.pipeline.reprocess",
+    "truesync.quality.gx",  # imported on first use: user expectations, Data Docs
 )
 
 

@@ -7,8 +7,8 @@ per entity reused across chunks. Every check is a GX expectation, named and repo
 GX names it. The ones generated from the YAML are evaluated by ``quality.generated`` with
 GX's pandas rules, a vectorised line each, and never built as GX objects; user expectations
 are validated by GX, which finds their failing rows (its unexpected index list). GX is
-imported on first use (``_gx``): a process whose entities have no user expectations never
-imports it. truesync turns the rows into exception-queue reasons and per-check statistics.
+imported on first use (``quality.gx``): a process whose entities have no user expectations
+imports it only to build Data Docs. truesync turns the rows into exception-queue reasons and per-check statistics.
 """
 
 from __future__ import annotations
@@ -100,17 +100,10 @@ class ChunkVerdict:
     stats: list[dict[str, Any]] = field(default_factory=list)  # one per check, for reports and Data Docs
 
 
-@cache
 def _gx() -> Any:
-    """Great Expectations, imported on first use: only user expectations and Data Docs need it, and the
-    import costs 2.5 s and 130 MiB."""
-    import great_expectations as gx  # analytics are off: the package's __init__ ran first
-    from great_expectations.execution_engine import pandas_execution_engine
+    """Great Expectations, imported on first use (``quality.gx``)."""
+    from truesync.quality.gx import gx
 
-    # GX fingerprints every pandas batch below this many bytes (pandas' hash of every row, then MD5)
-    # for its batch markers, which truesync never reads: nearly half of what validating a chunk costs.
-    # GX 1.x has no option to turn it off but this threshold, so it is set to fingerprint nothing.
-    pandas_execution_engine.HASH_THRESHOLD = 0
     return gx
 
 
