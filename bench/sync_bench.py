@@ -89,6 +89,7 @@ def run_once() -> dict[str, float]:
     from truesync.pipeline.job import EntityJob, begin_run
     from truesync.pipeline.load import sync_entity
     from truesync.pipeline.window import Window
+    from truesync.quality import gx  # noqa: F401 - imported on first use; here before the clock, as every import
     from truesync.reporting.report import entity_report
     from truesync.store import Store, runs
 
