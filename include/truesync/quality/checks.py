@@ -8,7 +8,8 @@ GX names it. The ones generated from the YAML are evaluated by ``quality.generat
 GX's pandas rules, a vectorised line each, and never built as GX objects; user expectations
 are validated by GX, which finds their failing rows (its unexpected index list). GX is
 imported on first use (``quality.gx``): a process whose entities have no user expectations
-imports it only to build Data Docs. truesync turns the rows into exception-queue reasons and per-check statistics.
+imports it only to build Data Docs. truesync turns the failing rows into exception-queue
+reasons and per-check statistics.
 """
 
 from __future__ import annotations
