@@ -5,8 +5,8 @@ entry and Data Docs are GX's. What this module replaces is GX's validation of it
 a batch through GX builds a metric graph per expectation and call and computes each null
 mask several times; in the anchor benchmark that cost 2 of 11 seconds, while the same
 answers are one vectorised line per expectation in GX's own pandas metric providers. And
-the check is never built as a GX object, so a process that runs only generated checks never
-imports GX, which costs 2.5 s and 130 MiB in each Airflow task. User expectations
+the check is never built as a GX object, so a process that runs only generated checks does
+not import GX for them (1.7 s and 128 MiB as installed; ``quality.gx``). User expectations
 (``expectations:`` in the YAML, any of GX's) are still validated by GX.
 
 Each rule below is GX 1.x's pandas rule, and ``tests/integration/test_quality.py`` holds
