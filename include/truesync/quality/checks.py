@@ -374,9 +374,11 @@ def _read(
     A check that passed within its ``mostly`` tolerance still lists its unexpected rows; they
     are reported, not held.
     """
+    kwargs = check.kwargs  # a user check's GX configuration is built anew on each read
+    columns = kwargs.get("column_list") or ([check.column] if check.column else [])
     examples = []
     for row in outcome.rows:
-        value = _shown(check, frame, row)
+        value = _shown(columns, frame, row)
         if len(examples) < EXAMPLES_KEPT:
             examples.append({"key": _text(frame.at[row, key]), "value": value})
         if check.severity == BLOCK and not outcome.success and row not in failures:
@@ -393,7 +395,7 @@ def _read(
         "examples": examples,
         "error": outcome.error,
         "observed": outcome.observed,
-        "kwargs": check.kwargs,
+        "kwargs": kwargs,
     }
 
 
@@ -422,9 +424,8 @@ def _text(value: Any) -> str | None:
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
-def _shown(check: Check, frame: pd.DataFrame, row: Any) -> str | None:
-    """The offending value: the column's value, or the key and change time of a duplicate."""
-    columns = check.kwargs.get("column_list") or ([check.column] if check.column else [])
+def _shown(columns: list[str], frame: pd.DataFrame, row: Any) -> str | None:
+    """The offending value: the checked column's value, or the key and change time of a duplicate."""
     values = [_text(frame.at[row, c]) if c in frame else None for c in columns]
     return values[0] if len(values) == 1 else " @ ".join(v or "" for v in values) or None
 
